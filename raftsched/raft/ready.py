@@ -1,0 +1,55 @@
+"""`Ready`: everything the runtime must do after driving the core, with its ordering rules.
+
+The driver loop (the runtime's whole job; raftsched/sim and raftsched/server both do this):
+
+    while True:
+        wait for a tick, an incoming message, a proposal or a read request
+        node.tick() / node.step(msg) / node.propose(data) / node.read_index(ctx)
+        if node.has_ready():
+            rd = node.ready()
+            send(rd.eager_messages)             # may overlap with the fsync below
+            storage.append(rd.entries)          # truncating any conflicting suffix
+            storage.set_hard_state(rd.hard_state) if rd.hard_state
+            storage.apply_snapshot(rd.snapshot) if rd.snapshot; restore the application from it
+            fsync if rd.must_sync               # one fsync covers all of it (group commit)
+            send(rd.messages)                   # only now: they promise what was just synced
+            apply(rd.committed_entries)         # in order; answer clients whose entries these are
+            serve(rd.read_states) once applied >= read_state.index
+            node.advance(rd)                    # tells the core all of the above is done
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .messages import Message
+from .types import Entry, HardState, ReadState, Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    # Persist before sending `messages` (§5.1: a vote or term must survive a crash before
+    # anyone learns of it). None when unchanged since the last Ready.
+    hard_state: HardState | None
+    # Append to stable storage before sending `messages`: a follower's AppendEntriesResponse
+    # and the leader's own commit count promise these are durable. Entries that conflict
+    # with ones already stored replace them and everything after them.
+    entries: tuple[Entry, ...]
+    # A snapshot received from the leader: install in storage (replacing the log up to its
+    # index) and restore the application from it, before applying `committed_entries`.
+    snapshot: Snapshot | None
+    # Send only after hard_state, entries and snapshot above are durable.
+    messages: tuple[Message, ...]
+    # Depend on nothing in this Ready's persistence: the leader's AppendEntries, heartbeats
+    # and snapshot chunks. Sending them before or while fsyncing lets the leader write its
+    # disk in parallel with replication (dissertation §10.2.1); the leader counts itself
+    # towards a commit only after `advance`, i.e. after its own fsync.
+    eager_messages: tuple[Message, ...]
+    # Committed entries to apply to the state machine, in index order. They are always
+    # already durable locally (they came from an earlier Ready or from storage).
+    committed_entries: tuple[Entry, ...]
+    # Confirmed linearizable reads (§6.4): serve each once applied >= its index.
+    read_states: tuple[ReadState, ...]
+    # True when hard_state, entries or snapshot must reach the disk before `messages` go
+    # out. False allows skipping the fsync (e.g. a Ready that only carries commits).
+    must_sync: bool
