@@ -1,0 +1,190 @@
+"""Throughput of the scheduler state machine's apply, on one core, without Raft or I/O.
+
+Measures, on a state machine holding `--jobs` pending jobs (default 1,000,000):
+- submits/s: SubmitJobs commands of one job each (`--batch` > 1 also shows batched submits);
+- leases/s and completes/s: Lease of one job each, then Complete of each leased job;
+- lease cost at 10k pending vs at `--jobs` pending (must be within 2x: the pending index is a
+  heap, so a lease costs O(log n));
+- memory per million pending jobs: RSS growth while the jobs were submitted (commands are built
+  and dropped in chunks, so only what the state keeps is counted), scaled to 1M.
+
+Commands are built before the clock starts (parsing and decoding are not apply); every apply
+gets a fresh index and a stamp that advances 1 ms per 100 commands. Python's garbage collector
+stays on, as in production. Rates are per CPU second of this process (time.process_time), so
+other processes sharing the machine do not distort them; wall-clock rates are recorded too.
+Prints a table and writes bench/results/sched_apply.json.
+
+    python -m bench.sched_apply            # 1M jobs, a minute or two
+    python -m bench.sched_apply --quick    # 100k jobs, smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from raftsched.sched import (
+    Complete,
+    JobSpec,
+    Lease,
+    Ok,
+    SchedulerState,
+    SubmitJobs,
+    WorkerHeartbeat,
+)
+from raftsched.sched.limits import Limits
+
+CHUNK = 10_000
+LEASE_SAMPLE = 20_000
+RESULTS = Path(__file__).parent / "results" / "sched_apply.json"
+START_MS = 1_700_000_000_000
+
+
+class Driver:
+    """Feeds commands with increasing indexes and stamps, like committed Raft entries."""
+
+    def __init__(self, state: SchedulerState) -> None:
+        self.state = state
+        self.index = 0
+        self.wall_s = 0.0  # wall time of all runs, for the record
+
+    def run(self, commands: list[Any]) -> tuple[float, list[Any]]:
+        """Apply all; returns (CPU seconds, results)."""
+        state = self.state
+        index = self.index
+        results = []
+        apply = state.apply
+        w0, t0 = time.perf_counter(), time.process_time()
+        for cmd in commands:
+            index += 1
+            results.append(apply(cmd, index, START_MS + index // 100))
+        elapsed = time.process_time() - t0
+        self.wall_s += time.perf_counter() - w0
+        self.index = index
+        return elapsed, results
+
+
+def submit_chunks(total: int, batch: int, prefix: str) -> Iterator[list[SubmitJobs]]:
+    n = 0
+    while n < total:
+        chunk = []
+        for _ in range(min(CHUNK, total - n) // batch or 1):
+            chunk.append(SubmitJobs(jobs=tuple(
+                JobSpec(id=f"{prefix}{n + k}", queue="q", payload={"n": n + k})
+                for k in range(batch))))
+            n += batch
+        yield chunk
+
+
+def rss_bytes() -> int:
+    return int(psutil.Process(os.getpid()).memory_info().rss)
+
+
+def fill(driver: Driver, total: int, batch: int, prefix: str) -> tuple[float, int]:
+    """Submit `total` jobs; returns (apply seconds, jobs submitted)."""
+    seconds, count = 0.0, 0
+    for chunk in submit_chunks(total, batch, prefix):
+        elapsed, results = driver.run(chunk)
+        assert all(isinstance(r, Ok) for r in results)
+        seconds += elapsed
+        count += len(chunk) * batch
+    return seconds, count
+
+
+def lease_and_complete(driver: Driver, count: int) -> tuple[float, float]:
+    """`count` single-job leases then their completes; returns (lease s, complete s)."""
+    driver.run([WorkerHeartbeat(worker_id="bench", capacity=10**9, ttl_ms=10**12)])
+    lease_s, results = driver.run([Lease(queue="q", worker_id="bench") for _ in range(count)])
+    completes = []
+    for r in results:
+        assert isinstance(r, Ok) and len(r.value["leases"]) == 1, r
+        granted = r.value["leases"][0]
+        completes.append(Complete(job_id=granted["job_id"], token=granted["token"]))
+    complete_s, results = driver.run(completes)
+    assert all(isinstance(r, Ok) for r in results)
+    return lease_s, complete_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="100k jobs")
+    parser.add_argument("--batch", type=int, default=100, help="jobs per batched submit")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    total = 100_000 if args.quick else args.jobs
+    sample = min(LEASE_SAMPLE, total // 5)
+    limits = Limits(max_jobs_per_queue=10 * total + 100_000)
+
+    # 1. submits, one job per command, into a fresh state; RSS growth = memory of the state.
+    big = Driver(SchedulerState(limits))
+    rss0 = rss_bytes()
+    submit_s, submitted = fill(big, total, 1, "j")
+    submit_wall_s = big.wall_s
+    rss_per_million = (rss_bytes() - rss0) * 1_000_000 / submitted
+    # 2. leases and completes at full depth.
+    lease_big_s, complete_big_s = lease_and_complete(big, sample)
+    # 3. the same on a shallow queue (10k pending), for the depth comparison.
+    small = Driver(SchedulerState(limits))
+    fill(small, 10_000 + sample, 1, "s")
+    lease_small_s, _ = lease_and_complete(small, sample)
+    del small
+    # 4. batched submits (same state, more jobs).
+    batch_total = min(total, 200_000)
+    batch_s, batched = fill(big, batch_total, args.batch, "b")
+
+    rows = {
+        "jobs_pending": total,
+        "submits_per_s": submitted / submit_s,
+        "submits_per_wall_s": submitted / submit_wall_s,
+        "batched_jobs_per_s": batched / batch_s,
+        "batch_size": args.batch,
+        "leases_per_s": sample / lease_big_s,
+        "completes_per_s": sample / complete_big_s,
+        "lease_us_at_10k": lease_small_s / sample * 1e6,
+        "lease_us_at_depth": lease_big_s / sample * 1e6,
+        "lease_cost_ratio": (lease_big_s / sample) / (lease_small_s / sample),
+        "rss_mib_per_million_jobs": rss_per_million / 2**20,
+        "rates_are_per": "CPU second (time.process_time), one core, gc enabled",
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+    }
+    print(f"scheduler apply, {total:,} pending jobs, one core ({rows['machine']['cpu']})")
+    print(f"  submits/s (1 job per command)   {rows['submits_per_s']:>12,.0f}"
+          f"   ({rows['submits_per_wall_s']:,.0f} per wall-clock s)")
+    print(f"  jobs/s in batches of {args.batch:<4}       {rows['batched_jobs_per_s']:>12,.0f}")
+    print(f"  leases/s                        {rows['leases_per_s']:>12,.0f}")
+    print(f"  completes/s                     {rows['completes_per_s']:>12,.0f}")
+    print(f"  lease us at 10k / {total:,}      {rows['lease_us_at_10k']:>6.2f} / "
+          f"{rows['lease_us_at_depth']:.2f}  (ratio {rows['lease_cost_ratio']:.2f})")
+    print(f"  MiB per million pending jobs    {rows['rss_mib_per_million_jobs']:>12,.0f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()

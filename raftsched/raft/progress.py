@@ -1,0 +1,135 @@
+"""What the leader knows about one follower's log, and how fast it may send to it.
+
+Theory of operation (the etcd-raft model). Each follower is in one of three states:
+
+- PROBE: the leader does not know where the follower's log matches its own. It sends one
+  AppendEntries at a time and waits for the answer (or a heartbeat response) before the
+  next; rejections move `next_index` back using the follower's hint (§5.3).
+- REPLICATE: the logs match up to `match_index`. The leader streams appends optimistically
+  (`next_index` runs ahead of `match_index`), at most `max_inflight_appends` unacknowledged
+  messages at a time (pipelining with a bounded window).
+- SNAPSHOT: the follower needs entries the leader has compacted away; the leader streams
+  the chunks of one snapshot (`snapshot`), flow-controlled by the follower's next_offset.
+
+`match_index` only grows: it is what the follower has durably stored in agreement with the
+leader. `next_index` is always > `match_index`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+
+from .types import Snapshot
+
+
+class ProgressState(enum.Enum):
+    PROBE = "probe"
+    REPLICATE = "replicate"
+    SNAPSHOT = "snapshot"
+
+
+class Progress:
+    __slots__ = (
+        "inflight",
+        "match_index",
+        "max_inflight",
+        "next_index",
+        "probe_sent",
+        "read_ack_round",
+        "recent_active",
+        "sent_commit",
+        "snapshot",
+        "snapshot_offset",
+        "state",
+    )
+
+    def __init__(self, next_index: int, max_inflight: int) -> None:
+        assert next_index >= 1 and max_inflight >= 1
+        self.match_index = 0
+        self.next_index = next_index
+        self.state = ProgressState.PROBE
+        self.probe_sent = False  # PROBE: an append is out, wait for its answer
+        # REPLICATE: last index of each unacknowledged append, oldest first.
+        self.inflight: deque[int] = deque()
+        self.max_inflight = max_inflight
+        self.recent_active = True  # heard from within this election timeout (CheckQuorum)
+        self.read_ack_round = 0  # highest read-index round this follower echoed (§6.4)
+        self.sent_commit = 0  # highest commit index sent to this follower
+        self.snapshot: Snapshot | None = None  # SNAPSHOT: the one being sent
+        self.snapshot_offset = 0  # SNAPSHOT: byte offset the follower expects next
+
+    def __repr__(self) -> str:
+        return (
+            f"Progress({self.state.value} match={self.match_index} next={self.next_index}"
+            f" inflight={len(self.inflight)})"
+        )
+
+    @property
+    def paused(self) -> bool:
+        """True when the leader must not send another append now."""
+        if self.state is ProgressState.PROBE:
+            return self.probe_sent
+        if self.state is ProgressState.REPLICATE:
+            return len(self.inflight) >= self.max_inflight
+        return True
+
+    def become_probe(self) -> None:
+        # After a snapshot the follower holds at least the snapshot index.
+        if self.state is ProgressState.SNAPSHOT and self.snapshot is not None:
+            self.next_index = max(self.match_index, self.snapshot.meta.index) + 1
+        else:
+            self.next_index = self.match_index + 1
+        self._reset(ProgressState.PROBE)
+
+    def become_replicate(self) -> None:
+        self.next_index = self.match_index + 1
+        self._reset(ProgressState.REPLICATE)
+
+    def become_snapshot(self, snapshot: Snapshot) -> None:
+        self._reset(ProgressState.SNAPSHOT)
+        self.snapshot = snapshot
+        self.snapshot_offset = 0
+
+    def _reset(self, state: ProgressState) -> None:
+        self.state = state
+        self.probe_sent = False
+        self.inflight.clear()
+        self.snapshot = None
+        self.snapshot_offset = 0
+
+    def update_match(self, index: int) -> bool:
+        """The follower acknowledged `index`. Returns True if that is news."""
+        if index <= self.match_index:
+            return False
+        self.match_index = index
+        self.next_index = max(self.next_index, index + 1)
+        inflight = self.inflight
+        while inflight and inflight[0] <= index:
+            inflight.popleft()
+        return True
+
+    def sent_entries(self, last_index: int) -> None:
+        """An append carrying entries up to `last_index` went out."""
+        if self.state is ProgressState.REPLICATE:
+            self.next_index = last_index + 1
+            self.inflight.append(last_index)
+        elif self.state is ProgressState.PROBE:
+            self.probe_sent = True
+
+    def decrease_to(self, rejected_prev_index: int, hint_next_index: int) -> bool:
+        """The follower rejected an append whose prev index was `rejected_prev_index`;
+        `hint_next_index` is where the follower's hint says to resume. Moves back to PROBE.
+        Returns False for a stale rejection (one about an append no longer outstanding)."""
+        if self.state is ProgressState.REPLICATE:
+            if rejected_prev_index <= self.match_index:
+                return False
+        elif self.state is ProgressState.PROBE:
+            if rejected_prev_index != self.next_index - 1:
+                return False
+        else:
+            return False
+        next_index = max(self.match_index + 1, min(rejected_prev_index, hint_next_index))
+        self._reset(ProgressState.PROBE)
+        self.next_index = next_index
+        return True

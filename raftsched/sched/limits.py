@@ -1,0 +1,58 @@
+"""Every bound of the scheduler state machine, named in one place.
+
+The limits are part of the replicated state: they travel in the snapshot, and every replica must
+run with the same values (a replica that refused what the others accepted would diverge). Input
+limits (payload bytes, batch size, dependencies) are enforced by the parse functions before a
+command is proposed; state limits (jobs per queue, schedules, workers) by `apply`, with a named
+refusal each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    # input limits (parse time)
+    max_payload_bytes: int = 64 * 1024
+    max_batch_jobs: int = 1_000
+    max_dependencies: int = 64
+    max_tags: int = 16
+    max_id_chars: int = 200
+    max_lease_jobs: int = 1_000
+    max_lease_ms: int = DAY_MS
+    max_attempts_limit: int = 1_000
+    max_backfill_fires: int = 1_000
+    max_misfire_cap: int = 1_000
+    # state limits (apply time)
+    max_jobs_per_queue: int = 10_000_000
+    max_queues: int = 10_000
+    max_workers: int = 100_000
+    max_schedules: int = 10_000
+    event_history: int = 32
+    idempotency_ttl_ms: int = DAY_MS
+    idempotency_max_entries: int = 100_000
+    # defaults
+    retention_ms: int = 7 * DAY_MS
+    default_lease_ms: int = 30_000
+    default_max_attempts: int = 3
+    default_worker_capacity: int = 16
+    default_worker_ttl_ms: int = 30_000
+    default_misfire_grace_ms: int = 60_000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            assert isinstance(value, int) and not isinstance(value, bool), f.name
+            assert value > 0, f"Limits.{f.name} must be positive, got {value}"
+
+    def to_plain(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_plain(cls, data: dict[str, Any]) -> Limits:
+        return cls(**data)

@@ -1,0 +1,31 @@
+"""What `apply` returns: `Ok(value)` or `Refused(error)`, never an exception for a user error.
+
+`Ok.value` is plain data (dicts, lists, str, int, float, bool, None) ready for the API to render
+as JSON; it is stored as is in the idempotency table and the snapshot, so callers must not
+mutate it. (Not frozen dataclasses: a frozen __init__ goes through object.__setattr__, which
+costs more than the rest of a typical apply's allocations; one is built per applied entry.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import SchedError
+
+
+@dataclass(slots=True)
+class Ok:
+    value: Any
+
+
+@dataclass(slots=True)
+class Refused:
+    error: SchedError
+
+    @property
+    def code(self) -> str:
+        return self.error.code
+
+
+Result = Ok | Refused

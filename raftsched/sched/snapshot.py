@@ -1,0 +1,192 @@
+"""Canonical snapshots of the scheduler state: msgpack bytes, identical for identical states.
+
+Canonical means a function of the logical state only: every map is written with sorted keys
+(user payloads included), collections in a fixed order (jobs by `seq`, queues, workers and
+schedules by name, the idempotency table in its expiry order), and none of the indexes is
+written. Heaps hold stale entries that depend on history (a cancelled pending job, a lease
+heartbeated since); `load_state` rebuilds every index from the records instead, so a restored
+state behaves exactly like the original, and two replicas that applied the same entries write
+the same bytes (`SchedulerState.state_hash` hashes them).
+
+This module is the one place raftsched/sched uses msgpack (a declared dependency of the
+project); everything else in the package is standard library only.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import OrderedDict
+from typing import Any
+
+import msgpack
+
+from .commands import Backoff, JobSpec, job_spec_plain, to_plain
+from .errors import error_from_wire
+from .job import LEASED, PENDING, SCHEDULED, STATES, TERMINAL, Job
+from .limits import Limits
+from .parse import parse_put_schedule
+from .queues import Queue, QueueConfig
+from .result import Ok, Refused, Result
+from .schedules import FireRecord, Schedule
+from .state import SchedulerState
+from .workers import Worker
+
+FORMAT_VERSION = 1
+_STATE_BY_NAME = {name: name for name in STATES}
+
+
+def _canon(value: Any) -> Any:
+    """Sorted-key copy of a plain value (dicts sorted recursively, tuples as lists)."""
+    if isinstance(value, dict):
+        return {k: _canon(value[k]) for k in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [_canon(v) for v in value]
+    return value
+
+
+def _result_plain(result: Result) -> list[Any]:
+    if isinstance(result, Ok):
+        return ["ok", result.value]
+    code, message, details = result.error.to_wire()
+    return ["refused", code, message, details]
+
+
+def _result_from_plain(data: list[Any]) -> Result:
+    if data[0] == "ok":
+        return Ok(data[1])
+    return Refused(error_from_wire(data[1], data[2], data[3]))
+
+
+def _job_plain(job: Job) -> list[Any]:
+    deps = None
+    if job.dependents is not None and job.state not in TERMINAL:
+        # Only still-waiting dependents matter; others are skipped when this job ends anyway.
+        deps = [d.id for d in job.dependents if d.state == "waiting"]
+    return [
+        job.id, job.seq, job_spec_plain(job.spec), job.state, job.reason, job.workflow,
+        job.max_attempts, job.lease_ms, job.run_at_ms, job.attempts, job.token,
+        job.lease_expires_ms, job.worker_id, job.closed_by, job.result, job.error,
+        job.created_ms, job.updated_ms, job.ended_ms, job.pending_deps, deps,
+        list(job.events),
+    ]
+
+
+def _spec_from_plain(d: dict[str, Any]) -> JobSpec:
+    b = d["backoff"]
+    return JobSpec(
+        id=d.get("id"), queue=d["queue"], payload=d["payload"], priority=d["priority"],
+        run_at_ms=d.get("run_at"), delay_ms=d.get("delay_ms"),
+        max_attempts=d.get("max_attempts"),
+        backoff=Backoff(initial_ms=b["initial_ms"], multiplier=float(b["multiplier"]),
+                        max_ms=b["max_ms"]),
+        lease_ms=d.get("lease_ms"), timeout_ms=d.get("timeout_ms"),
+        depends_on=tuple(d["depends_on"]), tags=tuple(d["tags"]))
+
+
+def dump_state(st: SchedulerState) -> bytes:
+    jobs = list(st.jobs.values())
+    assert all(a.seq < b.seq for a, b in itertools.pairwise(jobs)), "jobs out of order"
+    schedules = []
+    for name in sorted(st.schedules):
+        s = st.schedules[name]
+        spec_plain = to_plain(s.spec)
+        spec_plain.pop("idempotency_key", None)
+        schedules.append([name, spec_plain, s.version, s.next_fire_ms, s.missed_fires,
+                          s.last_error])
+    data = {
+        "format": FORMAT_VERSION,
+        "limits": st.limits.to_plain(),
+        "clock_ms": st.clock_ms,
+        "last_index": st.last_index,
+        "seq": st.seq,
+        "schedule_version": st.schedule_version,
+        "queues": [[n, st.queues[n].config.to_plain()] for n in sorted(st.queues)],
+        "jobs": [_job_plain(j) for j in jobs],
+        "workers": [
+            [w.id, w.capacity, list(w.queues), w.ttl_ms, w.last_seen_ms, w.registered_ms,
+             list(w.leased)]
+            for w in (st.workers[k] for k in sorted(st.workers))
+        ],
+        "schedules": schedules,
+        "fire_records": [[n, st.fire_records[n].to_plain()] for n in sorted(st.fire_records)],
+        "idempotency": [[key, fp, expires_ms, _result_plain(result)]
+                        for key, (fp, result, expires_ms) in st.idempotency.entries.items()],
+    }
+    packed: bytes = msgpack.packb(_canon(data), use_bin_type=True)
+    return packed
+
+
+def load_state(data: bytes) -> SchedulerState:
+    raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    if raw.get("format") != FORMAT_VERSION:
+        raise ValueError(f"unknown scheduler snapshot format {raw.get('format')!r}")
+    st = SchedulerState(Limits.from_plain(raw["limits"]))
+    st.clock_ms = raw["clock_ms"]
+    st.last_index = raw["last_index"]
+    st.seq = raw["seq"]
+    st.schedule_version = raw["schedule_version"]
+    for name, config in raw["queues"]:
+        st.queues[name] = Queue(name, QueueConfig(**config))
+    _load_jobs(st, raw["jobs"])
+    for wid, capacity, queues, ttl_ms, last_seen_ms, registered_ms, leased in raw["workers"]:
+        worker = Worker(wid, capacity, tuple(queues), ttl_ms, registered_ms)
+        worker.last_seen_ms = last_seen_ms
+        worker.leased = {job_id: st.jobs[job_id] for job_id in leased}
+        worker.heap_ms = worker.expires_ms
+        st.workers[wid] = worker
+        st.worker_heap.append((worker.heap_ms, wid))
+    heapq.heapify(st.worker_heap)
+    for name, record in raw["fire_records"]:
+        st.fire_records[name] = FireRecord.from_plain(record)
+    for name, spec_plain, version, next_fire_ms, missed, last_error in raw["schedules"]:
+        schedule = Schedule(parse_put_schedule(spec_plain, st.limits), version)
+        schedule.next_fire_ms = next_fire_ms
+        schedule.missed_fires = missed
+        schedule.last_error = last_error
+        st.schedules[name] = schedule
+        if next_fire_ms is not None:
+            st.schedule_heap.append((next_fire_ms, name, version))
+    heapq.heapify(st.schedule_heap)
+    entries: OrderedDict[str, tuple[bytes, Result, int]] = OrderedDict()
+    for key, fp, expires_ms, result in raw["idempotency"]:
+        entries[key] = (fp, _result_from_plain(result), expires_ms)
+    st.idempotency.entries = entries
+    return st
+
+
+def _load_jobs(st: SchedulerState, jobs_plain: list[list[Any]]) -> None:
+    retention_ms = st.limits.retention_ms
+    dependents: list[tuple[Job, list[str]]] = []
+    for p in jobs_plain:
+        job = Job.__new__(Job)
+        (job.id, job.seq, spec, state, job.reason, job.workflow, job.max_attempts, job.lease_ms,
+         job.run_at_ms, job.attempts, job.token, job.lease_expires_ms, job.worker_id,
+         job.closed_by, job.result, job.error, job.created_ms, job.updated_ms, job.ended_ms,
+         job.pending_deps, deps, events) = p
+        job.spec = _spec_from_plain(spec)
+        job.state = _STATE_BY_NAME[state]
+        job.events = tuple(_STATE_BY_NAME.get(e, e) if isinstance(e, str) else e for e in events)
+        job.dependents = None
+        if deps is not None:
+            dependents.append((job, deps))
+        st.jobs[job.id] = job
+        queue = st.queue_for(job.spec.queue)
+        queue.counts[job.state] += 1
+        if job.state in TERMINAL:
+            st.retention_heap.append((job.ended_ms + retention_ms, job.seq, job))
+            continue
+        queue.unfinished += 1
+        if job.state == PENDING:
+            queue.heap.append((-job.spec.priority, job.seq, job))
+        elif job.state == SCHEDULED:
+            st.delay_heap.append((job.run_at_ms, job.seq, job))
+        elif job.state == LEASED:
+            st.lease_heap.append((job.lease_expires_ms, job.token, job.seq, job))
+    for job, deps in dependents:
+        job.dependents = [st.jobs[d] for d in deps]
+    for heap in (st.retention_heap, st.delay_heap):
+        heapq.heapify(heap)
+    heapq.heapify(st.lease_heap)
+    for queue in st.queues.values():
+        heapq.heapify(queue.heap)

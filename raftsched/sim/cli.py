@@ -1,0 +1,142 @@
+"""`python -m raftsched.sim`: run many seeds, replay one, list the seeded bugs, or a demo.
+
+Theory of operation: each seed is one deterministic `run_seed`; the CLI only loops over
+seeds, shows a progress bar, sums the results and, for every failing seed, prints the exact
+command that replays it with a readable trace. The exit status is 1 when any seed found a
+violation, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .bugs import BUGS, UnknownBugError
+from .run import RunResult, SimConfig, run_seed
+
+EXIT_VIOLATION = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m raftsched.sim",
+        description=(
+            "Deterministic simulation of a raftsched Raft cluster: a virtual clock, a lossy "
+            "partitionable network, disks that lose unsynced writes on crash, pauses, "
+            "membership changes, leadership transfers and snapshots, with Raft's safety "
+            "properties checked continuously and the client history checked for "
+            "linearizability. One seed reproduces a whole run."
+        ),
+    )
+    parser.add_argument("--seeds", type=int, default=100, metavar="N",
+                        help="number of seeds to run (default: 100)")
+    parser.add_argument("--seed-start", type=int, default=1, metavar="S",
+                        help="first seed; seeds S, S+1, ..., S+N-1 run (default: 1)")
+    parser.add_argument("--seed", type=int, default=None, metavar="SEED",
+                        help="run exactly this one seed (replay); overrides --seeds")
+    parser.add_argument("--nodes", type=int, choices=(3, 5), default=3,
+                        help="cluster size (default: 3)")
+    parser.add_argument("--ticks", type=int, default=300, metavar="T",
+                        help="length of the safety (fault) phase in Raft ticks (default: 300)")
+    parser.add_argument("--bug", default=None, metavar="NAME",
+                        help="run with a deliberately seeded bug (see --list-bugs); the run "
+                             "is expected to find a violation")
+    parser.add_argument("--list-bugs", action="store_true",
+                        help="list the seeded bugs and exit")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="with --bug: run every seed instead of stopping at the first "
+                             "violation")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print the readable event trace of every run (use with --seed)")
+    parser.add_argument("--demo", action="store_true",
+                        help="a short narrated run on 3 nodes: election, writes, a leader "
+                             "crash, re-election, a partition, healing, equal replica hashes")
+    return parser
+
+
+def replay_command(result: RunResult, ticks: int) -> str:
+    parts = ["python -m raftsched.sim", f"--seed {result.seed}", f"--nodes {result.nodes}"]
+    if ticks != 300:
+        parts.append(f"--ticks {ticks}")
+    if result.bug:
+        parts.append(f"--bug {result.bug}")
+    parts.append("--verbose")
+    return " ".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(highlight=False)
+    if args.list_bugs:
+        for bug in BUGS.values():
+            console.print(f"{bug.name:24} {bug.description}")
+        return 0
+    if args.demo:
+        from .demo import run_demo  # noqa: PLC0415
+
+        return run_demo(console)
+    if args.bug is not None and args.bug not in BUGS:
+        console.print(f"error: {UnknownBugError(args.bug)}", style="red")
+        return EXIT_USAGE
+    if args.seeds <= 0 or args.ticks <= 0:
+        console.print("error: --seeds and --ticks must be positive", style="red")
+        return EXIT_USAGE
+
+    seeds = [args.seed] if args.seed is not None else list(
+        range(args.seed_start, args.seed_start + args.seeds))
+    stop_at_first = args.bug is not None and not args.keep_going
+    results: list[RunResult] = []
+    failures: list[RunResult] = []
+    started = time.monotonic()
+    sink = console.print if args.verbose else None
+    with Progress(
+        TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+        console=console, disable=args.verbose or len(seeds) == 1, transient=True,
+    ) as progress:
+        task = progress.add_task("seeds", total=len(seeds), status="")
+        for seed in seeds:
+            config = SimConfig(seed=seed, nodes=args.nodes, safety_ticks=args.ticks,
+                               bug=args.bug)
+            result = run_seed(config, trace_sink=sink)
+            results.append(result)
+            if not result.ok:
+                failures.append(result)
+                progress.console.print(f"[red]seed {seed}: {result.violations[0]}")
+            progress.update(task, advance=1, status=f"{len(failures)} failing")
+            if failures and stop_at_first:
+                break
+
+    elapsed = time.monotonic() - started
+    faults: dict[str, int] = {}
+    for r in results:
+        for kind, n in r.faults_by_kind.items():
+            faults[kind] = faults.get(kind, 0) + n
+    console.print(
+        f"seeds {len(results)}  nodes {args.nodes}  bug {args.bug or 'none'}  "
+        f"operations {sum(r.operations for r in results)}  "
+        f"elections {sum(r.elections for r in results)}  "
+        f"faults {sum(r.faults_injected for r in results)}  "
+        f"membership changes {sum(r.membership_changes for r in results)}  "
+        f"violations {len(failures)}  ({elapsed:.1f}s)"
+    )
+    if faults:
+        console.print("faults by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(faults.items())))
+    if len(seeds) == 1:
+        console.print(f"trace hash {results[0].trace_hash}")
+    for r in failures:
+        console.print(f"[red]VIOLATION[/red] seed {r.seed}:")
+        for text in r.violations[:5]:
+            console.print(f"  - {text}")
+        console.print(f"  replay: {replay_command(r, args.ticks)}")
+    return EXIT_VIOLATION if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,378 @@
+"""Fault schedules generated from the seed, and the nemesis that injects them.
+
+Theory of operation: during the safety phase the nemesis wakes after a random gap, picks a
+fault kind by weight (a `FaultProfile`, which the tests let hypothesis choose), applies it
+to the cluster and schedules its end. Faults may overlap. Targets that depend on the run
+("isolate the leader", "crash the leader") are resolved when the fault starts, from the
+cluster's state, so the schedule is a pure function of the seed and the run it steers.
+
+Kinds:
+  partition      random halves, both ways          isolate-leader  the leader alone
+  one-way        a random set of cut directed links
+  crash          a node loses power (unsynced writes gone) and restarts after a while
+  crash-leader   the same, aimed at the leader
+  pause          a node stops ticking and processing; its inputs queue (SIGSTOP)
+  chaos          a burst of loss, duplication and reordering on the whole network
+  membership     remove a follower, then add a fresh id as learner, then promote it
+  transfer       leadership transfer to a random voter
+  stale-leader   isolate the leader and pause it (a GC pause during a network blip): the
+                 others elect a new leader; the old one resumes still believing it leads
+  flap           a node crashes and restarts a few times in quick succession
+Snapshots and compaction are not faults: hosts take them at a threshold under load.
+`heal` ends everything at the start of the liveness phase.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from raftsched.raft.errors import RaftError
+from raftsched.raft.types import ConfChange, ConfChangeKind, NodeId
+
+from .cluster import SimCluster
+from .events import UNITS_PER_TICK
+from .network import NetworkConditions
+from .node_host import NodeHost, RaftCore
+
+
+class FaultKind(enum.Enum):
+    PARTITION = "partition"
+    ISOLATE_LEADER = "isolate-leader"
+    ONE_WAY = "one-way"
+    CRASH = "crash"
+    CRASH_LEADER = "crash-leader"
+    PAUSE = "pause"
+    CHAOS = "chaos"
+    MEMBERSHIP = "membership"
+    STALE_LEADER = "stale-leader"
+    FLAP = "flap"
+    TRANSFER = "transfer"
+
+
+DEFAULT_WEIGHTS: dict[FaultKind, float] = {
+    FaultKind.PARTITION: 3.0,
+    FaultKind.ISOLATE_LEADER: 3.0,
+    FaultKind.ONE_WAY: 1.5,
+    FaultKind.CRASH: 3.0,
+    FaultKind.CRASH_LEADER: 2.0,
+    FaultKind.PAUSE: 2.0,
+    FaultKind.CHAOS: 2.0,
+    FaultKind.MEMBERSHIP: 1.0,
+    FaultKind.TRANSFER: 1.5,
+    FaultKind.STALE_LEADER: 2.0,
+    FaultKind.FLAP: 1.5,
+}
+
+
+@dataclass(slots=True)
+class FaultProfile:
+    """How faulty a run is. Every duration is in ticks."""
+
+    weights: dict[FaultKind, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    gap_ticks_min: int = 5
+    gap_ticks_max: int = 30
+    partition_ticks_min: int = 10
+    partition_ticks_max: int = 60
+    down_ticks_min: int = 1
+    down_ticks_max: int = 40
+    pause_ticks_min: int = 5
+    pause_ticks_max: int = 50
+    chaos_ticks_max: int = 40
+    loss_probability_max: float = 0.3
+    duplicate_probability_max: float = 0.2
+    reorder_probability_max: float = 0.3
+
+    def __post_init__(self) -> None:
+        assert 0 < self.gap_ticks_min <= self.gap_ticks_max
+        assert all(w >= 0 for w in self.weights.values())
+
+
+class Nemesis:
+    def __init__(self, cluster: SimCluster, rng: random.Random, profile: FaultProfile) -> None:
+        self._cluster = cluster
+        self._rng = rng
+        self.profile = profile
+        self.active = False
+        self.injected = 0
+        self.by_kind: dict[str, int] = {}
+        self._generation = 0  # faults scheduled before `heal` end harmlessly
+        self.membership = MembershipChange(cluster)
+
+    # -- schedule -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.active = True
+        self._schedule_next()
+
+    def _ticks(self, lo: int, hi: int) -> int:
+        return self._rng.randint(lo, max(lo, hi)) * UNITS_PER_TICK
+
+    def _schedule_next(self) -> None:
+        gap = self._ticks(self.profile.gap_ticks_min, self.profile.gap_ticks_max)
+        self._cluster.loop.call_later(gap, self._fire)
+
+    def _later(self, delay: int, action_name: str, host_or_none: NodeHost | None) -> None:
+        generation = self._generation
+
+        def end() -> None:
+            if generation != self._generation:
+                return
+            if action_name == "heal-links":
+                self._cluster.network.heal()
+                self._cluster.trace("nemesis: links healed")
+            elif action_name == "calm":
+                self._cluster.network.conditions = NetworkConditions()
+                self._cluster.trace("nemesis: network calm")
+            elif host_or_none is not None and not host_or_none.retired:
+                if action_name == "crash" and host_or_none.up:
+                    host_or_none.crash()
+                    self._cluster.trace(f"nemesis: crash node {host_or_none.node_id}")
+                elif action_name == "restart" and not host_or_none.up:
+                    host_or_none.start()
+                    self._cluster.trace(f"nemesis: node {host_or_none.node_id} restarted")
+                elif action_name == "resume" and host_or_none.paused:
+                    host_or_none.resume()
+                    self._cluster.trace(f"nemesis: node {host_or_none.node_id} resumed")
+
+        self._cluster.loop.call_later(delay, end)
+
+    def _fire(self) -> None:
+        if not self.active:
+            return
+        kinds = [k for k, w in self.profile.weights.items() if w > 0]
+        if kinds:
+            kind = self._rng.choices(kinds, [self.profile.weights[k] for k in kinds])[0]
+            if self._inject(kind):
+                self.injected += 1
+                self.by_kind[kind.value] = self.by_kind.get(kind.value, 0) + 1
+        self._schedule_next()
+
+    # -- faults -------------------------------------------------------------------------
+
+    def _inject(self, kind: FaultKind) -> bool:
+        cluster, rng, p = self._cluster, self._rng, self.profile
+        members = [h for h in cluster.hosts.values() if not h.retired]
+        ids = sorted(h.node_id for h in members)
+        leader = cluster.leader()
+        match kind:
+            case FaultKind.PARTITION:
+                rng.shuffle(ids)
+                cut = rng.randint(1, max(1, len(ids) // 2))
+                side_a, side_b = sorted(ids[:cut]), sorted(ids[cut:])
+                cluster.network.partition(side_a, side_b)
+                cluster.trace(f"nemesis: partition {side_a} | {side_b}")
+                self._later(self._ticks(p.partition_ticks_min, p.partition_ticks_max),
+                            "heal-links", None)
+            case FaultKind.ISOLATE_LEADER:
+                if leader is None:
+                    return False
+                others = [i for i in ids if i != leader.node_id]
+                cluster.network.partition([leader.node_id], others)
+                cluster.trace(f"nemesis: isolate leader {leader.node_id}")
+                self._later(self._ticks(p.partition_ticks_min, p.partition_ticks_max),
+                            "heal-links", None)
+            case FaultKind.ONE_WAY:
+                links = [(a, b) for a in ids for b in ids if a != b]
+                chosen = sorted(rng.sample(links, rng.randint(1, max(1, len(links) // 3))))
+                for a, b in chosen:
+                    cluster.network.cut(a, b)
+                cluster.trace(f"nemesis: one-way cuts {chosen}")
+                self._later(self._ticks(p.partition_ticks_min, p.partition_ticks_max),
+                            "heal-links", None)
+            case FaultKind.CRASH | FaultKind.CRASH_LEADER:
+                down = sum(1 for h in members if not h.up)
+                if down >= (len(members) - 1) // 2 + (1 if kind is FaultKind.CRASH else 0):
+                    return False
+                if kind is FaultKind.CRASH_LEADER:
+                    if leader is None:
+                        return False
+                    victim = leader
+                else:
+                    candidates = [h for h in members if h.up]
+                    if not candidates:
+                        return False
+                    victim = rng.choice(candidates)
+                victim.crash()
+                cluster.trace(f"nemesis: crash node {victim.node_id}")
+                self._later(self._ticks(p.down_ticks_min, p.down_ticks_max), "restart", victim)
+            case FaultKind.PAUSE:
+                candidates = [h for h in members if h.up and not h.paused]
+                if not candidates:
+                    return False
+                victim = leader if leader is not None and rng.random() < 0.5 else (
+                    rng.choice(candidates))
+                victim.pause()
+                cluster.trace(f"nemesis: pause node {victim.node_id}")
+                self._later(self._ticks(p.pause_ticks_min, p.pause_ticks_max), "resume", victim)
+            case FaultKind.CHAOS:
+                cond = NetworkConditions(
+                    loss_probability=rng.uniform(0, p.loss_probability_max),
+                    duplicate_probability=rng.uniform(0, p.duplicate_probability_max),
+                    reorder_probability=rng.uniform(0, p.reorder_probability_max),
+                    delay_units_max=rng.randint(2, 3 * UNITS_PER_TICK),
+                )
+                cluster.network.conditions = cond
+                cluster.trace(
+                    f"nemesis: chaos loss={cond.loss_probability:.2f} "
+                    f"dup={cond.duplicate_probability:.2f} "
+                    f"reorder={cond.reorder_probability:.2f}"
+                )
+                self._later(self._ticks(1, p.chaos_ticks_max), "calm", None)
+            case FaultKind.STALE_LEADER:
+                if leader is None:
+                    return False
+                others = [i for i in ids if i != leader.node_id]
+                cluster.network.partition([leader.node_id], others)
+                leader.pause()
+                pause_ticks = rng.randint(p.pause_ticks_min, p.pause_ticks_max)
+                isolated_ticks = pause_ticks + rng.randint(1, 2 * cluster.options.election_timeout_ticks)
+                cluster.trace(f"nemesis: stale leader {leader.node_id} (isolated and paused)")
+                self._later(pause_ticks * UNITS_PER_TICK, "resume", leader)
+                self._later(isolated_ticks * UNITS_PER_TICK, "heal-links", None)
+            case FaultKind.FLAP:
+                candidates = [h for h in members if h.up]
+                down = sum(1 for h in members if not h.up)
+                if not candidates or down > 0:
+                    return False
+                victim = rng.choice(candidates)
+                cluster.trace(f"nemesis: flap node {victim.node_id}")
+                at = 0
+                for _ in range(rng.randint(2, 5)):
+                    at += rng.randint(1, 8) * UNITS_PER_TICK
+                    self._later(at, "crash", victim)
+                    at += rng.randint(0, 3) * UNITS_PER_TICK + rng.randint(1, UNITS_PER_TICK)
+                    self._later(at, "restart", victim)
+            case FaultKind.MEMBERSHIP:
+                if not self.membership.begin(rng):
+                    return False
+            case FaultKind.TRANSFER:
+                if leader is None:
+                    return False
+                status = leader.status()
+                if status is None:
+                    return False
+                targets = sorted(status.membership.voters - {leader.node_id})
+                if not targets:
+                    return False
+                target = rng.choice(targets)
+                cluster.trace(f"nemesis: transfer leadership {leader.node_id} -> {target}")
+                leader.call(lambda core: _ignore_refusal(lambda: core.transfer_leadership(target)))
+        return True
+
+    def heal(self) -> None:
+        """End every fault now: links, network conditions, crashed and paused nodes."""
+        self.active = False
+        self._generation += 1
+        cluster = self._cluster
+        cluster.network.heal()
+        cluster.network.conditions = NetworkConditions()
+        for host in cluster.hosts.values():
+            if host.retired:
+                continue
+            if not host.up:
+                host.start()
+            elif host.paused:
+                host.resume()
+        cluster.trace("nemesis: healed everything")
+
+
+def _ignore_refusal(action: Callable[[], None]) -> None:
+    try:
+        action()
+    except RaftError:
+        pass  # refused (not leader any more, transfer in progress): a no-op fault
+
+
+class MembershipChange:
+    """Replace one voter: remove it, add a fresh id as learner, promote it once caught up.
+
+    Driven by `step` every few ticks until done; every step re-proposes what is missing on
+    the current leader (proposals may be refused or lost), and checks progress on the
+    leader's applied configuration, which is committed."""
+
+    def __init__(self, cluster: SimCluster) -> None:
+        self._cluster = cluster
+        self.victim: NodeId = 0
+        self.joiner: NodeId = 0
+        self.phase = "idle"  # idle -> removing -> adding -> promoting -> idle
+        self.completed = 0
+        self.joiner_snapshot_workaround = True
+
+    def begin(self, rng: random.Random) -> bool:
+        if self.phase != "idle":
+            return False
+        leader = self._cluster.leader()
+        if leader is None:
+            return False
+        voters = sorted(leader.applied_membership.voters - {leader.node_id})
+        if not voters:
+            return False
+        # A joiner starts with an empty configuration and can only learn the real one from
+        # a snapshot (the bootstrap configuration is in no log entry), so every member that
+        # could lead must already have compacted its log: then it sends one.
+        for host in self._cluster.hosts.values():
+            if not host.retired and host.disk.current.snapshot.meta.index == 0:
+                return False
+        self.victim = rng.choice(voters)
+        self.phase = "removing"
+        self._cluster.trace(f"membership: removing node {self.victim}")
+        self._schedule()
+        return True
+
+    def _schedule(self) -> None:
+        self._cluster.loop.call_later(3 * UNITS_PER_TICK, self.step)
+
+    def busy(self) -> bool:
+        return self.phase != "idle"
+
+    def step(self) -> None:
+        cluster = self._cluster
+        leader = cluster.leader()
+        if leader is None:
+            self._schedule()
+            return
+        applied = leader.applied_membership
+        if self.phase == "removing":
+            if self.victim in applied.removed:
+                cluster.hosts[self.victim].retire()
+                cluster.trace(f"membership: node {self.victim} removed and stopped")
+                if self.joiner_snapshot_workaround:
+                    # Work around a core bug (see the report / tests/sim/test_core_bugs.py): a
+                    # joiner that installs a snapshot whose configuration predates the
+                    # current leader ignores that leader for ever. Snapshots taken now
+                    # carry the current configuration.
+                    for host in cluster.live_hosts():
+                        host.snapshot_now()
+                joiner = cluster.add_fresh_node()
+                self.joiner = joiner.node_id
+                self.phase = "adding"
+            else:
+                self._propose(leader, ConfChange(ConfChangeKind.REMOVE, self.victim))
+        elif self.phase == "adding":
+            if self.joiner in applied.learners or self.joiner in applied.voters:
+                self.phase = "promoting"
+                cluster.trace(f"membership: node {self.joiner} is a learner")
+            else:
+                self._propose(leader, ConfChange(ConfChangeKind.ADD_LEARNER, self.joiner))
+        elif self.phase == "promoting":
+            if self.joiner in applied.voters:
+                self.phase = "idle"
+                self.completed += 1
+                cluster.trace(f"membership: node {self.joiner} is a voter")
+                return
+            status = leader.status()
+            if status is not None and status.match.get(self.joiner, 0) >= status.commit - 5:
+                self._propose(leader, ConfChange(ConfChangeKind.PROMOTE, self.joiner))
+        self._schedule()
+
+    def _propose(self, leader: NodeHost, change: ConfChange) -> None:
+        def action(core: RaftCore) -> None:
+            try:
+                core.propose_conf_change(change)
+            except RaftError:
+                pass  # another change pending, no entry of the term committed yet: retry
+
+        leader.call(action)

@@ -1,0 +1,386 @@
+"""Drives one RaftNode exactly as ready.py prescribes, on the simulated disk and network.
+
+Theory of operation: a host is a node's runtime. Inputs (ticks, messages, client proposals
+and reads) are handed to the core; after each, the host drains `Ready`s: eager messages go
+out at once, entries / hard state / snapshot are written to the disk, and when the Ready
+must be synced the fsync takes a random virtual time. Until it completes, the host holds
+back that Ready's messages, its commits and `advance`, and queues every new input: a crash
+in that window loses the unsynced writes, and nothing that depended on them has left the
+node. Then the messages go out, committed entries are applied to the KV state machine
+(answering the clients waiting on them), confirmed reads are served once applied reaches
+their index, and `advance` closes the Ready.
+
+A host is up, paused (no ticks, inputs queue) or down (crashed: inputs are lost). `crash`
+discards the core and the unsynced disk tail; `restart` builds a fresh core on the durable
+image, as a restarted process would. Every callback scheduled before a crash carries the
+incarnation it belongs to and is ignored afterwards.
+
+The host takes snapshots itself once the applied log grows past `snapshot_threshold`
+entries (the KV state, taken at the applied index, with the membership in force there).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from raftsched.raft.config import RaftConfig
+from raftsched.raft.errors import NotLeaderError, ProposalDroppedError, RaftError
+from raftsched.raft.membership import apply_change, change_from_entry_data
+from raftsched.raft.messages import Message
+from raftsched.raft.ready import Ready
+from raftsched.raft.types import ConfChange, Entry, EntryKind, Membership, NodeId, Status
+
+from .disk import SimDisk
+from .events import UNITS_PER_TICK, EventLoop
+from .kv import Applied, Command, KVStateMachine
+
+MAX_INBOX = 20_000
+"""Inputs queued while paused or syncing; beyond it the oldest are dropped (a full socket)."""
+
+
+class RaftCore(Protocol):
+    """The part of RaftNode's API (raftsched/raft/node.py) the host drives."""
+
+    def tick(self) -> None: ...
+    def step(self, msg: Message) -> None: ...
+    def propose(self, data: bytes) -> tuple[int, int]: ...
+    def propose_batch(self, datas: Sequence[bytes]) -> tuple[int, int]: ...
+    def propose_conf_change(self, change: ConfChange) -> tuple[int, int]: ...
+    def read_index(self, context: int) -> None: ...
+    def transfer_leadership(self, to: NodeId) -> None: ...
+    def has_ready(self) -> bool: ...
+    def ready(self) -> Ready: ...
+    def advance(self, rd: Ready) -> None: ...
+    def status(self) -> Status: ...
+    def snapshot_taken(self, index: int) -> None: ...
+    def membership_at(self, index: int) -> Membership: ...
+
+
+CoreFactory = Callable[[RaftConfig, SimDisk, random.Random], RaftCore]
+
+
+class HostObserver(Protocol):
+    """What the invariant checker hears from a host."""
+
+    def on_persist(self, node_id: NodeId, rd: Ready) -> None: ...
+    def on_synced(self, node_id: NodeId, rd: Ready) -> None: ...
+    def on_apply(self, node_id: NodeId, entry: Entry, chain_hash: bytes) -> None: ...
+    def on_status(self, node_id: NodeId, status: Status) -> None: ...
+    def on_restart(self, node_id: NodeId, durable_commit: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A host's answer to a client request."""
+
+    ok: bool
+    value: Any = None  # ok: the result; not ok: an error description
+    definite: bool = True  # not ok and definite: the request certainly had no effect
+    leader_hint: NodeId = 0
+    index: int = 0  # the log index a write was applied at
+
+
+ReplyCallback = Callable[[Reply], None]
+
+
+@dataclass(slots=True)
+class HostTimings:
+    fsync_units_min: int = 1
+    fsync_units_max: int = 4
+    snapshot_threshold: int = 64  # applied entries beyond the snapshot before taking one
+
+
+class NodeHost:
+    def __init__(
+        self,
+        node_id: NodeId,
+        config: RaftConfig,
+        disk: SimDisk,
+        loop: EventLoop,
+        send: Callable[[Message], None],
+        rng: random.Random,
+        core_factory: CoreFactory,
+        observer: HostObserver | None,
+        timings: HostTimings,
+        next_read_context: Callable[[], int],
+    ) -> None:
+        self.node_id = node_id
+        self.config = config
+        self.disk = disk
+        self._loop = loop
+        self._send = send
+        self._rng = rng
+        self._core_factory = core_factory
+        self._observer = observer
+        self.timings = timings
+        self._next_read_context = next_read_context
+        self.incarnation = 0
+        self.up = False
+        self.paused = False
+        self.retired = False  # removed from the cluster for good
+        self.syncing = False
+        self.ticks = 0
+        self._inbox: deque[Callable[[], None]] = deque()
+        self.core: RaftCore | None = None
+        self.kv = KVStateMachine()
+        self.applied_membership = disk.current.snapshot.meta.membership
+        self._write_waiters: dict[tuple[int, int], ReplyCallback] = {}
+        self._read_waiters: dict[int, tuple[str, ReplyCallback]] = {}
+        self._reads_ready: list[tuple[int, str, ReplyCallback]] = []  # (index, key, cb)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Boot (or reboot) the core from the durable image."""
+        assert not self.up and not self.retired
+        self.incarnation += 1
+        self.up = True
+        self.paused = False
+        self.syncing = False
+        self._inbox.clear()
+        hard_state, snapshot = self.disk.initial_state()
+        self.kv = KVStateMachine.restore(snapshot.data, snapshot.meta.index)
+        self.applied_membership = snapshot.meta.membership
+        seed = self._rng.getrandbits(64)
+        self.core = self._core_factory(self.config, self.disk, random.Random(seed))
+        if self._observer is not None:
+            self._observer.on_restart(self.node_id, hard_state.commit)
+        # Each node ticks with its own phase so ticks of different nodes interleave.
+        self._schedule_tick(self._rng.randint(1, UNITS_PER_TICK))
+        self._after_input()
+
+    def crash(self) -> None:
+        """Power loss: the process dies and unsynced writes are lost."""
+        if not self.up:
+            return
+        self.up = False
+        self.core = None
+        self.syncing = False
+        self._inbox.clear()
+        self._write_waiters.clear()
+        self._read_waiters.clear()
+        self._reads_ready.clear()
+        self.incarnation += 1
+        self.disk.crash()
+
+    def retire(self) -> None:
+        """The node was removed from the cluster: stop it for good."""
+        self.crash()
+        self.retired = True
+
+    def pause(self) -> None:
+        if self.up:
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.up and self.paused:
+            self.paused = False
+            self._pump()
+
+    # -- inputs -------------------------------------------------------------------------
+
+    def deliver(self, msg: Message) -> None:
+        if not self.up:
+            return
+        self._input(lambda: self._core().step(msg))
+
+    def propose(self, command: Command, reply: ReplyCallback) -> None:
+        if not self.up:
+            return  # the client will time out
+        self._input(lambda: self._propose_now(command, reply))
+
+    def read(self, key: str, reply: ReplyCallback) -> None:
+        if not self.up:
+            return
+        self._input(lambda: self._read_now(key, reply))
+
+    def call(self, action: Callable[[RaftCore], None]) -> None:
+        """Run an administrative action (membership change, transfer) on the core."""
+        if self.up:
+            self._input(lambda: action(self._core()))
+
+    def status(self) -> Status | None:
+        return self.core.status() if self.core is not None and self.up else None
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _core(self) -> RaftCore:
+        assert self.core is not None, "the core is only used while the host is up"
+        return self.core
+
+    def _input(self, action: Callable[[], None]) -> None:
+        if self.paused or self.syncing or self._inbox:
+            if len(self._inbox) >= MAX_INBOX:
+                self._inbox.popleft()
+            self._inbox.append(action)
+            return
+        action()
+        self._after_input()
+
+    def _pump(self) -> None:
+        self._after_input()
+        while self._inbox and self.up and not self.paused and not self.syncing:
+            self._inbox.popleft()()
+            self._after_input()
+
+    def _schedule_tick(self, delay: int) -> None:
+        incarnation = self.incarnation
+        self._loop.call_later(delay, lambda: self._on_tick(incarnation))
+
+    def _on_tick(self, incarnation: int) -> None:
+        if incarnation != self.incarnation or not self.up:
+            return
+        self._schedule_tick(UNITS_PER_TICK)
+        if self.paused:
+            return  # a paused process does not notice time passing
+        self.ticks += 1
+        self._input(lambda: self._core().tick())
+
+    def _propose_now(self, command: Command, reply: ReplyCallback) -> None:
+        try:
+            self._core().propose(command.encode())
+        except NotLeaderError as err:
+            reply(Reply(False, "not leader", definite=True, leader_hint=err.leader))
+            return
+        except ProposalDroppedError as err:
+            reply(Reply(False, f"dropped: {err}", definite=True))
+            return
+        self._write_waiters[(command.client_id, command.seq)] = reply
+
+    def _read_now(self, key: str, reply: ReplyCallback) -> None:
+        context = self._next_read_context()
+        try:
+            self._core().read_index(context)
+        except NotLeaderError as err:
+            reply(Reply(False, "no leader", definite=True, leader_hint=err.leader))
+            return
+        except RaftError as err:
+            reply(Reply(False, f"refused: {err}", definite=True))
+            return
+        self._read_waiters[context] = (key, reply)
+
+    def _after_input(self) -> None:
+        """Drain Readys until one must wait for an fsync or none is left."""
+        core = self.core
+        while self.up and not self.syncing and core is not None and core.has_ready():
+            rd = core.ready()
+            self._persist(rd)
+            if rd.must_sync:
+                lo, hi = self.timings.fsync_units_min, self.timings.fsync_units_max
+                delay = self._rng.randint(lo, hi) if hi > 0 else 0
+                if delay > 0:
+                    self.syncing = True
+                    incarnation = self.incarnation
+                    self._loop.call_later(delay, lambda: self._sync_done(incarnation, rd))
+                    return
+                self.disk.sync()
+            self._finish(rd)
+
+    def _early_messages(self, rd: Ready) -> tuple[Message, ...]:
+        """Messages that may leave before this Ready's fsync (ready.py: only the eager ones)."""
+        return rd.eager_messages
+
+    def _late_messages(self, rd: Ready) -> tuple[Message, ...]:
+        return rd.messages
+
+    def _persist(self, rd: Ready) -> None:
+        for msg in self._early_messages(rd):
+            self._send(msg)
+        disk = self.disk
+        if rd.snapshot is not None:
+            disk.apply_snapshot(rd.snapshot)
+        if rd.entries:
+            disk.append(rd.entries)
+        if rd.hard_state is not None:
+            disk.set_hard_state(rd.hard_state)
+        if self._observer is not None:
+            self._observer.on_persist(self.node_id, rd)
+
+    def _sync_done(self, incarnation: int, rd: Ready) -> None:
+        if incarnation != self.incarnation or not self.up:
+            return
+        self.disk.sync()
+        self.syncing = False
+        self._finish(rd)
+        self._pump()
+
+    def _finish(self, rd: Ready) -> None:
+        core = self._core()
+        if self._observer is not None:
+            self._observer.on_synced(self.node_id, rd)
+        for msg in self._late_messages(rd):
+            self._send(msg)
+        if rd.snapshot is not None and rd.snapshot.meta.index > self.kv.applied_index:
+            self.kv = KVStateMachine.restore(rd.snapshot.data, rd.snapshot.meta.index)
+            self.applied_membership = rd.snapshot.meta.membership
+        for entry in rd.committed_entries:
+            self._apply(entry)
+        for read_state in rd.read_states:
+            waiter = self._read_waiters.pop(read_state.context, None)
+            if waiter is not None:
+                self._reads_ready.append((read_state.index, waiter[0], waiter[1]))
+        self._serve_reads()
+        core.advance(rd)
+        if self._observer is not None:
+            self._observer.on_status(self.node_id, core.status())
+        self._maybe_snapshot()
+
+    def _apply(self, entry: Entry) -> None:
+        if entry.index <= self.kv.applied_index:
+            return  # already covered by a snapshot restored on this incarnation
+        outcome = self.kv.apply(entry)
+        if self._observer is not None:
+            self._observer.on_apply(self.node_id, entry, self.kv.chain_hash)
+        if entry.kind == EntryKind.CONFIG:
+            change = change_from_entry_data(entry.data)
+            if change is not None:
+                self.applied_membership = apply_change(self.applied_membership, change)
+        if outcome is not None:
+            self._answer_write(outcome, entry.index)
+
+    def _answer_write(self, outcome: Applied, index: int) -> None:
+        key = (outcome.command.client_id, outcome.command.seq)
+        waiter = self._write_waiters.pop(key, None)
+        if waiter is None:
+            return
+        if outcome.stale:
+            waiter(Reply(False, "stale request", definite=False))
+        else:
+            waiter(Reply(True, outcome.result, index=index))
+
+    def _serve_reads(self) -> None:
+        if not self._reads_ready:
+            return
+        applied = self.kv.applied_index
+        waiting: list[tuple[int, str, ReplyCallback]] = []
+        for index, key, reply in self._reads_ready:
+            if applied >= index:
+                reply(Reply(True, self.kv.read(key)))
+            else:
+                waiting.append((index, key, reply))
+        self._reads_ready = waiting
+
+    def _maybe_snapshot(self, threshold: int | None = None) -> None:
+        applied = self.kv.applied_index
+        if threshold is None:
+            threshold = self.timings.snapshot_threshold
+        if applied - self.disk.current.snapshot.meta.index < max(1, threshold):
+            return
+        if applied > self.disk.current.last_index():
+            return
+        membership = self._core().membership_at(applied)
+        self.disk.create_snapshot(applied, membership, self.kv.snapshot())
+        self._core().snapshot_taken(applied)
+
+    def snapshot_now(self) -> None:
+        """Take a snapshot at the applied index now, if anything was applied since the last."""
+        if self.up and self.core is not None:
+            self._maybe_snapshot(threshold=1)
+
+    def membership(self) -> Membership | None:
+        status = self.status()
+        return status.membership if status is not None else None

@@ -1,0 +1,225 @@
+"""One simulation run of one seed: a safety phase under faults, then a liveness phase.
+
+Theory of operation: `run_seed` builds the loop, the cluster (with the real RaftNode, or a
+deliberately broken variant from bugs.py), the clients and the nemesis, all from one
+`random.Random(seed)`. Safety phase: clients run a read/write/cas workload while the nemesis
+injects faults and the invariant checker watches every step. Liveness phase: every fault is
+healed and every node restarted; a leader must appear within `election_bound_ticks`, every
+pending client operation must complete and every member must converge on the same applied
+prefix within `liveness_ticks`. Finally the surviving logs are compared, acknowledged writes
+looked up, and the client history checked for linearizability with the KV model.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .bugs import Bug, get_bug
+from .clients import ClientPool, Workload
+from .cluster import ClusterOptions, SimCluster, default_disk, real_core_factory
+from .events import UNITS_PER_TICK, EventLoop
+from .faults import FaultProfile, Nemesis
+from .history import Event
+from .node_host import NodeHost
+
+
+@dataclass(slots=True)
+class SimConfig:
+    seed: int
+    nodes: int = 3
+    safety_ticks: int = 300
+    election_bound_ticks: int = 80
+    liveness_ticks: int = 400
+    bug: str | None = None
+    profile: FaultProfile = field(default_factory=FaultProfile)
+    workload: Workload = field(default_factory=Workload)
+    check_linearizability: bool = True
+    linearizability_time_limit_s: float = 10.0
+    log_matching_every_ticks: int = 20
+    # Snapshot every node before a joiner starts, hiding a core bug (see faults.py).
+    joiner_snapshot_workaround: bool = True
+
+
+@dataclass(slots=True)
+class RunResult:
+    seed: int
+    nodes: int
+    bug: str | None
+    violations: list[str]
+    operations: int
+    elections: int
+    faults_injected: int
+    faults_by_kind: dict[str, int]
+    membership_changes: int
+    ticks: int
+    trace_hash: str
+    history: list[Event]
+    linearizable: bool | None  # None: not checked or the checker gave up
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def run_seed(
+    config: SimConfig,
+    trace_sink: Callable[[str], None] | None = None,
+    inspect: Callable[[SimCluster], None] | None = None,
+) -> RunResult:
+    """Run one seed. `inspect` sees the cluster at the end (tests and debugging)."""
+    assert config.nodes >= 1
+    bug: Bug | None = None
+    if config.bug is not None:
+        bug = get_bug(config.bug)
+    rng = random.Random(config.seed)
+    loop = EventLoop()
+    options = ClusterOptions(nodes=config.nodes)
+    cluster = SimCluster(
+        loop,
+        random.Random(rng.getrandbits(64)),
+        options,
+        core_factory=bug.core_factory if bug is not None else real_core_factory,
+        host_class=bug.host_class if bug is not None else NodeHost,
+        disk_factory=bug.disk_factory if bug is not None else default_disk,
+        trace_sink=trace_sink,
+    )
+    checker = cluster.checker
+    assert checker is not None
+    clients = ClientPool(
+        loop, random.Random(rng.getrandbits(64)), config.workload, lambda: cluster.hosts,
+        cluster.trace,
+    )
+    nemesis = Nemesis(cluster, random.Random(rng.getrandbits(64)), config.profile)
+    nemesis.membership.joiner_snapshot_workaround = config.joiner_snapshot_workaround
+    cluster.trace(f"seed {config.seed}: {config.nodes} nodes, bug {config.bug or 'none'}")
+    cluster.start()
+    clients.start()
+    nemesis.start()
+
+    def check_logs() -> None:
+        checker.check_log_matching({h.node_id: h.disk.current for h in cluster.hosts.values()
+                                    if not h.retired})
+
+    # -- safety phase -------------------------------------------------------------------
+    safety_end = config.safety_ticks * UNITS_PER_TICK
+    step = config.log_matching_every_ticks * UNITS_PER_TICK
+    while loop.now < safety_end and not checker.violations:
+        loop.run_until(min(safety_end, loop.now + step), stop=lambda: bool(checker.violations))
+        check_logs()
+
+    # -- liveness phase -----------------------------------------------------------------
+    if not checker.violations:
+        nemesis.heal()
+        clients.finishing = True
+        heal_at = loop.now
+        election_deadline = heal_at + config.election_bound_ticks * UNITS_PER_TICK
+        liveness_deadline = heal_at + config.liveness_ticks * UNITS_PER_TICK
+        loop.run_until(election_deadline,
+                       stop=lambda: cluster.leader() is not None or bool(checker.violations))
+        if cluster.leader() is None and not checker.violations:
+            checker.violation(
+                f"liveness: no leader within {config.election_bound_ticks} ticks after healing"
+            )
+        else:
+            def settled() -> bool:
+                return bool(checker.violations) or (
+                    clients.pending_count() == 0
+                    and not nemesis.membership.busy()
+                    and _converged(cluster)
+                )
+
+            while loop.now < liveness_deadline and not settled():
+                loop.run_until(min(liveness_deadline, loop.now + UNITS_PER_TICK), stop=settled)
+            if not checker.violations:
+                if clients.pending_count():
+                    checker.violation(
+                        f"liveness: {clients.pending_count()} client operations still pending "
+                        f"{config.liveness_ticks} ticks after healing"
+                    )
+                elif nemesis.membership.busy():
+                    checker.violation("liveness: a membership change did not finish "
+                                      f"({nemesis.membership.phase})")
+                elif not _converged(cluster):
+                    checker.violation(f"liveness: replicas did not converge: "
+                                      f"{_describe_replicas(cluster)}")
+        clients.stopped = True
+        check_logs()
+        images = {h.node_id: h.disk.current for h in cluster.live_hosts()}
+        checker.check_acknowledged(clients.acked_writes, images)
+
+    linearizable: bool | None = None
+    if config.check_linearizability and not checker.violations:
+        linearizable = _check_linearizable(clients.history, config, checker.violation)
+
+    if inspect is not None:
+        inspect(cluster)
+    return RunResult(
+        seed=config.seed,
+        nodes=config.nodes,
+        bug=config.bug,
+        violations=list(checker.violations),
+        operations=clients.operations(),
+        elections=len(checker.leader_of_term),
+        faults_injected=nemesis.injected,
+        faults_by_kind=dict(nemesis.by_kind),
+        membership_changes=nemesis.membership.completed,
+        ticks=loop.now // UNITS_PER_TICK,
+        trace_hash=_final_hash(cluster, loop),
+        history=clients.history,
+        linearizable=linearizable,
+    )
+
+
+def _final_hash(cluster: SimCluster, loop: EventLoop) -> str:
+    cluster.trace(f"end: {loop.processed_events} events, network {cluster.network.stats}")
+    return cluster.trace_hash()
+
+
+def _converged(cluster: SimCluster) -> bool:
+    """Every member of the leader's configuration is up and applied the leader's commit."""
+    leader = cluster.leader()
+    if leader is None:
+        return False
+    status = leader.status()
+    if status is None:
+        return False
+    target = (leader.kv.applied_index, leader.kv.chain_hash)
+    if target[0] < status.commit:
+        return False
+    for node_id in status.membership.members:
+        host = cluster.hosts.get(node_id)
+        if host is None or not host.up or (host.kv.applied_index, host.kv.chain_hash) != target:
+            return False
+    return True
+
+
+def _describe_replicas(cluster: SimCluster) -> str:
+    parts: list[str] = []
+    for node_id, host in sorted(cluster.hosts.items()):
+        if host.retired:
+            continue
+        status = host.status()
+        role = status.role.value if status is not None else "down"
+        term = status.term if status is not None else "-"
+        parts.append(f"node {node_id} {role} term {term} applied {host.kv.applied_index} "
+                     f"hash {host.kv.chain_hash.hex()[:8]}")
+    return "; ".join(parts)
+
+
+def _check_linearizable(
+    history: list[Event], config: SimConfig, report: Callable[[str], None]
+) -> bool | None:
+    from .linearizability import check_history  # noqa: PLC0415 - heavy, only at the end
+    from .models import KVModel  # noqa: PLC0415
+
+    result = check_history(
+        history, model=KVModel(), time_limit_s=config.linearizability_time_limit_s
+    )
+    if result.ok is False:
+        report(f"linearizability: {result.explanation}")
+    return result.ok
+
+
+__all__ = ["RunResult", "SimConfig", "run_seed"]

@@ -1,0 +1,557 @@
+"""msgpack encoding of Raft messages, hard state, snapshot metadata and log entries.
+
+Theory of operation. Every record is ONE msgpack array whose first two elements are the
+format version and a fixed type tag, followed by the type's fields in a fixed order:
+
+    [FORMAT_VERSION, tag, field_1, ..., field_n]
+
+Positional arrays (never string-keyed maps) keep the encoding compact and the decoder simple.
+Field values use only four msgpack kinds: unsigned int, bool, bin (bytes stay bytes, never str)
+and array. Two compound values appear inside records:
+
+    entry       [term, index, kind, data]            kind is an EntryKind value
+    membership  [voters, learners, removed]          each a strictly ascending array of ids
+
+The tag table (`TAG_BY_TYPE`) and each type's field order (`FIELDS_BY_TYPE`) are the wire
+format: never renumber a tag or reorder a field. A change of layout bumps FORMAT_VERSION.
+
+    tag  record                    fields after [version, tag]
+      1  AppendEntries             term src dst prev_index prev_term entries commit
+      2  AppendEntriesResponse     term src dst success match_index reject_hint_index
+                                   reject_hint_term
+      3  RequestVote               term src dst last_index last_term pre_vote transfer
+      4  RequestVoteResponse       term src dst granted pre_vote
+      5  Heartbeat                 term src dst commit context
+      6  HeartbeatResponse         term src dst context
+      7  InstallSnapshot           term src dst snapshot_index snapshot_term membership
+                                   offset data done
+      8  InstallSnapshotResponse   term src dst snapshot_index next_offset success
+      9  TimeoutNow                term src dst
+     10  ReadIndexRequest          term src dst context
+     11  ReadIndexResponse         term src dst context index
+     32  HardState                 term vote commit
+     33  SnapshotMeta              index term membership
+     34  Entry                     term index kind data
+
+Decoding is strict, because the bytes come from the network or a disk: the exact number of
+fields; ints are ints (never bools, and bools are never ints, although Python's bool is an int);
+terms, indexes and offsets are non-negative; node ids (src, dst, membership) are positive; kinds
+are known EntryKind values; memberships are canonical and disjoint; the entries of an
+AppendEntries are contiguous from prev_index + 1 with terms that never decrease and never
+exceed the message's term (§5.3: a leader only sends entries of its term or older, in log
+order); no map, str or ext anywhere; no trailing bytes; sizes within `DecodeLimits`. Anything
+else raises `WireDecodeError` naming the record and field, and never another exception.
+
+Encoding trusts the caller's types (they come from the core) but refuses what it cannot
+represent (`WireError`), and the entries check costs one comparison per entry on each side.
+The AppendEntries path is written out by hand because it is the hot path: one list per entry
+on encode, one Entry per entry on decode, and nothing else per entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import msgpack
+
+from ..raft.messages import (
+    MESSAGE_TYPES,
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Message,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+)
+from ..raft.types import Entry, EntryKind, HardState, Membership, SnapshotMeta
+from .errors import WireDecodeError, WireError
+
+FORMAT_VERSION: Final = 1
+
+# Never renumber: these numbers are on disks and on the wire.
+TAG_BY_TYPE: Final[dict[type[Any], int]] = {
+    AppendEntries: 1,
+    AppendEntriesResponse: 2,
+    RequestVote: 3,
+    RequestVoteResponse: 4,
+    Heartbeat: 5,
+    HeartbeatResponse: 6,
+    InstallSnapshot: 7,
+    InstallSnapshotResponse: 8,
+    TimeoutNow: 9,
+    ReadIndexRequest: 10,
+    ReadIndexResponse: 11,
+    HardState: 32,
+    SnapshotMeta: 33,
+    Entry: 34,
+}
+TYPE_BY_TAG: Final[dict[int, type[Any]]] = {tag: cls for cls, tag in TAG_BY_TYPE.items()}
+MESSAGE_TAGS: Final = frozenset(TAG_BY_TYPE[cls] for cls in MESSAGE_TYPES)
+
+# Field kinds: how each field is checked on decode.
+UINT: Final = "uint"  # non-negative int: terms, indexes, offsets, contexts
+NODE: Final = "node"  # positive int: a node id
+NODE_OR_ZERO: Final = "node_or_zero"  # a node id, or 0 for "nobody" (HardState.vote)
+BOOL: Final = "bool"
+BYTES: Final = "bytes"
+ENTRIES: Final = "entries"
+MEMBERSHIP: Final = "membership"
+ENTRY_KIND: Final = "entry_kind"
+
+_ADDRESSED: Final = (("term", UINT), ("src", NODE), ("dst", NODE))
+FIELDS_BY_TYPE: Final[dict[type[Any], tuple[tuple[str, str], ...]]] = {
+    AppendEntries: (
+        *_ADDRESSED,
+        ("prev_index", UINT),
+        ("prev_term", UINT),
+        ("entries", ENTRIES),
+        ("commit", UINT),
+    ),
+    AppendEntriesResponse: (
+        *_ADDRESSED,
+        ("success", BOOL),
+        ("match_index", UINT),
+        ("reject_hint_index", UINT),
+        ("reject_hint_term", UINT),
+    ),
+    RequestVote: (
+        *_ADDRESSED,
+        ("last_index", UINT),
+        ("last_term", UINT),
+        ("pre_vote", BOOL),
+        ("transfer", BOOL),
+    ),
+    RequestVoteResponse: (*_ADDRESSED, ("granted", BOOL), ("pre_vote", BOOL)),
+    Heartbeat: (*_ADDRESSED, ("commit", UINT), ("context", UINT)),
+    HeartbeatResponse: (*_ADDRESSED, ("context", UINT)),
+    InstallSnapshot: (
+        *_ADDRESSED,
+        ("snapshot_index", UINT),
+        ("snapshot_term", UINT),
+        ("membership", MEMBERSHIP),
+        ("offset", UINT),
+        ("data", BYTES),
+        ("done", BOOL),
+    ),
+    InstallSnapshotResponse: (
+        *_ADDRESSED,
+        ("snapshot_index", UINT),
+        ("next_offset", UINT),
+        ("success", BOOL),
+    ),
+    TimeoutNow: _ADDRESSED,
+    ReadIndexRequest: (*_ADDRESSED, ("context", UINT)),
+    ReadIndexResponse: (*_ADDRESSED, ("context", UINT), ("index", UINT)),
+    HardState: (("term", UINT), ("vote", NODE_OR_ZERO), ("commit", UINT)),
+    SnapshotMeta: (("index", UINT), ("term", UINT), ("membership", MEMBERSHIP)),
+    Entry: (("term", UINT), ("index", UINT), ("kind", ENTRY_KIND), ("data", BYTES)),
+}
+assert set(FIELDS_BY_TYPE) == set(TAG_BY_TYPE), "every tagged type has a field layout"
+assert len(TYPE_BY_TAG) == len(TAG_BY_TYPE), "tags are unique"
+
+_APPEND_ENTRIES_SCALARS: Final = tuple(
+    (name, kind) for name, kind in FIELDS_BY_TYPE[AppendEntries] if kind != ENTRIES
+)
+
+_HEADER_LEN: Final = 2  # [version, tag]
+_ENTRY_LEN: Final = 4  # [term, index, kind, data]
+_MEMBERSHIP_LEN: Final = 3  # [voters, learners, removed]
+
+# Lookup by exact int value. Guarded by `type(k) is int` first: True == 1 would match too.
+_ENTRY_KIND_BY_VALUE: Final[dict[int, EntryKind]] = {int(k): k for k in EntryKind}
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """Bounds on what a decoder accepts, so a hostile input cannot make it allocate much.
+
+    Defaults leave room above RaftConfig's defaults (4,096 entries and 1 MiB per append,
+    1 MiB snapshot chunks) because one oversized entry may still travel alone."""
+
+    max_message_bytes: int = 64 << 20
+    max_entries_per_message: int = 1 << 16
+    max_membership_ids: int = 1 << 16  # voters + learners + removed (removed ids accumulate)
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_bytes", "max_entries_per_message", "max_membership_ids"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"DecodeLimits.{name} must be positive")
+
+
+DEFAULT_LIMITS: Final = DecodeLimits()
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+
+def _pack(obj: list[Any], what: str) -> bytes:
+    try:
+        packed: bytes = msgpack.packb(obj, use_bin_type=True, strict_types=False)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise WireError(f"cannot encode {what}: {exc}") from exc
+    return packed
+
+
+def _encode_membership(m: Membership, where: str) -> list[list[int]]:
+    id_lists = [sorted(m.voters), sorted(m.learners), sorted(m.removed)]
+    for ids in id_lists:
+        for node_id in ids:
+            if type(node_id) is not int or node_id <= 0:
+                raise WireError(f"cannot encode {where}: node id {node_id!r} is not positive")
+    return id_lists
+
+
+def _encode_entries(msg: AppendEntries) -> list[list[Any]]:
+    # Pair check with the decoder (TigerBeetle style): refuse to send what no peer accepts.
+    expected_index = msg.prev_index + 1
+    last_term = max(msg.prev_term, 1)  # term 0 holds no entries: it is the empty log's
+    term_max = msg.term
+    out: list[list[Any]] = []
+    append = out.append
+    for e in msg.entries:
+        t = e.term
+        if e.index != expected_index or t < last_term or t > term_max:
+            raise WireError(
+                f"cannot encode AppendEntries: entry (term {t}, index {e.index}) breaks log "
+                f"order after (index {expected_index - 1}, term {last_term}) in term {term_max}"
+            )
+        append([t, expected_index, e.kind, e.data])
+        expected_index += 1
+        last_term = t
+    return out
+
+
+def _check_for_encoding(cls: type[Any], name: str, kind: str, value: object) -> None:
+    """Refuse to send what no decoder accepts: the pair of the decoder's scalar checks."""
+    try:
+        _SCALAR_CHECKERS[kind](value, f"{cls.__name__}.{name}")
+    except WireDecodeError as exc:
+        raise WireError(f"cannot encode {exc}") from None
+
+
+def _fields_for_encoding(obj: Any) -> list[Any]:
+    cls = type(obj)
+    out: list[Any] = [FORMAT_VERSION, TAG_BY_TYPE[cls]]
+    for name, kind in FIELDS_BY_TYPE[cls]:
+        value = getattr(obj, name)
+        if kind == MEMBERSHIP:
+            value = _encode_membership(value, f"{cls.__name__}.{name}")
+        else:
+            if kind == ENTRY_KIND and isinstance(value, EntryKind):
+                value = int(value)
+            _check_for_encoding(cls, name, kind, value)
+        out.append(value)
+    return out
+
+
+def encode_message(msg: Message) -> bytes:
+    """The wire bytes of one Raft message. Raises WireError for an unrepresentable value."""
+    if type(msg) is AppendEntries:
+        for name, kind in _APPEND_ENTRIES_SCALARS:
+            _check_for_encoding(AppendEntries, name, kind, getattr(msg, name))
+        return _pack(
+            [
+                FORMAT_VERSION,
+                TAG_BY_TYPE[AppendEntries],
+                msg.term,
+                msg.src,
+                msg.dst,
+                msg.prev_index,
+                msg.prev_term,
+                _encode_entries(msg),
+                msg.commit,
+            ],
+            "AppendEntries",
+        )
+    if type(msg) not in MESSAGE_TYPES:
+        raise WireError(f"cannot encode {type(msg).__name__}: not a Raft message")
+    return _pack(_fields_for_encoding(msg), type(msg).__name__)
+
+
+def encode_hard_state(hard_state: HardState) -> bytes:
+    return _pack(_fields_for_encoding(hard_state), "HardState")
+
+
+def encode_snapshot_meta(meta: SnapshotMeta) -> bytes:
+    return _pack(_fields_for_encoding(meta), "SnapshotMeta")
+
+
+def encode_entry(entry: Entry) -> bytes:
+    """One log entry on its own, e.g. as a write-ahead log record."""
+    if entry.term == 0 or entry.index == 0:
+        raise WireError(f"cannot encode {entry}: term and index start at 1")
+    return _pack(_fields_for_encoding(entry), "Entry")
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _unpack(data: bytes, limits: DecodeLimits) -> tuple[Any, ...]:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise WireDecodeError(f"expected bytes, got {type(data).__name__}")
+    size = len(data)
+    if size > limits.max_message_bytes:
+        raise WireDecodeError(
+            f"record of {size} bytes exceeds the limit of {limits.max_message_bytes} bytes"
+        )
+    if size == 0:
+        raise WireDecodeError("empty input: no record")
+    max_array_len = max(limits.max_entries_per_message, limits.max_membership_ids, 16)
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=False,  # tuples: cheaper to build than lists
+            strict_map_key=True,
+            max_bin_len=limits.max_message_bytes,
+            max_str_len=0,  # no field is a str
+            max_array_len=max_array_len,
+            max_map_len=0,  # no field is a map
+            max_ext_len=0,  # no field is an ext (this also refuses msgpack timestamps)
+        )
+    except msgpack.ExtraData as exc:
+        raise WireDecodeError(f"trailing bytes after the record ({exc})") from exc
+    except (msgpack.OutOfData, EOFError) as exc:
+        raise WireDecodeError("truncated record") from exc
+    except (
+        msgpack.UnpackException,  # FormatError, StackError, ...
+        ValueError,  # limits exceeded; UnicodeDecodeError is a ValueError too
+        TypeError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
+        if "incomplete input" in str(exc):  # how unpackb reports running out of bytes
+            raise WireDecodeError("truncated record") from exc
+        raise WireDecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from exc
+    if type(obj) is not tuple:
+        raise WireDecodeError(f"expected a record array, got {_kind_name(obj)}")
+    if len(obj) < _HEADER_LEN:
+        raise WireDecodeError(f"record array of {len(obj)} elements has no [version, tag]")
+    version = obj[0]
+    if type(version) is not int:
+        raise WireDecodeError(f"format version must be an int, got {_kind_name(version)}")
+    if version != FORMAT_VERSION:
+        raise WireDecodeError(
+            f"unsupported format version {version} (this build reads {FORMAT_VERSION})"
+        )
+    return obj
+
+
+def _kind_name(value: object) -> str:
+    """A short description of a decoded value for error messages (never the value itself:
+    it may be huge)."""
+    name = type(value).__name__
+    if isinstance(value, bool | int):
+        return f"{name} {value!r}"[:60]
+    if isinstance(value, bytes | str | list):
+        return f"{name} of length {len(value)}"
+    return name
+
+
+def _uint(value: object, where: str) -> int:
+    if type(value) is not int or value < 0:
+        raise WireDecodeError(f"{where}: expected a non-negative int, got {_kind_name(value)}")
+    return value
+
+
+def _node(value: object, where: str) -> int:
+    if type(value) is not int or value <= 0:
+        raise WireDecodeError(f"{where}: expected a positive node id, got {_kind_name(value)}")
+    return value
+
+
+def _node_or_zero(value: object, where: str) -> int:
+    if type(value) is not int or value < 0:
+        raise WireDecodeError(f"{where}: expected a node id or 0, got {_kind_name(value)}")
+    return value
+
+
+def _bool(value: object, where: str) -> bool:
+    if type(value) is not bool:
+        raise WireDecodeError(f"{where}: expected a bool, got {_kind_name(value)}")
+    return value
+
+
+def _bytes(value: object, where: str) -> bytes:
+    if type(value) is not bytes:
+        raise WireDecodeError(f"{where}: expected bytes (msgpack bin), got {_kind_name(value)}")
+    return value
+
+
+def _entry_kind(value: object, where: str) -> EntryKind:
+    kind = _ENTRY_KIND_BY_VALUE.get(value) if type(value) is int else None
+    if kind is None:
+        raise WireDecodeError(f"{where}: expected an EntryKind value, got {_kind_name(value)}")
+    return kind
+
+
+def _id_set(value: object, where: str) -> frozenset[int]:
+    if type(value) is not tuple:
+        raise WireDecodeError(f"{where}: expected an array of node ids, got {_kind_name(value)}")
+    previous = 0
+    for i, node_id in enumerate(value):
+        _node(node_id, f"{where}[{i}]")
+        # Strictly ascending: one canonical encoding per set, and no duplicates.
+        if node_id <= previous:
+            raise WireDecodeError(f"{where}: node ids must be strictly ascending")
+        previous = node_id
+    return frozenset(value)
+
+
+def _membership(value: object, where: str, limits: DecodeLimits) -> Membership:
+    if type(value) is not tuple or len(value) != _MEMBERSHIP_LEN:
+        raise WireDecodeError(
+            f"{where}: expected [voters, learners, removed], got {_kind_name(value)}"
+        )
+    voters = _id_set(value[0], f"{where}.voters")
+    learners = _id_set(value[1], f"{where}.learners")
+    removed = _id_set(value[2], f"{where}.removed")
+    total = len(voters) + len(learners) + len(removed)
+    if total > limits.max_membership_ids:
+        raise WireDecodeError(
+            f"{where}: {total} node ids exceed the limit of {limits.max_membership_ids}"
+        )
+    if voters & learners:
+        raise WireDecodeError(f"{where}: ids {sorted(voters & learners)} are voter and learner")
+    if (voters | learners) & removed:
+        raise WireDecodeError(
+            f"{where}: removed ids {sorted((voters | learners) & removed)} are still members"
+        )
+    return Membership(voters, learners, removed)
+
+
+_Checker = Callable[[object, str], Any]
+_SCALAR_CHECKERS: Final[dict[str, _Checker]] = {
+    UINT: _uint,
+    NODE: _node,
+    NODE_OR_ZERO: _node_or_zero,
+    BOOL: _bool,
+    BYTES: _bytes,
+    ENTRY_KIND: _entry_kind,
+}
+
+
+def _decode_entries(raw: object, msg_term: int, prev_index: int, prev_term: int) -> list[Entry]:
+    """AppendEntries.entries: the hot loop. One Entry per element and a few compares."""
+    if type(raw) is not tuple:
+        raise WireDecodeError(f"AppendEntries.entries: expected an array, got {_kind_name(raw)}")
+    kinds = _ENTRY_KIND_BY_VALUE
+    out: list[Entry] = []
+    append = out.append
+    expected_index = prev_index + 1
+    last_term = prev_term
+    for e in raw:
+        if type(e) is not tuple or len(e) != _ENTRY_LEN:
+            raise _entry_error(expected_index, "expected [term, index, kind, data]", e)
+        t, i, k, d = e
+        if type(t) is not int or type(i) is not int or type(k) is not int or type(d) is not bytes:
+            raise _entry_error(
+                expected_index, "expected int term, int index, int kind, bytes data", e
+            )
+        kind = kinds.get(k)
+        if kind is None:
+            raise _entry_error(expected_index, f"unknown EntryKind {k}", e)
+        if i != expected_index:
+            raise _entry_error(expected_index, f"index {i} is not contiguous", e)
+        # §5.3: a leader sends its own log in order: terms never decrease, none is newer
+        # than the leader's term, and none is 0 (term 0 is the empty log's sentinel).
+        if t < last_term or t > msg_term or t == 0:
+            raise _entry_error(
+                expected_index,
+                f"term {t} out of order (previous term {last_term}, message term {msg_term})",
+                e,
+            )
+        append(Entry(t, i, kind, d))
+        expected_index += 1
+        last_term = t
+    return out
+
+
+def _entry_error(index: int, problem: str, value: object) -> WireDecodeError:
+    return WireDecodeError(
+        f"AppendEntries.entries at index {index}: {problem} (got {_kind_name(value)})"
+    )
+
+
+_T = TypeVar("_T")
+
+
+def _decode_fields(cls: type[_T], obj: tuple[Any, ...], limits: DecodeLimits) -> _T:
+    fields = FIELDS_BY_TYPE[cls]
+    name = cls.__name__
+    if len(obj) != _HEADER_LEN + len(fields):
+        raise WireDecodeError(
+            f"{name}: expected {len(fields)} fields, got {len(obj) - _HEADER_LEN}"
+        )
+    values: list[Any] = []
+    for (field_name, kind), value in zip(fields, obj[_HEADER_LEN:], strict=True):
+        where = f"{name}.{field_name}"
+        if kind == ENTRIES:
+            if type(value) is not tuple:
+                raise WireDecodeError(f"{where}: expected an array, got {_kind_name(value)}")
+            if len(value) > limits.max_entries_per_message:
+                raise WireDecodeError(
+                    f"{where}: {len(value)} entries exceed the limit of "
+                    f"{limits.max_entries_per_message}"
+                )
+            # term, src, dst, prev_index, prev_term were checked before (field order).
+            values.append(tuple(_decode_entries(value, values[0], values[3], values[4])))
+        elif kind == MEMBERSHIP:
+            values.append(_membership(value, where, limits))
+        else:
+            values.append(_SCALAR_CHECKERS[kind](value, where))
+    return cls(*values)
+
+
+def _tag_of(obj: tuple[Any, ...]) -> int:
+    tag = obj[1]
+    if type(tag) is not int or tag not in TYPE_BY_TAG:
+        raise WireDecodeError(f"unknown record tag {_kind_name(tag)}")
+    return tag
+
+
+def _decode_as(cls: type[_T], data: bytes, limits: DecodeLimits) -> _T:
+    obj = _unpack(data, limits)
+    tag = _tag_of(obj)
+    if tag != TAG_BY_TYPE[cls]:
+        raise WireDecodeError(f"expected a {cls.__name__} record, got {TYPE_BY_TAG[tag].__name__}")
+    return _decode_fields(cls, obj, limits)
+
+
+def decode_message(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Message:
+    """The Raft message encoded in `data`. Raises WireDecodeError (only) on any bad input."""
+    obj = _unpack(data, limits)
+    tag = _tag_of(obj)
+    if tag not in MESSAGE_TAGS:
+        raise WireDecodeError(f"record tag {tag} ({TYPE_BY_TAG[tag].__name__}) is not a message")
+    msg: Message = _decode_fields(TYPE_BY_TAG[tag], obj, limits)
+    if type(msg) is AppendEntries and msg.prev_term > msg.term:
+        raise WireDecodeError(
+            f"AppendEntries.prev_term {msg.prev_term} exceeds the message term {msg.term}"
+        )
+    return msg
+
+
+def decode_hard_state(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> HardState:
+    return _decode_as(HardState, data, limits)
+
+
+def decode_snapshot_meta(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> SnapshotMeta:
+    return _decode_as(SnapshotMeta, data, limits)
+
+
+def decode_entry(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Entry:
+    entry = _decode_as(Entry, data, limits)
+    if entry.term == 0 or entry.index == 0:
+        raise WireDecodeError("Entry: term and index start at 1 (0 is the empty log's sentinel)")
+    return entry

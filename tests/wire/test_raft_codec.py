@@ -1,0 +1,370 @@
+"""raft_codec: round trips for every record type, the exact layout, and strict rejection."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from raftsched.raft.messages import (
+    MESSAGE_TYPES,
+    AppendEntries,
+    Heartbeat,
+    InstallSnapshot,
+    Message,
+    RequestVote,
+    TimeoutNow,
+)
+from raftsched.raft.types import Entry, EntryKind, HardState, Membership, SnapshotMeta
+from raftsched.wire.errors import WireDecodeError, WireError
+from raftsched.wire.raft_codec import (
+    FIELDS_BY_TYPE,
+    FORMAT_VERSION,
+    TAG_BY_TYPE,
+    DecodeLimits,
+    decode_entry,
+    decode_hard_state,
+    decode_message,
+    decode_snapshot_meta,
+    encode_entry,
+    encode_hard_state,
+    encode_message,
+    encode_snapshot_meta,
+)
+
+from .strategies import (
+    MESSAGE_STRATEGIES,
+    hard_states,
+    messages,
+    snapshot_metas,
+    standalone_entries,
+)
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def entries(prev_index: int, terms: list[int]) -> tuple[Entry, ...]:
+    return tuple(
+        Entry(t, prev_index + 1 + i, EntryKind.NORMAL, b"cmd%d" % i) for i, t in enumerate(terms)
+    )
+
+
+MEMBERSHIP = Membership(frozenset({3, 1, 2}), frozenset({5}), frozenset({4}))
+APPEND = AppendEntries(
+    term=7, src=1, dst=2, prev_index=10, prev_term=6, entries=entries(10, [6, 7]), commit=9
+)
+
+
+# --- round trips ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda c: c.__name__)
+@given(data=st.data())
+def test_every_message_type_round_trips(cls: type[Any], data: st.DataObject) -> None:
+    msg = data.draw(MESSAGE_STRATEGIES[cls])
+    decoded = decode_message(encode_message(msg))
+    assert decoded == msg
+    assert type(decoded) is cls
+
+
+@given(messages())
+def test_decoded_fields_have_exact_types(msg: Message) -> None:
+    decoded = decode_message(encode_message(msg))
+    for name, _ in FIELDS_BY_TYPE[type(msg)]:
+        assert type(getattr(decoded, name)) is type(getattr(msg, name)), name
+    if isinstance(decoded, AppendEntries):
+        assert isinstance(decoded.entries, tuple)
+        assert all(type(e.kind) is EntryKind for e in decoded.entries)
+
+
+@given(hard_states)
+def test_hard_state_round_trips(hard_state: HardState) -> None:
+    assert decode_hard_state(encode_hard_state(hard_state)) == hard_state
+
+
+@given(snapshot_metas)
+def test_snapshot_meta_round_trips(meta: SnapshotMeta) -> None:
+    assert decode_snapshot_meta(encode_snapshot_meta(meta)) == meta
+
+
+@given(standalone_entries)
+def test_entry_round_trips(entry: Entry) -> None:
+    assert decode_entry(encode_entry(entry)) == entry
+
+
+@given(snapshot_metas)
+def test_membership_encoding_is_canonical(meta: SnapshotMeta) -> None:
+    # Sets have no order; the bytes must not depend on iteration order.
+    rebuilt = SnapshotMeta(
+        meta.index,
+        meta.term,
+        Membership(
+            frozenset(sorted(meta.membership.voters, reverse=True)),
+            frozenset(sorted(meta.membership.learners, reverse=True)),
+            frozenset(sorted(meta.membership.removed, reverse=True)),
+        ),
+    )
+    assert encode_snapshot_meta(rebuilt) == encode_snapshot_meta(meta)
+
+
+# --- the layout is the documented one (a change here breaks old peers and disks) --------------
+
+
+def test_append_entries_layout_is_positional() -> None:
+    assert msgpack.unpackb(encode_message(APPEND)) == [
+        FORMAT_VERSION, 1, 7, 1, 2, 10, 6,
+        [[6, 11, 0, b"cmd0"], [7, 12, 0, b"cmd1"]],
+        9,
+    ]  # fmt: skip
+
+
+def test_install_snapshot_layout_has_sorted_membership() -> None:
+    msg = InstallSnapshot(3, 1, 2, 40, 2, MEMBERSHIP, 0, b"state", True)
+    assert msgpack.unpackb(encode_message(msg)) == [
+        FORMAT_VERSION, 7, 3, 1, 2, 40, 2, [[1, 2, 3], [5], [4]], 0, b"state", True,
+    ]  # fmt: skip
+
+
+def test_hard_state_and_snapshot_meta_layouts() -> None:
+    assert msgpack.unpackb(encode_hard_state(HardState(5, 2, 4))) == [FORMAT_VERSION, 32, 5, 2, 4]
+    assert msgpack.unpackb(encode_snapshot_meta(SnapshotMeta(9, 3, MEMBERSHIP))) == [
+        FORMAT_VERSION, 33, 9, 3, [[1, 2, 3], [5], [4]],
+    ]  # fmt: skip
+    assert msgpack.unpackb(encode_entry(Entry(2, 8, EntryKind.CONFIG, b"c"))) == [
+        FORMAT_VERSION, 34, 2, 8, 2, b"c",
+    ]  # fmt: skip
+
+
+def test_tags_are_frozen() -> None:
+    # Renumbering a tag silently corrupts every stored log: this list may only grow.
+    assert {cls.__name__: tag for cls, tag in TAG_BY_TYPE.items()} == {
+        "AppendEntries": 1, "AppendEntriesResponse": 2, "RequestVote": 3,
+        "RequestVoteResponse": 4, "Heartbeat": 5, "HeartbeatResponse": 6,
+        "InstallSnapshot": 7, "InstallSnapshotResponse": 8, "TimeoutNow": 9,
+        "ReadIndexRequest": 10, "ReadIndexResponse": 11,
+        "HardState": 32, "SnapshotMeta": 33, "Entry": 34,
+    }  # fmt: skip
+
+
+def test_data_stays_bin_and_encoding_is_compact() -> None:
+    raw = encode_message(TimeoutNow(term=1, src=2, dst=3))
+    assert raw == bytes([0x95, FORMAT_VERSION, 9, 1, 2, 3])  # fixarray of 5 fixints
+    raw = encode_message(APPEND)
+    assert b"\xc4\x04cmd0" in raw  # bin 8, never str
+
+
+# --- strict decoding: each bad input is refused with a message naming the problem -------------
+
+HEARTBEAT_FIELDS = [FORMAT_VERSION, 5, 3, 1, 2, 8, 0]  # Heartbeat(term 3, 1->2, commit 8)
+
+
+def with_field(base: list[Any], position: int, value: Any) -> list[Any]:
+    out = list(base)
+    out[position] = value
+    return out
+
+
+def append_fields(
+    entries_raw: Any, term: int = 7, prev_index: int = 10, prev_term: int = 6
+) -> list[Any]:
+    return [FORMAT_VERSION, 1, term, 1, 2, prev_index, prev_term, entries_raw, 9]
+
+
+BAD_MESSAGES: list[tuple[str, bytes, str]] = [
+    ("empty", b"", "empty input"),
+    ("truncated", encode_message(APPEND)[:-3], "truncated"),
+    ("trailing bytes", encode_message(APPEND) + b"\x00", "trailing bytes"),
+    ("not an array", pack(5), "expected a record array"),
+    ("a map", pack({1: 2}), "malformed msgpack"),
+    ("a str field", pack(with_field(HEARTBEAT_FIELDS, 5, "8")), "malformed msgpack"),
+    ("an ext", pack(msgpack.ExtType(1, b"x")), "malformed msgpack"),
+    ("no tag", pack([FORMAT_VERSION]), "no [version, tag]"),
+    ("future version", pack(with_field(HEARTBEAT_FIELDS, 0, 2)), "unsupported format version 2"),
+    ("bool version", pack(with_field(HEARTBEAT_FIELDS, 0, True)), "format version must be"),
+    ("unknown tag", pack(with_field(HEARTBEAT_FIELDS, 1, 99)), "unknown record tag"),
+    ("bool tag", pack(with_field(HEARTBEAT_FIELDS, 1, True)), "unknown record tag"),
+    ("hard state as message", encode_hard_state(HardState()), "is not a message"),
+    ("missing field", pack(HEARTBEAT_FIELDS[:-1]), "Heartbeat: expected 5 fields, got 4"),
+    ("extra field", pack([*HEARTBEAT_FIELDS, 0]), "Heartbeat: expected 5 fields, got 6"),
+    ("bool for int", pack(with_field(HEARTBEAT_FIELDS, 5, True)), "Heartbeat.commit"),
+    ("negative int", pack(with_field(HEARTBEAT_FIELDS, 2, -1)), "Heartbeat.term"),
+    ("float for int", pack(with_field(HEARTBEAT_FIELDS, 5, 8.0)), "Heartbeat.commit"),
+    ("nil for int", pack(with_field(HEARTBEAT_FIELDS, 5, None)), "Heartbeat.commit"),
+    ("zero node id", pack(with_field(HEARTBEAT_FIELDS, 3, 0)), "Heartbeat.src"),
+    (
+        "int for bool",
+        pack([FORMAT_VERSION, 4, 3, 1, 2, 1, False]),
+        "RequestVoteResponse.granted: expected a bool",
+    ),
+    (
+        "bytes for bool",
+        pack([FORMAT_VERSION, 4, 3, 1, 2, False, b"\x01"]),
+        "RequestVoteResponse.pre_vote",
+    ),
+    (
+        "entries not an array",
+        pack(append_fields(b"entries")),
+        "AppendEntries.entries: expected an array",
+    ),
+    ("entry too short", pack(append_fields([[7, 11, 0]])), "expected [term, index, kind, data]"),
+    ("entry bool term", pack(append_fields([[True, 11, 0, b""]])), "expected int term"),
+    ("entry int data", pack(append_fields([[7, 11, 0, 5]])), "bytes data"),
+    ("entry str data", pack(append_fields([[7, 11, 0, "x"]])), "malformed msgpack"),
+    ("entry unknown kind", pack(append_fields([[7, 11, 3, b""]])), "unknown EntryKind 3"),
+    ("entry bool kind", pack(append_fields([[7, 11, True, b""]])), "expected int term"),
+    ("entry gap", pack(append_fields([[7, 12, 0, b""]])), "index 12 is not contiguous"),
+    (
+        "entry term decreases",
+        pack(append_fields([[7, 11, 0, b""], [6, 12, 0, b""]])),
+        "term 6 out of order",
+    ),
+    ("entry term newer than message", pack(append_fields([[8, 11, 0, b""]])), "term 8"),
+    ("entry older than prev", pack(append_fields([[5, 11, 0, b""]])), "term 5"),
+    ("prev_term newer than term", pack(append_fields([], prev_term=8)), "prev_term 8 exceeds"),
+    (
+        "membership overlap",
+        pack([FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1, 2], [2], []], 0, b"", True]),
+        "ids [2] are voter and learner",
+    ),
+    (
+        "removed member",
+        pack([FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1, 2], [], [1]], 0, b"", True]),
+        "removed ids [1] are still members",
+    ),
+    (
+        "membership unsorted",
+        pack([FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[2, 1], [], []], 0, b"", True]),
+        "strictly ascending",
+    ),
+    (
+        "membership duplicate",
+        pack([FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1, 1], [], []], 0, b"", True]),
+        "strictly ascending",
+    ),
+    (
+        "membership zero id",
+        pack([FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[0], [], []], 0, b"", True]),
+        "InstallSnapshot.membership.voters[0]",
+    ),
+    (
+        "membership of two parts",
+        pack([FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1], []], 0, b"", True]),
+        "expected [voters, learners, removed]",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"), [c[1:] for c in BAD_MESSAGES], ids=[c[0] for c in BAD_MESSAGES]
+)
+def test_bad_message_is_refused_with_a_clear_error(data: bytes, problem: str) -> None:
+    with pytest.raises(WireDecodeError, match=re.escape(problem)):
+        decode_message(data)
+
+
+def test_bad_fixtures_differ_from_a_good_one_only_in_the_flaw() -> None:
+    # Guards the table above: the unflawed versions of its fixtures decode.
+    assert decode_message(pack(HEARTBEAT_FIELDS)) == Heartbeat(3, 1, 2, 8, 0)
+    decoded = decode_message(pack(append_fields([[6, 11, 0, b""], [7, 12, 1, b"x"]])))
+    assert isinstance(decoded, AppendEntries)
+    assert [e.kind for e in decoded.entries] == [EntryKind.NORMAL, EntryKind.NOOP]
+    ok = pack([FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1, 2], [3], [4]], 0, b"", True])
+    assert isinstance(decode_message(ok), InstallSnapshot)
+    assert decode_message(pack([FORMAT_VERSION, 4, 3, 1, 2, True, False])).granted is True  # type: ignore[union-attr]
+
+
+def test_records_of_another_type_are_refused() -> None:
+    with pytest.raises(WireDecodeError, match="expected a HardState record, got AppendEntries"):
+        decode_hard_state(encode_message(APPEND))
+    with pytest.raises(WireDecodeError, match="expected a SnapshotMeta record, got HardState"):
+        decode_snapshot_meta(encode_hard_state(HardState(1, 0, 0)))
+    with pytest.raises(WireDecodeError, match="term and index start at 1"):
+        decode_entry(pack([FORMAT_VERSION, 34, 0, 1, 0, b""]))
+
+
+def test_hard_state_vote_may_be_zero_but_not_negative() -> None:
+    assert decode_hard_state(pack([FORMAT_VERSION, 32, 4, 0, 2])) == HardState(4, 0, 2)
+    with pytest.raises(WireDecodeError, match=r"HardState\.vote"):
+        decode_hard_state(pack([FORMAT_VERSION, 32, 4, -1, 2]))
+
+
+# --- size limits ------------------------------------------------------------------------------
+
+
+def test_message_bytes_limit() -> None:
+    raw = encode_message(APPEND)
+    limits = DecodeLimits(max_message_bytes=len(raw) - 1)
+    with pytest.raises(WireDecodeError, match=f"record of {len(raw)} bytes exceeds"):
+        decode_message(raw, limits)
+    assert decode_message(raw, DecodeLimits(max_message_bytes=len(raw))) == APPEND
+
+
+def test_entries_per_message_limit() -> None:
+    msg = AppendEntries(7, 1, 2, 0, 0, entries(0, [7] * 5), 0)
+    with pytest.raises(WireDecodeError, match="5 entries exceed the limit of 4"):
+        decode_message(encode_message(msg), DecodeLimits(max_entries_per_message=4))
+    assert decode_message(encode_message(msg), DecodeLimits(max_entries_per_message=5)) == msg
+
+
+def test_huge_array_header_is_refused_without_allocating() -> None:
+    # An array header claiming 2**32 - 1 elements followed by nothing.
+    with pytest.raises(WireDecodeError):
+        decode_message(b"\xdd\xff\xff\xff\xff")
+    with pytest.raises(WireDecodeError):
+        decode_message(bytes([0x92, FORMAT_VERSION]) + b"\xc6\xff\xff\xff\xff")
+
+
+def test_membership_size_limit() -> None:
+    meta = SnapshotMeta(1, 1, Membership(frozenset(range(1, 6))))
+    with pytest.raises(WireDecodeError, match="5 node ids exceed the limit of 4"):
+        decode_snapshot_meta(encode_snapshot_meta(meta), DecodeLimits(max_membership_ids=4))
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_entries_per_message"):
+        DecodeLimits(max_entries_per_message=0)
+
+
+def test_non_bytes_input_is_a_decode_error() -> None:
+    with pytest.raises(WireDecodeError, match="expected bytes, got str"):
+        decode_message("hello")  # type: ignore[arg-type]
+
+
+# --- encoding refuses what no peer would accept -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("msg", "problem"),
+    [
+        (Heartbeat(term=True, src=1, dst=2, commit=0), "Heartbeat.term"),
+        (Heartbeat(term=-1, src=1, dst=2, commit=0), "Heartbeat.term"),
+        (Heartbeat(term=1, src=0, dst=2, commit=0), "Heartbeat.src"),
+        (Heartbeat(term=1 << 64, src=1, dst=2, commit=0), "Heartbeat"),
+        (RequestVote(1, 1, 2, 0, 0, pre_vote=1), "RequestVote.pre_vote"),  # type: ignore[arg-type]
+        (AppendEntries(7, 1, 2, 10, 6, entries(11, [7]), 0), "breaks log order"),
+        (AppendEntries(7, 1, 2, 10, 6, entries(10, [8]), 0), "breaks log order"),
+        (AppendEntries(7, 1, 2, 10, 6, entries(10, [7, 6]), 0), "breaks log order"),
+        (AppendEntries(True, 1, 2, 10, 0, (), 0), "AppendEntries.term"),
+    ],
+)
+def test_encoding_refuses_unrepresentable_messages(msg: Message, problem: str) -> None:
+    with pytest.raises(WireError, match=problem):
+        encode_message(msg)
+
+
+def test_encoding_a_non_message_is_refused() -> None:
+    with pytest.raises(WireError, match="not a Raft message"):
+        encode_message(HardState())  # type: ignore[arg-type]
+
+
+def test_encoding_refuses_entries_of_term_zero_and_bad_membership_ids() -> None:
+    with pytest.raises(WireError, match="breaks log order"):
+        encode_message(AppendEntries(0, 1, 2, 0, 0, entries(0, [0]), 0))
+    with pytest.raises(WireError, match=r"SnapshotMeta\.membership: node id 0"):
+        encode_snapshot_meta(SnapshotMeta(1, 1, Membership(frozenset({0, 1}))))
