@@ -41,6 +41,10 @@ class AppendEntriesResponse:
     include the term of the conflicting entry and the first index it stores for that term"):
     `reject_hint_index` is where the leader should probe next, `reject_hint_term` the term
     of the follower's entry there (0 when the follower's log is simply shorter).
+
+    Also on rejection, `match_index` carries the prev_index that was rejected, so the leader
+    can tell a stale rejection from a current one. A rejection of prev_index 0 (which always
+    matches) means "I have no configuration yet, send me a snapshot" (a brand-new node).
     """
 
     term: int

@@ -78,6 +78,24 @@ outside the configuration (or removed ones) are ignored, except leader messages 
 latest configuration may be an uncommitted one that the legitimate leader of the term
 must be able to truncate) and except on a node whose configuration is still empty (a new
 node waiting for its leader, which learns its first configuration from a snapshot).
+Bootstrapping: every node of a new cluster starts over a storage whose (empty) snapshot
+carries the initial configuration (`MemoryStorage(membership)`); a node joining later
+starts with no configuration (`MemoryStorage()`) and is added with ADD_LEARNER.
+
+Reads (§6.4). `read_index(ctx)` on the leader records the commit index once an entry of
+the leader's term is committed, then waits for a heartbeat round; on a follower it is
+forwarded. A read whose leader loses leadership before confirming it is dropped without
+a ReadState (the caller times out and retries), as is a refused forwarded read.
+
+Failure model. Any message from any term or sender, duplicated, reordered or stale, is
+answered or ignored. Broken invariants - e.g. a "leader" asking a follower to overwrite a
+committed entry, which only a buggy peer can do - raise AssertionError rather than
+corrupt the log.
+
+Hooks. The three overridable methods below (`_log_up_to_date`, `_commit_term_ok`,
+`_confirm_read`) each hold exactly one safety rule so that the simulator can seed a bug
+by overriding one method; `_emit_read_state(requester, context, index)` is the helper a
+`_confirm_read` override calls to release a read.
 """
 
 from __future__ import annotations
@@ -294,9 +312,7 @@ class RaftNode:
         if self._role is not Role.LEADER:
             raise NotLeaderError(self._leader, self._term)
         if self._transferee:
-            raise MembershipChangeError(
-                f"leadership transfer to {self._transferee} is in progress"
-            )
+            raise MembershipChangeError(f"leadership transfer to {self._transferee} is in progress")
         pending = self._configs.last_change_index
         if pending > self.log.committed:
             raise MembershipChangeError(
@@ -352,8 +368,9 @@ class RaftNode:
         """The application stored a snapshot at `index`. The core fetches
         `storage.snapshot()` lazily, when a follower needs entries below the first index,
         so it always sends the newest one; here it only checks the call is sane."""
-        if index > self.log.applied:
-            raise ValueError(f"snapshot at {index} is beyond the applied index {self.log.applied}")
+        # `applying`: the runtime may snapshot after applying a Ready, before `advance`.
+        if index > self.log.applying:
+            raise ValueError(f"snapshot at {index} is beyond the applied index {self.log.applying}")
 
     def step(self, m: Message) -> None:
         if m.dst != self._id or m.src == self._id or m.src <= 0:
@@ -409,8 +426,9 @@ class RaftNode:
         snapshot: Snapshot | None = None
         entries: tuple[Entry, ...] = ()
         if log.pending_snapshot is not None and not log.snapshot_handed:
-            # Entries after the snapshot wait for the next Ready: the runtime appends
-            # entries before installing a snapshot, which would wipe them.
+            # `_handle_append` accepts no entries until the snapshot is handed out: the
+            # runtime appends entries before installing a snapshot, which would wipe them.
+            assert not log.has_unhanded_entries()
             snapshot = log.pending_snapshot
             log.snapshot_handed = True
         elif log.has_unhanded_entries():
@@ -558,8 +576,10 @@ class RaftNode:
 
     def _handle_vote_request(self, m: RequestVote) -> None:
         if m.pre_vote:
-            can_vote = m.term > self._term or self._vote == m.src or (
-                self._vote == 0 and self._leader == 0
+            can_vote = (
+                m.term > self._term
+                or self._vote == m.src
+                or (self._vote == 0 and self._leader == 0)
             )
         else:
             can_vote = self._vote == m.src or (self._vote == 0 and self._leader == 0)
@@ -647,6 +667,11 @@ class RaftNode:
             entries[0].index != prev_index + 1 or entries[-1].index != prev_index + len(entries)
         ):
             return  # malformed: indexes must follow prev_index without gaps
+        if log.pending_snapshot is not None and not log.snapshot_handed:
+            # A received snapshot has not gone out in a Ready yet. Entries after it would
+            # be acknowledged in the same Ready, before the runtime persisted them (it
+            # installs snapshots after appending entries): drop; the leader will resend.
+            return
         if not self._has_config():
             # A new node knows no configuration yet: it must start from a snapshot, which
             # carries one. Rejecting prev index 0 (which always matches) asks for it.
@@ -701,8 +726,10 @@ class RaftNode:
                 return  # Log Matching: we already hold all of them
             k = 0
             count = len(entries)
-            while k < count and entries[k].index <= last and (
-                log.term(entries[k].index) == entries[k].term
+            while (
+                k < count
+                and entries[k].index <= last
+                and (log.term(entries[k].index) == entries[k].term)
             ):
                 k += 1
             if k == count:
@@ -808,9 +835,7 @@ class RaftNode:
         if self._role is not Role.LEADER:
             raise NotLeaderError(self._leader, self._term)
         if self._transferee:
-            raise ProposalDroppedError(
-                f"leadership transfer to {self._transferee} is in progress"
-            )
+            raise ProposalDroppedError(f"leadership transfer to {self._transferee} is in progress")
         if len(self.log.unstable) + count > self.config.max_uncommitted_entries:
             raise ProposalDroppedError(
                 f"{len(self.log.unstable)} proposals are waiting for the leader's disk"
@@ -995,7 +1020,7 @@ class RaftNode:
         snapshot = progress.snapshot
         if progress.state is not ProgressState.SNAPSHOT or snapshot is None:
             return
-        if snapshot.meta.index != m.snapshot_index:
+        if snapshot.meta.index != m.snapshot_index or m.next_offset < 0:
             return
         if not m.success:
             progress.snapshot_offset = 0

@@ -49,7 +49,9 @@ class Progress:
         self.match_index = 0
         self.next_index = next_index
         self.state = ProgressState.PROBE
-        self.probe_sent = False  # PROBE: an append is out, wait for its answer
+        # PROBE: an append is out, wait for its answer. SNAPSHOT: a chunk was answered
+        # since the last heartbeat response (no need to resend the current chunk).
+        self.probe_sent = False
         # REPLICATE: last index of each unacknowledged append, oldest first.
         self.inflight: deque[int] = deque()
         self.max_inflight = max_inflight

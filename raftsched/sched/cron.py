@@ -16,8 +16,12 @@ Two layers:
    moves, so even a yearly expression is found in a handful of steps. Every loop is bounded
    by a named constant.
 2. **Mapping to instants** (:func:`_next_fire_s`) turns local matches into UTC instants
-   under the DST rules below. Local time is not a monotonic function of UTC, so the mapping
-   looks at whether ``after`` sits inside a repeated (fall-back) hour.
+   under the DST rules below. Outside a repeated (fall-back) hour, local order is instant
+   order, so the answer is the first local match after the wall time of ``after``. Inside
+   one, first-pass matches come first, then (for interval schedules) second-pass ones.
+   Only the instant-to-wall-time mapping of zoneinfo is trusted; its local-to-offset (fold)
+   answers are hints verified against it, because the two disagree where a zone's explicit
+   transitions hand over to its POSIX rule (see :func:`_instants_of_local`).
 
 DST rules (see docs/cron.md)
 ----------------------------
@@ -30,6 +34,10 @@ DST rules (see docs/cron.md)
   schedule and it fires in the second occurrence as well, so an every-15-minutes job keeps
   running through the repeated hour. Fixed-hour schedules fire once.
 * Fire times are whole seconds, strictly increasing, and never the same instant twice.
+
+Time zones are identified by exact IANA name and loaded with ``ZoneInfo.from_file`` from
+the ``tzdata`` package's own files; a tzdata upgrade is a coordinated change, like a code
+upgrade (``tzdata_version()`` names the release).
 
 Misfires (:func:`due_fires`) are decided against the state machine's clock ``now_ms``:
 the due fire times are those in ``(last_fire_ms, now_ms]``; the policy picks which to
@@ -768,6 +776,7 @@ def due_fires(  # noqa: PLR0917 - positional signature is the published API
     """
     _check_instant_ms("last_fire_ms", last_fire_ms)
     _check_instant_ms("now_ms", now_ms)
+    policy = MisfirePolicy(policy)  # also accepts the stored value, e.g. "fire_once"
     if cap < 1:
         raise ValueError(f"cap must be >= 1, got {cap}")
     if grace_ms < 0:

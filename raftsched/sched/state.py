@@ -322,11 +322,49 @@ class SchedulerState:
 
     def next_deadline_ms(self) -> int | None:
         """Earliest time at which due work waits (lease or worker expiry, a delayed job, a cron
-        fire, a retention removal): the leader proposes a Tick then. Stale heap tops may make
-        it early, never late; an early Tick is harmless."""
+        fire, a retention removal): the leader proposes a Tick then. Drops stale heap tops
+        first (index upkeep only: the logical state and the snapshot do not change), so the
+        answer is exact. Idempotency expiry is left out: any entry performs it, and it is not
+        worth a Tick of its own."""
+        self._drop_stale_tops()
         tops = [heap[0][0] for heap in (self.lease_heap, self.delay_heap, self.worker_heap,
                                         self.schedule_heap, self.retention_heap) if heap]
         return min(tops) if tops else None
+
+    def _drop_stale_tops(self) -> None:
+        leases_, jobs = self.lease_heap, self.jobs
+        while leases_:
+            at_ms, token, seq, job = leases_[0]
+            if job.state != LEASED or job.token != token:
+                heapq.heappop(leases_)
+            elif job.lease_expires_ms != at_ms:  # heartbeated: move to the real expiry
+                heapq.heapreplace(leases_, (job.lease_expires_ms, token, seq, job))
+            else:
+                break
+        delays = self.delay_heap
+        while delays and (delays[0][2].state != SCHEDULED
+                          or delays[0][2].run_at_ms != delays[0][0]):
+            heapq.heappop(delays)
+        retained = self.retention_heap
+        while retained and jobs.get(retained[0][2].id) is not retained[0][2]:
+            heapq.heappop(retained)
+        workers = self.worker_heap
+        while workers:
+            worker = self.workers.get(workers[0][1])
+            if worker is None or worker.heap_ms != workers[0][0]:
+                heapq.heappop(workers)
+            elif worker.expires_ms != worker.heap_ms:  # refreshed: move to the real expiry
+                worker.heap_ms = worker.expires_ms
+                heapq.heapreplace(workers, (worker.heap_ms, worker.id))
+            else:
+                break
+        fires = self.schedule_heap
+        while fires:
+            schedule = self.schedules.get(fires[0][1])
+            if schedule is None or schedule.version != fires[0][2]:
+                heapq.heappop(fires)
+            else:
+                break
 
     # -- snapshots -----------------------------------------------------------------------------
 

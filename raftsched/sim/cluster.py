@@ -37,7 +37,7 @@ class ClusterOptions:
     check_invariants: bool = True
     # Small appends make a catching-up follower acknowledge a long log piecewise, which
     # exercises the commit rule (§5.4.2) far more than one big append would.
-    max_entries_per_append: int = 8
+    max_entries_per_append: int = 2
 
 
 HostClass = type[NodeHost]
@@ -79,6 +79,9 @@ class SimCluster:
         self._next_node_id = options.nodes + 1
         self._read_context = 0
         self.leader_changes = 0
+        # Called with (node id, term) the moment a node is first seen leading a new term,
+        # from inside that node's Ready processing (its first messages are in flight).
+        self.leader_listeners: list[Callable[[NodeId, int], None]] = []
         self._last_leader: tuple[int, NodeId] = (0, 0)
         for node_id in sorted(self.bootstrap.voters):
             self._add_host(node_id, self.bootstrap)
@@ -181,6 +184,8 @@ class SimCluster:
                 self.leader_changes += 1
                 self._last_leader = (status.term, node_id)
                 self.trace(f"node {node_id} is leader of term {status.term}")
+                for listener in list(self.leader_listeners):
+                    listener(node_id, status.term)
         self.checker.on_status(node_id, status)
 
     def on_restart(self, node_id: NodeId, durable_commit: int) -> None:

@@ -18,6 +18,7 @@ Kinds:
   stale-leader   isolate the leader and pause it (a GC pause during a network blip): the
                  others elect a new leader; the old one resumes still believing it leads
   flap           a node crashes and restarts a few times in quick succession
+  figure-8       the Raft paper's Figure 8, staged (figure8.py)
 Snapshots and compaction are not faults: hosts take them at a threshold under load.
 `heal` ends everything at the start of the liveness phase.
 """
@@ -34,6 +35,7 @@ from raftsched.raft.types import ConfChange, ConfChangeKind, NodeId
 
 from .cluster import SimCluster
 from .events import UNITS_PER_TICK
+from .figure8 import Figure8
 from .network import NetworkConditions
 from .node_host import NodeHost, RaftCore
 
@@ -49,6 +51,7 @@ class FaultKind(enum.Enum):
     MEMBERSHIP = "membership"
     STALE_LEADER = "stale-leader"
     FLAP = "flap"
+    FIGURE_8 = "figure-8"
     TRANSFER = "transfer"
 
 
@@ -64,6 +67,7 @@ DEFAULT_WEIGHTS: dict[FaultKind, float] = {
     FaultKind.TRANSFER: 1.5,
     FaultKind.STALE_LEADER: 2.0,
     FaultKind.FLAP: 1.5,
+    FaultKind.FIGURE_8: 1.5,
 }
 
 
@@ -100,6 +104,7 @@ class Nemesis:
         self.by_kind: dict[str, int] = {}
         self._generation = 0  # faults scheduled before `heal` end harmlessly
         self.membership = MembershipChange(cluster)
+        self.figure8 = Figure8(cluster, rng)
 
     # -- schedule -----------------------------------------------------------------------
 
@@ -143,7 +148,7 @@ class Nemesis:
         if not self.active:
             return
         kinds = [k for k, w in self.profile.weights.items() if w > 0]
-        if kinds:
+        if kinds and not self.figure8.busy():  # the choreography needs the stage to itself
             kind = self._rng.choices(kinds, [self.profile.weights[k] for k in kinds])[0]
             if self._inject(kind):
                 self.injected += 1
@@ -245,6 +250,9 @@ class Nemesis:
                     self._later(at, "crash", victim)
                     at += rng.randint(0, 3) * UNITS_PER_TICK + rng.randint(1, UNITS_PER_TICK)
                     self._later(at, "restart", victim)
+            case FaultKind.FIGURE_8:
+                if not self.figure8.begin():
+                    return False
             case FaultKind.MEMBERSHIP:
                 if not self.membership.begin(rng):
                     return False
@@ -266,6 +274,7 @@ class Nemesis:
         """End every fault now: links, network conditions, crashed and paused nodes."""
         self.active = False
         self._generation += 1
+        self.figure8.abort("healing")
         cluster = self._cluster
         cluster.network.heal()
         cluster.network.conditions = NetworkConditions()

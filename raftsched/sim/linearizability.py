@@ -258,77 +258,105 @@ def _search(ops: Sequence[Operation], model: Model[Any], deadline: float) -> _Ou
     linearized = 0  # bitset of linearized op ids
     required = len(known)  # known ops not yet linearized
     known_mask = sum(1 << op.id for op in known)
+    unknown_mask = sum(1 << op.id for op in unknown)
     memo = _Memo()
-    # (call entry, state before it, bound): bound is the history index of the first return
-    # in the main list, past which no unknown call is a candidate.
-    stack: list[tuple[int, Hashable, int]] = []
+    # Frames: (call entry, state before it, siblings, index). siblings is None for a known op,
+    # tried while walking the main list. For an unknown op it is the list of (call entry,
+    # state after) of every unknown op that could follow the parent configuration, all
+    # entered in the memo at once before any is explored, and index is this op's place in it.
+    # Entering siblings first is what lets the memo prune a later sequence "u then v" as
+    # dominated by "v" alone, instead of exploring every subset of the unknown ops.
+    stack: list[tuple[int, Hashable, list[tuple[int, Hashable]] | None, int]] = []
     path: tuple[Any, ...] | None = None  # cons list (op id, rest) of the linearized ops
     best_depth = 0
     best_path: tuple[Any, ...] | None = None
     steps = 0
     entry = nxt[main_head]
-    bound = 0
+    siblings: list[tuple[int, Hashable]] | None = None  # None: walking the main list
+    index = 0
     while required > 0:
         steps += 1
         if steps & CLOCK_CHECK_MASK == 0 and time.monotonic() > deadline:
             raise _TimeLimit
-        entry_kind = kind[entry]
-        if entry_kind == _CALL or (
-            entry_kind == _UNKNOWN_CALL
-            and position[entry] < bound
-            and linearized & twins_before[entry] == twins_before[entry]
-        ):
-            op = ops[entry_op[entry]]
-            legal, new_state = step(state, op)
-            if legal:
-                new_linearized = linearized | (1 << op.id)
-                if memo.enter(new_linearized & known_mask, new_linearized & ~known_mask, new_state):
-                    stack.append((entry, state, bound))
-                    state = new_state
-                    linearized = new_linearized
-                    path = (op.id, path)
-                    if len(stack) > best_depth:
-                        best_depth = len(stack)
-                        best_path = path
-                    # Lift the call (and a known op's return) out of the lists.
-                    nxt[prv[entry]] = nxt[entry]
-                    prv[nxt[entry]] = prv[entry]
-                    if entry_kind == _CALL:
+        if siblings is None:
+            entry_kind = kind[entry]
+            if entry_kind == _CALL:
+                op = ops[entry_op[entry]]
+                legal, new_state = step(state, op)
+                if legal:
+                    new_linearized = linearized | (1 << op.id)
+                    if memo.enter(
+                        new_linearized & known_mask, new_linearized & unknown_mask, new_state
+                    ):
+                        stack.append((entry, state, None, 0))
+                        state = new_state
+                        linearized = new_linearized
                         required -= 1
+                        path = (op.id, path)
+                        if len(stack) > best_depth:
+                            best_depth, best_path = len(stack), path
+                        # Lift the call and its return out of the main list.
                         ret = match[entry]
+                        nxt[prv[entry]] = nxt[entry]
+                        prv[nxt[entry]] = prv[entry]
                         nxt[prv[ret]] = nxt[ret]
                         prv[nxt[ret]] = prv[ret]
-                    entry = nxt[main_head]
-                    continue
-            entry = nxt[entry]
-            continue
-        if entry_kind == _UNKNOWN_CALL and position[entry] < bound:
-            entry = nxt[entry]  # a later twin of an unknown op not yet linearized
-            continue
-        if entry_kind == _RETURN:
-            # This op had to be linearized by now: no more known candidates. Try the
-            # unknown ops invoked before this return.
+                        entry = nxt[main_head]
+                        continue
+                entry = nxt[entry]
+                continue
+            # A return entry: this op had to be linearized by now, so no other known op can
+            # come next. The candidates left are the unknown ops invoked before this return.
+            assert entry_kind == _RETURN, "walked off the main list with known operations left"
             bound = position[entry]
-            entry = nxt[unknown_head]
+            siblings = []
+            candidate = nxt[unknown_head]
+            while kind[candidate] == _UNKNOWN_CALL and position[candidate] < bound:
+                twins = twins_before[candidate]
+                if linearized & twins == twins:
+                    op = ops[entry_op[candidate]]
+                    legal, new_state = step(state, op)
+                    if legal:
+                        new_linearized = linearized | (1 << op.id)
+                        unknown_bits = new_linearized & unknown_mask
+                        if memo.enter(new_linearized & known_mask, unknown_bits, new_state):
+                            siblings.append((candidate, new_state))
+                candidate = nxt[candidate]
+            index = 0
+        if index < len(siblings):
+            entry, new_state = siblings[index]
+            op = ops[entry_op[entry]]
+            stack.append((entry, state, siblings, index))
+            state = new_state
+            linearized |= 1 << op.id
+            path = (op.id, path)
+            if len(stack) > best_depth:
+                best_depth, best_path = len(stack), path
+            nxt[prv[entry]] = nxt[entry]  # lift the call out of the unknown list
+            prv[nxt[entry]] = prv[entry]
+            entry = nxt[main_head]
+            siblings = None
             continue
         # Every candidate of this configuration failed. Backtrack.
-        assert entry != main_tail, "walked off the main list with known operations left"
         if not stack:
             return _Outcome(False, _unwind(best_path), memo.configurations)
-        entry, state, bound = stack.pop()
+        entry, state, siblings, index = stack.pop()
         op = ops[entry_op[entry]]
         linearized &= ~(1 << op.id)
         assert path is not None and path[0] == op.id
         path = path[1]
         # Unlift in reverse order of lifting.
-        if kind[entry] == _CALL:
+        if siblings is None:
             required += 1
             ret = match[entry]
             nxt[prv[ret]] = ret
             prv[nxt[ret]] = ret
         nxt[prv[entry]] = entry
         prv[nxt[entry]] = entry
-        entry = nxt[entry]
+        if siblings is None:
+            entry = nxt[entry]
+        else:
+            index += 1
     return _Outcome(True, _unwind(path), memo.configurations)
 
 

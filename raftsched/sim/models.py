@@ -100,7 +100,7 @@ def _register_step(state: Hashable, op: Operation) -> tuple[bool, Hashable]:
     f = op.f
     if f == "read":
         # Unknown output: a read changes nothing, so it is always legal.
-        return op.output == state, state
+        return (not op.known or op.output == state), state
     if f == "write":
         return True, op.input
     if f == "cas":

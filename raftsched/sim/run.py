@@ -38,6 +38,9 @@ class SimConfig:
     check_linearizability: bool = True
     linearizability_time_limit_s: float = 10.0
     log_matching_every_ticks: int = 20
+    # A healthy cluster sends a handful of messages per node and tick; far more, sustained,
+    # is a livelock (e.g. two nodes bouncing rejections at network speed).
+    storm_messages_per_node_tick: int = 100
     # Snapshot every node before a joiner starts, hiding a core bug (see faults.py).
     joiner_snapshot_workaround: bool = True
 
@@ -98,6 +101,8 @@ def run_seed(
     clients.start()
     nemesis.start()
 
+    storm = _StormDetector(cluster, config.storm_messages_per_node_tick)
+
     def check_logs() -> None:
         checker.check_log_matching({h.node_id: h.disk.current for h in cluster.hosts.values()
                                     if not h.retired})
@@ -108,6 +113,7 @@ def run_seed(
     while loop.now < safety_end and not checker.violations:
         loop.run_until(min(safety_end, loop.now + step), stop=lambda: bool(checker.violations))
         check_logs()
+        storm.check()
 
     # -- liveness phase -----------------------------------------------------------------
     if not checker.violations:
@@ -116,22 +122,25 @@ def run_seed(
         heal_at = loop.now
         election_deadline = heal_at + config.election_bound_ticks * UNITS_PER_TICK
         liveness_deadline = heal_at + config.liveness_ticks * UNITS_PER_TICK
-        loop.run_until(election_deadline,
-                       stop=lambda: cluster.leader() is not None or bool(checker.violations))
+        violated = lambda: bool(checker.violations)  # noqa: E731
+        while loop.now < election_deadline and cluster.leader() is None and not violated():
+            loop.run_until(min(election_deadline, loop.now + UNITS_PER_TICK), stop=violated)
         if cluster.leader() is None and not checker.violations:
             checker.violation(
                 f"liveness: no leader within {config.election_bound_ticks} ticks after healing"
             )
         else:
             def settled() -> bool:
-                return bool(checker.violations) or (
+                return violated() or (
                     clients.pending_count() == 0
                     and not nemesis.membership.busy()
                     and _converged(cluster)
                 )
 
+            # Polled once per tick: checking after every event would dominate the run time.
             while loop.now < liveness_deadline and not settled():
-                loop.run_until(min(liveness_deadline, loop.now + UNITS_PER_TICK), stop=settled)
+                loop.run_until(min(liveness_deadline, loop.now + UNITS_PER_TICK), stop=violated)
+                storm.check()
             if not checker.violations:
                 if clients.pending_count():
                     checker.violation(
@@ -170,6 +179,31 @@ def run_seed(
         history=clients.history,
         linearizable=linearizable,
     )
+
+
+class _StormDetector:
+    """Flags a message storm: a sustained rate far above a healthy cluster's."""
+
+    WINDOW_TICKS = 20
+
+    def __init__(self, cluster: SimCluster, per_node_tick: int) -> None:
+        self._cluster = cluster
+        self._limit = per_node_tick
+        self._since = (0, 0)  # (time, messages sent) at the window start
+
+    def check(self) -> None:
+        cluster = self._cluster
+        now, sent = cluster.loop.now, cluster.network.stats.sent
+        ticks = (now - self._since[0]) // UNITS_PER_TICK
+        if ticks < self.WINDOW_TICKS:
+            return
+        rate = (sent - self._since[1]) / ticks / max(1, len(cluster.live_hosts()))
+        self._since = (now, sent)
+        if rate > self._limit and cluster.checker is not None:
+            cluster.checker.violation(
+                f"liveness: message storm, {rate:.0f} messages per node and tick over the "
+                f"last {ticks} ticks"
+            )
 
 
 def _final_hash(cluster: SimCluster, loop: EventLoop) -> str:

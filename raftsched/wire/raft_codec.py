@@ -37,22 +37,25 @@ Decoding is strict, because the bytes come from the network or a disk: the exact
 fields; ints are ints (never bools, and bools are never ints, although Python's bool is an int);
 terms, indexes and offsets are non-negative; node ids (src, dst, membership) are positive; kinds
 are known EntryKind values; memberships are canonical and disjoint; the entries of an
-AppendEntries are contiguous from prev_index + 1 with terms that never decrease and never
-exceed the message's term (§5.3: a leader only sends entries of its term or older, in log
-order); no map, str or ext anywhere; no trailing bytes; sizes within `DecodeLimits`. Anything
-else raises `WireDecodeError` naming the record and field, and never another exception.
+AppendEntries are contiguous from prev_index + 1 with terms that are at least 1, never
+decrease, and never exceed the message's term, which is itself >= prev_term (§5.3: a leader
+sends its own log, in order, and holds no entry newer than its term); no map, str or ext
+anywhere; no trailing bytes; sizes within `DecodeLimits` (checked before any allocation:
+msgpack's own max_*_len limits bound every array and bin). Anything else raises
+`WireDecodeError` naming the record and field, and never another exception.
 
-Encoding trusts the caller's types (they come from the core) but refuses what it cannot
-represent (`WireError`), and the entries check costs one comparison per entry on each side.
-The AppendEntries path is written out by hand because it is the hot path: one list per entry
-on encode, one Entry per entry on decode, and nothing else per entry.
+Encoding refuses what no decoder would accept (`WireError`): the same scalar checks, and the
+same log-order check on entries, so a bug in the sender fails loudly at the sender rather than
+as a dropped message at every receiver. The entries are the hot path (AppendEntries carries
+up to thousands): encoding builds one list per entry, decoding builds one Entry per entry
+behind one combined check, and only a bad entry takes the slow path that names the problem.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import msgpack
 
@@ -164,6 +167,8 @@ _APPEND_ENTRIES_SCALARS: Final = tuple(
 _HEADER_LEN: Final = 2  # [version, tag]
 _ENTRY_LEN: Final = 4  # [term, index, kind, data]
 _MEMBERSHIP_LEN: Final = 3  # [voters, learners, removed]
+# The longest array other than entries and id lists: a record (2 + at most 9 fields).
+_MAX_NESTED_ARRAY_LEN: Final = 16
 
 # Lookup by exact int value. Guarded by `type(k) is int` first: True == 1 would match too.
 _ENTRY_KIND_BY_VALUE: Final[dict[int, EntryKind]] = {int(k): k for k in EntryKind}
@@ -296,55 +301,91 @@ def encode_entry(entry: Entry) -> bytes:
 # Decoding
 
 
-def _unpack(data: bytes, limits: DecodeLimits) -> tuple[Any, ...]:
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise WireDecodeError(f"expected bytes, got {type(data).__name__}")
-    size = len(data)
-    if size > limits.max_message_bytes:
-        raise WireDecodeError(
-            f"record of {size} bytes exceeds the limit of {limits.max_message_bytes} bytes"
-        )
-    if size == 0:
-        raise WireDecodeError("empty input: no record")
-    max_array_len = max(limits.max_entries_per_message, limits.max_membership_ids, 16)
-    try:
-        obj = msgpack.unpackb(
-            data,
+class _RecordReader:
+    """Reads one record from bytes, one array header or value at a time.
+
+    Why not one `msgpack.unpackb` call: msgpack allocates an array's slots when it reads the
+    array's header, before the elements arrive, so a few bytes of nested headers each
+    announcing 65,536 elements would make it allocate gigabytes. Here only the arrays that
+    may legitimately be long (the entries, the id lists of a membership) are read header
+    first, with their own limits; every other value is read with `_MAX_NESTED_ARRAY_LEN`,
+    which bounds what any hostile nesting can allocate to ~1,024 levels x 16 slots."""
+
+    __slots__ = ("_size", "_unpacker")
+
+    def __init__(self, data: bytes, limits: DecodeLimits) -> None:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise WireDecodeError(f"expected bytes, got {type(data).__name__}")
+        self._size = len(data)
+        if self._size > limits.max_message_bytes:
+            raise WireDecodeError(
+                f"record of {self._size} bytes exceeds the limit of "
+                f"{limits.max_message_bytes} bytes"
+            )
+        if self._size == 0:
+            raise WireDecodeError("empty input: no record")
+        self._unpacker = msgpack.Unpacker(
+            None,
             raw=False,
             use_list=False,  # tuples: cheaper to build than lists
             strict_map_key=True,
-            max_bin_len=limits.max_message_bytes,
+            max_buffer_size=self._size,
+            max_bin_len=self._size,
             max_str_len=0,  # no field is a str
-            max_array_len=max_array_len,
+            max_array_len=_MAX_NESTED_ARRAY_LEN,
             max_map_len=0,  # no field is a map
             max_ext_len=0,  # no field is an ext (this also refuses msgpack timestamps)
         )
-    except msgpack.ExtraData as exc:
-        raise WireDecodeError(f"trailing bytes after the record ({exc})") from exc
-    except (msgpack.OutOfData, EOFError) as exc:
-        raise WireDecodeError("truncated record") from exc
-    except (
-        msgpack.UnpackException,  # FormatError, StackError, ...
-        ValueError,  # limits exceeded; UnicodeDecodeError is a ValueError too
-        TypeError,
-        OverflowError,
-        RecursionError,
-    ) as exc:
-        if "incomplete input" in str(exc):  # how unpackb reports running out of bytes
-            raise WireDecodeError("truncated record") from exc
-        raise WireDecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from exc
-    if type(obj) is not tuple:
-        raise WireDecodeError(f"expected a record array, got {_kind_name(obj)}")
-    if len(obj) < _HEADER_LEN:
-        raise WireDecodeError(f"record array of {len(obj)} elements has no [version, tag]")
-    version = obj[0]
-    if type(version) is not int:
-        raise WireDecodeError(f"format version must be an int, got {_kind_name(version)}")
-    if version != FORMAT_VERSION:
-        raise WireDecodeError(
-            f"unsupported format version {version} (this build reads {FORMAT_VERSION})"
-        )
-    return obj
+        self._unpacker.feed(data)
+
+    def array_header(self, where: str, max_len: int) -> int:
+        """The element count of the array that must come next, at most `max_len`."""
+        try:
+            count: int = self._unpacker.read_array_header()
+        except _MSGPACK_ERRORS as exc:
+            raise _unpack_error(where, exc, "expected an array") from exc
+        if count > max_len:
+            raise WireDecodeError(f"{where}: {count} elements exceed the limit of {max_len}")
+        return count
+
+    def value(self, where: str) -> Any:
+        try:
+            return self._unpacker.unpack()
+        except _MSGPACK_ERRORS as exc:
+            raise _unpack_error(where, exc, "malformed msgpack") from exc
+
+    def values(self, count: int, where: str) -> list[Any]:
+        unpack = self._unpacker.unpack
+        try:
+            return [unpack() for _ in range(count)]
+        except _MSGPACK_ERRORS as exc:
+            raise _unpack_error(where, exc, "malformed msgpack") from exc
+
+    def finish(self) -> None:
+        """Refuses trailing bytes: a record is the whole input."""
+        consumed = self._unpacker.tell()
+        if consumed != self._size:
+            raise WireDecodeError(
+                f"trailing bytes after the record: {self._size - consumed} of {self._size}"
+            )
+
+
+# What msgpack raises on bad input: OutOfData, FormatError, StackError and the other
+# UnpackExceptions; ValueError for exceeded limits and unexpected headers (UnicodeDecodeError
+# is one too); TypeError / OverflowError for values Python cannot represent as asked.
+_MSGPACK_ERRORS: Final = (
+    msgpack.UnpackException,
+    ValueError,
+    TypeError,
+    OverflowError,
+    RecursionError,
+)
+
+
+def _unpack_error(where: str, exc: Exception, problem: str) -> WireDecodeError:
+    if isinstance(exc, msgpack.OutOfData):
+        return WireDecodeError(f"truncated record: it ends inside {where}")
+    return WireDecodeError(f"{where}: {problem} ({type(exc).__name__}: {exc})"[:300])
 
 
 def _kind_name(value: object) -> str:
@@ -395,32 +436,25 @@ def _entry_kind(value: object, where: str) -> EntryKind:
     return kind
 
 
-def _id_set(value: object, where: str) -> frozenset[int]:
-    if type(value) is not tuple:
-        raise WireDecodeError(f"{where}: expected an array of node ids, got {_kind_name(value)}")
+def _read_id_set(reader: _RecordReader, where: str, max_ids: int) -> frozenset[int]:
+    ids = reader.values(reader.array_header(where, max_ids), where)
     previous = 0
-    for i, node_id in enumerate(value):
+    for i, node_id in enumerate(ids):
         _node(node_id, f"{where}[{i}]")
         # Strictly ascending: one canonical encoding per set, and no duplicates.
         if node_id <= previous:
             raise WireDecodeError(f"{where}: node ids must be strictly ascending")
         previous = node_id
-    return frozenset(value)
+    return frozenset(ids)
 
 
-def _membership(value: object, where: str, limits: DecodeLimits) -> Membership:
-    if type(value) is not tuple or len(value) != _MEMBERSHIP_LEN:
-        raise WireDecodeError(
-            f"{where}: expected [voters, learners, removed], got {_kind_name(value)}"
-        )
-    voters = _id_set(value[0], f"{where}.voters")
-    learners = _id_set(value[1], f"{where}.learners")
-    removed = _id_set(value[2], f"{where}.removed")
-    total = len(voters) + len(learners) + len(removed)
-    if total > limits.max_membership_ids:
-        raise WireDecodeError(
-            f"{where}: {total} node ids exceed the limit of {limits.max_membership_ids}"
-        )
+def _read_membership(reader: _RecordReader, where: str, limits: DecodeLimits) -> Membership:
+    if reader.array_header(where, _MEMBERSHIP_LEN) != _MEMBERSHIP_LEN:
+        raise WireDecodeError(f"{where}: expected [voters, learners, removed]")
+    max_ids = limits.max_membership_ids
+    voters = _read_id_set(reader, f"{where}.voters", max_ids)
+    learners = _read_id_set(reader, f"{where}.learners", max_ids - len(voters))
+    removed = _read_id_set(reader, f"{where}.removed", max_ids - len(voters) - len(learners))
     if voters & learners:
         raise WireDecodeError(f"{where}: ids {sorted(voters & learners)} are voter and learner")
     if (voters | learners) & removed:
@@ -441,100 +475,99 @@ _SCALAR_CHECKERS: Final[dict[str, _Checker]] = {
 }
 
 
-def _decode_entries(raw: object, msg_term: int, prev_index: int, prev_term: int) -> list[Entry]:
-    """AppendEntries.entries: the hot loop. One Entry per element and a few compares."""
-    if type(raw) is not tuple:
-        raise WireDecodeError(f"AppendEntries.entries: expected an array, got {_kind_name(raw)}")
+def _decode_entries(raw: list[Any], msg_term: int, prev_index: int, prev_term: int) -> list[Entry]:
+    """AppendEntries.entries: the hot loop. One Entry per element and one combined check;
+    only a bad entry takes the slow path that works out what exactly is wrong."""
     kinds = _ENTRY_KIND_BY_VALUE
     out: list[Entry] = []
     append = out.append
     expected_index = prev_index + 1
-    last_term = prev_term
-    for e in raw:
-        if type(e) is not tuple or len(e) != _ENTRY_LEN:
-            raise _entry_error(expected_index, "expected [term, index, kind, data]", e)
-        t, i, k, d = e
-        if type(t) is not int or type(i) is not int or type(k) is not int or type(d) is not bytes:
-            raise _entry_error(
-                expected_index, "expected int term, int index, int kind, bytes data", e
-            )
-        kind = kinds.get(k)
-        if kind is None:
-            raise _entry_error(expected_index, f"unknown EntryKind {k}", e)
-        if i != expected_index:
-            raise _entry_error(expected_index, f"index {i} is not contiguous", e)
-        # §5.3: a leader sends its own log in order: terms never decrease, none is newer
-        # than the leader's term, and none is 0 (term 0 is the empty log's sentinel).
-        if t < last_term or t > msg_term or t == 0:
-            raise _entry_error(
-                expected_index,
-                f"term {t} out of order (previous term {last_term}, message term {msg_term})",
-                e,
-            )
-        append(Entry(t, i, kind, d))
-        expected_index += 1
-        last_term = t
-    return out
-
-
-def _entry_error(index: int, problem: str, value: object) -> WireDecodeError:
-    return WireDecodeError(
-        f"AppendEntries.entries at index {index}: {problem} (got {_kind_name(value)})"
+    # §5.3: a leader sends its own log in order: indexes contiguous, terms never decreasing
+    # and never newer than its own term, and never 0 (the empty log's sentinel).
+    last_term = max(prev_term, 1)
+    try:
+        for t, i, k, d in raw:  # a non-4-sequence raises ValueError/TypeError right here
+            if (
+                type(t) is not int
+                or type(i) is not int
+                or type(d) is not bytes
+                or i != expected_index
+                or t < last_term
+                or t > msg_term
+                or (kind := kinds.get(k) if type(k) is int else None) is None
+            ):
+                break
+            append(Entry(t, i, kind, d))
+            expected_index += 1
+            last_term = t
+        else:
+            return out
+    except (ValueError, TypeError):
+        pass
+    bad = raw[expected_index - prev_index - 1]
+    raise WireDecodeError(
+        f"AppendEntries.entries at index {expected_index}: "
+        f"{_entry_problem(bad, expected_index, last_term, msg_term)} (got {_kind_name(bad)})"
     )
 
 
-_T = TypeVar("_T")
+def _entry_problem(e: object, expected_index: int, last_term: int, msg_term: int) -> str:
+    """Why `e` is not a valid next entry (the slow path of `_decode_entries`)."""
+    if type(e) is not tuple or len(e) != _ENTRY_LEN:
+        return "expected [term, index, kind, data]"
+    t, i, k, d = e
+    if type(t) is not int or type(i) is not int or type(k) is not int or type(d) is not bytes:
+        return "expected int term, int index, int kind, bytes data"
+    if k not in _ENTRY_KIND_BY_VALUE:
+        return f"unknown EntryKind {k}"
+    if i != expected_index:
+        return f"index {i} is not contiguous"
+    return f"term {t} out of order (previous term {last_term}, message term {msg_term})"
 
 
-def _decode_fields(cls: type[_T], obj: tuple[Any, ...], limits: DecodeLimits) -> _T:
-    fields = FIELDS_BY_TYPE[cls]
-    name = cls.__name__
-    if len(obj) != _HEADER_LEN + len(fields):
+def _read_record(data: bytes, limits: DecodeLimits, expected: type[Any] | None) -> Any:
+    """Decodes one record of type `expected`, or of any message type when it is None."""
+    reader = _RecordReader(data, limits)
+    count = reader.array_header("record", _MAX_NESTED_ARRAY_LEN)
+    if count < _HEADER_LEN:
+        raise WireDecodeError(f"record array of {count} elements has no [version, tag]")
+    version = reader.value("format version")
+    if type(version) is not int:
+        raise WireDecodeError(f"format version must be an int, got {_kind_name(version)}")
+    if version != FORMAT_VERSION:
         raise WireDecodeError(
-            f"{name}: expected {len(fields)} fields, got {len(obj) - _HEADER_LEN}"
+            f"unsupported format version {version} (this build reads {FORMAT_VERSION})"
         )
-    values: list[Any] = []
-    for (field_name, kind), value in zip(fields, obj[_HEADER_LEN:], strict=True):
-        where = f"{name}.{field_name}"
-        if kind == ENTRIES:
-            if type(value) is not tuple:
-                raise WireDecodeError(f"{where}: expected an array, got {_kind_name(value)}")
-            if len(value) > limits.max_entries_per_message:
-                raise WireDecodeError(
-                    f"{where}: {len(value)} entries exceed the limit of "
-                    f"{limits.max_entries_per_message}"
-                )
-            # term, src, dst, prev_index, prev_term were checked before (field order).
-            values.append(tuple(_decode_entries(value, values[0], values[3], values[4])))
-        elif kind == MEMBERSHIP:
-            values.append(_membership(value, where, limits))
-        else:
-            values.append(_SCALAR_CHECKERS[kind](value, where))
-    return cls(*values)
-
-
-def _tag_of(obj: tuple[Any, ...]) -> int:
-    tag = obj[1]
+    tag = reader.value("tag")
     if type(tag) is not int or tag not in TYPE_BY_TAG:
         raise WireDecodeError(f"unknown record tag {_kind_name(tag)}")
-    return tag
-
-
-def _decode_as(cls: type[_T], data: bytes, limits: DecodeLimits) -> _T:
-    obj = _unpack(data, limits)
-    tag = _tag_of(obj)
-    if tag != TAG_BY_TYPE[cls]:
-        raise WireDecodeError(f"expected a {cls.__name__} record, got {TYPE_BY_TAG[tag].__name__}")
-    return _decode_fields(cls, obj, limits)
+    cls = TYPE_BY_TAG[tag]
+    if expected is None and tag not in MESSAGE_TAGS:
+        raise WireDecodeError(f"record tag {tag} ({cls.__name__}) is not a message")
+    if expected is not None and cls is not expected:
+        raise WireDecodeError(f"expected a {expected.__name__} record, got {cls.__name__}")
+    fields = FIELDS_BY_TYPE[cls]
+    name = cls.__name__
+    if count != _HEADER_LEN + len(fields):
+        raise WireDecodeError(f"{name}: expected {len(fields)} fields, got {count - _HEADER_LEN}")
+    values: list[Any] = []
+    for field_name, kind in fields:
+        where = f"{name}.{field_name}"
+        if kind == ENTRIES:
+            raw = reader.values(reader.array_header(where, limits.max_entries_per_message), where)
+            # term, src, dst, prev_index, prev_term were checked before (field order).
+            values.append(tuple(_decode_entries(raw, values[0], values[3], values[4])))
+        elif kind == MEMBERSHIP:
+            values.append(_read_membership(reader, where, limits))
+        else:
+            values.append(_SCALAR_CHECKERS[kind](reader.value(where), where))
+    reader.finish()
+    return cls(*values)
 
 
 def decode_message(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Message:
     """The Raft message encoded in `data`. Raises WireDecodeError (only) on any bad input."""
-    obj = _unpack(data, limits)
-    tag = _tag_of(obj)
-    if tag not in MESSAGE_TAGS:
-        raise WireDecodeError(f"record tag {tag} ({TYPE_BY_TAG[tag].__name__}) is not a message")
-    msg: Message = _decode_fields(TYPE_BY_TAG[tag], obj, limits)
+    msg: Message = _read_record(data, limits, None)
     if type(msg) is AppendEntries and msg.prev_term > msg.term:
         raise WireDecodeError(
             f"AppendEntries.prev_term {msg.prev_term} exceeds the message term {msg.term}"
@@ -543,15 +576,17 @@ def decode_message(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Messag
 
 
 def decode_hard_state(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> HardState:
-    return _decode_as(HardState, data, limits)
+    hard_state: HardState = _read_record(data, limits, HardState)
+    return hard_state
 
 
 def decode_snapshot_meta(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> SnapshotMeta:
-    return _decode_as(SnapshotMeta, data, limits)
+    meta: SnapshotMeta = _read_record(data, limits, SnapshotMeta)
+    return meta
 
 
 def decode_entry(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Entry:
-    entry = _decode_as(Entry, data, limits)
+    entry: Entry = _read_record(data, limits, Entry)
     if entry.term == 0 or entry.index == 0:
         raise WireDecodeError("Entry: term and index start at 1 (0 is the empty log's sentinel)")
     return entry

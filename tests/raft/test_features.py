@@ -20,6 +20,7 @@ from raftsched.raft.messages import (
     InstallSnapshot,
     ReadIndexRequest,
     RequestVote,
+    RequestVoteResponse,
     TimeoutNow,
 )
 from raftsched.raft.node import RaftNode
@@ -118,17 +119,11 @@ def test_no_change_before_an_entry_of_the_term_commits() -> None:
     the configuration until it has committed an entry of its own term (its no-op)."""
     node, storage = make_node(pre_vote=False)
     node.campaign()
-    node.step(_vote(2, node.term))
+    node.step(RequestVoteResponse(node.term, 2, 1, True))
     assert node.role is Role.LEADER
     drain(node, storage)
     with pytest.raises(MembershipChangeError, match="of its term"):
         node.propose_conf_change(ConfChange(ADD, 4))
-
-
-def _vote(src: int, term: int) -> object:
-    from raftsched.raft.messages import RequestVoteResponse
-
-    return RequestVoteResponse(term, src, 1, True)
 
 
 def test_removed_id_is_never_reused() -> None:
@@ -264,9 +259,8 @@ def test_follower_keeps_log_after_matching_snapshot() -> None:
     """§7: "If the follower's log contains the snapshot's last entry, the entries after it
     are retained" - no snapshot is installed, the commit index moves forward."""
     node, storage = make_node(2)
-    node.step(
-        AppendEntries(1, 1, 2, 0, 0, tuple(Entry(1, i, EntryKind.NORMAL, b"x") for i in (1, 2, 3)), 0)
-    )
+    three = tuple(Entry(1, i, EntryKind.NORMAL, b"x") for i in (1, 2, 3))
+    node.step(AppendEntries(1, 1, 2, 0, 0, three, 0))
     drain(node, storage)
     node.step(InstallSnapshot(1, 1, 2, 2, 1, Membership(frozenset({1, 2, 3})), 0, b"s", True))
     readies = drain(node, storage)
@@ -278,9 +272,8 @@ def test_follower_with_conflicting_log_discards_it_for_snapshot() -> None:
     """§7: "If ... the follower's log [does not contain the entry], the follower discards
     its entire log; it is all superseded by the snapshot." """
     node, storage = make_node(2)
-    node.step(
-        AppendEntries(1, 1, 2, 0, 0, tuple(Entry(1, i, EntryKind.NORMAL, b"x") for i in (1, 2, 3)), 0)
-    )
+    three = tuple(Entry(1, i, EntryKind.NORMAL, b"x") for i in (1, 2, 3))
+    node.step(AppendEntries(1, 1, 2, 0, 0, three, 0))
     drain(node, storage)
     node.step(InstallSnapshot(2, 1, 2, 5, 2, Membership(frozenset({1, 2, 3})), 0, b"ab", False))
     assert not [rd.snapshot for rd in drain(node, storage) if rd.snapshot]
@@ -479,6 +472,7 @@ def test_prevote_does_not_change_voter_terms() -> None:
     node.step(RequestVote(5, 2, 1, 0, 0, pre_vote=True))
     [rd] = drain(node, storage)
     [reply] = rd.messages
+    assert isinstance(reply, RequestVoteResponse)
     assert node.term == 0 and reply.granted and reply.term == 5
     assert rd.hard_state is None
 
@@ -530,3 +524,58 @@ def test_restart_resumes_term_vote_commit_and_reapplies() -> None:
     assert cluster.storages[2].hard_state() == HardState(1, before.vote, before.commit)
     cluster.process(2)
     assert cluster.commands(2) == [b"c0", b"c1", b"c2", b"c3"]
+
+
+# ---------------------------------------------------------------------- the Ready contract
+
+
+def test_commit_only_ready_needs_no_sync() -> None:
+    """ready.py: `must_sync` is False when a Ready only moves the commit index: nothing
+    that a message promises changed on disk."""
+    node, storage = make_node(2)
+    node.step(AppendEntries(1, 1, 2, 0, 0, (Entry(1, 1, EntryKind.NOOP, b""),), 0))
+    drain(node, storage)
+    node.step(Heartbeat(1, 1, 2, commit=1))
+    [rd] = drain(node, storage)
+    assert rd.hard_state == HardState(1, 0, 1) and not rd.must_sync
+    assert [e.index for e in rd.committed_entries] == [1]
+
+
+def test_no_entries_are_acknowledged_alongside_an_unsent_snapshot() -> None:
+    """ready.py: the runtime appends entries before installing a snapshot. So while a
+    received snapshot waits for its Ready, appends after it are dropped (the leader
+    resends them), never acknowledged in that Ready."""
+    node, storage = make_node(2)
+    membership = Membership(frozenset({1, 2, 3}))
+    node.step(InstallSnapshot(1, 1, 2, 5, 1, membership, 0, b"snap", True))
+    node.step(AppendEntries(1, 1, 2, 5, 1, (Entry(1, 6, EntryKind.NORMAL, b"a"),), 6))
+    rd = node.ready()
+    assert rd.snapshot is not None and not rd.entries
+    assert not [m for m in rd.messages if getattr(m, "match_index", 0) == 6]
+    storage.apply_snapshot(rd.snapshot)
+    node.advance(rd)
+    node.step(AppendEntries(1, 1, 2, 5, 1, (Entry(1, 6, EntryKind.NORMAL, b"a"),), 6))
+    rd2, rd3 = drain(node, storage)
+    assert [e.index for e in rd2.entries] == [6]
+    assert [e.index for e in rd3.committed_entries] == [6]  # durable first, then applied
+    assert storage.last_index() == 6 and node.status().commit == 6
+
+
+def test_outstanding_readys_may_overlap() -> None:
+    """`ready()` hands out only what is new since the previous `ready()`, so a runtime may
+    hold several Readys in flight and advance them in order."""
+    node, storage = make_node(voters=(1,))
+    node.campaign()
+    drain(node, storage)
+    node.propose(b"a")
+    first = node.ready()
+    node.propose(b"b")
+    second = node.ready()
+    assert [e.data for e in first.entries] == [b"a"]
+    assert [e.data for e in second.entries] == [b"b"]
+    for rd in (first, second):
+        storage.append(rd.entries)
+        node.advance(rd)
+    assert node.status().commit == 3
+    [rd3] = drain(node, storage)
+    assert [e.data for e in rd3.committed_entries] == [b"a", b"b"]

@@ -13,7 +13,6 @@ from raftsched.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
     Heartbeat,
-    HeartbeatResponse,
     RequestVote,
     RequestVoteResponse,
 )
@@ -113,8 +112,11 @@ def test_same_rng_seed_gives_same_timeouts() -> None:
     """Determinism: the node draws randomness only from the injected rng."""
 
     def timeout(seed: int) -> int:
-        node = RaftNode(RaftConfig(1, pre_vote=False), MemoryStorage(Membership(frozenset({1, 2}))),
-                        random.Random(seed))
+        node = RaftNode(
+            RaftConfig(1, pre_vote=False),
+            MemoryStorage(Membership(frozenset({1, 2}))),
+            random.Random(seed),
+        )
         ticks = 0
         while node.role is Role.FOLLOWER:
             node.tick()
@@ -159,7 +161,7 @@ def test_one_vote_per_term_first_come_first_served() -> None:
     node.step(RequestVote(1, 3, 1, 0, 0))
     node.step(RequestVote(1, 2, 1, 0, 0))
     readies = drain(node, storage)
-    answers = [(m.dst, m.granted) for m in outbox(readies)]
+    answers = [(m.dst, m.granted) for m in outbox(readies) if isinstance(m, RequestVoteResponse)]
     assert answers == [(2, True), (3, False), (2, True)]
     assert storage.hard_state() == HardState(1, 2, 0)
 
@@ -254,7 +256,7 @@ def test_follower_commit_is_capped_by_last_new_entry() -> None:
 def test_follower_replies_only_after_persisting() -> None:
     """§5.3 + Ready contract: a follower's AppendEntriesResponse is in `messages` of the
     same Ready as the entries it acknowledges, so it goes out after the fsync."""
-    node, storage = make_node()
+    node, _ = make_node()
     node.step(AppendEntries(1, 2, 1, 0, 0, (normal(1, 1),), 0))
     rd = node.ready()
     assert [e.index for e in rd.entries] == [1] and rd.must_sync
@@ -329,7 +331,10 @@ def _figure8(node_cls: type[RaftNode]) -> Cluster:
     leader's term is 1), stopping just where S1 could commit an old-term entry by counting.
     max_entries_per_append=1 lets S1 ship index 2 without its own no-op (index 3)."""
     cluster = Cluster(
-        range(1, 6), node_cls=node_cls, pre_vote=False, check_quorum=False,
+        range(1, 6),
+        node_cls=node_cls,
+        pre_vote=False,
+        check_quorum=False,
         max_entries_per_append=1,
     )
     cluster.elect(1)  # term 1, no-op at index 1 everywhere

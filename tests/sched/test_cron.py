@@ -195,7 +195,7 @@ def test_unknown_zones_raise_cron_error(name: str) -> None:
 
 def test_zones_come_from_the_tzdata_package() -> None:
     # Loaded with ZoneInfo.from_file from the pinned package, not the OS's zoneinfo.
-    import tzdata
+    import tzdata  # type: ignore[import-untyped]
 
     assert cron.tzdata_version() == tzdata.IANA_VERSION
     assert cron._zone(NY) is cron._zone(NY)  # cached
@@ -381,6 +381,15 @@ DST_CASES = [
     # Three gap times plus the real 02:30 make one fire; then 02:40 and 02:50.
     ("*/10 2 * * *", LORD_HOWE, "2026-10-04T00:00:00+10:30", "2026-10-04T12:00:00+11:00",
      ["2026-10-04T02:30:00+11:00", "2026-10-04T02:40:00+11:00", "2026-10-04T02:50:00+11:00"]),
+    # America/Nuuk, 2023-10-29 01:00Z: only the DST flag changes (-02 summer -> -02 standard),
+    # but zoneinfo's local-time API reports an overlap there that no instant produces. The
+    # engine trusts instants, so nothing repeats and nothing crashes.
+    ("30 23 * * *", "America/Nuuk", "2023-10-28T12:00:00-02:00", "2023-10-29T12:00:00-02:00",
+     ["2023-10-28T23:30:00-02:00"]),
+    ("*/30 23,0 * * *", "America/Nuuk", "2023-10-28T22:45:00-02:00",
+     "2023-10-29T00:30:00-02:00",
+     ["2023-10-28T23:00:00-02:00", "2023-10-28T23:30:00-02:00", "2023-10-29T00:00:00-02:00",
+      "2023-10-29T00:30:00-02:00"]),
     # No DST in Kolkata: 02:30 every day on both of New York's transition days.
     ("30 2 * * *", KOLKATA, "2026-03-07T12:00:00+05:30", "2026-03-09T12:00:00+05:30",
      ["2026-03-08T02:30:00+05:30", "2026-03-09T02:30:00+05:30"]),
@@ -489,6 +498,13 @@ def test_misfire_argument_checks() -> None:
         due_fires(every_minute, "UTC", BASE, BASE + MINUTE, ALL, 1, -1)
     with pytest.raises(CronError, match="unknown time zone"):
         due_fires(every_minute, "Nowhere/Town", BASE, BASE + MINUTE, ALL, 1, 0)
+    with pytest.raises(ValueError, match="not a valid MisfirePolicy"):
+        due_fires(every_minute, "UTC", BASE, BASE + MINUTE, "sometimes", 1, 0)  # type: ignore[arg-type]
+    # The stored string value works as well as the member.
+    assert due_fires(every_minute, "UTC", BASE, BASE + MINUTE, "fire_all", 1, 0) == (  # type: ignore[arg-type]
+        [BASE + MINUTE],
+        BASE + MINUTE,
+    )
 
 
 def test_misfire_across_dst_gap_fires_once() -> None:
@@ -507,9 +523,10 @@ def test_misfire_across_dst_gap_fires_once() -> None:
 def brute_force_fires(expr: CronExpr, tz: str, start_s: int, end_s: int) -> list[int]:
     """Fire instants in (start_s, end_s], by looking at every second or minute.
 
-    Written from the documented rules, independently of the engine: an instant fires if its
-    wall time matches (second pass of a repeated hour only for interval schedules), and the
-    first instant after a gap fires if any skipped local time matches.
+    Written from the documented rules, independently of the engine, using only the
+    instant-to-wall-time mapping: an instant fires if its wall time matches and was not
+    seen before (a repeat fires only for interval schedules), and the first instant after a
+    gap fires if any skipped local time matches.
     """
     zone = cron._zone(tz)
     step_s = 1 if expr.has_seconds else 60
@@ -536,19 +553,23 @@ def brute_force_fires(expr: CronExpr, tz: str, start_s: int, end_s: int) -> list
         )
 
     fires = []
-    previous_offset_s = offset_s(first_s - step_s)
-    for instant_s in range(first_s, end_s + 1, step_s):
+    # A wall time already seen is a second occurrence (a fall-back repeat). Scanning starts
+    # 2 hours early so the first pass of a repeated hour is seen before the window opens.
+    seen_walls: set[int] = set()
+    lead_s = 2 * 60 * 60
+    previous_offset_s = offset_s(first_s - lead_s - step_s)
+    for instant_s in range(first_s - lead_s, end_s + 1, step_s):
         current_offset_s = offset_s(instant_s)
-        aware = datetime.fromtimestamp(instant_s, UTC).astimezone(zone)
-        fire = matches(instant_s + current_offset_s) and (
-            aware.fold == 0 or expr.repeats_in_overlap
-        )
+        wall_s = instant_s + current_offset_s
+        repeated = wall_s in seen_walls
+        seen_walls.add(wall_s)
+        fire = matches(wall_s) and (not repeated or expr.repeats_in_overlap)
         if current_offset_s > previous_offset_s:  # a gap ended at this instant
             skipped = range(
                 instant_s + previous_offset_s, instant_s + current_offset_s, step_s
             )
             fire = fire or any(matches(local_s) for local_s in skipped)
-        if fire:
+        if fire and instant_s >= first_s:
             fires.append(instant_s * 1000)
         previous_offset_s = current_offset_s
     return fires

@@ -367,9 +367,11 @@ def linearizable_history(
     ops_count: int,
     keys_count: int,
     processes: int,
+    *,
     info_rate: float = 0.05,
     phantom_rate: float = 0.05,
     width: int = 40,
+    value_space: int = 5,
 ) -> tuple[list[Event], dict[str, Hashable]]:
     """A concurrent history that is linearizable by construction, and the final values.
 
@@ -390,10 +392,10 @@ def linearizable_history(
         if f == "read":
             arg: Any = None
         elif f == "write":
-            arg = rng.randrange(5)
+            arg = rng.randrange(value_space)
         else:
-            old = current if rng.random() < 0.6 else rng.randrange(5)
-            arg = [old, rng.randrange(5)]
+            old = current if rng.random() < 0.6 else rng.randrange(value_space)
+            arg = [old, rng.randrange(value_space)]
         if rng.random() < phantom_rate:
             outcome, result = ("fail" if rng.random() < 0.5 else "info"), None
         elif f == "read":
@@ -470,7 +472,7 @@ def test_generated_histories_are_linearizable_and_a_mutated_read_is_not(
 ) -> None:
     rng = random.Random(seed)
     events, values = linearizable_history(
-        rng, ops_count, keys_count, processes, info_rate, phantom_rate
+        rng, ops_count, keys_count, processes, info_rate=info_rate, phantom_rate=phantom_rate
     )
     events = append_final_reads(events, values)
     result = check(events)

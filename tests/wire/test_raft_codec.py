@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import tracemalloc
 from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raftsched.raft.messages import (
@@ -44,6 +45,9 @@ from .strategies import (
     standalone_entries,
 )
 
+# Timing is not what these tests check; a loaded CI machine must not fail them.
+NO_DEADLINE = settings(deadline=None)
+
 
 def pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
@@ -65,6 +69,7 @@ APPEND = AppendEntries(
 
 
 @pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda c: c.__name__)
+@NO_DEADLINE
 @given(data=st.data())
 def test_every_message_type_round_trips(cls: type[Any], data: st.DataObject) -> None:
     msg = data.draw(MESSAGE_STRATEGIES[cls])
@@ -73,6 +78,7 @@ def test_every_message_type_round_trips(cls: type[Any], data: st.DataObject) -> 
     assert type(decoded) is cls
 
 
+@NO_DEADLINE
 @given(messages())
 def test_decoded_fields_have_exact_types(msg: Message) -> None:
     decoded = decode_message(encode_message(msg))
@@ -83,21 +89,25 @@ def test_decoded_fields_have_exact_types(msg: Message) -> None:
         assert all(type(e.kind) is EntryKind for e in decoded.entries)
 
 
+@NO_DEADLINE
 @given(hard_states)
 def test_hard_state_round_trips(hard_state: HardState) -> None:
     assert decode_hard_state(encode_hard_state(hard_state)) == hard_state
 
 
+@NO_DEADLINE
 @given(snapshot_metas)
 def test_snapshot_meta_round_trips(meta: SnapshotMeta) -> None:
     assert decode_snapshot_meta(encode_snapshot_meta(meta)) == meta
 
 
+@NO_DEADLINE
 @given(standalone_entries)
 def test_entry_round_trips(entry: Entry) -> None:
     assert decode_entry(encode_entry(entry)) == entry
 
 
+@NO_DEADLINE
 @given(snapshot_metas)
 def test_membership_encoding_is_canonical(meta: SnapshotMeta) -> None:
     # Sets have no order; the bytes must not depend on iteration order.
@@ -180,10 +190,13 @@ BAD_MESSAGES: list[tuple[str, bytes, str]] = [
     ("empty", b"", "empty input"),
     ("truncated", encode_message(APPEND)[:-3], "truncated"),
     ("trailing bytes", encode_message(APPEND) + b"\x00", "trailing bytes"),
-    ("not an array", pack(5), "expected a record array"),
-    ("a map", pack({1: 2}), "malformed msgpack"),
-    ("a str field", pack(with_field(HEARTBEAT_FIELDS, 5, "8")), "malformed msgpack"),
-    ("an ext", pack(msgpack.ExtType(1, b"x")), "malformed msgpack"),
+    ("not an array", pack(5), "record: expected an array"),
+    ("a map", pack({1: 2}), "record: expected an array"),
+    ("a map field", pack(with_field(HEARTBEAT_FIELDS, 5, {})), "Heartbeat.commit: expected"),
+    ("a big map field", pack(with_field(HEARTBEAT_FIELDS, 5, {1: 2})), "malformed msgpack"),
+    ("a str field", pack(with_field(HEARTBEAT_FIELDS, 5, "8")), "Heartbeat.commit: malformed"),
+    ("an ext", pack(msgpack.ExtType(1, b"x")), "record: expected an array"),
+    ("an ext field", pack(with_field(HEARTBEAT_FIELDS, 5, msgpack.ExtType(1, b"x"))), "malformed"),
     ("no tag", pack([FORMAT_VERSION]), "no [version, tag]"),
     ("future version", pack(with_field(HEARTBEAT_FIELDS, 0, 2)), "unsupported format version 2"),
     ("bool version", pack(with_field(HEARTBEAT_FIELDS, 0, True)), "format version must be"),
@@ -215,7 +228,7 @@ BAD_MESSAGES: list[tuple[str, bytes, str]] = [
     ("entry too short", pack(append_fields([[7, 11, 0]])), "expected [term, index, kind, data]"),
     ("entry bool term", pack(append_fields([[True, 11, 0, b""]])), "expected int term"),
     ("entry int data", pack(append_fields([[7, 11, 0, 5]])), "bytes data"),
-    ("entry str data", pack(append_fields([[7, 11, 0, "x"]])), "malformed msgpack"),
+    ("entry str data", pack(append_fields([[7, 11, 0, "x"]])), "entries: malformed msgpack"),
     ("entry unknown kind", pack(append_fields([[7, 11, 3, b""]])), "unknown EntryKind 3"),
     ("entry bool kind", pack(append_fields([[7, 11, True, b""]])), "expected int term"),
     ("entry gap", pack(append_fields([[7, 12, 0, b""]])), "index 12 is not contiguous"),
@@ -307,7 +320,7 @@ def test_message_bytes_limit() -> None:
 
 def test_entries_per_message_limit() -> None:
     msg = AppendEntries(7, 1, 2, 0, 0, entries(0, [7] * 5), 0)
-    with pytest.raises(WireDecodeError, match="5 entries exceed the limit of 4"):
+    with pytest.raises(WireDecodeError, match=r"entries: 5 elements exceed the limit of 4"):
         decode_message(encode_message(msg), DecodeLimits(max_entries_per_message=4))
     assert decode_message(encode_message(msg), DecodeLimits(max_entries_per_message=5)) == msg
 
@@ -320,9 +333,35 @@ def test_huge_array_header_is_refused_without_allocating() -> None:
         decode_message(bytes([0x92, FORMAT_VERSION]) + b"\xc6\xff\xff\xff\xff")
 
 
+NESTED_BIG_ARRAYS = b"\xdc\xff\xff" * 1000  # 1,000 nested headers, each "65,535 elements"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        NESTED_BIG_ARRAYS,
+        bytes([0x97, FORMAT_VERSION, 5]) + NESTED_BIG_ARRAYS,  # as a scalar field
+        # As the entries of an AppendEntries: the entries header itself is within limits.
+        bytes([0x99, FORMAT_VERSION, 1, 7, 1, 2, 10, 6]) + NESTED_BIG_ARRAYS,
+    ],
+    ids=["record", "field", "entries"],
+)
+def test_nested_array_headers_cannot_make_the_decoder_allocate(data: bytes) -> None:
+    # msgpack.unpackb allocates an array's slots on reading its header: these 3 KB would
+    # cost it over 80 MB. The decoder must refuse them having allocated next to nothing.
+    tracemalloc.start()
+    try:
+        with pytest.raises(WireDecodeError, match="exceed"):
+            decode_message(data)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < 1 << 20
+
+
 def test_membership_size_limit() -> None:
     meta = SnapshotMeta(1, 1, Membership(frozenset(range(1, 6))))
-    with pytest.raises(WireDecodeError, match="5 node ids exceed the limit of 4"):
+    with pytest.raises(WireDecodeError, match=r"voters: 5 elements exceed the limit of 4"):
         decode_snapshot_meta(encode_snapshot_meta(meta), DecodeLimits(max_membership_ids=4))
 
 

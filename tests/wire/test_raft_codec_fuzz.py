@@ -180,7 +180,7 @@ RECORD_STRATEGIES: dict[str, st.SearchStrategy[bytes]] = {
 
 
 @pytest.mark.parametrize("record", sorted(RECORD_STRATEGIES))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_structural_mutations_of_valid_records(record: str, data: st.DataObject) -> None:
     tree = msgpack.unpackb(data.draw(RECORD_STRATEGIES[record]))

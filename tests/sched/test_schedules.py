@@ -1,0 +1,156 @@
+"""Cron on the state-machine side: job ids, exactly once per fire time, misfires, backfill.
+
+(The cron engine's own parsing, DST and misfire tables are in tests/sched/test_cron.py.)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from raftsched.sched import commands as c
+from raftsched.sched.limits import Limits
+
+from .helpers import Driver
+
+MIN = 60_000
+T = int(datetime(2024, 1, 15, 12, 0, tzinfo=UTC).timestamp() * 1000)  # a whole minute
+
+
+def put(name: str = "s", cron: str = "* * * * *", **kw: Any) -> c.PutSchedule:
+    kw.setdefault("template", c.JobTemplate(queue="cq", payload={"from": name}))
+    return c.PutSchedule(name=name, cron=cron, **kw)
+
+
+def cron_ids(d: Driver, queue: str = "cq") -> list[str]:
+    page, _ = d.state.list_jobs(queue=queue, limit=10_000)
+    return [j["id"] for j in page]
+
+
+def test_each_fire_creates_one_job_named_by_its_fire_time() -> None:
+    d = Driver(start_ms=T)
+    d.ok(put())
+    assert d.state.next_deadline_ms() == T + MIN
+    d.apply(c.Tick(), at_ms=T + MIN)
+    d.apply(c.Tick(), at_ms=T + MIN)  # the same time proposed again (a new leader)
+    d.apply(c.Tick(), at_ms=T + MIN + 500)
+    assert cron_ids(d) == [f"s@{T + MIN}"]
+    doc = d.job(f"s@{T + MIN}")
+    assert doc["payload"] == {"from": "s"} and doc["state"] == "pending"
+    d.apply(c.Tick(), at_ms=T + 2 * MIN)
+    assert cron_ids(d) == [f"s@{T + MIN}", f"s@{T + 2 * MIN}"]
+    assert d.state.schedule_docs()[0]["fired_through"] == T + 2 * MIN
+
+
+def test_fire_all_after_an_outage_creates_the_latest_cap() -> None:
+    d = Driver(start_ms=T)
+    d.ok(put(misfire="fire_all", misfire_cap=3))
+    d.apply(c.Tick(), at_ms=T + 10 * MIN)
+    assert cron_ids(d) == [f"s@{T + k * MIN}" for k in (8, 9, 10)]
+
+
+def test_fire_once_after_an_outage_creates_only_the_latest() -> None:
+    d = Driver(start_ms=T)
+    d.ok(put(misfire="fire_once", misfire_grace_ms=1_000))
+    d.apply(c.Tick(), at_ms=T + 10 * MIN + 30_000)
+    assert cron_ids(d) == [f"s@{T + 10 * MIN}"]
+
+
+def test_skip_after_an_outage_creates_only_on_time_fires() -> None:
+    d = Driver(start_ms=T)
+    d.ok(put(misfire="skip", misfire_grace_ms=1_000))
+    d.apply(c.Tick(), at_ms=T + 10 * MIN + 30_000)
+    assert cron_ids(d) == []
+    d.apply(c.Tick(), at_ms=T + 11 * MIN + 500)  # on time again
+    assert cron_ids(d) == [f"s@{T + 11 * MIN}"]
+
+
+def test_backfill_fills_skipped_fires_and_never_repeats_one() -> None:
+    d = Driver(Limits(retention_ms=MIN), start_ms=T)
+    d.ok(put(misfire="skip", misfire_grace_ms=0))
+    d.apply(c.Tick(), at_ms=T + MIN)  # on time: s@T+1m
+    d.apply(c.Tick(), at_ms=T + 4 * MIN + 1_000)  # 2m, 3m, 4m missed and skipped
+    assert cron_ids(d) == [f"s@{T + MIN}"]
+    # the fired job ends and is removed by retention
+    d.ok(c.Cancel(job_id=f"s@{T + MIN}"))
+    d.apply(c.Tick(), at_ms=T + 6 * MIN)
+    assert d.state.get_job(f"s@{T + MIN}") is None
+    out = d.ok(c.Backfill(name="s", from_ms=T, to_ms=T + 4 * MIN))
+    assert out["created"] == [f"s@{T + k * MIN}" for k in (2, 3, 4)]
+    assert out["skipped"] == [f"s@{T + MIN}"]  # made a job once: never again
+    again = d.ok(c.Backfill(name="s", from_ms=T - 2 * MIN, to_ms=T + 4 * MIN))
+    assert again["created"] == [f"s@{T - MIN}", f"s@{T}"]
+    assert len(again["skipped"]) == 4
+    # the fires made by cron from now on are not repeated by a backfill either
+    d.apply(c.Tick(), at_ms=T + 7 * MIN)
+    later = d.ok(c.Backfill(name="s", from_ms=T + 6 * MIN, to_ms=T + 7 * MIN))
+    assert later == {"created": [], "skipped": [f"s@{T + 7 * MIN}"]}
+
+
+def test_delete_and_recreate_keeps_the_fire_history() -> None:
+    d = Driver(start_ms=T)
+    d.ok(put())
+    d.apply(c.Tick(), at_ms=T + MIN)
+    d.ok(c.DeleteSchedule(name="s"))
+    d.apply(c.Tick(), at_ms=T + 2 * MIN)
+    assert cron_ids(d) == [f"s@{T + MIN}"]
+    d.ok(put(misfire="fire_all"))  # same name: watermark T+1m, so 2m is due now
+    d.apply(c.Tick(), at_ms=T + 2 * MIN)
+    assert cron_ids(d) == [f"s@{T + MIN}", f"s@{T + 2 * MIN}"]
+    assert d.ok(put(misfire="fire_all"))["created"] is False
+
+
+def test_paused_schedule_does_not_fire_and_resumes_under_its_policy() -> None:
+    d = Driver(start_ms=T)
+    d.ok(put(paused=True))
+    assert d.state.next_deadline_ms() is None
+    d.apply(c.Tick(), at_ms=T + 5 * MIN)
+    assert cron_ids(d) == []
+    d.ok(put(misfire="fire_once", misfire_grace_ms=0))
+    d.apply(c.Tick(), at_ms=T + 5 * MIN + 1)
+    assert cron_ids(d) == [f"s@{T + 5 * MIN}"]
+
+
+def test_a_full_queue_counts_the_missed_fire_and_backfill_recovers_it() -> None:
+    d = Driver(Limits(max_jobs_per_queue=1), start_ms=T)
+    d.ok(c.SubmitJobs(jobs=(c.JobSpec(id="blocker", queue="cq"),)))
+    d.ok(put())
+    d.apply(c.Tick(), at_ms=T + MIN)
+    doc = d.state.schedule_docs()[0]
+    assert doc["missed_fires"] == 1 and doc["last_error"].startswith("queue_full")
+    assert cron_ids(d) == ["blocker"]
+    d.ok(c.Cancel(job_id="blocker"))
+    out = d.ok(c.Backfill(name="s", from_ms=T, to_ms=T + MIN))
+    assert out["created"] == [f"s@{T + MIN}"]
+
+
+def test_time_zone_decides_the_fire_instant() -> None:
+    d = Driver(start_ms=T)
+    d.ok(put(cron="0 9 * * *", timezone="Europe/Paris"))  # 09:00 CET == 08:00Z in January
+    fire = int(datetime(2024, 1, 16, 8, 0, tzinfo=UTC).timestamp() * 1000)
+    assert d.state.next_deadline_ms() == fire
+    d.apply(c.Tick(), at_ms=fire)
+    assert cron_ids(d) == [f"s@{fire}"]
+
+
+def test_seconds_field_and_replacing_keeps_the_watermark() -> None:
+    d = Driver(start_ms=T)
+    d.ok(put(cron="*/10 * * * * *"))
+    d.apply(c.Tick(), at_ms=T + 20_000)
+    assert cron_ids(d) == [f"s@{T + 10_000}", f"s@{T + 20_000}"]
+    d.ok(put(cron="*/5 * * * * *"))
+    d.apply(c.Tick(), at_ms=T + 25_000)
+    assert cron_ids(d)[-1] == f"s@{T + 25_000}"
+    assert len(cron_ids(d)) == 3
+
+
+def test_two_replicas_fire_identically() -> None:
+    a, b = Driver(start_ms=T), Driver(start_ms=T)
+    for d in (a, b):
+        d.ok(put(misfire="fire_all", misfire_cap=50))
+        d.ok(put(name="p", cron="*/7 * * * *", timezone="America/New_York"))
+    for at in (T + 3 * MIN, T + 3 * MIN, T + 61 * MIN, T + 62 * MIN):
+        a.apply(c.Tick(), at_ms=at)
+        b.apply(c.Tick(), at_ms=at)
+    assert a.state.state_hash() == b.state.state_hash()
+    assert cron_ids(a) == cron_ids(b) and len(cron_ids(a)) > 50
