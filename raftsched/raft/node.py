@@ -102,7 +102,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from .config import RaftConfig
 from .errors import (
@@ -132,6 +131,7 @@ from .progress import Progress, ProgressState
 from .quorum import VoteResult, quorum_size, quorum_value, vote_result
 from .read_only import MAX_PENDING_READS, ReadOnlyQueue
 from .ready import Ready
+from .snapshot_receiver import SnapshotReceiver
 from .storage import UNLIMITED_BYTES, Storage
 from .types import (
     ConfChange,
@@ -151,19 +151,6 @@ _NORMAL = EntryKind.NORMAL
 _CONFIG = EntryKind.CONFIG
 # Messages only a leader sends; they establish who leads a term.
 _LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
-
-
-@dataclass(slots=True)
-class _IncomingSnapshot:
-    """Chunks of a snapshot being received (§7), keyed by who sends what."""
-
-    src: NodeId
-    term: int
-    index: int
-    snapshot_term: int
-    membership: Membership
-    chunks: list[bytes] = field(default_factory=list)
-    size_bytes: int = 0
 
 
 class RaftNode:
@@ -203,7 +190,7 @@ class RaftNode:
         self._reads = ReadOnlyQueue()
         self._waiting_reads: list[tuple[NodeId, int]] = []  # until an entry of this term commits
         self._read_states: list[ReadState] = []
-        self._incoming: _IncomingSnapshot | None = None
+        self._snapshot_receiver = SnapshotReceiver()
         self._msgs: list[Message] = []
         self._eager: list[Message] = []
         self._on_membership_changed()
@@ -758,33 +745,13 @@ class RaftNode:
             # Already hold everything it covers: tell the leader where we are instead.
             self._send(AppendEntriesResponse(self._term, self._id, m.src, True, log.committed))
             return
-        incoming = self._incoming
-        if m.offset == 0:
-            incoming = _IncomingSnapshot(
-                m.src, m.term, m.snapshot_index, m.snapshot_term, m.membership
-            )
-            self._incoming = incoming
-        elif incoming is None or (incoming.src, incoming.term, incoming.index) != (
-            m.src,
-            m.term,
-            m.snapshot_index,
-        ):
-            self._send_snapshot_response(m, 0, success=False)  # restart from the beginning
-            return
-        if m.offset != incoming.size_bytes:
-            self._send_snapshot_response(m, incoming.size_bytes, success=True)
-            return
-        incoming.chunks.append(m.data)
-        incoming.size_bytes += len(m.data)
-        if m.done:
-            self._incoming = None
-            meta = SnapshotMeta(incoming.index, incoming.snapshot_term, incoming.membership)
-            self._restore(Snapshot(meta, b"".join(incoming.chunks)))
-        self._send_snapshot_response(m, incoming.size_bytes, success=True)
-
-    def _send_snapshot_response(self, m: InstallSnapshot, offset: int, success: bool) -> None:
+        outcome = self._snapshot_receiver.receive(m)
+        if outcome.snapshot is not None:
+            self._restore(outcome.snapshot)
         self._send(
-            InstallSnapshotResponse(self._term, self._id, m.src, m.snapshot_index, offset, success)
+            InstallSnapshotResponse(
+                self._term, self._id, m.src, m.snapshot_index, outcome.next_offset, outcome.success
+            )
         )
 
     def _restore(self, snapshot: Snapshot) -> None:
@@ -793,15 +760,33 @@ class RaftNode:
         log = self.log
         if not self._has_config():
             # A new node learns its first configuration. It accepted no entries without
-            # one, so its log is empty unless it is behind the snapshot anyway; the
-            # snapshot is persisted (even at index 0) so a restart remembers it.
+            # one, so its log is empty (the snapshot is then persisted, even at index 0,
+            # so that a restart remembers the configuration) or behind the snapshot.
             if not (meta.index > log.committed or meta.index == log.last_index()):
+                self._adopt_configuration(meta)
                 return
         elif log.match_term(meta.index, meta.term):
             log.commit_to(meta.index)
             return
         log.restore(snapshot)
         self._configs.reset(meta.membership)
+        self._on_membership_changed()
+
+    def _adopt_configuration(self, meta: SnapshotMeta) -> None:
+        """A new node that restarted before its first configuration reached its disk
+        (storage may ignore a snapshot at an index it already has) holds entries but no
+        configuration: take the snapshot's and replay the CONFIG entries after it."""
+        log = self.log
+        if not log.match_term(meta.index, meta.term):
+            return  # cannot place the snapshot in our log; wait for a newer one
+        try:
+            tail = log.slice(meta.index + 1, log.last_index() + 1, UNLIMITED_BYTES, UNLIMITED_BYTES)
+        except CompactedError:
+            return
+        self._configs.reset(meta.membership)
+        for entry in tail:
+            if entry.kind is _CONFIG:
+                self._configs.append(entry.index, entry.data)
         self._on_membership_changed()
 
     # ------------------------------------------------------------------ leader side

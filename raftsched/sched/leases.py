@@ -104,7 +104,7 @@ def _held(st: SchedulerState, job_id: str, token: int) -> Job | SchedError:
     job = st.jobs.get(job_id)
     if job is None:
         return NotFound(f"job {job_id!r} not found", {"job_id": job_id})
-    if token > job.token:
+    if token != job.token:
         return StaleToken(
             f"token {token} is not the current lease of job {job_id!r}",
             {"job_id": job_id, "token": token, "current_token": job.token})

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .commands import JobSpec, SubmitJobs, SubmitWorkflow
-from .errors import Conflict, CycleError, UnknownDependency
+from .errors import Conflict, CycleError, UnknownDependency, ValidationError
 from .job import CANCELLED, DEAD, REASON_UPSTREAM_FAILED, SUCCEEDED, WAITING, Job
 from .parse import GENERATED_ID_PREFIX
 from .result import Ok, Refused, Result
@@ -86,6 +86,8 @@ def _submit(st: SchedulerState, specs: Sequence[JobSpec], index: int,
             new_per_queue[spec.queue] = new_per_queue.get(spec.queue, 0) + 1
         ids.append(job_id)
         found.append(job)
+    if len(set(ids)) != len(ids):  # parse refuses this; a hand-built command must not crash
+        return Refused(ValidationError("jobs", "a job id appears twice in one submission"))
     refusal = st.check_room(new_per_queue)
     if refusal is not None:
         return Refused(refusal)

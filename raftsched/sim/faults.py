@@ -67,7 +67,7 @@ DEFAULT_WEIGHTS: dict[FaultKind, float] = {
     FaultKind.TRANSFER: 1.5,
     FaultKind.STALE_LEADER: 2.0,
     FaultKind.FLAP: 1.5,
-    FaultKind.FIGURE_8: 1.5,
+    FaultKind.FIGURE_8: 3.0,
 }
 
 
@@ -126,6 +126,8 @@ class Nemesis:
             if generation != self._generation:
                 return
             if action_name == "heal-links":
+                if self.figure8.busy():
+                    return  # the choreography owns the links now
                 self._cluster.network.heal()
                 self._cluster.trace("nemesis: links healed")
             elif action_name == "calm":

@@ -8,8 +8,9 @@ the cluster through it, reacting to leader elections the moment they happen:
   2. the instant L2 is elected, isolate it instead (its first appends, still in flight, are
      swallowed) and reconnect L1: L2 now holds an entry of a newer term that nobody has;
   3. L1, with the longest log, wins the next term and catches the others up piecewise
-     (appends are small), so its fresh no-op reaches them after its old entries; a short
-     random time after its election L1 crashes and what it had in flight is lost;
+     (appends are small), so its fresh no-op reaches them after its old entries; L1
+     crashes the moment its commit index moves while a follower still lacks the no-op
+     (or after a few ticks), and what it had in flight is lost;
   4. L2 is reconnected: with its newer last term it can win the others' votes and
      overwrite every entry of L1's old term that is not really committed.
 Correct Raft survives all of it: nothing L1 acknowledged is lost. A core that commits old
@@ -54,7 +55,7 @@ class Figure8:
         cluster.network.heal()
         cluster.network.partition([self._l1], self._others(self._l1))
         cluster.trace(f"figure-8: isolate leader {self._l1}")
-        self._deadline(60)
+        self._deadline(100)
         return True
 
     def abort(self, why: str) -> None:
@@ -83,15 +84,34 @@ class Figure8:
             cluster.network.partition([self._l2], self._others(self._l2))
             cluster.trace(f"figure-8: isolate new leader {self._l2}, reconnect {self._l1}")
             self.phase = "await-l1"
-            self._deadline(60)
+            self._deadline(100)
         elif self.phase == "await-l1":
             if node_id != self._l1:
                 self.abort(f"node {node_id} won instead of {self._l1}")
                 return
             self.phase = "crash-l1"
-            # About the time L1 needs to probe a follower and catch it up by one append.
-            delay = self._rng.randint(0, 3 * UNITS_PER_TICK)
-            cluster.loop.call_later(delay, self._crash_l1)
+            followers = [i for i in self._others(self._l1) if i != self._l2]
+            status = cluster.hosts[self._l1].status()
+            assert status is not None
+            self._poll(term, followers, status.commit, cluster.loop.now + 6 * UNITS_PER_TICK)
+
+    def _poll(self, term: int, followers: list[NodeId], commit: int, give_up_at: int) -> None:
+        """Crash L1 the moment its commit index moves while a follower still lacks its
+        no-op: the window Figure 8 is about. Polled every time unit, briefly."""
+        cluster = self._cluster
+        if self.phase != "crash-l1":
+            return
+        status = cluster.hosts[self._l1].status()
+        if status is not None and status.commit > commit:
+            for node_id in followers:
+                log = cluster.hosts[node_id].disk.current
+                if log.term(log.last_index()) < term:
+                    self._crash_l1()
+                    return
+        if cluster.loop.now >= give_up_at:
+            self._crash_l1()
+            return
+        cluster.loop.call_later(1, lambda: self._poll(term, followers, commit, give_up_at))
 
     def _crash_l1(self) -> None:
         cluster = self._cluster

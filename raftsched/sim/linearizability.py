@@ -13,14 +13,30 @@ are a legal sequential run of the model (Herlihy & Wing 1990).
    a history is linearizable iff every independent object's sub-history is) and check each
    part alone, stopping at the first part that is not linearizable.
 3. Per part, Wing & Gong's depth-first search: the operations' call and return entries sit in
-   a doubly linked list in history order. Walking the list, a call entry is a candidate to
-   linearize next; if the model accepts it, lift its call and return out of the list, push it
-   on a stack and restart from the head. Reaching a return entry means that operation had to
-   be linearized already: backtrack (pop, unlift, try the next candidate). Lowe's
-   improvement: remember every (set of linearized operations as a bitset int, model state)
-   reached; entering a remembered configuration again cannot succeed where it failed before,
-   so it is skipped. The search succeeds when every operation with a known outcome is
-   linearized (the remaining INFO operations never took effect).
+   a doubly linked list in history order (unknown ops' calls in a second one, see 4).
+   Walking the list, a call entry is a candidate to linearize next; if the model accepts it,
+   lift its call and return out of the list, push it on a stack and restart from the head.
+   Reaching a return entry means that operation had to be linearized already: backtrack
+   (pop, unlift, try the next candidate). Lowe's improvement: remember every (set of
+   linearized operations as a bitset int, model state) reached; entering a remembered
+   configuration again cannot succeed where it failed before, so it is skipped. The search
+   succeeds when every operation with a known outcome is linearized (the remaining INFO
+   operations never took effect).
+4. Unknown (INFO) operations never return, so they stay candidates forever and would make
+   the search exponential in their number. Four rules keep that in check, each sound
+   because an unknown op may always be left out: (a) they are tried only after the known
+   candidates of a configuration; (b) a configuration is skipped when one that used a
+   subset of its unknown ops reached the same known set and state (`_Memo`); (c) all
+   unknown candidates of a configuration are entered in the memo before any is explored,
+   so "u then v" is pruned by "v"; (d) of identical unknown ops only the earliest unused
+   one is tried, and the model can declare ops that never matter (reads) or that overwrite
+   blindly (writes, never tried right after another unknown op).
+
+Cost: with known outcomes only, about (operations x 2^concurrency) configurations at worst,
+typically a few per operation. Every unknown op adds a candidate at every later
+configuration, so keep histories per key short (as Jepsen does with independent keys): a
+non-linearizable key with hundreds of INFO ops over a tiny value domain can exhaust the
+time limit (ok None), never a wrong answer.
 
 Real-time order is the order of events in the history list (the record says they are in the
 order they happened; times must not go backwards), like Knossos: operation A precedes B iff
@@ -37,7 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raftsched.sim.history import Event, EventType
-from raftsched.sim.models import HistoryError, Model, Operation, freeze
+from raftsched.sim.models import HistoryError, Model, Operation, UnknownEffect, freeze
 
 __all__ = ["CheckResult", "HistoryError", "check_history", "operations_of"]
 
@@ -126,6 +142,10 @@ def operations_of(events: Sequence[Event]) -> list[Operation]:
             slot_of[event.process] = len(pairs)
             pairs.append((index, event, None, None))
         else:
+            assert event.process in pending, (
+                f"completion without its invoke in a partition: model.partition must keep "
+                f"an operation's invoke and completion together ({event})"
+            )
             invoke_index, invoke = pending.pop(event.process)
             pairs[slot_of.pop(event.process)] = (invoke_index, invoke, index, event)
     ops: list[Operation] = []
@@ -173,11 +193,16 @@ class _Memo:
     one again cannot succeed where it failed before. Extension: (K, U, s) is dominated by an
     entered (K, U', s) with U' a subset of U, since an unknown op may always be left out --
     the dominated one has only fewer options (unknown ops never return, so they never
-    constrain real-time order). Proof sketch that skipping dominated configurations is sound:
-    if the search failed although a success existed, take the entered configuration with
-    the shortest successful continuation; its first step leads to a configuration that was
-    entered or dominated by an entered one, either way with a shorter continuation.
-    Without INFO operations every U is 0 and this is exactly Lowe's memo.
+    constrain real-time order). Without INFO operations every U is 0 and this is exactly
+    Lowe's memo.
+
+    Proof sketch that the search stays complete: every entered configuration is explored
+    unless the search succeeds first. Suppose it failed although a success existed; take the
+    entered configuration with the shortest successful continuation. Its first step can be
+    taken to be one the search tries (swap an unknown op for its earliest unused twin; a
+    blind op right after unknown op u could have been taken instead of u, as u's sibling),
+    and leads to a configuration entered or dominated by an entered one, whose continuation
+    is shorter: a contradiction.
     """
 
     __slots__ = ("_by_known", "configurations")
@@ -218,7 +243,8 @@ def _search(ops: Sequence[Operation], model: Model[Any], deadline: float) -> _Ou
     which makes later configurations that use them easy to prune (see _Memo).
     """
     known = [op for op in ops if op.known]
-    unknown = [op for op in ops if not op.known]
+    effects = {op.id: model.unknown_effect(op) for op in ops if not op.known}
+    unknown = [op for op in ops if not op.known and effects[op.id] is not UnknownEffect.NONE]
     main_head = 0
     main_tail = 2 * len(known) + 1
     unknown_head = main_tail + 1
@@ -247,11 +273,15 @@ def _search(ops: Sequence[Operation], model: Model[Any], deadline: float) -> _Ou
     # only ever linearize the earliest invoked one not yet linearized (`twins_before`).
     twins_before = [0] * size  # unknown call entry -> bitset of earlier identical ops
     twins_seen: dict[tuple[str, str, Hashable], int] = {}
+    # Blind ops (a write) right after another unknown op: "u then b" is dominated by "b"
+    # alone, a sibling of u, so the search does not even try it.
+    blind = [False] * size
     for entry, op in enumerate(unknown, start=unknown_head + 1):
         kind[entry], entry_op[entry], position[entry] = _UNKNOWN_CALL, op.id, op.invoke_index
         signature = (op.f, op.key, op.input)
         twins_before[entry] = twins_seen.get(signature, 0)
         twins_seen[signature] = twins_before[entry] | (1 << op.id)
+        blind[entry] = effects[op.id] is UnknownEffect.BLIND
 
     step = model.step
     state: Hashable = model.init()
@@ -310,10 +340,11 @@ def _search(ops: Sequence[Operation], model: Model[Any], deadline: float) -> _Ou
             assert entry_kind == _RETURN, "walked off the main list with known operations left"
             bound = position[entry]
             siblings = []
+            after_unknown = bool(stack) and stack[-1][2] is not None
             candidate = nxt[unknown_head]
             while kind[candidate] == _UNKNOWN_CALL and position[candidate] < bound:
                 twins = twins_before[candidate]
-                if linearized & twins == twins:
+                if linearized & twins == twins and not (after_unknown and blind[candidate]):
                     op = ops[entry_op[candidate]]
                     legal, new_state = step(state, op)
                     if legal:
@@ -378,14 +409,25 @@ def _describe(model: Model[Any], op: Operation) -> str:
     return f"process {op.process} {model.describe_op(op)}  [invoked t={op.invoke_time}, {returned}]"
 
 
-def _frontier(ops: Sequence[Operation], linearized: set[int]) -> list[Operation]:
-    """Operations that could come next after `linearized`: invoked before the first return."""
+def _frontier(ops: Sequence[Operation], linearized: set[int], model: Model[Any]) -> list[Operation]:
+    """The candidates to come next after `linearized`: ops invoked before the first return.
+
+    Known ops first, by return (the first had to be linearized before its return), then the
+    unknown ops that could matter.
+    """
     remaining = [op for op in ops if op.id not in linearized]
     first_return = min(
         (op.return_index for op in remaining if op.return_index is not None), default=None
     )
     assert first_return is not None, "a failed search leaves a known operation"
-    return [op for op in remaining if op.invoke_index < first_return]
+    candidates = [op for op in remaining if op.invoke_index < first_return]
+    known = sorted((op for op in candidates if op.known), key=lambda op: op.return_index or 0)
+    unknown = [
+        op
+        for op in candidates
+        if not op.known and model.unknown_effect(op) is not UnknownEffect.NONE
+    ]
+    return known + unknown
 
 
 def _explain_failure(
@@ -398,27 +440,25 @@ def _explain_failure(
         legal, state = model.step(state, op)
         assert legal, "the longest prefix replays legally"
         states.append(state)
-    frontier = _frontier(ops, set(best_path))
+    frontier = _frontier(ops, set(best_path), model)
     known_ops = sum(1 for op in ops if op.known)
+    shown_from = max(0, len(prefix) - EXPLANATION_PREFIX_OPS_MAX)
     lines = [
         f"not linearizable: key {key!r} ({len(ops)} operations, "
         f"{len(ops) - known_ops} of them indeterminate)",
         f"longest linearizable prefix: {len(prefix)} operations"
-        + (
-            f" (showing the last {EXPLANATION_PREFIX_OPS_MAX})"
-            if len(prefix) > EXPLANATION_PREFIX_OPS_MAX
-            else ""
-        )
+        + (f" (the last {len(prefix) - shown_from})" if shown_from else "")
         + ":",
     ]
-    shown_from = max(0, len(prefix) - EXPLANATION_PREFIX_OPS_MAX)
     for op, after in zip(prefix[shown_from:], states[shown_from:], strict=True):
         lines.append(f"  {_describe(model, op)}  => state {model.describe_state(after)}")
     lines.append(f"state after the prefix: {model.describe_state(state)}")
-    lines.append("none of these operations can be linearized next:")
-    for op in frontier[:EXPLANATION_FRONTIER_OPS_MAX]:
+    lines.append("no operation can extend it; the candidates:")
+    for position, op in enumerate(frontier[:EXPLANATION_FRONTIER_OPS_MAX]):
         legal, _ = model.step(state, op)
-        verdict = "could apply, but no order of the rest works" if legal else "illegal here"
+        verdict = "legal here, but every order of the rest fails" if legal else "illegal here"
+        if position == 0:
+            verdict += "; it returned first, so it had to be linearized by then"
         lines.append(f"  {_describe(model, op)}  -- {verdict}")
     if len(frontier) > EXPLANATION_FRONTIER_OPS_MAX:
         lines.append(f"  ... and {len(frontier) - EXPLANATION_FRONTIER_OPS_MAX} more")

@@ -13,10 +13,18 @@ INVOKE and its completion must land in the same part.
 
 Operations whose outcome is unknown (INFO, or an INVOKE never completed) reach `step` with
 `op.known == False`: the model must then accept any result the operation could have had and
-return the state it would leave. It need not model "never happened" -- the checker covers
-that by leaving the operation out of the linearization. A future queue-with-leases model fits
-the same protocol: its state is a tuple of jobs and leases, its step checks a lease's job and
-token against that state, and `partition` splits by queue.
+return the state it would leave (one state: models are deterministic). It need not model
+"never happened" -- the checker covers that by leaving the operation out. `unknown_effect(op)`
+tells the checker what such an op can do (nothing / a blind overwrite / depends on the
+state), which it uses to prune; when unsure, answer DEPENDS.
+
+Contract: `step` looks at an operation only through f, key, input, output and known -- never
+process, times or ids -- so two indeterminate ops with the same f, key and input are
+interchangeable (the checker relies on this to explore only one of them).
+
+A future queue-with-leases model fits the same protocol: its state is a tuple of jobs and
+leases, its step checks a lease's job and token against that state, `unknown_effect` answers
+DEPENDS for lease/complete and NONE for reads, and `partition` splits by queue.
 
 Register convention (RegisterModel and KVModel), for `Event` values:
   f="read"  INVOKE value None      -> OK value: the value read (None if never written)
@@ -31,6 +39,7 @@ tuples and sorted item tuples, so JSON round-trips compare equal.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -57,6 +66,18 @@ class Operation:
     return_index: int | None  # position of the completion; None for INFO / incomplete
 
 
+class UnknownEffect(enum.Enum):
+    """What an operation with an unknown outcome can do to the state, for the search.
+
+    Claiming less than DEPENDS is an optimization that must be true of every state, or the
+    checker may wrongly answer False.
+    """
+
+    NONE = "none"  # always legal, changes nothing (a read): the checker leaves it out
+    BLIND = "blind"  # always legal, the next state does not depend on the current one
+    DEPENDS = "depends"  # anything else (cas, dequeue, ...)
+
+
 class Model(Protocol[State]):
     """A sequential specification; see the module docstring."""
 
@@ -68,6 +89,10 @@ class Model(Protocol[State]):
 
     def partition(self, events: Sequence[Event]) -> Mapping[str, Sequence[Event]]:
         """Independent sub-histories by name, each in history order."""
+        ...
+
+    def unknown_effect(self, op: Operation) -> UnknownEffect:
+        """What op does when its outcome is unknown; lets the checker prune (see the enum)."""
         ...
 
     def describe_op(self, op: Operation) -> str: ...
@@ -114,6 +139,14 @@ def _register_step(state: Hashable, op: Operation) -> tuple[bool, Hashable]:
     raise HistoryError(f"register model does not know operation f={f!r}")
 
 
+def _register_unknown_effect(op: Operation) -> UnknownEffect:
+    if op.f == "read":
+        return UnknownEffect.NONE
+    if op.f == "write":
+        return UnknownEffect.BLIND
+    return UnknownEffect.DEPENDS
+
+
 def _describe_register_op(op: Operation) -> str:
     if op.f == "read":
         text = "read"
@@ -153,6 +186,9 @@ class RegisterModel:
         name = next(iter(keys)) if len(keys) == 1 else "*"
         return {name: list(events)}
 
+    def unknown_effect(self, op: Operation) -> UnknownEffect:
+        return _register_unknown_effect(op)
+
     def describe_op(self, op: Operation) -> str:
         return _describe_register_op(op)
 
@@ -178,6 +214,9 @@ class KVModel:
             _check_register_event(event)
             by_key.setdefault(event.key, []).append(event)
         return by_key
+
+    def unknown_effect(self, op: Operation) -> UnknownEffect:
+        return _register_unknown_effect(op)
 
     def describe_op(self, op: Operation) -> str:
         return f"{op.key}: {_describe_register_op(op)}"

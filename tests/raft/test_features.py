@@ -24,6 +24,7 @@ from raftsched.raft.messages import (
     TimeoutNow,
 )
 from raftsched.raft.node import RaftNode
+from raftsched.raft.storage import MemoryStorage
 from raftsched.raft.types import (
     ConfChange,
     ConfChangeKind,
@@ -33,6 +34,7 @@ from raftsched.raft.types import (
     Membership,
     ReadState,
     Role,
+    Snapshot,
 )
 
 from .harness import Cluster, drain, make_node
@@ -579,3 +581,34 @@ def test_outstanding_readys_may_overlap() -> None:
     assert node.status().commit == 3
     [rd3] = drain(node, storage)
     assert [e.data for e in rd3.committed_entries] == [b"a", b"b"]
+
+
+class StrictSnapshotStorage(MemoryStorage):
+    """A storage that ignores a snapshot at an index it already has (as a disk that
+    only ever moves its snapshot forward may do)."""
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        if snapshot.meta.index > self.snapshot().meta.index:
+            super().apply_snapshot(snapshot)
+
+
+def test_new_node_relearns_an_unpersisted_configuration_after_restart() -> None:
+    """A new node whose first configuration never reached its disk restarts with entries
+    but no configuration; the leader's snapshot gives it back, and the CONFIG entries in
+    its log are replayed on top."""
+    cluster = Cluster()
+    cluster.elect(1)
+    cluster.storages[4] = StrictSnapshotStorage()
+    cluster._start(4)
+    change(cluster, 1, ADD, 4)
+    cluster.propose(1, b"a")
+    cluster.stabilize()
+    assert cluster.commands(4) == [b"a"]
+    assert cluster.storages[4].snapshot().meta.membership.voters == frozenset()
+    cluster.restart(4)
+    assert cluster.node(4).membership.voters == frozenset()  # forgotten
+    cluster.propose(1, b"b")
+    cluster.tick(3)
+    assert cluster.node(4).membership == cluster.node(1).membership
+    assert cluster.node(4).role is Role.LEARNER
+    assert cluster.commands(4) == [b"a", b"b"]

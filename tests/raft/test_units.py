@@ -24,6 +24,7 @@ from raftsched.raft.types import (
     EntryKind,
     HardState,
     Membership,
+    SnapshotMeta,
 )
 
 
@@ -202,3 +203,40 @@ def test_config_tracker_reverts_on_truncation() -> None:
     assert tracker.truncate_from(9)
     assert tracker.current.learners == {4}
     assert not tracker.truncate_from(10)
+
+
+def test_raft_log_slice_spans_storage_and_unstable_within_limits() -> None:
+    storage = MemoryStorage(Membership(frozenset({1})))
+    storage.append(entries(1, [1, 1, 1], size=10))
+    log = RaftLog(storage, committed=0, applied=0)
+    log.append(entries(4, [2, 2, 2], size=10))
+    assert [e.index for e in log.slice(2, 7, 100, 1000)] == [2, 3, 4, 5, 6]
+    assert [e.index for e in log.slice(2, 7, 3, 1000)] == [2, 3, 4]  # entry count limit
+    assert [e.index for e in log.slice(2, 7, 100, 35)] == [2, 3, 4]  # byte limit
+    assert [e.index for e in log.slice(5, 7, 100, 1)] == [5]  # always at least one
+    storage.create_snapshot(2, Membership(frozenset({1})), b"")
+    storage.compact(2)
+    with pytest.raises(CompactedError):
+        log.slice(2, 7, 100, 1000)
+
+
+def test_snapshot_receiver_reassembles_in_order_and_resyncs() -> None:
+    from raftsched.raft.messages import InstallSnapshot
+    from raftsched.raft.snapshot_receiver import SnapshotReceiver
+
+    members = Membership(frozenset({1, 2}))
+
+    def chunk(offset: int, data: bytes, done: bool, term: int = 1) -> InstallSnapshot:
+        return InstallSnapshot(term, 1, 2, 9, 1, members, offset, data, done)
+
+    receiver = SnapshotReceiver()
+    assert receiver.receive(chunk(3, b"def", False)).success is False  # unknown: restart
+    assert receiver.receive(chunk(0, b"abc", False)).next_offset == 3
+    duplicate = receiver.receive(chunk(0, b"abc", False))  # offset 0 restarts the transfer
+    assert (duplicate.next_offset, duplicate.snapshot) == (3, None)
+    gap = receiver.receive(chunk(6, b"ghi", True))
+    assert (gap.next_offset, gap.success, gap.snapshot) == (3, True, None)
+    assert receiver.receive(chunk(3, b"def", False, term=2)).success is False  # other leader
+    done = receiver.receive(chunk(3, b"def", True))
+    assert done.snapshot is not None and done.snapshot.data == b"abcdef"
+    assert done.snapshot.meta == SnapshotMeta(9, 1, members)

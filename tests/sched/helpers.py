@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raftsched.sched import Command, Ok, Refused, Result, SchedulerState
+from raftsched.sched import Command, Ok, Refused, Result, SchedulerState, Tick
 from raftsched.sched.limits import Limits
 
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
@@ -34,6 +34,8 @@ class Driver:
     def refused(self, cmd: Command, code: str, at_ms: int | None = None) -> Refused:
         """Apply, expect a refusal with `code`, and check that it changed nothing."""
         check = at_ms is None and cmd.idempotency_key is None
+        if check and self.state.clock_ms != self.now_ms:
+            self.apply(Tick())  # bring the clock and due work up to date first
         before = self.state.snapshot() if check else b""
         result = self.apply(cmd, at_ms)
         assert isinstance(result, Refused), result
