@@ -623,6 +623,8 @@ def _next_fire_s(cron: CronExpr, zone: ZoneInfo, after_s: int) -> int | None:
             local_s = _next_local_match(cron, start_s, overlap.end_s)
             if local_s is not None:
                 return local_s - overlap.offset_after
+        # Resume after the repeated span: its first-pass instants are all behind us (this
+        # only saves walking through them, the loop below would skip them too).
         wall_s = overlap.end_s - 1
     # Past any repeated hour, local order is instant order (a gap's times collapse onto its
     # end), so the first local match after the wall time is the answer. The loop only
@@ -701,9 +703,7 @@ def prev_fire_ms(expr: CronExpr, tz: str, before_ms: int) -> int | None:
     return None if fire_s is None else fire_s * 1000
 
 
-def fires_between(
-    expr: CronExpr, tz: str, start_ms: int, end_ms: int, limit: int
-) -> list[int]:
+def fires_between(expr: CronExpr, tz: str, start_ms: int, end_ms: int, limit: int) -> list[int]:
     """Fire times t with start_ms < t <= end_ms, ascending, at most ``limit`` (the earliest)."""
     _check_instant_ms("start_ms", start_ms)
     _check_instant_ms("end_ms", end_ms)

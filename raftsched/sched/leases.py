@@ -86,7 +86,7 @@ def lease(st: SchedulerState, cmd: Lease, index: int) -> Result:
     count = min(cmd.max_jobs, worker.room(), queue.lease_room())
     leased = worker.leased
     for _ in range(count):
-        job = queue.pop_pending()
+        job = queue.pop_pending(st.jobs)
         assert job is not None, "pending count and pending index disagree"
         job.token = index
         job.attempts += 1
@@ -179,15 +179,16 @@ def _touch_worker(st: SchedulerState, job: Job) -> None:
 def expire_leases(st: SchedulerState) -> int:
     heap, now, released = st.lease_heap, st.clock_ms, 0
     while heap and heap[0][0] <= now:
-        _, token, seq, job = heapq.heappop(heap)
-        if job.state != LEASED or job.token != token:
+        _, token, seq, job_id = heapq.heappop(heap)
+        job = st.live_job(job_id, seq)
+        if job is None or job.state != LEASED or job.token != token:
             continue  # stale: that lease already ended
         if job.lease_expires_ms <= now:
             job.error = "lease expired"
             _end_attempt(st, job, CLOSED_EXPIRED, True)
             released += 1
         else:  # heartbeated since: wait for the new expiry
-            heapq.heappush(heap, (job.lease_expires_ms, token, seq, job))
+            heapq.heappush(heap, (job.lease_expires_ms, token, seq, job_id))
     return released
 
 

@@ -50,6 +50,16 @@ class Limits:
             assert isinstance(value, int) and not isinstance(value, bool), f.name
             assert value > 0, f"Limits.{f.name} must be positive, got {value}"
 
+    @classmethod
+    def permissive(cls) -> Limits:
+        """Input limits far above any sane configuration, for decoding what was already
+        accepted: a committed command or a snapshot must never fail to load because this
+        node's configured limits are tighter than those of the node that accepted it."""
+        big = 2**53
+        return cls(max_payload_bytes=64 * 1024 * 1024, max_batch_jobs=big, max_dependencies=big,
+                   max_tags=big, max_id_chars=big, max_lease_jobs=big, max_lease_ms=big,
+                   max_attempts_limit=big, max_backfill_fires=big, max_misfire_cap=big)
+
     def to_plain(self) -> dict[str, int]:
         return asdict(self)
 

@@ -30,7 +30,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import cron
-from .commands import Backfill, DeleteSchedule, JobSpec, PutSchedule, template_plain
+from .commands import (
+    MISFIRE_POLICIES,
+    Backfill,
+    DeleteSchedule,
+    JobSpec,
+    PutSchedule,
+    template_plain,
+)
 from .errors import BatchTooLarge, NotFound, TooManySchedules, ValidationError
 from .job import PENDING
 from .result import Ok, Refused, Result
@@ -159,11 +166,15 @@ def _push_next(st: SchedulerState, schedule: Schedule) -> None:
 
 
 def put_schedule(st: SchedulerState, cmd: PutSchedule, index: int) -> Result:
+    # parse.py checked all this; a hand-built command must still never crash a replica.
     try:
         cron.validate_timezone(cmd.timezone)
         cron.parse_cron(cmd.cron)
     except cron.CronError as exc:
         return Refused(ValidationError("cron", str(exc)))
+    if cmd.misfire not in MISFIRE_POLICIES or cmd.misfire_cap < 1 or (
+            cmd.misfire_grace_ms is not None and cmd.misfire_grace_ms < 0):
+        return Refused(ValidationError("misfire", "invalid misfire policy, cap or grace"))
     record = st.fire_records.get(cmd.name)
     if record is None:
         if len(st.fire_records) >= st.limits.max_schedules:
@@ -190,6 +201,8 @@ def backfill(st: SchedulerState, cmd: Backfill, index: int) -> Result:
         return Refused(NotFound(f"schedule {cmd.name!r} not found", {"name": cmd.name}))
     if cmd.to_ms > st.clock_ms:
         return Refused(ValidationError("to", f"is after the state-machine clock {st.clock_ms}"))
+    if cmd.to_ms > CRON_MAX_MS or cmd.from_ms < 0:
+        return Refused(ValidationError("to", "is outside the years cron supports"))
     record = st.fire_records[cmd.name]
     spec, limit = schedule.spec, st.limits.max_backfill_fires
     fires = cron.fires_between(schedule.expr, spec.timezone, cmd.from_ms, cmd.to_ms, limit + 1)
@@ -224,6 +237,9 @@ def _create_fire(st: SchedulerState, schedule: Schedule, fire_ms: int) -> None:
 def fire_due(st: SchedulerState) -> int:
     """Create the jobs of every schedule whose next fire time has come; returns how many."""
     heap, now, fired = st.schedule_heap, st.clock_ms, 0
+    if now > CRON_MAX_MS:  # a broken stamp: stop firing rather than loop or crash
+        heap.clear()
+        return 0
     while heap and heap[0][0] <= now:
         _, name, version = heapq.heappop(heap)
         schedule = st.schedules.get(name)

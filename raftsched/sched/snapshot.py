@@ -140,7 +140,7 @@ def load_state(data: bytes) -> SchedulerState:
     for name, record in raw["fire_records"]:
         st.fire_records[name] = FireRecord.from_plain(record)
     for name, spec_plain, version, next_fire_ms, missed, last_error in raw["schedules"]:
-        schedule = Schedule(parse_put_schedule(spec_plain, st.limits), version)
+        schedule = Schedule(parse_put_schedule(spec_plain, Limits.permissive()), version)
         schedule.next_fire_ms = next_fire_ms
         schedule.missed_fires = missed
         schedule.last_error = last_error
@@ -174,15 +174,15 @@ def _load_jobs(st: SchedulerState, jobs_plain: list[list[Any]]) -> None:
         queue = st.queue_for(job.spec.queue)
         queue.counts[job.state] += 1
         if job.state in TERMINAL:
-            st.retention_heap.append((job.ended_ms + retention_ms, job.seq, job))
+            st.retention_heap.append((job.ended_ms + retention_ms, job.seq, job.id))
             continue
         queue.unfinished += 1
         if job.state == PENDING:
-            queue.heap.append((-job.spec.priority, job.seq, job))
+            queue.heap.append((-job.spec.priority, job.seq, job.id))
         elif job.state == SCHEDULED:
-            st.delay_heap.append((job.run_at_ms, job.seq, job))
+            st.delay_heap.append((job.run_at_ms, job.seq, job.id))
         elif job.state == LEASED:
-            st.lease_heap.append((job.lease_expires_ms, job.token, job.seq, job))
+            st.lease_heap.append((job.lease_expires_ms, job.token, job.seq, job.id))
     for job, deps in dependents:
         job.dependents = [st.jobs[d] for d in deps]
     for heap in (st.retention_heap, st.delay_heap):

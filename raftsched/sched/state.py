@@ -80,6 +80,27 @@ _NOTHING_DUE = (0, 0, 0, 0, 0)
 
 
 class SchedulerState:
+    __slots__ = (
+        "_ended",
+        "_last_due",
+        "clock_ms",
+        "delay_heap",
+        "fire_records",
+        "idempotency",
+        "jobs",
+        "last_index",
+        "lease_heap",
+        "limits",
+        "queues",
+        "retention_heap",
+        "schedule_heap",
+        "schedule_version",
+        "schedules",
+        "seq",
+        "worker_heap",
+        "workers",
+    )
+
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self.clock_ms = 0
@@ -93,9 +114,10 @@ class SchedulerState:
         self.fire_records: dict[str, FireRecord] = {}
         self.idempotency = IdempotencyTable(self.limits.idempotency_ttl_ms,
                                             self.limits.idempotency_max_entries)
-        self.lease_heap: list[tuple[int, int, int, Job]] = []  # (expiry, token, seq, job)
-        self.delay_heap: list[tuple[int, int, Job]] = []  # (run_at, seq, job)
-        self.retention_heap: list[tuple[int, int, Job]] = []  # (remove_at, seq, job)
+        # Timed indexes hold (time, ..., seq, job id): see queues.py for why ids, not Jobs.
+        self.lease_heap: list[tuple[int, int, int, str]] = []  # (expiry, token, seq, id)
+        self.delay_heap: list[tuple[int, int, str]] = []  # (run_at, seq, id)
+        self.retention_heap: list[tuple[int, int, str]] = []  # (remove_at, seq, id)
         self.worker_heap: list[tuple[int, str]] = []  # (expiry, worker id)
         self.schedule_heap: list[tuple[int, str, int]] = []  # (next fire, name, version)
         self._ended: list[Job] = []  # terminal jobs whose dependents await resolution
@@ -143,8 +165,9 @@ class SchedulerState:
     def _promote_due(self) -> int:
         heap, now, promoted = self.delay_heap, self.clock_ms, 0
         while heap and heap[0][0] <= now:
-            run_at, _, job = heapq.heappop(heap)
-            if job.state == SCHEDULED and job.run_at_ms == run_at:
+            run_at, seq, job_id = heapq.heappop(heap)
+            job = self.live_job(job_id, seq)
+            if job is not None and job.state == SCHEDULED and job.run_at_ms == run_at:
                 self.transition(job, PENDING)
                 promoted += 1
         return promoted
@@ -152,14 +175,20 @@ class SchedulerState:
     def _remove_retained(self) -> int:
         heap, now, removed = self.retention_heap, self.clock_ms, 0
         while heap and heap[0][0] <= now:
-            job = heapq.heappop(heap)[2]
-            if self.jobs.get(job.id) is job:
+            _, seq, job_id = heapq.heappop(heap)
+            job = self.live_job(job_id, seq)
+            if job is not None:
                 assert job.state in TERMINAL
                 del self.jobs[job.id]
                 self.queues[job.spec.queue].count_remove(job.state)
                 job.dependents = None
                 removed += 1
         return removed
+
+    def live_job(self, job_id: str, seq: int) -> Job | None:
+        """The job an index entry points to, unless it was removed (and its id reused)."""
+        job = self.jobs.get(job_id)
+        return job if job is not None and job.seq == seq else None
 
     # -- the one place a job changes state --------------------------------------------------------
 
@@ -175,12 +204,12 @@ class SchedulerState:
         if new_state == PENDING:
             queue.push_pending(job)
         elif new_state == SCHEDULED:
-            heapq.heappush(self.delay_heap, (job.run_at_ms, job.seq, job))
+            heapq.heappush(self.delay_heap, (job.run_at_ms, job.seq, job.id))
         elif new_state == LEASED:
-            heapq.heappush(self.lease_heap, (job.lease_expires_ms, job.token, job.seq, job))
+            heapq.heappush(self.lease_heap, (job.lease_expires_ms, job.token, job.seq, job.id))
         elif new_state in TERMINAL:
             heapq.heappush(self.retention_heap,
-                           (job.ended_ms + self.limits.retention_ms, job.seq, job))
+                           (job.ended_ms + self.limits.retention_ms, job.seq, job.id))
             if job.dependents:
                 self._ended.append(job)
                 if len(self._ended) == 1:
@@ -332,21 +361,26 @@ class SchedulerState:
         return min(tops) if tops else None
 
     def _drop_stale_tops(self) -> None:
-        leases_, jobs = self.lease_heap, self.jobs
+        live_job = self.live_job
+        leases_ = self.lease_heap
         while leases_:
-            at_ms, token, seq, job = leases_[0]
-            if job.state != LEASED or job.token != token:
+            at_ms, token, seq, job_id = leases_[0]
+            job = live_job(job_id, seq)
+            if job is None or job.state != LEASED or job.token != token:
                 heapq.heappop(leases_)
             elif job.lease_expires_ms != at_ms:  # heartbeated: move to the real expiry
-                heapq.heapreplace(leases_, (job.lease_expires_ms, token, seq, job))
+                heapq.heapreplace(leases_, (job.lease_expires_ms, token, seq, job_id))
             else:
                 break
         delays = self.delay_heap
-        while delays and (delays[0][2].state != SCHEDULED
-                          or delays[0][2].run_at_ms != delays[0][0]):
+        while delays:
+            run_at, seq, job_id = delays[0]
+            job = live_job(job_id, seq)
+            if job is not None and job.state == SCHEDULED and job.run_at_ms == run_at:
+                break
             heapq.heappop(delays)
         retained = self.retention_heap
-        while retained and jobs.get(retained[0][2].id) is not retained[0][2]:
+        while retained and live_job(retained[0][2], retained[0][1]) is None:
             heapq.heappop(retained)
         workers = self.worker_heap
         while workers:

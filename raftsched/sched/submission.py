@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 from .commands import JobSpec, SubmitJobs, SubmitWorkflow
 from .errors import Conflict, CycleError, UnknownDependency, ValidationError
-from .job import CANCELLED, DEAD, REASON_UPSTREAM_FAILED, SUCCEEDED, WAITING, Job
+from .job import (
+    CANCELLED,
+    DEAD,
+    PENDING,
+    REASON_UPSTREAM_FAILED,
+    SCHEDULED,
+    SUCCEEDED,
+    WAITING,
+    Job,
+)
 from .parse import GENERATED_ID_PREFIX
 from .result import Ok, Refused, Result
 from .workflow import plan_submission
@@ -32,7 +41,10 @@ if TYPE_CHECKING:
 
 
 def submit_jobs(st: SchedulerState, cmd: SubmitJobs, index: int) -> Result:
-    return _submit(st, cmd.jobs, index, None)
+    specs = cmd.jobs
+    if len(specs) == 1 and not specs[0].depends_on:
+        return _submit_one(st, specs[0], index)
+    return _submit(st, specs, index, None)
 
 
 def submit_workflow(st: SchedulerState, cmd: SubmitWorkflow, index: int) -> Result:
@@ -44,7 +56,9 @@ def submit_workflow(st: SchedulerState, cmd: SubmitWorkflow, index: int) -> Resu
 
 def _submit_one(st: SchedulerState, spec: JobSpec, index: int) -> Result:
     """The common case, written out: one job, no dependencies, no workflow."""
-    job_id = spec.id if spec.id is not None else f"{GENERATED_ID_PREFIX}{index}-0"
+    job_id = spec.id
+    if job_id is None:
+        job_id = f"{GENERATED_ID_PREFIX}{index}-0"
     job = st.jobs.get(job_id)
     if job is not None:
         if job.spec != spec or job.workflow is not None:
@@ -58,15 +72,13 @@ def _submit_one(st: SchedulerState, spec: JobSpec, index: int) -> Result:
         if refusal is not None:
             return Refused(refusal)
     job = st.create_job(spec, job_id, None)
-    st.transition(job, st.ready_state(job))
+    st.transition(job, SCHEDULED if job.run_at_ms > st.clock_ms else PENDING)
     return Ok({"jobs": [{"id": job_id, "state": job.state, "seq": job.seq, "created": True}]})
 
 
 def _submit(st: SchedulerState, specs: Sequence[JobSpec], index: int,
             workflow: str | None) -> Result:
     assert specs
-    if len(specs) == 1 and workflow is None and not specs[0].depends_on:
-        return _submit_one(st, specs[0], index)
     jobs = st.jobs
     ids: list[str] = []
     found: list[Job | None] = []

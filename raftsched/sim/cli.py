@@ -72,7 +72,7 @@ def replay_command(result: RunResult, ticks: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # replay commands must stay on one line
     if args.list_bugs:
         for bug in BUGS.values():
             console.print(f"{bug.name:24} {bug.description}")

@@ -41,6 +41,9 @@ class Workload:
     timeout_units: int = 25 * UNITS_PER_TICK
     retry_units: int = 2 * UNITS_PER_TICK
     max_attempts: int = 4  # per operation in the safety phase, then INFO / FAIL
+    # After a timeout a client forgets its leader guess with this probability; otherwise
+    # it keeps trying the node it trusts (as real clients do, and deposed leaders see).
+    forget_leader_probability: float = 0.5
 
 
 @dataclass(slots=True)
@@ -184,7 +187,8 @@ class ClientPool:
         pending = self._pending.get(slot)
         if pending is None or pending.token != token:
             return
-        self._leader_guess[slot] = 0
+        if self._rng.random() < self.workload.forget_leader_probability:
+            self._leader_guess[slot] = 0
         # No answer: the attempt may have entered a log and may still commit.
         pending.maybe_applied = True
         self._retry_or_give_up(slot, pending)

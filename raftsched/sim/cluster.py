@@ -59,6 +59,7 @@ class SimCluster:
         rng: random.Random,
         options: ClusterOptions,
         core_factory: CoreFactory,
+        *,
         host_class: HostClass = NodeHost,
         disk_factory: DiskFactory = default_disk,
         trace_sink: Callable[[str], None] | None = None,
@@ -112,16 +113,16 @@ class SimCluster:
         # the configuration from a snapshot: see MembershipChange.begin.
         disk = self._disk_factory(membership, opts.check_invariants)
         host = self._host_class(
-            node_id,
-            config,
-            disk,
-            self.loop,
-            self.network.send,
-            random.Random(self.rng.getrandbits(64)),
-            self._core_factory,
-            self if opts.check_invariants else None,
-            opts.timings,
-            self._next_context,
+            node_id=node_id,
+            config=config,
+            disk=disk,
+            loop=self.loop,
+            send=self.network.send,
+            rng=random.Random(self.rng.getrandbits(64)),
+            core_factory=self._core_factory,
+            observer=self if opts.check_invariants else None,
+            timings=opts.timings,
+            next_read_context=self._next_context,
         )
         self.hosts[node_id] = host
         if self.checker is not None:
@@ -179,13 +180,12 @@ class SimCluster:
 
     def on_status(self, node_id: NodeId, status: Status) -> None:
         assert self.checker is not None
-        if status.role is Role.LEADER and (status.term, node_id) != self._last_leader:
-            if status.term > self._last_leader[0]:
-                self.leader_changes += 1
-                self._last_leader = (status.term, node_id)
-                self.trace(f"node {node_id} is leader of term {status.term}")
-                for listener in list(self.leader_listeners):
-                    listener(node_id, status.term)
+        if status.role is Role.LEADER and status.term > self._last_leader[0]:
+            self.leader_changes += 1
+            self._last_leader = (status.term, node_id)
+            self.trace(f"node {node_id} is leader of term {status.term}")
+            for listener in list(self.leader_listeners):
+                listener(node_id, status.term)
         self.checker.on_status(node_id, status)
 
     def on_restart(self, node_id: NodeId, durable_commit: int) -> None:

@@ -19,12 +19,17 @@ Kinds:
                  others elect a new leader; the old one resumes still believing it leads
   flap           a node crashes and restarts a few times in quick succession
   figure-8       the Raft paper's Figure 8, staged (figure8.py)
+  power-loss     every node loses power at once (all unsynced writes everywhere are gone)
+                 and they come back one by one, the old leader last
+  bridge         the nodes split in two halves that only one follower (the bridge) can
+                 reach, and the bridge node flaps (crashes and restarts) meanwhile
 Snapshots and compaction are not faults: hosts take them at a threshold under load.
 `heal` ends everything at the start of the liveness phase.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import random
 from collections.abc import Callable
@@ -52,6 +57,8 @@ class FaultKind(enum.Enum):
     STALE_LEADER = "stale-leader"
     FLAP = "flap"
     FIGURE_8 = "figure-8"
+    POWER_LOSS = "power-loss"
+    BRIDGE = "bridge"
     TRANSFER = "transfer"
 
 
@@ -68,6 +75,8 @@ DEFAULT_WEIGHTS: dict[FaultKind, float] = {
     FaultKind.STALE_LEADER: 2.0,
     FaultKind.FLAP: 1.5,
     FaultKind.FIGURE_8: 3.0,
+    FaultKind.POWER_LOSS: 1.5,
+    FaultKind.BRIDGE: 2.0,
 }
 
 
@@ -103,6 +112,8 @@ class Nemesis:
         self.injected = 0
         self.by_kind: dict[str, int] = {}
         self._generation = 0  # faults scheduled before `heal` end harmlessly
+        self._links_owner = 0
+        self._exclusive_until = 0  # a fault that needs the stage alone holds it until then
         self.membership = MembershipChange(cluster)
         self.figure8 = Figure8(cluster, rng)
 
@@ -121,13 +132,17 @@ class Nemesis:
 
     def _later(self, delay: int, action_name: str, host_or_none: NodeHost | None) -> None:
         generation = self._generation
+        if action_name == "heal-links":
+            # The latest link fault owns the links: an older fault's end does not heal it.
+            self._links_owner += 1
+        links_owner = self._links_owner
 
         def end() -> None:
             if generation != self._generation:
                 return
             if action_name == "heal-links":
-                if self.figure8.busy():
-                    return  # the choreography owns the links now
+                if self.figure8.busy() or links_owner != self._links_owner:
+                    return  # a newer link fault (or the choreography) owns the links now
                 self._cluster.network.heal()
                 self._cluster.trace("nemesis: links healed")
             elif action_name == "calm":
@@ -150,7 +165,8 @@ class Nemesis:
         if not self.active:
             return
         kinds = [k for k, w in self.profile.weights.items() if w > 0]
-        if kinds and not self.figure8.busy():  # the choreography needs the stage to itself
+        exclusive = self.figure8.busy() or self._cluster.loop.now < self._exclusive_until
+        if kinds and not exclusive:  # a choreographed fault needs the stage to itself
             kind = self._rng.choices(kinds, [self.profile.weights[k] for k in kinds])[0]
             if self._inject(kind):
                 self.injected += 1
@@ -235,10 +251,12 @@ class Nemesis:
                 cluster.network.partition([leader.node_id], others)
                 leader.pause()
                 pause_ticks = rng.randint(p.pause_ticks_min, p.pause_ticks_max)
-                isolated_ticks = pause_ticks + rng.randint(1, 2 * cluster.options.election_timeout_ticks)
+                timeout_ticks = cluster.options.election_timeout_ticks
+                isolated_ticks = pause_ticks + rng.randint(1, 2 * timeout_ticks)
                 cluster.trace(f"nemesis: stale leader {leader.node_id} (isolated and paused)")
                 self._later(pause_ticks * UNITS_PER_TICK, "resume", leader)
                 self._later(isolated_ticks * UNITS_PER_TICK, "heal-links", None)
+                self._exclusive_until = cluster.loop.now + isolated_ticks * UNITS_PER_TICK
             case FaultKind.FLAP:
                 candidates = [h for h in members if h.up]
                 down = sum(1 for h in members if not h.up)
@@ -255,6 +273,43 @@ class Nemesis:
             case FaultKind.FIGURE_8:
                 if not self.figure8.begin():
                     return False
+            case FaultKind.POWER_LOSS:
+                up = [h for h in members if h.up]
+                if not up:
+                    return False
+                # The leader (if any) comes back last: the others must sort it out alone.
+                order = [h for h in up if h is not leader]
+                rng.shuffle(order)
+                if leader is not None and leader in up:
+                    order.append(leader)
+                for host in up:
+                    host.crash()
+                cluster.trace(f"nemesis: power loss of {sorted(h.node_id for h in up)}")
+                at = 0
+                for host in order:
+                    at += rng.randint(1, p.down_ticks_max // 2 + 1) * UNITS_PER_TICK
+                    self._later(at, "restart", host)
+            case FaultKind.BRIDGE:
+                if leader is None or len(ids) < 3:
+                    return False
+                bridge = rng.choice([i for i in ids if i != leader.node_id])
+                rest = [i for i in ids if i != bridge]
+                rng.shuffle(rest)
+                # The leader's side and the other side; only the bridge talks to both.
+                rest.remove(leader.node_id)
+                cut = rng.randint(1, len(rest))
+                side_a, side_b = sorted([leader.node_id, *rest[cut:]]), sorted(rest[:cut])
+                cluster.network.partition(side_a, side_b)
+                cluster.trace(f"nemesis: bridge {bridge} between {side_a} and {side_b}")
+                duration = rng.randint(p.partition_ticks_min, p.partition_ticks_max)
+                self._later(duration * UNITS_PER_TICK, "heal-links", None)
+                host = cluster.hosts[bridge]
+                at = 0
+                while rng.random() < 0.8 and at < duration * UNITS_PER_TICK:
+                    at += rng.randint(2, 12) * UNITS_PER_TICK
+                    self._later(at, "crash", host)
+                    at += rng.randint(1, 3 * UNITS_PER_TICK)
+                    self._later(at, "restart", host)
             case FaultKind.MEMBERSHIP:
                 if not self.membership.begin(rng):
                     return False
@@ -291,10 +346,9 @@ class Nemesis:
 
 
 def _ignore_refusal(action: Callable[[], None]) -> None:
-    try:
+    # Refused (not leader any more, transfer in progress): then the fault is a no-op.
+    with contextlib.suppress(RaftError):
         action()
-    except RaftError:
-        pass  # refused (not leader any more, transfer in progress): a no-op fault
 
 
 class MembershipChange:
@@ -381,9 +435,9 @@ class MembershipChange:
 
     def _propose(self, leader: NodeHost, change: ConfChange) -> None:
         def action(core: RaftCore) -> None:
-            try:
+            # Refused (another change pending, no entry of the term committed yet): the next
+            # step retries.
+            with contextlib.suppress(RaftError):
                 core.propose_conf_change(change)
-            except RaftError:
-                pass  # another change pending, no entry of the term committed yet: retry
 
         leader.call(action)

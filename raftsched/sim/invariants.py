@@ -84,8 +84,7 @@ class InvariantChecker:
         seen = self._applied.get(entry.index)
         if seen is None:
             self._applied[entry.index] = (entry.term, chain_hash, node_id)
-            if entry.index > self.max_applied_index:
-                self.max_applied_index = entry.index
+            self.max_applied_index = max(self.max_applied_index, entry.index)
         elif seen[1] != chain_hash:
             self.violation(
                 f"state machine safety: node {node_id} applied index {entry.index} "

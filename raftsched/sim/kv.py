@@ -30,10 +30,6 @@ OPS = (READ, WRITE, CAS)
 CHAIN_HASH_START = b"\x00" * 16
 
 
-class StaleCommandError(Exception):
-    """A command's seq is older than its client's last applied one: a late duplicate."""
-
-
 @dataclass(frozen=True, slots=True)
 class Command:
     client_id: int

@@ -245,14 +245,22 @@ def _search(ops: Sequence[Operation], model: Model[Any], deadline: float) -> _Ou
     known = [op for op in ops if op.known]
     effects = {op.id: model.unknown_effect(op) for op in ops if not op.known}
     unknown = [op for op in ops if not op.known and effects[op.id] is not UnknownEffect.NONE]
+    # Unknown ops that overwrite blindly (a write) are never tried right after another
+    # unknown op: "u then b" is dominated by "b" alone, a sibling of u. They get a list of
+    # their own so that skipping them costs nothing.
+    blind = [op for op in unknown if effects[op.id] is UnknownEffect.BLIND]
+    depends = [op for op in unknown if effects[op.id] is not UnknownEffect.BLIND]
     main_head = 0
     main_tail = 2 * len(known) + 1
-    unknown_head = main_tail + 1
-    unknown_tail = unknown_head + len(unknown) + 1
-    size = unknown_tail + 1
+    depends_head = main_tail + 1
+    depends_tail = depends_head + len(depends) + 1
+    blind_head = depends_tail + 1
+    blind_tail = blind_head + len(blind) + 1
+    size = blind_tail + 1
     nxt = list(range(1, size + 1))
     prv = list(range(-1, size - 1))
-    nxt[main_tail], prv[unknown_head] = -1, -1  # two separate lists
+    for tail, head in ((main_tail, depends_head), (depends_tail, blind_head)):
+        nxt[tail], prv[head] = -1, -1  # separate lists
     kind = [_SENTINEL] * size
     entry_op = [-1] * size
     position = [0] * size  # the entry's index in the history
@@ -273,15 +281,15 @@ def _search(ops: Sequence[Operation], model: Model[Any], deadline: float) -> _Ou
     # only ever linearize the earliest invoked one not yet linearized (`twins_before`).
     twins_before = [0] * size  # unknown call entry -> bitset of earlier identical ops
     twins_seen: dict[tuple[str, str, Hashable], int] = {}
-    # Blind ops (a write) right after another unknown op: "u then b" is dominated by "b"
-    # alone, a sibling of u, so the search does not even try it.
-    blind = [False] * size
-    for entry, op in enumerate(unknown, start=unknown_head + 1):
+    unknown_entries = [
+        *enumerate(depends, start=depends_head + 1),
+        *enumerate(blind, start=blind_head + 1),
+    ]
+    for entry, op in sorted(unknown_entries, key=lambda item: item[1].invoke_index):
         kind[entry], entry_op[entry], position[entry] = _UNKNOWN_CALL, op.id, op.invoke_index
         signature = (op.f, op.key, op.input)
         twins_before[entry] = twins_seen.get(signature, 0)
         twins_seen[signature] = twins_before[entry] | (1 << op.id)
-        blind[entry] = effects[op.id] is UnknownEffect.BLIND
 
     step = model.step
     state: Hashable = model.init()
@@ -298,7 +306,9 @@ def _search(ops: Sequence[Operation], model: Model[Any], deadline: float) -> _Ou
     # dominated by "v" alone, instead of exploring every subset of the unknown ops.
     stack: list[tuple[int, Hashable, list[tuple[int, Hashable]] | None, int]] = []
     path: tuple[Any, ...] | None = None  # cons list (op id, rest) of the linearized ops
-    best_depth = 0
+    # The longest prefix is measured in known ops: a path that ends in indeterminate ops is
+    # no longer, only noisier to read.
+    best_known = 0
     best_path: tuple[Any, ...] | None = None
     steps = 0
     entry = nxt[main_head]
@@ -323,8 +333,8 @@ def _search(ops: Sequence[Operation], model: Model[Any], deadline: float) -> _Ou
                         linearized = new_linearized
                         required -= 1
                         path = (op.id, path)
-                        if len(stack) > best_depth:
-                            best_depth, best_path = len(stack), path
+                        if len(known) - required > best_known:
+                            best_known, best_path = len(known) - required, path
                         # Lift the call and its return out of the main list.
                         ret = match[entry]
                         nxt[prv[entry]] = nxt[entry]
@@ -341,18 +351,19 @@ def _search(ops: Sequence[Operation], model: Model[Any], deadline: float) -> _Ou
             bound = position[entry]
             siblings = []
             after_unknown = bool(stack) and stack[-1][2] is not None
-            candidate = nxt[unknown_head]
-            while kind[candidate] == _UNKNOWN_CALL and position[candidate] < bound:
-                twins = twins_before[candidate]
-                if linearized & twins == twins and not (after_unknown and blind[candidate]):
-                    op = ops[entry_op[candidate]]
-                    legal, new_state = step(state, op)
-                    if legal:
-                        new_linearized = linearized | (1 << op.id)
-                        unknown_bits = new_linearized & unknown_mask
-                        if memo.enter(new_linearized & known_mask, unknown_bits, new_state):
-                            siblings.append((candidate, new_state))
-                candidate = nxt[candidate]
+            for head in (depends_head,) if after_unknown else (depends_head, blind_head):
+                candidate = nxt[head]
+                while kind[candidate] == _UNKNOWN_CALL and position[candidate] < bound:
+                    twins = twins_before[candidate]
+                    if linearized & twins == twins:
+                        op = ops[entry_op[candidate]]
+                        legal, new_state = step(state, op)
+                        if legal:
+                            new_linearized = linearized | (1 << op.id)
+                            unknown_bits = new_linearized & unknown_mask
+                            if memo.enter(new_linearized & known_mask, unknown_bits, new_state):
+                                siblings.append((candidate, new_state))
+                    candidate = nxt[candidate]
             index = 0
         if index < len(siblings):
             entry, new_state = siblings[index]
@@ -361,8 +372,6 @@ def _search(ops: Sequence[Operation], model: Model[Any], deadline: float) -> _Ou
             state = new_state
             linearized |= 1 << op.id
             path = (op.id, path)
-            if len(stack) > best_depth:
-                best_depth, best_path = len(stack), path
             nxt[prv[entry]] = nxt[entry]  # lift the call out of the unknown list
             prv[nxt[entry]] = prv[entry]
             entry = nxt[main_head]

@@ -21,6 +21,7 @@ entries (the KV state, taken at the applied index, with the membership in force 
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -97,6 +98,7 @@ class HostTimings:
 class NodeHost:
     def __init__(
         self,
+        *,
         node_id: NodeId,
         config: RaftConfig,
         disk: SimDisk,
@@ -274,8 +276,9 @@ class NodeHost:
                 delay = self._rng.randint(lo, hi) if hi > 0 else 0
                 if delay > 0:
                     self.syncing = True
-                    incarnation = self.incarnation
-                    self._loop.call_later(delay, lambda: self._sync_done(incarnation, rd))
+                    self._loop.call_later(
+                        delay, functools.partial(self._sync_done, self.incarnation, rd)
+                    )
                     return
                 self.disk.sync()
             self._finish(rd)

@@ -122,7 +122,10 @@ def run_seed(
         heal_at = loop.now
         election_deadline = heal_at + config.election_bound_ticks * UNITS_PER_TICK
         liveness_deadline = heal_at + config.liveness_ticks * UNITS_PER_TICK
-        violated = lambda: bool(checker.violations)  # noqa: E731
+
+        def violated() -> bool:
+            return bool(checker.violations)
+
         while loop.now < election_deadline and cluster.leader() is None and not violated():
             loop.run_until(min(election_deadline, loop.now + UNITS_PER_TICK), stop=violated)
         if cluster.leader() is None and not checker.violations:

@@ -39,18 +39,7 @@ FORMAT_VERSION: Final = 1
 MAX_COMMAND_BYTES: Final = 64 * 1024 * 1024
 
 # Far above any sane API configuration: decoding must never refuse a committed command.
-WIRE_LIMITS: Final = Limits(
-    max_payload_bytes=MAX_COMMAND_BYTES,
-    max_batch_jobs=1_000_000,
-    max_dependencies=100_000,
-    max_tags=10_000,
-    max_id_chars=10_000,
-    max_lease_jobs=1_000_000,
-    max_lease_ms=2**53,
-    max_attempts_limit=1_000_000,
-    max_backfill_fires=1_000_000,
-    max_misfire_cap=1_000_000,
-)
+WIRE_LIMITS: Final = Limits.permissive()
 
 
 def encode_command(cmd: Command) -> bytes:

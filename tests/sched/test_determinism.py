@@ -36,7 +36,7 @@ def random_entries(seed: int, count: int) -> list[tuple[c.Command, int]]:
         cmd: c.Command
         if kind <= 2:
             specs = tuple(
-                c.JobSpec(id=rng.choice(ids + [None]), queue=rng.choice(queues),
+                c.JobSpec(id=rng.choice([*ids, None]), queue=rng.choice(queues),
                           payload={"n": rng.randrange(3)}, priority=rng.randrange(3),
                           delay_ms=rng.choice([None, 500, 20_000]),
                           max_attempts=rng.choice([None, 1, 4]),

@@ -17,7 +17,6 @@ a restore of the real one's snapshot, must always have the same state hash.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
