@@ -159,7 +159,11 @@ def _str_list(data: Mapping[str, Any], key: str, path: str, *, max_items: int, m
 def _check_json(value: Any, path: str, depth: int) -> None:
     if depth > MAX_JSON_DEPTH:
         raise ValidationError(path, f"nested deeper than {MAX_JSON_DEPTH}")
-    if value is None or type(value) in (str, int, bool):
+    if value is None or type(value) in (str, bool):
+        return
+    if type(value) is int:
+        if not -(2**63) <= value < 2**64:  # what msgpack (the log, the snapshot) can hold
+            raise ValidationError(path, "integer outside the 64-bit range")
         return
     if type(value) is float:
         if not math.isfinite(value):

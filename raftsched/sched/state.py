@@ -22,8 +22,23 @@ Each apply does three things, in this order:
 
 Every timed thing sits in a min-heap with lazy deletion: stale entries are recognised and dropped
 when they reach the top, so no step ever scans the jobs (leases: raftsched/sched/leases.py;
-pending: raftsched/sched/queues.py). `_transition` is the one place a job changes state; it keeps
+pending: raftsched/sched/queues.py). `transition` is the one place a job changes state; it keeps
 the per-queue counts, the heaps, the worker's lease set and the dependency resolution in step.
+
+Answers (`Ok.value`; small on purpose, the API renders full documents with `get_job`):
+  SubmitJobs        {"jobs": [{"id", "state", "seq", "created"}]}  (created False: same spec)
+  SubmitWorkflow    the same plus {"workflow": id}
+  Lease             {"leases": [{"job_id", "queue", "payload", "token", "lease_expires_at",
+                     "attempt", "max_attempts", "timeout_ms", "tags"}]}  (may be empty)
+  HeartbeatLease    {"job_id", "token", "lease_expires_at"}
+  Complete, Fail, Cancel   {"id", "state", "token", "attempts", "run_at"}
+  WorkerHeartbeat   {"worker": worker document}
+  ConfigureQueue    {"queue": {"name", "config", "counts"}}
+  PutSchedule       {"schedule": schedule document, "created": bool}
+  DeleteSchedule    {"deleted": name}
+  Backfill          {"created": [job ids], "skipped": [job ids that exist or existed]}
+  Tick              {"released", "promoted", "fired", "removed", "clock"}
+Times are integer ms since the epoch. Refusals: raftsched/sched/errors.py.
 """
 
 from __future__ import annotations

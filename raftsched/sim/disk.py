@@ -95,7 +95,11 @@ class LogImage:
             self.term(index) == snapshot.meta.term
         ):
             keep = self.entries[index - self.snapshot.meta.index :]
-        elif index <= self.snapshot.meta.index:
+        elif index == self.snapshot.meta.index:
+            # Same point, possibly news: a joiner learns its first configuration from a
+            # snapshot at index 0, which must survive a restart.
+            keep = self.entries
+        elif index < self.snapshot.meta.index:
             return  # older than what we have: nothing to do
         self.snapshot = snapshot
         self.entries = keep

@@ -364,7 +364,6 @@ class MembershipChange:
         self.joiner: NodeId = 0
         self.phase = "idle"  # idle -> removing -> adding -> promoting -> idle
         self.completed = 0
-        self.joiner_snapshot_workaround = True
 
     def begin(self, rng: random.Random) -> bool:
         if self.phase != "idle":
@@ -375,12 +374,6 @@ class MembershipChange:
         voters = sorted(leader.applied_membership.voters - {leader.node_id})
         if not voters:
             return False
-        # A joiner starts with an empty configuration and can only learn the real one from
-        # a snapshot (the bootstrap configuration is in no log entry), so every member that
-        # could lead must already have compacted its log: then it sends one.
-        for host in self._cluster.hosts.values():
-            if not host.retired and host.disk.current.snapshot.meta.index == 0:
-                return False
         self.victim = rng.choice(voters)
         self.phase = "removing"
         self._cluster.trace(f"membership: removing node {self.victim}")
@@ -404,13 +397,6 @@ class MembershipChange:
             if self.victim in applied.removed:
                 cluster.hosts[self.victim].retire()
                 cluster.trace(f"membership: node {self.victim} removed and stopped")
-                if self.joiner_snapshot_workaround:
-                    # Work around a core bug (see the report / tests/sim/test_core_bugs.py): a
-                    # joiner that installs a snapshot whose configuration predates the
-                    # current leader ignores that leader for ever. Snapshots taken now
-                    # carry the current configuration.
-                    for host in cluster.live_hosts():
-                        host.snapshot_now()
                 joiner = cluster.add_fresh_node()
                 self.joiner = joiner.node_id
                 self.phase = "adding"

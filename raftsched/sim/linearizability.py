@@ -13,7 +13,7 @@ are a legal sequential run of the model (Herlihy & Wing 1990).
    a history is linearizable iff every independent object's sub-history is) and check each
    part alone, stopping at the first part that is not linearizable.
 3. Per part, Wing & Gong's depth-first search: the operations' call and return entries sit in
-   a doubly linked list in history order (unknown ops' calls in a second one, see 4).
+   a doubly linked list in history order (unknown ops' calls in separate ones, see 4).
    Walking the list, a call entry is a candidate to linearize next; if the model accepts it,
    lift its call and return out of the list, push it on a stack and restart from the head.
    Reaching a return entry means that operation had to be linearized already: backtrack
@@ -236,11 +236,12 @@ _SENTINEL, _CALL, _RETURN, _UNKNOWN_CALL = 0, 1, 2, 3
 def _search(ops: Sequence[Operation], model: Model[Any], deadline: float) -> _Outcome:
     """Wing & Gong / Lowe depth-first search over one partition's operations.
 
-    Two doubly linked lists share the arrays below. The main list holds the calls and returns
-    of the known operations in history order. Unknown (INFO) operations never return, so
-    their calls sit in a second list, in invoke order, and are tried after the known
-    candidates of a configuration: the search first looks for an explanation without them,
-    which makes later configurations that use them easy to prune (see _Memo).
+    Three doubly linked lists share the arrays below. The main list holds the calls and
+    returns of the known operations in history order. Unknown (INFO) operations never
+    return, so their calls sit in two more lists (blind ones and the rest), in invoke order,
+    and are tried after the known candidates of a configuration: the search first looks for
+    an explanation without them, which makes later configurations that use them easy to
+    prune (see _Memo).
     """
     known = [op for op in ops if op.known]
     effects = {op.id: model.unknown_effect(op) for op in ops if not op.known}

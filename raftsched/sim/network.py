@@ -2,10 +2,12 @@
 
 Theory of operation: `send` decides a message's fate at once with the run's random source:
 dropped (loss, or the link is cut), delivered once or twice (duplication), each copy after
-its own random delay, so messages overtake each other (reordering) without any extra
-machinery; a `reorder` copy is held back for much longer. A cut link is checked again on
-delivery, so a partition also swallows what was in flight. Links are directed: a one-way
-partition cuts a->b and keeps b->a.
+a random delay. Links are FIFO by default, like the TCP connections of the real transport
+(a message never overtakes an earlier one on the same directed link); a `reorder` copy is
+the exception, held back for longer and overtaken, and with `fifo_links=False` every
+message takes its own delay and reordering is everywhere (UDP-like). A cut link is checked
+again on delivery, so a partition also swallows what was in flight. Links are directed: a
+one-way partition cuts a->b and keeps b->a.
 
 Clients are not on this network (the simulator models them as co-located with the node
 they talk to, with their own small delay), so a partition isolates nodes from each other
@@ -65,6 +67,8 @@ class Network:
         self.conditions = NetworkConditions()
         self._cut: set[tuple[NodeId, NodeId]] = set()
         self.stats = NetworkStats()
+        self.fifo_links = True
+        self._link_clear_at: dict[tuple[NodeId, NodeId], int] = {}  # last FIFO arrival
 
     # -- partitions ---------------------------------------------------------------------
 
@@ -104,11 +108,15 @@ class Network:
         if cond.duplicate_probability and rng.random() < cond.duplicate_probability:
             copies = 2
             self.stats.duplicated += 1
+        link = (msg.src, msg.dst)
         for _ in range(copies):
-            delay = rng.randint(cond.delay_units_min, cond.delay_units_max)
+            at = self._loop.now + rng.randint(cond.delay_units_min, cond.delay_units_max)
             if cond.reorder_probability and rng.random() < cond.reorder_probability:
-                delay += rng.randint(1, cond.reorder_delay_units_max)
-            self._loop.call_later(delay, functools.partial(self._arrive, msg))
+                at += rng.randint(1, cond.reorder_delay_units_max)
+            elif self.fifo_links:
+                at = max(at, self._link_clear_at.get(link, 0))
+                self._link_clear_at[link] = at
+            self._loop.call_at(at, functools.partial(self._arrive, msg))
 
     def _arrive(self, msg: Message) -> None:
         if (msg.src, msg.dst) in self._cut:

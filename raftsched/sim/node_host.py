@@ -30,10 +30,9 @@ from typing import Any, Protocol
 
 from raftsched.raft.config import RaftConfig
 from raftsched.raft.errors import NotLeaderError, ProposalDroppedError, RaftError
-from raftsched.raft.membership import apply_change, change_from_entry_data
 from raftsched.raft.messages import Message
 from raftsched.raft.ready import Ready
-from raftsched.raft.types import ConfChange, Entry, EntryKind, Membership, NodeId, Status
+from raftsched.raft.types import ConfChange, Entry, Membership, NodeId, Status
 
 from .disk import SimDisk
 from .events import UNITS_PER_TICK, EventLoop
@@ -129,7 +128,6 @@ class NodeHost:
         self._inbox: deque[Callable[[], None]] = deque()
         self.core: RaftCore | None = None
         self.kv = KVStateMachine()
-        self.applied_membership = disk.current.snapshot.meta.membership
         self._write_waiters: dict[tuple[int, int], ReplyCallback] = {}
         self._read_waiters: dict[int, tuple[str, ReplyCallback]] = {}
         self._reads_ready: list[tuple[int, str, ReplyCallback]] = []  # (index, key, cb)
@@ -146,7 +144,6 @@ class NodeHost:
         self._inbox.clear()
         hard_state, snapshot = self.disk.initial_state()
         self.kv = KVStateMachine.restore(snapshot.data, snapshot.meta.index)
-        self.applied_membership = snapshot.meta.membership
         seed = self._rng.getrandbits(64)
         self.core = self._core_factory(self.config, self.disk, random.Random(seed))
         if self._observer is not None:
@@ -319,7 +316,6 @@ class NodeHost:
             self._send(msg)
         if rd.snapshot is not None and rd.snapshot.meta.index > self.kv.applied_index:
             self.kv = KVStateMachine.restore(rd.snapshot.data, rd.snapshot.meta.index)
-            self.applied_membership = rd.snapshot.meta.membership
         for entry in rd.committed_entries:
             self._apply(entry)
         for read_state in rd.read_states:
@@ -338,10 +334,6 @@ class NodeHost:
         outcome = self.kv.apply(entry)
         if self._observer is not None:
             self._observer.on_apply(self.node_id, entry, self.kv.chain_hash)
-        if entry.kind == EntryKind.CONFIG:
-            change = change_from_entry_data(entry.data)
-            if change is not None:
-                self.applied_membership = apply_change(self.applied_membership, change)
         if outcome is not None:
             self._answer_write(outcome, entry.index)
 
@@ -367,11 +359,9 @@ class NodeHost:
                 waiting.append((index, key, reply))
         self._reads_ready = waiting
 
-    def _maybe_snapshot(self, threshold: int | None = None) -> None:
+    def _maybe_snapshot(self) -> None:
         applied = self.kv.applied_index
-        if threshold is None:
-            threshold = self.timings.snapshot_threshold
-        if applied - self.disk.current.snapshot.meta.index < max(1, threshold):
+        if applied - self.disk.current.snapshot.meta.index < self.timings.snapshot_threshold:
             return
         if applied > self.disk.current.last_index():
             return
@@ -379,10 +369,10 @@ class NodeHost:
         self.disk.create_snapshot(applied, membership, self.kv.snapshot())
         self._core().snapshot_taken(applied)
 
-    def snapshot_now(self) -> None:
-        """Take a snapshot at the applied index now, if anything was applied since the last."""
-        if self.up and self.core is not None:
-            self._maybe_snapshot(threshold=1)
+    @property
+    def applied_membership(self) -> Membership:
+        """The configuration in force at the applied index: committed."""
+        return self._core().membership_at(self.kv.applied_index)
 
     def membership(self) -> Membership | None:
         status = self.status()

@@ -41,8 +41,8 @@ class SimConfig:
     # A healthy cluster sends a handful of messages per node and tick; far more, sustained,
     # is a livelock (e.g. two nodes bouncing rejections at network speed).
     storm_messages_per_node_tick: int = 100
-    # Snapshot every node before a joiner starts, hiding a core bug (see faults.py).
-    joiner_snapshot_workaround: bool = True
+    # FIFO links like TCP (False: every message reordered at random, UDP-like).
+    fifo_links: bool = True
 
 
 @dataclass(slots=True)
@@ -88,6 +88,7 @@ def run_seed(
         disk_factory=bug.disk_factory if bug is not None else default_disk,
         trace_sink=trace_sink,
     )
+    cluster.network.fifo_links = config.fifo_links
     checker = cluster.checker
     assert checker is not None
     clients = ClientPool(
@@ -95,7 +96,6 @@ def run_seed(
         cluster.trace,
     )
     nemesis = Nemesis(cluster, random.Random(rng.getrandbits(64)), config.profile)
-    nemesis.membership.joiner_snapshot_workaround = config.joiner_snapshot_workaround
     cluster.trace(f"seed {config.seed}: {config.nodes} nodes, bug {config.bug or 'none'}")
     cluster.start()
     clients.start()

@@ -198,7 +198,7 @@ def check_liveness(cluster: Cluster) -> None:
 
 
 SETTINGS = settings(
-    max_examples=100,
+    max_examples=150,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],

@@ -306,3 +306,27 @@ def test_queue_counts_track_every_state() -> None:
                       "dead": 0, "cancelled": 1}
     d.ok(c.Complete(job_id="a", token=token))
     assert d.state.queue_counts()["q"]["pending"] == 1  # w woke up
+
+
+def test_next_deadline_follows_a_heartbeated_lease() -> None:
+    d = Driver()
+    d.ok(c.WorkerHeartbeat(worker_id="w", capacity=4, ttl_ms=DAY_MS))
+    d.ok(submit(job("a", lease_ms=1_000)))
+    token = lease(d)[0]["token"]
+    assert d.state.next_deadline_ms() == d.now_ms + 1_000
+    d.ok(c.HeartbeatLease(job_id="a", token=token, extend_ms=5_000))
+    assert d.state.next_deadline_ms() == d.now_ms + 5_000
+    d.advance(4_999)
+    assert d.ok(c.Tick())["released"] == 0
+    d.advance(1)
+    assert d.ok(c.Tick())["released"] == 1
+
+
+def test_a_retried_lease_with_its_key_leases_nothing_more() -> None:
+    d = Driver()
+    d.ok(submit(job("a"), job("b")))
+    first = d.ok(c.Lease(queue="q", worker_id="w", idempotency_key="lease-1"))
+    again = d.ok(c.Lease(queue="q", worker_id="w", idempotency_key="lease-1"))
+    assert first == again and len(first["leases"]) == 1
+    assert d.state.queue_counts()["q"]["leased"] == 1
+    assert d.job("b")["state"] == "pending"

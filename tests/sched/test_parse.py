@@ -74,6 +74,7 @@ CASES: list[tuple[Any, Any, str, str]] = [
     (parse_submit_job, {**JOB, "payload": {1: "a"}}, "invalid", "payload"),
     (parse_submit_job, {**JOB, "payload": (1, 2)}, "invalid", "payload"),
     (parse_submit_job, {**JOB, "payload": b"bytes"}, "invalid", "payload"),
+    (parse_submit_job, {**JOB, "payload": [2**64]}, "invalid", "payload"),
     (parse_submit_job, {**JOB, "payload": DEEP}, "invalid", "payload"),
     (parse_submit_job, {**JOB, "idempotency_key": ""}, "invalid", "idempotency_key"),
     (parse_submit_batch, {"jobs": []}, "invalid", "jobs"),

@@ -84,8 +84,26 @@ def test_network_duplicates_and_loses_by_probability() -> None:
     assert len(got) == 2
 
 
-def test_network_reorders_with_random_delays() -> None:
+def test_network_links_are_fifo_unless_reordering() -> None:
     loop, net, got = _network(seed=7)
+    net.conditions = NetworkConditions(delay_units_min=1, delay_units_max=50)
+    for i in range(20):
+        net.send(Heartbeat(1, 1, 2, commit=i))
+    loop.run_until(1000)
+    assert [m.commit for m in got if isinstance(m, Heartbeat)] == list(range(20))
+    got.clear()
+    net.conditions = NetworkConditions(reorder_probability=0.5)
+    for i in range(20):
+        net.send(Heartbeat(1, 1, 2, commit=i))
+    loop.run_until(2000)
+    commits = [m.commit for m in got if isinstance(m, Heartbeat)]
+    assert sorted(commits) == list(range(20))
+    assert commits != list(range(20))
+
+
+def test_network_without_fifo_reorders_with_random_delays() -> None:
+    loop, net, got = _network(seed=7)
+    net.fifo_links = False
     net.conditions = NetworkConditions(delay_units_min=1, delay_units_max=50)
     for i in range(20):
         net.send(Heartbeat(1, 1, 2, commit=i))
