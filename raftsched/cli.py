@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from raftsched import __version__
+from raftsched.sim.cli import main as sim_main
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -37,18 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
     if args_in[:1] == ["sim"]:
-        from raftsched.sim.cli import main as sim_main
-
         return sim_main(args_in[1:])
     args = parser.parse_args(args_in)
     if args.version:
-        from raftsched import __version__
-
         print(f"raftsched {__version__}")
         return 0
     if args.command == "demo":
-        from raftsched.sim.cli import main as sim_main
-
         return sim_main(["--demo"])
     parser.print_help()
     return 0

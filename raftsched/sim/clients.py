@@ -1,6 +1,9 @@
 """Simulated clients: a read/write/cas workload that records a history for the checkers.
 
-Theory of operation: each client process runs one operation at a time. It records INVOKE,
+Theory of operation: a client process first registers a session (dissertation §6.3: a
+`register` command whose log index becomes its client id; registrations are retried until
+one commits and are not part of the history). Then it runs one operation at a time. It
+records INVOKE,
 sends the request to the node it believes leads (reads sometimes to a random node, which
 forwards the ReadIndex to its leader), and waits with a timeout. A write's (client_id, seq)
 stays the same across retries, so the state machine's session table applies it once and a
@@ -9,7 +12,7 @@ retry gets the first answer (dissertation §6.3). The outcome it records:
   FAIL certainly no effect: a cas whose compare failed, or a request every attempt of which
        was refused before it entered any log (not leader, proposal dropped), or any read;
   INFO the outcome is unknown (an attempt may be in some log): Jepsen's rule then retires the
-       process, and the client continues as a fresh process with a fresh client id.
+       process, and the client continues as a fresh process with a fresh session.
 When `finishing` (the liveness phase) clients stop starting new operations and retry the
 pending ones without giving up, so every pending write must eventually commit.
 """
@@ -26,7 +29,7 @@ from raftsched.raft.types import NodeId
 
 from .events import UNITS_PER_TICK, EventLoop
 from .history import Event, EventType
-from .kv import CAS, READ, WRITE, Command
+from .kv import CAS, READ, REGISTER, WRITE, Command
 from .node_host import NodeHost, Reply
 
 
@@ -53,6 +56,7 @@ class _Pending:
     attempts: int = 0
     maybe_applied: bool = False  # some attempt entered a log: failure is no longer certain
     token: int = 0  # identifies the attempt a reply or timeout belongs to
+    registration: bool = False  # a session registration, not a recorded operation
 
 
 class ClientPool:
@@ -74,31 +78,28 @@ class ClientPool:
         self.history: list[Event] = []
         self.finishing = False
         self.stopped = False
-        self._next_client_id = 1
+        self._next_nonce = 1
         self._next_value = 1
         self._pending: dict[int, _Pending] = {}  # slot -> pending op
         self._client_of_slot: dict[int, tuple[int, int]] = {}  # slot -> (client_id, seq)
+        self.registrations = 0
         self._leader_guess: dict[int, NodeId] = {}
         self.acked_writes: list[tuple[int, int]] = []  # (index, client_id) of OK writes/cas
         self._token = 0
 
     def start(self) -> None:
         for slot in range(self.workload.clients):
-            self._client_of_slot[slot] = (self._fresh_client_id(), 0)
+            self._client_of_slot[slot] = (0, 0)  # 0: not registered yet
             self._loop.call_later(self._rng.randint(1, 50), functools.partial(self._next_op, slot))
 
     def pending_count(self) -> int:
-        return len(self._pending)
+        """Recorded operations still waiting for an outcome (registrations excluded)."""
+        return sum(1 for p in self._pending.values() if not p.registration)
 
     def operations(self) -> int:
         return sum(1 for e in self.history if e.type is EventType.INVOKE)
 
     # -- one operation ------------------------------------------------------------------
-
-    def _fresh_client_id(self) -> int:
-        client_id = self._next_client_id
-        self._next_client_id += 1
-        return client_id
 
     def _record(self, process: int, type_: EventType, f: str, key: str, value: Any) -> None:
         self.history.append(Event(process, type_, f, key, value, self._loop.now))
@@ -109,6 +110,13 @@ class ClientPool:
             return
         rng, wl = self._rng, self.workload
         client_id, seq = self._client_of_slot[slot]
+        if client_id == 0:
+            nonce = self._next_nonce
+            self._next_nonce += 1
+            register = Command(0, nonce, REGISTER, "", None)
+            self._pending[slot] = _Pending(process=0, command=register, registration=True)
+            self._attempt(slot)
+            return
         seq += 1
         self._client_of_slot[slot] = (client_id, seq)
         key = f"k{rng.randrange(wl.keys)}"
@@ -167,6 +175,13 @@ class ClientPool:
         if pending is None or pending.token != token:
             return  # a late answer to an attempt we already gave up on
         command = pending.command
+        if reply.ok and pending.registration:
+            self._leader_guess[slot] = node_id
+            del self._pending[slot]
+            self._client_of_slot[slot] = (int(reply.value), 0)
+            self.registrations += 1
+            self._schedule_next(slot)
+            return
         if reply.ok:
             self._leader_guess[slot] = node_id
             del self._pending[slot]
@@ -195,6 +210,12 @@ class ClientPool:
 
     def _retry_or_give_up(self, slot: int, pending: _Pending) -> None:
         pending.token = 0  # ignore anything still in flight for the old attempt
+        if pending.registration:
+            if self.finishing:
+                del self._pending[slot]  # no new sessions once the run is winding down
+            else:
+                self._loop.call_later(self.workload.retry_units, lambda: self._attempt(slot))
+            return
         if self.finishing or pending.attempts < self.workload.max_attempts:
             self._loop.call_later(self.workload.retry_units, lambda: self._attempt(slot))
             return
@@ -205,7 +226,7 @@ class ClientPool:
         else:
             self._record(pending.process, EventType.INFO, command.op, command.key, None)
             # Jepsen: a process whose outcome is unknown never issues another operation.
-            self._client_of_slot[slot] = (self._fresh_client_id(), 0)
+            self._client_of_slot[slot] = (0, 0)
         self._schedule_next(slot)
 
     def _schedule_next(self, slot: int) -> None:

@@ -2,10 +2,13 @@
 
 Theory of operation: a NORMAL log entry carries one command, `[client_id, seq, op, key,
 value]` as JSON. Applying it is deterministic. Commands are deduplicated by client session
-(Raft dissertation §6.3): each client issues one command at a time with increasing `seq` and
-retries an uncertain one with the same (client_id, seq); the session remembers the last
-applied seq and its response, so a retry applied twice in the log takes effect once and gets
-the first answer, and a stale duplicate of an older seq is refused.
+(Raft dissertation §6.3) with the core's `SessionTable` (raftsched/raft/sessions.py): a
+client first commits a `register` command, whose log index becomes its client id; then it
+issues one command at a time with increasing `seq` and retries an uncertain one with the
+same (client_id, seq). The table keeps the response of the unacknowledged seq, so a retry
+applied twice in the log takes effect once and gets the first answer; a late duplicate of an
+acknowledged seq is refused as stale, and a command of an unknown (evicted) session as
+expired, neither applied.
 
 The state machine also keeps a running chained hash of every applied entry (like
 hashicorp/raft's fuzzy tests): two replicas that applied the same prefix have the same hash,
@@ -20,12 +23,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
+from raftsched.raft.sessions import SessionExpiredError, SessionTable, StaleRequestError
 from raftsched.raft.types import Entry, EntryKind
 
 READ = "read"
 WRITE = "write"
 CAS = "cas"
-OPS = (READ, WRITE, CAS)
+REGISTER = "register"  # opens a client session; its entry's index is the client id
+OPS = (READ, WRITE, CAS, REGISTER)
+MAX_SESSIONS = 10_000
 
 CHAIN_HASH_START = b"\x00" * 16
 
@@ -37,6 +45,7 @@ class Command:
     op: str
     key: str
     value: Any  # WRITE: the value; CAS: [old, new]; READ: None
+    # REGISTER has no session yet: client_id 0 and `seq` a nonce naming the request.
 
     def encode(self) -> bytes:
         return json.dumps([self.client_id, self.seq, self.op, self.key, self.value]).encode()
@@ -56,6 +65,7 @@ class Applied:
     result: Any  # READ: value; WRITE: None; CAS: True if swapped
     duplicate: bool  # the session already had this (client_id, seq): result is the cached one
     stale: bool  # an old seq: refused, result None
+    expired: bool = False  # no such session: refused, result None
 
 
 def chain(previous: bytes, entry: Entry) -> bytes:
@@ -72,7 +82,7 @@ class KVStateMachine:
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
-        self.sessions: dict[int, tuple[int, Any]] = {}  # client_id -> (last seq, response)
+        self.sessions = SessionTable(MAX_SESSIONS)
         self.applied_index = 0
         self.chain_hash = CHAIN_HASH_START
 
@@ -86,15 +96,23 @@ class KVStateMachine:
         if entry.kind != EntryKind.NORMAL:
             return None
         command = Command.decode(entry.data)
-        session = self.sessions.get(command.client_id)
-        if session is not None:
-            last_seq, response = session
-            if command.seq == last_seq:
-                return Applied(command, response, duplicate=True, stale=False)
-            if command.seq < last_seq:
-                return Applied(command, None, duplicate=False, stale=True)
+        if command.op == REGISTER:
+            self.sessions.register(entry.index, stamp=entry.index)
+            return Applied(command, entry.index, duplicate=False, stale=False)
+        try:
+            hit = self.sessions.lookup(command.client_id, command.seq)
+        except StaleRequestError:
+            return Applied(command, None, duplicate=False, stale=True)
+        except SessionExpiredError:
+            return Applied(command, None, duplicate=False, stale=False, expired=True)
+        if hit is not None:
+            return Applied(command, json.loads(hit.response), duplicate=True, stale=False)
         result = self._execute(command)
-        self.sessions[command.client_id] = (command.seq, result)
+        # One command at a time per client: this seq acknowledges every earlier one.
+        self.sessions.record(
+            command.client_id, command.seq, json.dumps(result).encode(), entry.index,
+            first_unacked_seq=command.seq,
+        )
         return Applied(command, result, duplicate=False, stale=False)
 
     def _execute(self, command: Command) -> Any:
@@ -116,15 +134,16 @@ class KVStateMachine:
     # -- snapshots ----------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        return json.dumps(
+        blob: bytes = msgpack.packb(
             {
-                "data": self.data,
-                "sessions": [[cid, seq, resp] for cid, (seq, resp) in self.sessions.items()],
+                "data": sorted(self.data.items()),
+                "sessions": self.sessions.snapshot(),
                 "applied_index": self.applied_index,
-                "chain_hash": self.chain_hash.hex(),
+                "chain_hash": self.chain_hash,
             },
-            sort_keys=True,
-        ).encode()
+            use_bin_type=True,
+        )
+        return blob
 
     @staticmethod
     def restore(blob: bytes, index: int) -> KVStateMachine:
@@ -133,10 +152,10 @@ class KVStateMachine:
         if not blob:
             assert index == 0, f"an empty snapshot must be at index 0, not {index}"
             return kv
-        obj = json.loads(blob)
+        obj = msgpack.unpackb(blob, raw=False)
         assert obj["applied_index"] == index, "snapshot data and metadata disagree"
-        kv.data = dict(obj["data"])
-        kv.sessions = {int(cid): (int(seq), resp) for cid, seq, resp in obj["sessions"]}
+        kv.data = {str(key): value for key, value in obj["data"]}
+        kv.sessions = SessionTable.restore(obj["sessions"])
         kv.applied_index = index
-        kv.chain_hash = bytes.fromhex(obj["chain_hash"])
+        kv.chain_hash = bytes(obj["chain_hash"])
         return kv

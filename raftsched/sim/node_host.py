@@ -342,8 +342,8 @@ class NodeHost:
         waiter = self._write_waiters.pop(key, None)
         if waiter is None:
             return
-        if outcome.stale:
-            waiter(Reply(False, "stale request", definite=False))
+        if outcome.stale or outcome.expired:
+            waiter(Reply(False, "stale request or expired session", definite=False))
         else:
             waiter(Reply(True, outcome.result, index=index))
 

@@ -20,7 +20,7 @@ from raftsched.raft.types import (
 from raftsched.sim.disk import SimDisk
 from raftsched.sim.events import EventLoop
 from raftsched.sim.invariants import InvariantChecker
-from raftsched.sim.kv import CAS, WRITE, Command, KVStateMachine
+from raftsched.sim.kv import CAS, REGISTER, WRITE, Command, KVStateMachine
 from raftsched.sim.network import Network, NetworkConditions
 
 MEMBERS = Membership(voters=frozenset({1, 2, 3}))
@@ -157,28 +157,42 @@ def test_disk_entries_respects_max_bytes_but_returns_one() -> None:
 # -- kv -----------------------------------------------------------------------------------
 
 
+def _registered(kv: KVStateMachine) -> int:
+    out = kv.apply(entry(kv.applied_index + 1, 1, Command(0, 99, REGISTER, "", None).encode()))
+    assert out is not None
+    client_id = out.result
+    assert client_id == kv.applied_index  # the register entry's index is the client id
+    return int(client_id)
+
+
 def test_kv_applies_a_retried_command_once_and_refuses_stale_ones() -> None:
     kv = KVStateMachine()
-    w = Command(7, 1, WRITE, "a", 10).encode()
-    out1 = kv.apply(entry(1, 1, w))
-    out2 = kv.apply(entry(2, 1, w))  # the same (client, seq) retried
+    cid = _registered(kv)
+    w = Command(cid, 1, WRITE, "a", 10).encode()
+    out1 = kv.apply(entry(2, 1, w))
+    out2 = kv.apply(entry(3, 1, w))  # the same (client, seq) retried
     assert out1 is not None and not out1.duplicate
     assert out2 is not None and out2.duplicate
-    cas = Command(7, 2, CAS, "a", [10, 11]).encode()
-    out3 = kv.apply(entry(3, 1, cas))
+    cas = Command(cid, 2, CAS, "a", [10, 11]).encode()
+    out3 = kv.apply(entry(4, 1, cas))
     assert out3 is not None and out3.result is True
-    out4 = kv.apply(entry(4, 1, w))  # seq 1 again, after seq 2: a stale duplicate
+    out4 = kv.apply(entry(5, 1, w))  # seq 1 again, after seq 2: a stale duplicate
     assert out4 is not None and out4.stale
+    assert kv.read("a") == 11
+    unknown = kv.apply(entry(6, 1, Command(cid + 100, 1, WRITE, "a", 0).encode()))
+    assert unknown is not None and unknown.expired
     assert kv.read("a") == 11
 
 
 def test_kv_snapshot_round_trip_keeps_chain_hash_and_sessions() -> None:
     kv = KVStateMachine()
-    for i in range(1, 4):
-        kv.apply(entry(i, 1, Command(1, i, WRITE, "k", i).encode()))
-    copy = KVStateMachine.restore(kv.snapshot(), 3)
+    cid = _registered(kv)
+    for i in range(2, 5):
+        kv.apply(entry(i, 1, Command(cid, i, WRITE, "k", i).encode()))
+    copy = KVStateMachine.restore(kv.snapshot(), 4)
     assert copy.chain_hash == kv.chain_hash
-    nxt = entry(4, 2, Command(1, 3, WRITE, "k", 99).encode())
+    assert copy.data == kv.data == {"k": 4}
+    nxt = entry(5, 2, Command(cid, 4, WRITE, "k", 99).encode())
     a, b = kv.apply(nxt), copy.apply(nxt)
     assert a is not None and b is not None and a.duplicate and b.duplicate
     assert kv.chain_hash == copy.chain_hash
