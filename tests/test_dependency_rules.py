@@ -50,22 +50,33 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 
-def imports_of(source: str) -> list[tuple[str, int]]:
-    """Top-level module names imported by `source`, with line numbers (relative imports are
-    resolved by the caller's package)."""
+def imports_of(source: str, package_path: tuple[str, ...] = ()) -> list[tuple[str, int]]:
+    """Absolute module names imported by `source`, with line numbers. Relative imports are
+    resolved against `package_path`, the dotted package the file lives in (e.g.
+    ("raftsched", "raft")), so `from ..server import x` counts as raftsched.server."""
     found: list[tuple[str, int]] = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found.extend((alias.name, node.lineno) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.append((node.module, node.lineno))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                if node.module:
+                    found.append((node.module, node.lineno))
+                continue
+            assert node.level <= len(package_path), f"line {node.lineno}: import above root"
+            base = list(package_path[: len(package_path) - (node.level - 1)])
+            if node.module:
+                base.append(node.module)
+            found.append((".".join(base), node.lineno))
     return found
 
 
 def violations(package: str, source: str, file_key: str = "") -> list[str]:
+    """`file_key` is the file's path below raftsched/, e.g. "raft/node.py"."""
     bad: list[str] = []
     extra = THIRD_PARTY_BY_FILE.get(file_key, set())
-    for name, line in imports_of(source):
+    subdirs = tuple(file_key.split("/")[1:-1]) if file_key else ()
+    for name, line in imports_of(source, ("raftsched", package, *subdirs)):
         top = name.split(".")[0]
         if top == "raftsched":
             parts = name.split(".")
@@ -97,6 +108,10 @@ def test_checker_catches_a_bad_import() -> None:
     assert violations("raft", "from dataclasses import dataclass\n") == []
     assert violations("sched", "import msgpack\n", "sched/state.py") != []
     assert violations("sched", "import msgpack\n", "sched/snapshot.py") == []
+    # Relative imports are resolved: reaching the server through `..` is caught.
+    assert violations("raft", "from ..server import x\n", "raft/node.py") != []
+    assert violations("raft", "from .log import RaftLog\n", "raft/node.py") == []
+    assert violations("sim", "from ..raft.node import RaftNode\n", "sim/run.py") == []
 
 
 def test_no_global_random_in_the_core() -> None:

@@ -21,7 +21,7 @@ class RaftConfig:
     max_bytes_per_append: int = 1 << 20
     max_inflight_appends: int = 64
     # Proposals accepted but not yet persisted by the leader; beyond it ProposalDroppedError.
-    max_uncommitted_entries: int = 100_000
+    max_unpersisted_proposals: int = 100_000
     # Snapshot transfer: bytes per InstallSnapshot chunk.
     snapshot_chunk_bytes: int = 1 << 20
 
@@ -36,7 +36,7 @@ class RaftConfig:
             "max_entries_per_append",
             "max_bytes_per_append",
             "max_inflight_appends",
-            "max_uncommitted_entries",
+            "max_unpersisted_proposals",
             "snapshot_chunk_bytes",
         ):
             if getattr(self, name) <= 0:

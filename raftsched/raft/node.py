@@ -16,7 +16,9 @@ API CONTRACT (shared by raftsched/sim, raftsched/server and the tests; keep it s
     node.read_index(context: int) -> None
         # request a linearizable read; a ReadState(context, index) appears in a later Ready.
         # On a follower it is forwarded to the leader. Raises NotLeaderError when no leader
-        # is known. Contexts are chosen by the caller and must be positive and unique.
+        # is known, ProposalDroppedError when too many reads are already waiting, and
+        # ValueError for a context that is not positive. Contexts are chosen by the caller
+        # and must be positive and unique.
     node.transfer_leadership(to: NodeId) -> None   # raises NotLeaderError / TransferError
     node.campaign() -> None                  # start an election now (tests, bootstrap)
     node.has_ready() -> bool
@@ -821,7 +823,7 @@ class RaftNode:
             raise NotLeaderError(self._leader, self._term)
         if self._transferee:
             raise ProposalDroppedError(f"leadership transfer to {self._transferee} is in progress")
-        if len(self.log.unstable) + count > self.config.max_uncommitted_entries:
+        if len(self.log.unstable) + count > self.config.max_unpersisted_proposals:
             raise ProposalDroppedError(
                 f"{len(self.log.unstable)} proposals are waiting for the leader's disk"
             )
