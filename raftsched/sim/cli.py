@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-going", action="store_true",
                         help="with --bug: run every seed instead of stopping at the first "
                              "violation")
+    parser.add_argument("--unordered-links", action="store_true",
+                        help="reorder every message (UDP-like) instead of FIFO links like the "
+                             "TCP transport; reordering then also happens outside chaos faults")
     parser.add_argument("--verbose", action="store_true",
                         help="print the readable event trace of every run (use with --seed)")
     parser.add_argument("--demo", action="store_true",
@@ -60,10 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def replay_command(result: RunResult, ticks: int) -> str:
+def replay_command(result: RunResult, ticks: int, unordered_links: bool = False) -> str:
     parts = ["python -m raftsched.sim", f"--seed {result.seed}", f"--nodes {result.nodes}"]
     if ticks != 300:
         parts.append(f"--ticks {ticks}")
+    if unordered_links:
+        parts.append("--unordered-links")
     if result.bug:
         parts.append(f"--bug {result.bug}")
     parts.append("--verbose")
@@ -103,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         task = progress.add_task("seeds", total=len(seeds), status="")
         for seed in seeds:
             config = SimConfig(seed=seed, nodes=args.nodes, safety_ticks=args.ticks,
-                               bug=args.bug)
+                               bug=args.bug, fifo_links=not args.unordered_links)
             result = run_seed(config, trace_sink=sink)
             results.append(result)
             if not result.ok:
@@ -134,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]VIOLATION[/red] seed {r.seed}:")
         for text in r.violations[:5]:
             console.print(f"  - {text}")
-        console.print(f"  replay: {replay_command(r, args.ticks)}")
+        console.print(f"  replay: {replay_command(r, args.ticks, args.unordered_links)}")
     return EXIT_VIOLATION if failures else 0
 
 

@@ -38,6 +38,8 @@ class ClusterOptions:
     # Small appends make a catching-up follower acknowledge a long log piecewise, which
     # exercises the commit rule (§5.4.2) far more than one big append would.
     max_entries_per_append: int = 2
+    # Small chunks: every snapshot transfer is a multi-chunk InstallSnapshot exchange.
+    snapshot_chunk_bytes: int = 256
 
 
 HostClass = type[NodeHost]
@@ -107,6 +109,7 @@ class SimCluster:
             election_timeout_ticks=opts.election_timeout_ticks,
             heartbeat_interval_ticks=opts.heartbeat_interval_ticks,
             max_entries_per_append=opts.max_entries_per_append,
+            snapshot_chunk_bytes=opts.snapshot_chunk_bytes,
         )
         # Founders start from the bootstrap configuration at index 0. A joiner starts with
         # an empty one (the core then accepts its first leader's messages) and must learn

@@ -23,6 +23,9 @@ Kinds:
                  and they come back one by one, the old leader last
   bridge         the nodes split in two halves that only one follower (the bridge) can
                  reach, and the bridge node flaps (crashes and restarts) meanwhile
+  election-crash at the next election, a voter crashes the moment the leader is known (its
+                 vote is on disk, the leader's first appends are not) and restarts at once;
+                 the leader is isolated for a while, so the others elect again
 Snapshots and compaction are not faults: hosts take them at a threshold under load.
 `heal` ends everything at the start of the liveness phase.
 """
@@ -36,13 +39,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from raftsched.raft.errors import RaftError
-from raftsched.raft.types import ConfChange, ConfChangeKind, NodeId
+from raftsched.raft.types import NodeId
 
 from .cluster import SimCluster
 from .events import UNITS_PER_TICK
 from .figure8 import Figure8
+from .membership_change import MembershipChange
 from .network import NetworkConditions
-from .node_host import NodeHost, RaftCore
+from .node_host import NodeHost
 
 
 class FaultKind(enum.Enum):
@@ -59,6 +63,7 @@ class FaultKind(enum.Enum):
     FIGURE_8 = "figure-8"
     POWER_LOSS = "power-loss"
     BRIDGE = "bridge"
+    ELECTION_CRASH = "election-crash"
     TRANSFER = "transfer"
 
 
@@ -77,6 +82,7 @@ DEFAULT_WEIGHTS: dict[FaultKind, float] = {
     FaultKind.FIGURE_8: 3.0,
     FaultKind.POWER_LOSS: 1.5,
     FaultKind.BRIDGE: 2.0,
+    FaultKind.ELECTION_CRASH: 2.0,
 }
 
 
@@ -116,6 +122,8 @@ class Nemesis:
         self._exclusive_until = 0  # a fault that needs the stage alone holds it until then
         self.membership = MembershipChange(cluster)
         self.figure8 = Figure8(cluster, rng)
+        self._election_trap_armed = False
+        cluster.leader_listeners.append(self._on_leader)
 
     # -- schedule -----------------------------------------------------------------------
 
@@ -250,8 +258,10 @@ class Nemesis:
                 others = [i for i in ids if i != leader.node_id]
                 cluster.network.partition([leader.node_id], others)
                 leader.pause()
-                pause_ticks = rng.randint(p.pause_ticks_min, p.pause_ticks_max)
                 timeout_ticks = cluster.options.election_timeout_ticks
+                # Long enough for the others to elect a leader and commit writes meanwhile.
+                pause_ticks = rng.randint(3 * timeout_ticks, max(3 * timeout_ticks,
+                                                                 p.pause_ticks_max))
                 isolated_ticks = pause_ticks + rng.randint(1, 2 * timeout_ticks)
                 cluster.trace(f"nemesis: stale leader {leader.node_id} (isolated and paused)")
                 self._later(pause_ticks * UNITS_PER_TICK, "resume", leader)
@@ -310,6 +320,16 @@ class Nemesis:
                     self._later(at, "crash", host)
                     at += rng.randint(1, 3 * UNITS_PER_TICK)
                     self._later(at, "restart", host)
+            case FaultKind.ELECTION_CRASH:
+                if self._election_trap_armed:
+                    return False
+                self._election_trap_armed = True
+                if leader is not None:  # provoke an election now
+                    cluster.network.partition([leader.node_id],
+                                              [i for i in ids if i != leader.node_id])
+                    cluster.trace(f"nemesis: election trap, isolate leader {leader.node_id}")
+                    self._later(self._ticks(p.partition_ticks_min, p.partition_ticks_max),
+                                "heal-links", None)
             case FaultKind.MEMBERSHIP:
                 if not self.membership.begin(rng):
                     return False
@@ -326,6 +346,27 @@ class Nemesis:
                 cluster.trace(f"nemesis: transfer leadership {leader.node_id} -> {target}")
                 leader.call(lambda core: _ignore_refusal(lambda: core.transfer_leadership(target)))
         return True
+
+    def _on_leader(self, node_id: NodeId, term: int) -> None:
+        if not self._election_trap_armed or not self.active:
+            return
+        self._election_trap_armed = False
+        cluster = self._cluster
+        voters = [h for h in cluster.hosts.values()
+                  if h.up and not h.retired and h.node_id != node_id]
+        if not voters:
+            return
+        victim = self._rng.choice(sorted(voters, key=lambda h: h.node_id))
+        victim.crash()
+        cluster.trace(f"nemesis: election trap, crash node {victim.node_id} as node "
+                      f"{node_id} wins term {term}")
+        self._later(self._rng.randint(1, 2 * UNITS_PER_TICK), "restart", victim)
+        # Cut the new leader off too, so that the others hold another election.
+        if self._rng.random() < 0.5:
+            others = [i for i in cluster.hosts if i != node_id and not cluster.hosts[i].retired]
+            cluster.network.partition([node_id], others)
+            self._later(self._ticks(self.profile.partition_ticks_min,
+                                    self.profile.partition_ticks_max), "heal-links", None)
 
     def heal(self) -> None:
         """End every fault now: links, network conditions, crashed and paused nodes."""
@@ -349,81 +390,3 @@ def _ignore_refusal(action: Callable[[], None]) -> None:
     # Refused (not leader any more, transfer in progress): then the fault is a no-op.
     with contextlib.suppress(RaftError):
         action()
-
-
-class MembershipChange:
-    """Replace one voter: remove it, add a fresh id as learner, promote it once caught up.
-
-    Driven by `step` every few ticks until done; every step re-proposes what is missing on
-    the current leader (proposals may be refused or lost), and checks progress on the
-    leader's applied configuration, which is committed."""
-
-    def __init__(self, cluster: SimCluster) -> None:
-        self._cluster = cluster
-        self.victim: NodeId = 0
-        self.joiner: NodeId = 0
-        self.phase = "idle"  # idle -> removing -> adding -> promoting -> idle
-        self.completed = 0
-
-    def begin(self, rng: random.Random) -> bool:
-        if self.phase != "idle":
-            return False
-        leader = self._cluster.leader()
-        if leader is None:
-            return False
-        voters = sorted(leader.applied_membership.voters - {leader.node_id})
-        if not voters:
-            return False
-        self.victim = rng.choice(voters)
-        self.phase = "removing"
-        self._cluster.trace(f"membership: removing node {self.victim}")
-        self._schedule()
-        return True
-
-    def _schedule(self) -> None:
-        self._cluster.loop.call_later(3 * UNITS_PER_TICK, self.step)
-
-    def busy(self) -> bool:
-        return self.phase != "idle"
-
-    def step(self) -> None:
-        cluster = self._cluster
-        leader = cluster.leader()
-        if leader is None:
-            self._schedule()
-            return
-        applied = leader.applied_membership
-        if self.phase == "removing":
-            if self.victim in applied.removed:
-                cluster.hosts[self.victim].retire()
-                cluster.trace(f"membership: node {self.victim} removed and stopped")
-                joiner = cluster.add_fresh_node()
-                self.joiner = joiner.node_id
-                self.phase = "adding"
-            else:
-                self._propose(leader, ConfChange(ConfChangeKind.REMOVE, self.victim))
-        elif self.phase == "adding":
-            if self.joiner in applied.learners or self.joiner in applied.voters:
-                self.phase = "promoting"
-                cluster.trace(f"membership: node {self.joiner} is a learner")
-            else:
-                self._propose(leader, ConfChange(ConfChangeKind.ADD_LEARNER, self.joiner))
-        elif self.phase == "promoting":
-            if self.joiner in applied.voters:
-                self.phase = "idle"
-                self.completed += 1
-                cluster.trace(f"membership: node {self.joiner} is a voter")
-                return
-            status = leader.status()
-            if status is not None and status.match.get(self.joiner, 0) >= status.commit - 5:
-                self._propose(leader, ConfChange(ConfChangeKind.PROMOTE, self.joiner))
-        self._schedule()
-
-    def _propose(self, leader: NodeHost, change: ConfChange) -> None:
-        def action(core: RaftCore) -> None:
-            # Refused (another change pending, no entry of the term committed yet): the next
-            # step retries.
-            with contextlib.suppress(RaftError):
-                core.propose_conf_change(change)
-
-        leader.call(action)

@@ -90,8 +90,8 @@ ReplyCallback = Callable[[Reply], None]
 @dataclass(slots=True)
 class HostTimings:
     fsync_units_min: int = 1
-    fsync_units_max: int = 4
-    snapshot_threshold: int = 64  # applied entries beyond the snapshot before taking one
+    fsync_units_max: int = 7
+    snapshot_threshold: int = 40  # applied entries beyond the snapshot before taking one
 
 
 class NodeHost:
@@ -373,7 +373,3 @@ class NodeHost:
     def applied_membership(self) -> Membership:
         """The configuration in force at the applied index: committed."""
         return self._core().membership_at(self.kv.applied_index)
-
-    def membership(self) -> Membership | None:
-        status = self.status()
-        return status.membership if status is not None else None
