@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="max commands proposed but not committed (pipelining depth)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
     parser.add_argument("--no-write", action="store_true", help="do not write the JSON file")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
     args = parser.parse_args(argv)
     if args.profile:
         profiler = cProfile.Profile()
@@ -157,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{'met' if result['meets_target'] else 'NOT met'})"
     )
     if not args.no_write and not args.profile:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {RESULTS}")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
     return 0
 
 
