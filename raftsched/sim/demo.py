@@ -100,7 +100,7 @@ def run_demo(console: Console) -> int:
         role = status.role.value if status is not None else "down"
         states.add((host.kv.applied_index, host.kv.chain_hash))
         say(f"  node {host.node_id}  {role:9}  applied index {host.kv.applied_index:4}  "
-            f"state hash {host.kv.chain_hash.hex()[:16]}  data {host.kv.data}")
+            f"state hash {host.kv.chain_hash.hex()[:16]}  data {dict(sorted(host.kv.data.items()))}")
     result = check_history(clients.history, model=KVModel(), time_limit_s=10.0)
     checker = cluster.checker
     violations = checker.violations if checker is not None else []
