@@ -99,8 +99,9 @@ def run_demo(console: Console) -> int:
         status = host.status()
         role = status.role.value if status is not None else "down"
         states.add((host.kv.applied_index, host.kv.chain_hash))
+        data = dict(sorted(host.kv.data.items()))
         say(f"  node {host.node_id}  {role:9}  applied index {host.kv.applied_index:4}  "
-            f"state hash {host.kv.chain_hash.hex()[:16]}  data {dict(sorted(host.kv.data.items()))}")
+            f"state hash {host.kv.chain_hash.hex()[:16]}  data {data}")
     result = check_history(clients.history, model=KVModel(), time_limit_s=10.0)
     checker = cluster.checker
     violations = checker.violations if checker is not None else []
