@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.machine import machine_line
 
 RESULTS_DIR = Path(__file__).parent / "results"
 RAFT_BATCHES = (1, 16, 64, 256, 1024)
@@ -38,23 +38,6 @@ def _run(module: str, args: list[str]) -> None:
     cmd = [sys.executable, "-m", module, *args]
     print(f"==> {' '.join(cmd[1:])}", flush=True)
     subprocess.run(cmd, check=True)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine_line() -> str:
-    return (
-        f"{_cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
-    )
 
 
 def render_summary(raft: list[dict[str, Any]], sched: dict[str, Any], machine: str,

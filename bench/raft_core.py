@@ -29,6 +29,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from bench.machine import machine_line
 from raftsched.raft.config import RaftConfig
 from raftsched.raft.messages import Message
 from raftsched.raft.node import RaftNode
@@ -126,7 +127,7 @@ def run(entries: int, batch: int, window: int) -> dict[str, Any]:
         "target_entries_per_cpu_s": TARGET_ENTRIES_PER_CPU_S,
         "meets_target": committed / cpu_s >= TARGET_ENTRIES_PER_CPU_S,
         "python": platform.python_version(),
-        "machine": f"{platform.system()} {platform.machine()}",
+        "machine": machine_line(),
     }
 
 

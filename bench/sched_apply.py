@@ -36,6 +36,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
+from bench.machine import cpu_name
 from raftsched.sched import (
     Complete,
     JobSpec,
@@ -184,7 +185,7 @@ def main() -> None:
     modes = list(GC_MODES) if args.gc == "both" else [args.gc]
     results = {mode: measure(total, args.batch, mode) for mode in modes}
     load_average = os.getloadavg()
-    machine: dict[str, Any] = {"cpu": _cpu_name(), "cores": os.cpu_count(),
+    machine: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count(),
                "python": platform.python_version(), "platform": platform.platform(),
                "load_average": load_average}
     print(f"scheduler apply, {total:,} pending jobs, one core ({machine['cpu']}, "
@@ -210,16 +211,6 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":
