@@ -9,7 +9,9 @@ do. Heartbeat, complete and fail must quote the job's current token:
 - the current token of a job that already succeeded: a repeated Complete returns the same
   answer (the job document, which no longer changes); anything else `already_terminal`;
 - the current token of a lease that expired (by its deadline or its worker's): `lease_expired`;
-- the current token of an attempt that already failed: `not_leased`.
+- the current token of an attempt that already failed: a repeated Fail is acknowledged again
+  (Ok, nothing changes: a worker retrying after a lost answer must not see an error);
+  heartbeat and complete get `not_leased`.
 
 Selection: the queue's heap gives the highest-priority pending job, oldest first, in O(log n);
 the number taken is min(max_jobs, worker room, queue room under max_in_flight). A paused queue
@@ -148,6 +150,12 @@ def complete(st: SchedulerState, cmd: Complete, index: int) -> Result:
 def fail(st: SchedulerState, cmd: Fail, index: int) -> Result:
     job = _held(st, cmd.job_id, cmd.token)
     if isinstance(job, SchedError):
+        existing = st.jobs.get(cmd.job_id)
+        if (existing is not None and existing.token == cmd.token
+                and existing.closed_by == CLOSED_FAILED):
+            # A worker retrying its fail after a lost answer: acknowledge it again, change
+            # nothing (the job may have moved on since; the answer shows where it is now).
+            return Ok(job_outcome(existing))
         return Refused(job)
     job.error = cmd.error
     _touch_worker(st, job)

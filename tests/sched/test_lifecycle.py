@@ -58,6 +58,21 @@ def test_complete_is_idempotent_with_the_same_token() -> None:
     assert [e["state"] for e in d.job("a")["events"]].count("succeeded") == 1
 
 
+def test_a_retried_fail_is_acknowledged_and_changes_nothing() -> None:
+    d = Driver()
+    d.ok(submit(job("a")))
+    token = lease(d)[0]["token"]
+    d.ok(c.Fail(job_id="a", token=token, error={"msg": "boom"}, retryable=False))
+    before = d.job("a")
+    again = d.ok(c.Fail(job_id="a", token=token, error={"msg": "other"}, retryable=True))
+    assert again["state"] == "dead" and again["token"] == token
+    assert d.job("a") == before  # no new event, error or attempt
+    assert before["error"] == {"msg": "boom"}
+    # Heartbeat and complete with that token are still refused.
+    assert d.apply(c.Complete(job_id="a", token=token)).error.code == (  # type: ignore[union-attr]
+        "already_terminal")
+
+
 def test_complete_after_expiry_without_a_tick_is_refused_and_releases() -> None:
     d = Driver()
     d.ok(submit(job("a", lease_ms=1_000)))

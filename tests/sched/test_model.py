@@ -224,12 +224,15 @@ class SchedulerMachine(RuleBasedStateMachine):
         token = self._token(job_id, which)
         result = self.apply(c.Fail(job_id=job_id, token=token, error="x", retryable=retryable))
         held = self.model.held(job_id, token)
+        j = self.model.jobs.get(job_id)
         if isinstance(held, MJob):
             self.model.touch(held)
             held.closed_by = "failed"
             retry = retryable and held.attempts < held.max_attempts
             held.state = "pending" if retry else "dead"
             self.expect(result, None)
+        elif j is not None and j.token == token and j.closed_by == "failed":
+            self.expect(result, None)  # a retried fail: acknowledged again, nothing changes
         else:
             self.expect(result, held)
 
