@@ -142,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not write the JSON file")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
     args = parser.parse_args(argv)
+    for name in ("entries", "batch", "window"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name} must be a positive integer")
+    if args.batch > args.window:
+        parser.error("--batch cannot exceed --window (a batch must fit in the pipeline)")
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()

@@ -181,6 +181,8 @@ def main() -> None:
     parser.add_argument("--gc", choices=[*GC_MODES, "both"], default="both")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.jobs < 20_000 or args.batch <= 0:
+        parser.error("--jobs must be at least 20000 and --batch positive")
     total = 100_000 if args.quick else args.jobs
     modes = list(GC_MODES) if args.gc == "both" else [args.gc]
     results = {mode: measure(total, args.batch, mode) for mode in modes}
