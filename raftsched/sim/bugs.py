@@ -10,6 +10,7 @@ catch within a couple of hundred seeds means the fault schedules are too gentle
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -18,10 +19,12 @@ from raftsched.raft.messages import Message
 from raftsched.raft.node import RaftNode
 from raftsched.raft.ready import Ready
 from raftsched.raft.types import HardState, Membership, NodeId
+from raftsched.sched import Command, Complete, Fail, HeartbeatLease, Result
 
 from .cluster import DiskFactory, default_disk, real_core_factory
 from .disk import SimDisk
 from .node_host import CoreFactory, NodeHost, RaftCore
+from .sched_app import SchedApp
 
 
 class UnknownBugError(ValueError):
@@ -96,6 +99,29 @@ class AckBeforeSyncHost(NodeHost):
         return ()
 
 
+# -- scheduler variant (the sched workload) ----------------------------------------------------
+
+
+class AnyTokenSchedApp(SchedApp):
+    """Accepts a heartbeat/complete/fail with any token, as a scheduler without fencing
+    would: the command is applied as if it quoted the job's current token."""
+
+    def _apply_command(self, command: Command, index: int, stamp_ms: int) -> Result:
+        if isinstance(command, HeartbeatLease | Complete | Fail):
+            job = self.state.jobs.get(command.job_id)
+            if job is not None and job.token != command.token:
+                command = dataclasses.replace(command, token=job.token)
+        return super()._apply_command(command, index, stamp_ms)
+
+
+class LocalClockSchedApp(SchedApp):
+    """Each replica adds its own clock offset to the stamp, as a state machine that read
+    its node's clock would (SPEC §4 forbids it): replicas drift apart in state, not in log."""
+
+    def _apply_command(self, command: Command, index: int, stamp_ms: int) -> Result:
+        return super()._apply_command(command, index, stamp_ms + (self.replica % 3) * 1_000)
+
+
 # -- the registry -------------------------------------------------------------------------
 
 
@@ -106,6 +132,8 @@ class Bug:
     core_factory: CoreFactory = real_core_factory
     host_class: type[NodeHost] = NodeHost
     disk_factory: DiskFactory = default_disk
+    workload: str = "kv"  # the workload that exposes it (run.py uses it unless told otherwise)
+    sched_app_class: type[SchedApp] | None = None
 
 
 BUGS: dict[str, Bug] = {
@@ -135,6 +163,20 @@ BUGS: dict[str, Bug] = {
             "ack-before-sync",
             "send acknowledgements before the entries they promise are fsynced",
             host_class=AckBeforeSyncHost,
+        ),
+        Bug(
+            "sched-any-token",
+            "the scheduler accepts heartbeat/complete/fail with a stale fencing token "
+            "(runs the sched workload)",
+            workload="sched",
+            sched_app_class=AnyTokenSchedApp,
+        ),
+        Bug(
+            "sched-local-clock",
+            "each scheduler replica applies with its own clock instead of the leader's stamp "
+            "(runs the sched workload)",
+            workload="sched",
+            sched_app_class=LocalClockSchedApp,
         ),
     )
 }

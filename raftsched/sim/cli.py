@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .bugs import BUGS, UnknownBugError
-from .run import RunResult, SimConfig, run_seed
+from .run import WORKLOAD_KINDS, RunResult, SimConfig, run_seed
 
 EXIT_VIOLATION = 1
 EXIT_USAGE = 2
@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bug", default=None, metavar="NAME",
                         help="run with a deliberately seeded bug (see --list-bugs); the run "
                              "is expected to find a violation")
+    parser.add_argument("--workload", choices=WORKLOAD_KINDS, default=None,
+                        help="what the cluster replicates: 'kv', a key-value map checked for "
+                             "linearizability, or 'sched', the real scheduler state machine "
+                             "with submitters, workers (some stalling past their leases) and "
+                             "a leader-side ticker, checked for SPEC section 1's promises (no "
+                             "acknowledged job lost, fencing tokens, no double completion, "
+                             "equal replica state hashes, every job terminal after healing). "
+                             "Default: kv, or the workload a seeded bug needs")
     parser.add_argument("--list-bugs", action="store_true",
                         help="list the seeded bugs and exit")
     parser.add_argument("--keep-going", action="store_true",
@@ -65,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def replay_command(result: RunResult, ticks: int, unordered_links: bool = False) -> str:
     parts = ["python -m raftsched.sim", f"--seed {result.seed}", f"--nodes {result.nodes}"]
+    if result.workload_kind != "kv":
+        parts.append(f"--workload {result.workload_kind}")
     if ticks != 300:
         parts.append(f"--ticks {ticks}")
     if unordered_links:
@@ -89,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bug is not None and args.bug not in BUGS:
         console.print(f"error: {UnknownBugError(args.bug)}", style="red")
         return EXIT_USAGE
+    if args.bug is not None and args.workload == "kv" and BUGS[args.bug].workload != "kv":
+        console.print(f"error: bug {args.bug} lives in the {BUGS[args.bug].workload} "
+                      "workload; drop --workload kv", style="red")
+        return EXIT_USAGE
     if args.seeds <= 0 or args.ticks <= 0:
         console.print("error: --seeds and --ticks must be positive", style="red")
         return EXIT_USAGE
@@ -108,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         task = progress.add_task("seeds", total=len(seeds), status="")
         for seed in seeds:
             config = SimConfig(seed=seed, nodes=args.nodes, safety_ticks=args.ticks,
-                               bug=args.bug, fifo_links=not args.unordered_links)
+                               bug=args.bug, fifo_links=not args.unordered_links,
+                               workload_kind=args.workload)
             result = run_seed(config, trace_sink=sink)
             results.append(result)
             if not result.ok:
@@ -131,6 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"membership changes {sum(r.membership_changes for r in results)}  "
         f"violations {len(failures)}  ({elapsed:.1f}s)"
     )
+    sched = [r.sched for r in results if r.sched is not None]
+    if sched:
+        console.print(
+            f"scheduler: jobs submitted {sum(c.jobs_submitted for c in sched)}  "
+            f"completed {sum(c.jobs_completed for c in sched)}  "
+            f"leases {sum(c.leases_granted for c in sched)}  "
+            f"stale tokens refused {sum(c.stale_refused for c in sched)}  "
+            f"lagging stamps {sum(c.lagging_stamps for c in sched)}"
+        )
     if faults:
         console.print("faults by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(faults.items())))
     if len(seeds) == 1:

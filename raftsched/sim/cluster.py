@@ -21,6 +21,7 @@ from raftsched.raft.node import RaftNode
 from raftsched.raft.ready import Ready
 from raftsched.raft.types import Entry, Membership, NodeId, Role, Status
 
+from .app import KV_APP, AppKind
 from .disk import SimDisk
 from .events import UNITS_PER_TICK, EventLoop
 from .invariants import InvariantChecker
@@ -65,8 +66,10 @@ class SimCluster:
         host_class: HostClass = NodeHost,
         disk_factory: DiskFactory = default_disk,
         trace_sink: Callable[[str], None] | None = None,
+        app_kind: AppKind = KV_APP,
     ) -> None:
         assert options.nodes >= 1
+        self.app_kind = app_kind
         self.loop = loop
         self.rng = rng
         self.options = options
@@ -126,6 +129,7 @@ class SimCluster:
             observer=self if opts.check_invariants else None,
             timings=opts.timings,
             next_read_context=self._next_context,
+            app_kind=self.app_kind,
         )
         self.hosts[node_id] = host
         if self.checker is not None:

@@ -6,9 +6,13 @@ out at once, entries / hard state / snapshot are written to the disk, and when t
 must be synced the fsync takes a random virtual time. Until it completes, the host holds
 back that Ready's messages, its commits and `advance`, and queues every new input: a crash
 in that window loses the unsynced writes, and nothing that depended on them has left the
-node. Then the messages go out, committed entries are applied to the KV state machine
+node. Then the messages go out, committed entries are applied to the replicated app
 (answering the clients waiting on them), confirmed reads are served once applied reaches
 their index, and `advance` closes the Ready.
+
+What the log means is not the host's business: a `ReplicatedApp` (app.py) applies committed
+entries, answers waiting clients and takes snapshots; an `AppKind` encodes proposals, stamped
+with this node's clock (`now_ms`: virtual time plus this node's `clock_skew_ms`).
 
 A host is up, paused (no ticks, inputs queue) or down (crashed: inputs are lost). `crash`
 discards the core and the unsynced disk tail; `restart` builds a fresh core on the durable
@@ -16,7 +20,7 @@ image, as a restarted process would. Every callback scheduled before a crash car
 incarnation it belongs to and is ignored afterwards.
 
 The host takes snapshots itself once the applied log grows past `snapshot_threshold`
-entries (the KV state, taken at the applied index, with the membership in force there).
+entries (the app's state, taken at the applied index, with the membership in force there).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import functools
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -34,9 +38,10 @@ from raftsched.raft.messages import Message
 from raftsched.raft.ready import Ready
 from raftsched.raft.types import ConfChange, Entry, Membership, NodeId, Status
 
+from .app import KV_APP, MS_PER_UNIT, AppAnswer, AppKind, KVApp, ReplicatedApp
 from .disk import SimDisk
 from .events import UNITS_PER_TICK, EventLoop
-from .kv import Applied, Command, KVStateMachine
+from .kv import KVStateMachine
 
 MAX_INBOX = 20_000
 """Inputs queued while paused or syncing; beyond it the oldest are dropped (a full socket)."""
@@ -108,6 +113,7 @@ class NodeHost:
         observer: HostObserver | None,
         timings: HostTimings,
         next_read_context: Callable[[], int],
+        app_kind: AppKind = KV_APP,
     ) -> None:
         self.node_id = node_id
         self.config = config
@@ -119,6 +125,8 @@ class NodeHost:
         self._observer = observer
         self.timings = timings
         self._next_read_context = next_read_context
+        self.app_kind = app_kind
+        self.clock_skew_ms = 0  # this node's wall clock minus the true (virtual) time
         self.incarnation = 0
         self.up = False
         self.paused = False
@@ -127,8 +135,8 @@ class NodeHost:
         self.ticks = 0
         self._inbox: deque[Callable[[], None]] = deque()
         self.core: RaftCore | None = None
-        self.kv = KVStateMachine()
-        self._write_waiters: dict[tuple[int, int], ReplyCallback] = {}
+        self.app: ReplicatedApp = app_kind.restore(b"", 0)
+        self._write_waiters: dict[Hashable, ReplyCallback] = {}
         self._read_waiters: dict[int, tuple[str, ReplyCallback]] = {}
         self._reads_ready: list[tuple[int, str, ReplyCallback]] = []  # (index, key, cb)
 
@@ -143,7 +151,7 @@ class NodeHost:
         self.syncing = False
         self._inbox.clear()
         hard_state, snapshot = self.disk.initial_state()
-        self.kv = KVStateMachine.restore(snapshot.data, snapshot.meta.index)
+        self.app = self.app_kind.restore(snapshot.data, snapshot.meta.index)
         seed = self._rng.getrandbits(64)
         self.core = self._core_factory(self.config, self.disk, random.Random(seed))
         if self._observer is not None:
@@ -187,10 +195,11 @@ class NodeHost:
             return
         self._input(lambda: self._core().step(msg))
 
-    def propose(self, command: Command, reply: ReplyCallback) -> None:
+    def propose(self, request: object, reply: ReplyCallback) -> None:
+        """Propose a request of this host's app kind (kv: a kv.Command)."""
         if not self.up:
             return  # the client will time out
-        self._input(lambda: self._propose_now(command, reply))
+        self._input(lambda: self._propose_now(request, reply))
 
     def read(self, key: str, reply: ReplyCallback) -> None:
         if not self.up:
@@ -204,6 +213,16 @@ class NodeHost:
 
     def status(self) -> Status | None:
         return self.core.status() if self.core is not None and self.up else None
+
+    def now_ms(self) -> int:
+        """This node's wall clock: what it stamps on the entries it proposes."""
+        return max(0, self._loop.now * MS_PER_UNIT + self.clock_skew_ms)
+
+    @property
+    def kv(self) -> KVStateMachine:
+        """The key-value state machine (only when the app is the KV map)."""
+        assert isinstance(self.app, KVApp), "this host does not run the KV app"
+        return self.app.kv
 
     # -- internals ----------------------------------------------------------------------
 
@@ -239,16 +258,18 @@ class NodeHost:
         self.ticks += 1
         self._input(lambda: self._core().tick())
 
-    def _propose_now(self, command: Command, reply: ReplyCallback) -> None:
+    def _propose_now(self, request: object, reply: ReplyCallback) -> None:
+        kind = self.app_kind
         try:
-            self._core().propose(command.encode())
+            index, term = self._core().propose(
+                kind.encode_proposal(request, self.now_ms(), self.node_id))
         except NotLeaderError as err:
             reply(Reply(False, "not leader", definite=True, leader_hint=err.leader))
             return
         except ProposalDroppedError as err:
             reply(Reply(False, f"dropped: {err}", definite=True))
             return
-        self._write_waiters[(command.client_id, command.seq)] = reply
+        self._write_waiters[kind.proposal_key(request, index, term)] = reply
 
     def _read_now(self, key: str, reply: ReplyCallback) -> None:
         context = self._next_read_context()
@@ -314,8 +335,8 @@ class NodeHost:
             self._observer.on_synced(self.node_id, rd)
         for msg in self._late_messages(rd):
             self._send(msg)
-        if rd.snapshot is not None and rd.snapshot.meta.index > self.kv.applied_index:
-            self.kv = KVStateMachine.restore(rd.snapshot.data, rd.snapshot.meta.index)
+        if rd.snapshot is not None and rd.snapshot.meta.index > self.app.applied_index:
+            self.app = self.app_kind.restore(rd.snapshot.data, rd.snapshot.meta.index)
         for entry in rd.committed_entries:
             self._apply(entry)
         for read_state in rd.read_states:
@@ -329,47 +350,46 @@ class NodeHost:
         self._maybe_snapshot()
 
     def _apply(self, entry: Entry) -> None:
-        if entry.index <= self.kv.applied_index:
+        if entry.index <= self.app.applied_index:
             return  # already covered by a snapshot restored on this incarnation
-        outcome = self.kv.apply(entry)
+        answer = self.app.apply(entry)
         if self._observer is not None:
-            self._observer.on_apply(self.node_id, entry, self.kv.chain_hash)
-        if outcome is not None:
-            self._answer_write(outcome, entry.index)
+            self._observer.on_apply(self.node_id, entry, self.app.chain_hash)
+        if answer is not None:
+            self._answer_write(answer, entry.index)
 
-    def _answer_write(self, outcome: Applied, index: int) -> None:
-        key = (outcome.command.client_id, outcome.command.seq)
-        waiter = self._write_waiters.pop(key, None)
+    def _answer_write(self, answer: AppAnswer, index: int) -> None:
+        waiter = self._write_waiters.pop(answer.key, None)
         if waiter is None:
             return
-        if outcome.stale or outcome.expired:
-            waiter(Reply(False, "stale request or expired session", definite=False))
+        if answer.ok:
+            waiter(Reply(True, answer.value, index=index))
         else:
-            waiter(Reply(True, outcome.result, index=index))
+            waiter(Reply(False, answer.value, definite=answer.definite))
 
     def _serve_reads(self) -> None:
         if not self._reads_ready:
             return
-        applied = self.kv.applied_index
+        applied = self.app.applied_index
         waiting: list[tuple[int, str, ReplyCallback]] = []
         for index, key, reply in self._reads_ready:
             if applied >= index:
-                reply(Reply(True, self.kv.read(key)))
+                reply(Reply(True, self.app.read(key)))
             else:
                 waiting.append((index, key, reply))
         self._reads_ready = waiting
 
     def _maybe_snapshot(self) -> None:
-        applied = self.kv.applied_index
+        applied = self.app.applied_index
         if applied - self.disk.current.snapshot.meta.index < self.timings.snapshot_threshold:
             return
         if applied > self.disk.current.last_index():
             return
         membership = self._core().membership_at(applied)
-        self.disk.create_snapshot(applied, membership, self.kv.snapshot())
+        self.disk.create_snapshot(applied, membership, self.app.snapshot())
         self._core().snapshot_taken(applied)
 
     @property
     def applied_membership(self) -> Membership:
         """The configuration in force at the applied index: committed."""
-        return self._core().membership_at(self.kv.applied_index)
+        return self._core().membership_at(self.app.applied_index)

@@ -8,6 +8,12 @@ healed and every node restarted; a leader must appear within `election_bound_tic
 pending client operation must complete and every member must converge on the same applied
 prefix within `liveness_ticks`. Finally the surviving logs are compared, acknowledged writes
 looked up, and the client history checked for linearizability with the KV model.
+
+The workload kind picks the replicated app and its clients: `kv` (the default) is the
+key-value map above; `sched` runs the real scheduler state machine (sched_app.py) with
+submitters, workers and a leader-side ticker (sched_workload.py), one node's clock skewed,
+SPEC §1's promises checked continuously and at the end (sched_checks.py), and, once healed,
+every job required to reach a terminal state within the liveness bound.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from raftsched.sched.job import TERMINAL
+
+from .app import KV_APP, AppKind
 from .bugs import Bug, get_bug
 from .clients import ClientPool, Workload
 from .cluster import ClusterOptions, SimCluster, default_disk, real_core_factory
@@ -23,6 +32,12 @@ from .events import UNITS_PER_TICK, EventLoop
 from .faults import FaultProfile, Nemesis
 from .history import Event
 from .node_host import NodeHost
+from .sched_app import SchedApp, SchedAppKind
+from .sched_checks import SchedChecks, SchedCounters
+from .sched_workload import SchedClients, SchedWorkload
+
+WORKLOAD_KINDS = ("kv", "sched")
+SCHED_SNAPSHOT_CHUNK_BYTES = 2048
 
 
 @dataclass(slots=True)
@@ -35,6 +50,10 @@ class SimConfig:
     bug: str | None = None
     profile: FaultProfile = field(default_factory=FaultProfile)
     workload: Workload = field(default_factory=Workload)
+    # "kv" or "sched"; None: kv, unless the seeded bug needs the scheduler workload.
+    workload_kind: str | None = None
+    sched_workload: SchedWorkload = field(default_factory=SchedWorkload)
+    skew_one_clock: bool = True  # sched: one node stamps with a skewed clock
     check_linearizability: bool = True
     linearizability_time_limit_s: float = 10.0
     log_matching_every_ticks: int = 20
@@ -60,6 +79,8 @@ class RunResult:
     trace_hash: str
     history: list[Event]
     linearizable: bool | None  # None: not checked or the checker gave up
+    workload_kind: str = "kv"
+    sched: SchedCounters | None = None  # the scheduler workload's counters
 
     @property
     def ok(self) -> bool:
@@ -76,9 +97,24 @@ def run_seed(
     bug: Bug | None = None
     if config.bug is not None:
         bug = get_bug(config.bug)
+    kind = config.workload_kind or (bug.workload if bug is not None else "kv")
+    assert kind in WORKLOAD_KINDS, f"unknown workload kind {kind!r}"
+    assert bug is None or bug.sched_app_class is None or kind == "sched", (
+        f"bug {config.bug} only exists in the sched workload")
+    sched_checks: SchedChecks | None = None
+    app_kind: AppKind = KV_APP
+    if kind == "sched":
+        sched_checks = SchedChecks()
+        app_class = bug.sched_app_class if bug is not None else None
+        app_kind = SchedAppKind(sched_checks, app_class or SchedApp)
     rng = random.Random(config.seed)
     loop = EventLoop()
     options = ClusterOptions(nodes=config.nodes)
+    if kind == "sched":
+        # Scheduler snapshots are tens of KB, not hundreds of bytes: with stop-and-wait
+        # 256-byte chunks a lagging follower's catch-up outlasts the liveness bound. 2 KiB
+        # keeps every transfer multi-chunk (about 5-20 chunks).
+        options.snapshot_chunk_bytes = SCHED_SNAPSHOT_CHUNK_BYTES
     cluster = SimCluster(
         loop,
         random.Random(rng.getrandbits(64)),
@@ -87,15 +123,26 @@ def run_seed(
         host_class=bug.host_class if bug is not None else NodeHost,
         disk_factory=bug.disk_factory if bug is not None else default_disk,
         trace_sink=trace_sink,
+        app_kind=app_kind,
     )
     cluster.network.fifo_links = config.fifo_links
     checker = cluster.checker
     assert checker is not None
-    clients = ClientPool(
-        loop, random.Random(rng.getrandbits(64)), config.workload, lambda: cluster.hosts,
-        cluster.trace,
-    )
+    clients: ClientPool | SchedClients
+    if sched_checks is not None:
+        sched_checks.bind(checker.violation)
+        clients = SchedClients(
+            loop=loop, rng=random.Random(rng.getrandbits(64)), workload=config.sched_workload,
+            hosts=lambda: cluster.hosts, trace=cluster.trace, checks=sched_checks,
+        )
+    else:
+        clients = ClientPool(
+            loop, random.Random(rng.getrandbits(64)), config.workload, lambda: cluster.hosts,
+            cluster.trace,
+        )
     nemesis = Nemesis(cluster, random.Random(rng.getrandbits(64)), config.profile)
+    if isinstance(clients, SchedClients) and config.skew_one_clock:
+        clients.skew_one_clock()
     cluster.trace(f"seed {config.seed}: {config.nodes} nodes, bug {config.bug or 'none'}")
     cluster.start()
     clients.start()
@@ -138,6 +185,7 @@ def run_seed(
                     clients.pending_count() == 0
                     and not nemesis.membership.busy()
                     and _converged(cluster)
+                    and (sched_checks is None or _all_jobs_terminal(cluster))
                 )
 
             # Polled once per tick: checking after every event would dominate the run time.
@@ -156,14 +204,17 @@ def run_seed(
                 elif not _converged(cluster):
                     checker.violation(f"liveness: replicas did not converge: "
                                       f"{_describe_replicas(cluster)}")
+            if sched_checks is not None:
+                _check_sched_final(cluster, sched_checks, not checker.violations)
         clients.stopped = True
         check_logs()
         images = {h.node_id: h.disk.current for h in cluster.live_hosts()}
         checker.check_acknowledged(clients.acked_writes, images)
 
     linearizable: bool | None = None
-    if config.check_linearizability and not checker.violations:
-        linearizable = _check_linearizable(clients.history, config, checker.violation)
+    history = clients.history if isinstance(clients, ClientPool) else []
+    if config.check_linearizability and kind == "kv" and not checker.violations:
+        linearizable = _check_linearizable(history, config, checker.violation)
 
     if inspect is not None:
         inspect(cluster)
@@ -179,8 +230,10 @@ def run_seed(
         membership_changes=nemesis.membership.completed,
         ticks=loop.now // UNITS_PER_TICK,
         trace_hash=_final_hash(cluster, loop),
-        history=clients.history,
+        history=history,
         linearizable=linearizable,
+        workload_kind=kind,
+        sched=sched_checks.counters if sched_checks is not None else None,
     )
 
 
@@ -222,14 +275,35 @@ def _converged(cluster: SimCluster) -> bool:
     status = leader.status()
     if status is None:
         return False
-    target = (leader.kv.applied_index, leader.kv.chain_hash)
+    target = (leader.app.applied_index, leader.app.chain_hash)
     if target[0] < status.commit:
         return False
     for node_id in status.membership.members:
         host = cluster.hosts.get(node_id)
-        if host is None or not host.up or (host.kv.applied_index, host.kv.chain_hash) != target:
+        if host is None or not host.up or (host.app.applied_index, host.app.chain_hash) != target:
             return False
     return True
+
+
+def _all_jobs_terminal(cluster: SimCluster) -> bool:
+    leader = cluster.leader()
+    if leader is None or not isinstance(leader.app, SchedApp):
+        return False
+    return all(job.state in TERMINAL for job in leader.app.state.jobs.values())
+
+
+def _check_sched_final(cluster: SimCluster, checks: SchedChecks, settled: bool) -> None:
+    """The end-of-run scheduler checks, on the replicas that caught up with the leader."""
+    leader = cluster.leader()
+    if leader is None:
+        return
+    target = (leader.app.applied_index, leader.app.chain_hash)
+    replicas: dict[int, SchedApp] = {}
+    for host in cluster.live_hosts():
+        app = host.app
+        if isinstance(app, SchedApp) and (app.applied_index, app.chain_hash) == target:
+            replicas[host.node_id] = app
+    checks.check_final(replicas, leader.node_id, liveness=settled)
 
 
 def _describe_replicas(cluster: SimCluster) -> str:
@@ -240,8 +314,8 @@ def _describe_replicas(cluster: SimCluster) -> str:
         status = host.status()
         role = status.role.value if status is not None else "down"
         term = status.term if status is not None else "-"
-        parts.append(f"node {node_id} {role} term {term} applied {host.kv.applied_index} "
-                     f"hash {host.kv.chain_hash.hex()[:8]}")
+        parts.append(f"node {node_id} {role} term {term} applied {host.app.applied_index} "
+                     f"hash {host.app.chain_hash.hex()[:8]}")
     return "; ".join(parts)
 
 
