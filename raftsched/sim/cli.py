@@ -149,8 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sched = [r.sched for r in results if r.sched is not None]
     if sched:
         console.print(
-            f"scheduler: jobs submitted {sum(c.jobs_submitted for c in sched)}  "
-            f"completed {sum(c.jobs_completed for c in sched)}  "
+            f"scheduler: submits acknowledged {sum(c.jobs_submitted for c in sched)}  "
+            # A submit whose answer was lost may still have taken effect, so more jobs can
+            # complete than were acknowledged.
+            f"jobs completed {sum(c.jobs_completed for c in sched)}  "
             f"leases {sum(c.leases_granted for c in sched)}  "
             f"stale tokens refused {sum(c.stale_refused for c in sched)}  "
             f"lagging stamps {sum(c.lagging_stamps for c in sched)}"
