@@ -24,6 +24,10 @@ class RaftConfig:
     max_unpersisted_proposals: int = 100_000
     # Snapshot transfer: bytes per InstallSnapshot chunk.
     snapshot_chunk_bytes: int = 1 << 20
+    # Dissertation §4.2.1: PROMOTE a learner only once its match index is at most this many
+    # entries behind the leader's last index; a far-behind new voter counts towards the
+    # quorum while it catches up and can stall commits. 0: it must hold the whole log.
+    max_promote_lag_entries: int = 1000
 
     def __post_init__(self) -> None:
         if self.node_id <= 0:
@@ -41,3 +45,7 @@ class RaftConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.max_promote_lag_entries < 0:
+            raise ValueError(
+                f"max_promote_lag_entries must be >= 0, got {self.max_promote_lag_entries}"
+            )

@@ -29,7 +29,8 @@ class ProposalDroppedError(RaftError):
 
 class MembershipChangeError(RaftError):
     """The membership change is refused: another change is still pending, the leader has not
-    committed an entry of its term yet, the id was removed before, or the change is invalid."""
+    committed an entry of its term yet, the id was removed before, a learner to promote has
+    not caught up yet (`RaftConfig.max_promote_lag_entries`), or the change is invalid."""
 
 
 class TransferError(RaftError):

@@ -12,7 +12,8 @@ API CONTRACT (shared by raftsched/sim, raftsched/server and the tests; keep it s
     node.propose_batch(datas: Sequence[bytes]) -> tuple[int, int]
         # many entries at once, returns (first_index, term); indexes are consecutive
     node.propose_conf_change(change: ConfChange) -> tuple[int, int]
-        # raises NotLeaderError / MembershipChangeError
+        # raises NotLeaderError / MembershipChangeError (also for a PROMOTE of a learner
+        # more than config.max_promote_lag_entries behind the leader's last index)
     node.read_index(context: int) -> None
         # request a linearizable read; a ReadState(context, index) appears in a later Ready.
         # On a follower it is forwarded to the leader. Raises NotLeaderError when no leader
@@ -137,6 +138,7 @@ from .snapshot_receiver import SnapshotReceiver
 from .storage import UNLIMITED_BYTES, Storage
 from .types import (
     ConfChange,
+    ConfChangeKind,
     Entry,
     EntryKind,
     HardState,
@@ -314,6 +316,8 @@ class RaftNode:
                 "the leader has not committed an entry of its term yet; retry shortly"
             )
         validate_change(self._configs.current, change)
+        if change.kind is ConfChangeKind.PROMOTE:
+            self._check_caught_up(change.node_id)
         index = self.log.last_index() + 1
         data = encode_conf_change(change)
         self.log.append([Entry(self._term, index, _CONFIG, data)])
@@ -321,6 +325,22 @@ class RaftNode:
         self._on_membership_changed()
         self._append_pending = True
         return index, self._term
+
+    def _check_caught_up(self, learner: NodeId) -> None:
+        """Dissertation §4.2.1: a new server joins as a learner and becomes a voter only
+        once it has caught up; a far-behind voter counts towards the quorum while it
+        catches up, so promoting it early can stall commits (e.g. 2 of 4 voters
+        needed, one of them far behind). The caller retries after more replication."""
+        match_index = self._progress[learner].match_index
+        last_index = self.log.last_index()
+        lag_entries = last_index - match_index
+        if lag_entries > self.config.max_promote_lag_entries:
+            raise MembershipChangeError(
+                f"learner {learner} has not caught up: match index {match_index}, leader's"
+                f" commit index {self.log.committed}, last index {last_index}"
+                f" ({lag_entries} entries behind, at most"
+                f" {self.config.max_promote_lag_entries} allowed); retry later"
+            )
 
     def read_index(self, context: int) -> None:
         if context <= 0:
@@ -939,7 +959,14 @@ class RaftNode:
         if m.match_index > log.last_index():
             return  # cannot be an answer to this leader's appends
         updated = progress.update_match(m.match_index)
-        if progress.state is ProgressState.PROBE and m.match_index == progress.match_index:
+        if progress.state is ProgressState.PROBE and (
+            updated or progress.match_index == log.last_index()
+        ):
+            # §5.3: the logs match up to match_index, so stream from there. Only news (or a
+            # follower holding our whole log, where there is nothing to resend) may end the
+            # probe: under reordering an old success that is not news arrives after the
+            # rejection that started the probe, and flipping on it re-pipelined the same
+            # window once per rejection/success pair, without bound (progress.py).
             progress.become_replicate()
         elif progress.state is ProgressState.SNAPSHOT:
             assert progress.snapshot is not None

@@ -13,6 +13,15 @@ Theory of operation (the etcd-raft model). Each follower is in one of three stat
 
 `match_index` only grows: it is what the follower has durably stored in agreement with the
 leader. `next_index` is always > `match_index`.
+
+Stale answers. Links may reorder and duplicate (UDP-like), so an answer may be about an
+append sent long ago, before the leader last changed its mind. Every state change therefore
+needs an answer that is about the current state or is news: a success moves PROBE to
+REPLICATE only if it advances `match_index` (the node's rule); a rejection counts in
+REPLICATE only for an append of the current window (`match_index < prev < next_index`) and
+in PROBE only for the outstanding probe (`prev == next_index - 1`). An answer that is
+neither changes nothing, so duplicates cannot make the leader resend windows without bound
+(the simulator once found that livelock with unordered links).
 """
 
 from __future__ import annotations
@@ -109,6 +118,7 @@ class Progress:
         inflight = self.inflight
         while inflight and inflight[0] <= index:
             inflight.popleft()
+        assert self.next_index > self.match_index and (not inflight or inflight[0] > index)
         return True
 
     def sent_entries(self, last_index: int) -> None:
@@ -124,7 +134,10 @@ class Progress:
         `hint_next_index` is where the follower's hint says to resume. Moves back to PROBE.
         Returns False for a stale rejection (one about an append no longer outstanding)."""
         if self.state is ProgressState.REPLICATE:
-            if rejected_prev_index <= self.match_index:
+            # The logs are known to match at or below match_index; and every append of
+            # this window had prev < next_index, so a larger prev belongs to a window the
+            # leader abandoned since (a late or duplicated answer under reordering).
+            if not self.match_index < rejected_prev_index < self.next_index:
                 return False
         elif self.state is ProgressState.PROBE:
             if rejected_prev_index != self.next_index - 1:
@@ -134,4 +147,5 @@ class Progress:
         next_index = max(self.match_index + 1, min(rejected_prev_index, hint_next_index))
         self._reset(ProgressState.PROBE)
         self.next_index = next_index
+        assert self.match_index < self.next_index <= max(rejected_prev_index, self.match_index + 1)
         return True
