@@ -25,6 +25,7 @@ from typing import Any, Final
 import msgpack
 
 from .errors import WireDecodeError
+from .strict import unpack_strict
 
 ENVELOPE_VERSION: Final = 1
 MAX_ENVELOPE_BYTES: Final = 64 * 1024 * 1024 + 64  # a maximal command plus the header
@@ -58,18 +59,7 @@ def decode_entry(data: Any) -> SchedEntry:
         raise WireDecodeError("empty input: no entry envelope")
     if len(data) > MAX_ENVELOPE_BYTES:
         raise WireDecodeError(f"envelope of {len(data)} bytes exceeds {MAX_ENVELOPE_BYTES}")
-    try:
-        obj: Any = msgpack.unpackb(bytes(data), raw=False, use_list=True,
-                                   strict_map_key=True, max_ext_len=0)
-    except msgpack.ExtraData as exc:
-        raise WireDecodeError("trailing bytes after the entry envelope") from exc
-    except (msgpack.OutOfData, EOFError) as exc:
-        raise WireDecodeError("truncated entry envelope") from exc
-    except (msgpack.UnpackException, ValueError, TypeError, OverflowError,
-            RecursionError) as exc:
-        if "incomplete input" in str(exc):
-            raise WireDecodeError("truncated entry envelope") from exc
-        raise WireDecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from exc
+    obj: Any = unpack_strict(bytes(data), "entry envelope")
     if type(obj) is not list or len(obj) != 4:
         raise WireDecodeError("an entry envelope is an array [version, stamp_ms, command, "
                               "proposer_id]")

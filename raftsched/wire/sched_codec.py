@@ -34,6 +34,7 @@ from ..sched.errors import SchedError
 from ..sched.limits import Limits
 from ..sched.parse import PARSERS, parse_command
 from .errors import WireDecodeError, WireError
+from .strict import unpack_strict
 
 FORMAT_VERSION: Final = 1
 MAX_COMMAND_BYTES: Final = 64 * 1024 * 1024
@@ -62,18 +63,7 @@ def decode_command(data: bytes, limits: Limits = WIRE_LIMITS) -> Command:
         raise WireDecodeError(f"command of {len(data)} bytes exceeds {MAX_COMMAND_BYTES}")
     if len(data) == 0:
         raise WireDecodeError("empty input: no command")
-    try:
-        obj: Any = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True,
-                                   max_ext_len=0)
-    except msgpack.ExtraData as exc:
-        raise WireDecodeError("trailing bytes after the command") from exc
-    except (msgpack.OutOfData, EOFError) as exc:
-        raise WireDecodeError("truncated command") from exc
-    except (msgpack.UnpackException, ValueError, TypeError, OverflowError,
-            RecursionError) as exc:
-        if "incomplete input" in str(exc):
-            raise WireDecodeError("truncated command") from exc
-        raise WireDecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from exc
+    obj: Any = unpack_strict(data, "command")
     if type(obj) is not list or len(obj) != 3:
         raise WireDecodeError("a command is an array [version, kind, fields]")
     version, kind, fields = obj
