@@ -33,6 +33,7 @@ from bench.machine import machine_line
 from raftsched.raft.config import RaftConfig
 from raftsched.raft.messages import Message
 from raftsched.raft.node import RaftNode
+from raftsched.raft.storage import persist_ready
 from raftsched.raft.types import Membership, Role
 from raftsched.sim.disk import SimDisk
 
@@ -63,12 +64,7 @@ class Cluster:
         while node.has_ready():
             rd = node.ready()
             queue.extend(rd.eager_messages)
-            if rd.snapshot is not None:
-                disk.apply_snapshot(rd.snapshot)
-            if rd.entries:
-                disk.append(rd.entries)
-            if rd.hard_state is not None:
-                disk.set_hard_state(rd.hard_state)
+            persist_ready(disk, rd)
             queue.extend(rd.messages)
             if rd.committed_entries:
                 self.applied[node_id] = rd.committed_entries[-1].index

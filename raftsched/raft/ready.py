@@ -8,9 +8,9 @@ The driver loop (the runtime's whole job; raftsched/sim and raftsched/server bot
         if node.has_ready():
             rd = node.ready()
             send(rd.eager_messages)             # may overlap with the fsync below
-            storage.append(rd.entries)          # truncating any conflicting suffix
-            storage.set_hard_state(rd.hard_state) if rd.hard_state
-            storage.apply_snapshot(rd.snapshot) if rd.snapshot; restore the application from it
+            persist_ready(storage, rd)          # storage.py: snapshot, then entries (truncating
+                                                # any conflicting suffix), then hard state;
+            restore the application from rd.snapshot if there is one
             fsync if rd.must_sync               # one fsync covers all of it (group commit)
             send(rd.messages)                   # only now: they promise what was just synced
             apply(rd.committed_entries)         # in order; answer clients whose entries these are

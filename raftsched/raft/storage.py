@@ -24,6 +24,7 @@ from operator import attrgetter
 from typing import Protocol
 
 from .errors import CompactedError, UnavailableError
+from .ready import Ready
 from .types import Entry, EntryKind, HardState, Membership, Snapshot, SnapshotMeta
 
 
@@ -51,14 +52,30 @@ class Storage(Protocol):
         ...
 
 
-class WritableStorage(Storage, Protocol):
-    """What the runtime calls on the storage while processing a Ready."""
+class ReadyStore(Protocol):
+    """The writes a Ready asks for (see `persist_ready`)."""
 
     def append(self, entries: tuple[Entry, ...] | list[Entry]) -> None: ...
 
     def set_hard_state(self, hard_state: HardState) -> None: ...
 
     def apply_snapshot(self, snapshot: Snapshot) -> None: ...
+
+
+def persist_ready(storage: ReadyStore, rd: Ready) -> None:
+    """Write everything `rd` asks to persist, in the one safe order: the snapshot first (it
+    replaces the log up to its index), then the entries after it, then the hard state. The
+    caller then fsyncs if `rd.must_sync`, and only after that sends `rd.messages`."""
+    if rd.snapshot is not None:
+        storage.apply_snapshot(rd.snapshot)
+    if rd.entries:
+        storage.append(rd.entries)
+    if rd.hard_state is not None:
+        storage.set_hard_state(rd.hard_state)
+
+
+class WritableStorage(Storage, ReadyStore, Protocol):
+    """What the runtime calls on the storage while processing a Ready."""
 
     def create_snapshot(self, index: int, membership: Membership, data: bytes) -> Snapshot:
         """Record the application's snapshot at applied `index` (term looked up here)."""

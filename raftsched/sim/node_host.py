@@ -36,6 +36,7 @@ from raftsched.raft.config import RaftConfig
 from raftsched.raft.errors import NotLeaderError, ProposalDroppedError, RaftError
 from raftsched.raft.messages import Message
 from raftsched.raft.ready import Ready
+from raftsched.raft.storage import persist_ready
 from raftsched.raft.types import ConfChange, Entry, Membership, NodeId, Status
 
 from .app import KV_APP, MS_PER_UNIT, AppAnswer, AppKind, KVApp, ReplicatedApp
@@ -311,13 +312,7 @@ class NodeHost:
     def _persist(self, rd: Ready) -> None:
         for msg in self._early_messages(rd):
             self._send(msg)
-        disk = self.disk
-        if rd.snapshot is not None:
-            disk.apply_snapshot(rd.snapshot)
-        if rd.entries:
-            disk.append(rd.entries)
-        if rd.hard_state is not None:
-            disk.set_hard_state(rd.hard_state)
+        persist_ready(self.disk, rd)
         if self._observer is not None:
             self._observer.on_persist(self.node_id, rd)
 

@@ -20,7 +20,7 @@ from raftsched.raft.config import RaftConfig
 from raftsched.raft.messages import Message
 from raftsched.raft.node import RaftNode
 from raftsched.raft.ready import Ready
-from raftsched.raft.storage import MemoryStorage
+from raftsched.raft.storage import MemoryStorage, persist_ready
 from raftsched.raft.types import (
     Entry,
     EntryKind,
@@ -139,11 +139,8 @@ class Cluster:
         storage = self.storages[node_id]
         app = self.apps[node_id]
         self._send(rd.eager_messages)
-        storage.append(rd.entries)
-        if rd.hard_state is not None:
-            storage.set_hard_state(rd.hard_state)
+        persist_ready(storage, rd)
         if rd.snapshot is not None:
-            storage.apply_snapshot(rd.snapshot)
             app.restore(rd.snapshot.meta.index, rd.snapshot.data)
         self._send(rd.messages)
         for entry in rd.committed_entries:
@@ -325,11 +322,7 @@ def drain(node: RaftNode, storage: MemoryStorage) -> list[Ready]:
     readies = []
     while node.has_ready():
         rd = node.ready()
-        storage.append(rd.entries)
-        if rd.hard_state is not None:
-            storage.set_hard_state(rd.hard_state)
-        if rd.snapshot is not None:
-            storage.apply_snapshot(rd.snapshot)
+        persist_ready(storage, rd)
         node.advance(rd)
         readies.append(rd)
     return readies
