@@ -1,7 +1,8 @@
 """SPEC §2's dependency direction, checked on the source: the pure packages stay pure.
 
 raft/ and sched/ import only the standard library (and each other's pure types); wire/ adds
-msgpack; sim/ uses raft, sched and wire but never server; nothing pure imports asyncio,
+msgpack; app/ uses sched and wire; sim/ uses raft, sched, wire and app but never server;
+storage/ does blocking file I/O and never asyncio; nothing pure imports asyncio,
 sockets, time or random at module level. The checker is itself tested on a bad source.
 """
 
@@ -25,13 +26,19 @@ RULES: dict[str, set[str]] = {
     "raft": {"raft"},
     "sched": {"sched", "raft"},
     "wire": {"wire", "raft", "sched"},
-    "sim": {"sim", "raft", "sched", "wire"},
+    "sim": {"sim", "raft", "sched", "wire", "app"},
+    # The replicated application: the one apply path both sim/ and server/ run.
+    "app": {"app", "raft", "sched", "wire"},
+    # Blocking file I/O only; the runtime calls it from its storage thread.
+    "storage": {"storage", "raft", "wire"},
 }
 THIRD_PARTY: dict[str, set[str]] = {
     "raft": set(),
     "sched": {"tzdata"},
     "wire": {"msgpack"},
     "sim": {"msgpack", "rich"},
+    "app": {"msgpack"},
+    "storage": {"msgpack", "crc32c"},
 }
 # Single files allowed a third-party import beyond their package's, with the reason.
 THIRD_PARTY_BY_FILE: dict[str, set[str]] = {
@@ -47,6 +54,9 @@ ALLOWED: dict[str, set[str]] = {
     "sim": {"random", "time", "os"},  # CLI: seeds, CPU-time reporting, terminal size
     "sched": set(),
     "wire": set(),
+    "app": set(),
+    # The disk layer: files, fsync, and a lock so the storage thread can be waited on.
+    "storage": {"os", "threading", "time"},
 }
 
 
