@@ -1,0 +1,255 @@
+"""A small in-process HTTP API for unit tests of the client, worker and CLI.
+
+It speaks SPEC §5 over real HTTP (aiohttp, a free loopback port, its own thread) and keeps
+state in the real `SchedulerState`, applying each parsed command at the next index with the
+wall clock as the stamp, so leases, tokens and refusals behave like the cluster's. There is
+no Raft: it is one "leader". Test knobs: `fail_next` (statuses to answer first, e.g. 503),
+`redirect_to` (answer 307 to another base URL), `requests` (method, path, Idempotency-Key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+from aiohttp import web
+
+from raftsched.sched import Command, Ok, SchedError, SchedulerState, parse_command
+from raftsched.sched.parse import parse_submit_job
+
+JSONDict = dict[str, Any]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FakeApi:
+    def __init__(self, token: str | None = None) -> None:
+        self.state = SchedulerState()
+        self.index = 0
+        self.token = token
+        self.fail_next: list[int] = []
+        self.redirect_to: str | None = None
+        self.requests: list[tuple[str, str, str | None]] = []
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._changed: asyncio.Condition | None = None
+
+    # -- lifecycle --
+
+    def __enter__(self) -> FakeApi:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10), "fake API did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        assert self._thread is not None
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._changed = asyncio.Condition()
+        app = web.Application(middlewares=[self._middleware])
+        r = app.router
+        r.add_post("/v1/jobs", self._submit)
+        r.add_post("/v1/jobs:batch", self._submit_batch)
+        r.add_post("/v1/workflows", self._workflow)
+        r.add_get("/v1/jobs", self._list)
+        r.add_get("/v1/jobs/{id}", self._get)
+        r.add_post("/v1/jobs/{id}/cancel", self._cmd("cancel", "job_id"))
+        r.add_post("/v1/jobs/{id}/heartbeat", self._cmd("heartbeat_lease", "job_id"))
+        r.add_post("/v1/jobs/{id}/complete", self._cmd("complete", "job_id"))
+        r.add_post("/v1/jobs/{id}/fail", self._cmd("fail", "job_id"))
+        r.add_post("/v1/queues/{id}/lease", self._lease)
+        r.add_get("/v1/queues", self._queues)
+        r.add_put("/v1/queues/{id}", self._cmd("configure_queue", "queue"))
+        r.add_post("/v1/workers/{id}/heartbeat", self._cmd("worker_heartbeat", "worker_id"))
+        r.add_get("/v1/workers", self._workers)
+        r.add_put("/v1/schedules/{id}", self._cmd("put_schedule", "name"))
+        r.add_get("/v1/schedules", self._schedules)
+        r.add_delete("/v1/schedules/{id}", self._cmd("delete_schedule", "name"))
+        r.add_post("/v1/schedules/{id}/backfill", self._cmd("backfill", "name"))
+        r.add_get("/v1/cluster", self._cluster)
+        r.add_get("/v1/cluster/backup", self._backup)
+        r.add_get("/healthz", self._health)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self.port)
+        await site.start()
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    # -- plumbing --
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.requests.append((request.method, request.path, request.headers.get("Idempotency-Key")))
+        if self.fail_next:
+            status = self.fail_next.pop(0)
+            return web.json_response(
+                {"error": {"code": "no_leader", "message": "injected", "details": {}}},
+                status=status,
+                headers={"Retry-After": "0"},
+            )
+        if self.redirect_to:
+            raise web.HTTPTemporaryRedirect(self.redirect_to + request.path_qs)
+        if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
+            return _error(401, "unauthorized", "missing or unknown bearer token", {})
+        try:
+            resp: web.StreamResponse = await handler(request)
+        except SchedError as exc:
+            return _error(exc.http_status, exc.code, exc.message, exc.details)
+        return resp
+
+    async def _apply(self, kind: str, body: JSONDict, key: str | None) -> Any:
+        if kind == "submit_one":
+            cmd: Command = parse_submit_job(body, idempotency_key=key)
+        else:
+            cmd = parse_command(kind, body, idempotency_key=key)
+        self.index += 1
+        result = self.state.apply(cmd, self.index, int(time.time() * 1000))
+        assert self._changed is not None
+        async with self._changed:
+            self._changed.notify_all()
+        if isinstance(result, Ok):
+            return result.value
+        raise result.error
+
+    async def _body(self, request: web.Request) -> JSONDict:
+        raw = await request.read()
+        body = json.loads(raw) if raw else {}
+        assert isinstance(body, dict)
+        return body
+
+    def _cmd(self, kind: str, path_field: str) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            body = await self._body(request)
+            body[path_field] = request.match_info["id"]
+            value = await self._apply(kind, body, request.headers.get("Idempotency-Key"))
+            return web.json_response(value)
+
+        return handler
+
+    # -- routes --
+
+    async def _submit(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        value = await self._apply("submit_one", body, request.headers.get("Idempotency-Key"))
+        doc = self.state.get_job(value["jobs"][0]["id"])
+        return web.json_response({"job": doc}, status=201 if value["jobs"][0]["created"] else 200)
+
+    async def _submit_batch(self, request: web.Request) -> web.Response:
+        value = await self._apply(
+            "submit_jobs", await self._body(request), request.headers.get("Idempotency-Key")
+        )
+        return web.json_response(
+            {"jobs": [self.state.get_job(j["id"]) for j in value["jobs"]]}, status=201
+        )
+
+    async def _workflow(self, request: web.Request) -> web.Response:
+        value = await self._apply(
+            "submit_workflow", await self._body(request), request.headers.get("Idempotency-Key")
+        )
+        return web.json_response(
+            {"jobs": [self.state.get_job(j["id"]) for j in value["jobs"]]}, status=201
+        )
+
+    async def _get(self, request: web.Request) -> web.Response:
+        await self._apply("tick", {}, None)
+        doc = self.state.get_job(request.match_info["id"])
+        if doc is None:
+            return _error(404, "not_found", f"no job {request.match_info['id']}", {})
+        return web.json_response(doc)
+
+    async def _list(self, request: web.Request) -> web.Response:
+        q = request.query
+        after = q.get("after")
+        page, nxt = self.state.list_jobs(
+            q.get("queue"),
+            q.get("state"),
+            int(q.get("limit", "100")),
+            int(after) if after else None,
+        )
+        return web.json_response({"jobs": page, "next_after": nxt})
+
+    async def _lease(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        body["queue"] = request.match_info["id"]
+        wait_ms = int(body.get("wait_ms", 0))
+        body["wait_ms"] = 0
+        key = request.headers.get("Idempotency-Key")
+        deadline = time.monotonic() + wait_ms / 1000
+        assert self._changed is not None
+        while True:
+            value = await self._apply("lease", body, key)
+            key = None  # a retry within the long poll is a new command
+            if value["leases"] or time.monotonic() >= deadline:
+                return web.json_response(value)
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._changed.wait(), max(0.0, min(0.05, deadline - time.monotonic()))
+                    )
+
+    async def _queues(self, request: web.Request) -> web.Response:
+        return web.json_response({"queues": self.state.queue_docs()})
+
+    async def _workers(self, request: web.Request) -> web.Response:
+        await self._apply("tick", {}, None)
+        return web.json_response({"workers": self.state.worker_docs()})
+
+    async def _schedules(self, request: web.Request) -> web.Response:
+        return web.json_response({"schedules": self.state.schedule_docs()})
+
+    async def _cluster(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "node_id": 1,
+                "role": "leader",
+                "term": 1,
+                "leader_id": 1,
+                "commit_index": self.index,
+                "applied_index": self.index,
+                "members": [
+                    {
+                        "node_id": 1,
+                        "voter": True,
+                        "http_url": self.url,
+                        "match_index": self.index,
+                        "lag": 0,
+                    }
+                ],
+            }
+        )
+
+    async def _backup(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.state.snapshot(), content_type="application/octet-stream")
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+
+def _error(status: int, code: str, message: str, details: Any) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message, "details": dict(details)}}, status=status
+    )

@@ -1,0 +1,147 @@
+"""The client against the fake API (real HTTP): routes, typed errors, retries, leader following."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from raftsched.client import (
+    AsyncClient,
+    BadRequest,
+    Client,
+    Conflict,
+    NoLeader,
+    NotFound,
+    StaleToken,
+    Unauthorized,
+    Unavailable,
+    split_cluster,
+)
+from tests.client.fake_api import FakeApi, free_port
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApi]:
+    with FakeApi() as fake:
+        yield fake
+
+
+@pytest.fixture
+def client(api: FakeApi) -> Iterator[Client]:
+    with Client(api.url, timeout_s=3.0) as c:
+        yield c
+
+
+def test_submit_get_lease_complete_round_trip(client: Client) -> None:
+    job = client.submit("q", {"cmd": ["true"]}, id="j1", max_attempts=2)
+    assert (job.id, job.state, job.queue) == ("j1", "pending", "q")
+    [lease] = client.lease("q", worker_id="w1", max_jobs=5)
+    assert lease.job_id == "j1" and lease.token >= 1 and lease.attempt == 1
+    assert lease.payload == {"cmd": ["true"]}
+    assert client.heartbeat_lease("j1", lease.token) is not None
+    client.complete("j1", lease.token, {"ok": 1})
+    done = client.get_job("j1")
+    assert done.state == "succeeded" and done.result == {"ok": 1} and done.terminal
+
+
+def test_stale_token_is_typed_and_not_found_too(client: Client) -> None:
+    client.submit("q", None, id="j2")
+    [lease] = client.lease("q", worker_id="w1")
+    with pytest.raises(StaleToken) as info:
+        client.complete("j2", lease.token + 7, None)
+    assert info.value.status == 409 and isinstance(info.value, Conflict)
+    with pytest.raises(NotFound):
+        client.get_job("nope")
+
+
+def test_bad_request_names_the_field(client: Client) -> None:
+    with pytest.raises(BadRequest) as info:
+        client.submit("q", None, max_attempts=0)
+    assert info.value.field == "max_attempts"
+
+
+def test_duplicate_id_with_other_spec_is_conflict(client: Client) -> None:
+    client.submit("q", 1, id="dup")
+    assert client.submit("q", 1, id="dup").id == "dup"  # same spec: the same job
+    with pytest.raises(Conflict):
+        client.submit("q", 2, id="dup")
+
+
+def test_503_is_retried_with_the_same_idempotency_key(api: FakeApi, client: Client) -> None:
+    api.fail_next = [503, 503]
+    job = client.submit("q", "x")
+    posts = [r for r in api.requests if r[0] == "POST"]
+    assert len(posts) == 3
+    keys = {r[2] for r in posts}
+    assert len(keys) == 1 and None not in keys
+    assert client.get_job(job.id).state == "pending"
+
+
+def test_caller_idempotency_key_makes_a_retry_return_the_first_answer(client: Client) -> None:
+    a = client.submit("q", "x", idempotency_key="k1")
+    b = client.submit("q", "x", idempotency_key="k1")
+    assert a.id == b.id
+    assert len(client.list_jobs(queue="q").jobs) == 1
+
+
+def test_persistent_503_raises_no_leader_after_the_deadline(api: FakeApi) -> None:
+    api.fail_next = [503] * 1000
+    with Client(api.url, timeout_s=0.5) as c, pytest.raises(NoLeader):
+        c.queues()
+
+
+def test_unreachable_node_falls_over_to_the_next(api: FakeApi) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with Client([dead, api.url], timeout_s=3.0) as c:
+        assert c.health() == {"ok": True}
+    with Client(dead, timeout_s=0.3) as c, pytest.raises(Unavailable):
+        c.health()
+
+
+def test_307_moves_to_the_leader() -> None:
+    with FakeApi() as leader, FakeApi() as follower:
+        follower.redirect_to = leader.url
+        with Client(follower.url, timeout_s=3.0) as c:
+            c.submit("q", 1, id="via-follower")
+        assert leader.state.get_job("via-follower") is not None
+        assert follower.state.get_job("via-follower") is None
+
+
+def test_token_is_sent_and_401_is_typed() -> None:
+    with FakeApi(token="s3cret") as api:
+        with Client(api.url, token="s3cret") as c:
+            c.queues()
+        with Client(api.url, token="wrong") as c, pytest.raises(Unauthorized):
+            c.queues()
+
+
+def test_list_cancel_queues_workers_schedules(client: Client) -> None:
+    for i in range(3):
+        client.submit("lq", i, id=f"l{i}")
+    page = client.list_jobs(queue="lq", limit=2)
+    assert [j.id for j in page.jobs] == ["l0", "l1"] and page.next_after
+    assert client.cancel("l2").id == "l2"
+    assert client.get_job("l2").state == "cancelled"
+    client.worker_heartbeat("w9", capacity=2, queues=["lq"])
+    assert any(w["id"] == "w9" for w in client.workers()["workers"])
+    client.put_schedule("nightly", cron="0 3 * * *", template={"queue": "lq"})
+    assert [s["name"] for s in client.schedules()["schedules"]] == ["nightly"]
+    client.delete_schedule("nightly")
+    assert "lq" in str(client.queues())
+
+
+def test_split_cluster() -> None:
+    assert split_cluster("a:1, http://b:2/") == ["http://a:1", "http://b:2"]
+    with pytest.raises(ValueError):
+        split_cluster(" , ")
+
+
+@pytest.mark.asyncio
+async def test_async_client_wait(api: FakeApi) -> None:
+    async with AsyncClient(api.url, timeout_s=3.0) as c:
+        await c.submit("aq", None, id="a1")
+        [lease] = await c.lease("aq", worker_id="w", wait_ms=100)
+        await c.fail("a1", lease.token, {"msg": "boom"}, retryable=False)
+        job = await c.wait("a1", timeout_s=3.0)
+        assert job.state == "dead" and job.error == {"msg": "boom"}
