@@ -1,0 +1,192 @@
+"""The worker agent as a real process against the fake API (real HTTP, real children).
+
+One fake API and one worker (concurrency 4) are shared by the module; each test uses its own
+queue names through the shared worker's queue list."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from raftsched.client import Client, Job
+from tests.client.fake_api import FakeApi
+from tests.worker.helpers import pid_alive, start_worker, stop, wait_for
+
+QUEUES = ["shell", "py", "slow"]
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[FakeApi]:
+    with FakeApi() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def worker_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worker") / "worker.log"
+
+
+@pytest.fixture(scope="module")
+def worker(api: FakeApi, worker_log: Path) -> Iterator[None]:
+    proc = start_worker(api.url, QUEUES, extra=["--import", "tests.worker.tasks"], log=worker_log)
+    try:
+        yield
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def client(api: FakeApi, worker: None) -> Iterator[Client]:
+    with Client(api.url, timeout_s=5.0) as c:
+        yield c
+
+
+def finished(client: Client, job_id: str, timeout: float = 20.0) -> Job:
+    return client.wait(job_id, timeout_s=timeout)
+
+
+def test_shell_job_sees_its_token_and_keeps_bounded_tails(client: Client) -> None:
+    client.submit(
+        "shell",
+        {
+            "cmd": [
+                "sh",
+                "-c",
+                "echo token=$RAFTSCHED_FENCING_TOKEN "
+                "job=$RAFTSCHED_JOB_ID q=$RAFTSCHED_QUEUE; "
+                "head -c 100000 /dev/zero | tr '\\0' x >&2",
+            ]
+        },
+        id="s1",
+    )
+    job = finished(client, "s1")
+    assert job.state == "succeeded", job.raw
+    assert job.result["exit_code"] == 0
+    assert f"token={job.token} job=s1 q=shell" in job.result["stdout"]
+    assert len(job.result["stderr"]) == 4096 and job.result["truncated"]
+
+
+def test_shell_without_a_shell_unless_asked(client: Client) -> None:
+    client.submit("shell", {"cmd": ["echo", "$HOME;", "x"]}, id="s2")
+    assert finished(client, "s2").result["stdout"] == "$HOME; x\n"
+    client.submit("shell", {"cmd": "echo $((1+2))", "shell": True}, id="s3")
+    assert finished(client, "s3").result["stdout"] == "3\n"
+
+
+def test_shell_failure_is_retried_then_dead(client: Client) -> None:
+    client.submit(
+        "shell",
+        {"cmd": ["sh", "-c", "echo oops >&2; exit 3"]},
+        id="s4",
+        max_attempts=2,
+        backoff={"initial_ms": 0, "max_ms": 0},
+    )
+    job = finished(client, "s4")
+    assert job.state == "dead" and job.attempts == 2
+    assert job.error["exit_code"] == 3 and "oops" in job.error["stderr"]
+
+
+def test_python_job_and_context(client: Client) -> None:
+    client.submit("py", {"call": "tests.worker.tasks:add", "args": [2, 3]}, id="p1")
+    client.submit("py", {"call": "tests.worker.tasks:whoami"}, id="p2")
+    assert finished(client, "p1").result == 5
+    job = finished(client, "p2")
+    assert job.result == {"job_id": "p2", "attempt": 1, "token": job.token, "queue": "py"}
+
+
+def test_fail_once_then_succeed_with_a_larger_token(client: Client) -> None:
+    client.submit(
+        "py",
+        {"call": "tests.worker.tasks:fail_first"},
+        id="p3",
+        max_attempts=3,
+        backoff={"initial_ms": 0, "max_ms": 0},
+    )
+    job = finished(client, "p3")
+    assert job.state == "succeeded" and job.result["attempt"] == 2
+    tokens = [e["token"] for e in job.raw["events"] if e["state"] == "leased"]
+    assert len(tokens) == 2 and tokens[1] > tokens[0]
+    assert job.result["token"] == tokens[1]
+
+
+def test_permanent_error_is_not_retried(client: Client) -> None:
+    client.submit("py", {"call": "tests.worker.tasks:permanent"}, id="p4", max_attempts=5)
+    job = finished(client, "p4")
+    assert job.state == "dead" and job.attempts == 1
+    assert job.error["type"] == "Permanent"
+
+
+def test_bad_payload_fails_without_retry(client: Client) -> None:
+    client.submit("py", {"nothing": 1}, id="p5", max_attempts=3)
+    job = finished(client, "p5")
+    assert job.state == "dead" and job.attempts == 1 and job.error["kind"] == "bad_payload"
+
+
+def test_timeout_kills_the_process_group_and_retries(client: Client, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    script = f"sleep 60 & echo $! >> {pids}; wait"
+    client.submit(
+        "slow",
+        {"cmd": ["sh", "-c", script]},
+        id="t1",
+        timeout_ms=400,
+        max_attempts=2,
+        backoff={"initial_ms": 0, "max_ms": 0},
+    )
+    job = finished(client, "t1")
+    assert job.state == "dead" and job.attempts == 2 and job.error["kind"] == "timeout"
+    grandchildren = [int(p) for p in pids.read_text().split()]
+    assert len(grandchildren) == 2
+    wait_for("the sleeps to be killed", lambda: not any(pid_alive(p) for p in grandchildren))
+
+
+def test_lease_lost_stops_the_child_and_reports_nothing(
+    client: Client, api: FakeApi, tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+    client.submit(
+        "slow", {"cmd": ["sh", "-c", f"echo $$ > {marker}; sleep 60"]}, id="l1", lease_ms=1500
+    )
+    text = wait_for("the job to start", lambda: marker.exists() and marker.read_text().strip())
+    pid = int(str(text))
+    client.cancel("l1")  # the lease is gone: the next renewal is refused with 409
+    wait_for("the child to be killed", lambda: not pid_alive(pid))
+    job = client.get_job("l1")
+    assert job.state == "cancelled" and job.result is None and job.error is None
+    reports = [r for r in api.requests if r[1] in ("/v1/jobs/l1/complete", "/v1/jobs/l1/fail")]
+    assert reports == []
+
+
+def test_log_lines_per_job(client: Client, worker_log: Path) -> None:
+    client.submit("py", {"call": "tests.worker.tasks:add", "args": [1, 1]}, id="log1")
+    job = finished(client, "log1")
+
+    def ended() -> str | None:
+        log = worker_log.read_text()
+        return log if "job end id=log1 " in log else None
+
+    text = wait_for("the end line", ended)
+    assert f"job start id=log1 attempt=1 token={job.token} queue=py" in text
+    assert "outcome=succeeded" in text
+
+
+def test_sigterm_drains_without_losing_jobs(api: FakeApi, tmp_path: Path) -> None:
+    proc = start_worker(api.url, ["drain"], concurrency=2, log=tmp_path / "w.log")
+    try:
+        with Client(api.url, timeout_s=5.0) as c:
+            for i in range(2):
+                c.submit("drain", {"call": "tests.worker.tasks:sleep", "args": [1.0]}, id=f"d{i}")
+            wait_for(
+                "both leased", lambda: all(c.get_job(f"d{i}").state == "leased" for i in range(2))
+            )
+            c.submit("drain", {"cmd": ["true"]}, id="d-later")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+            assert [c.get_job(f"d{i}").state for i in range(2)] == ["succeeded"] * 2
+            later = c.get_job("d-later")
+            assert later.state in ("pending", "scheduled"), later.raw  # released, not lost
+    finally:
+        stop(proc)
