@@ -263,6 +263,7 @@ class AsyncClient:
         self.request_timeout_s = request_timeout_s
         self._preferred = 0
         self._leader_url: str | None = None
+        self.last_headers: dict[str, str] = {}  # of the last answer (e.g. a backup's digest)
         self._session: aiohttp.ClientSession | None = None
         self._rng = rng or random.Random()
 
@@ -319,6 +320,7 @@ class AsyncClient:
                         self._leader_url = _origin(resp.headers["Location"])
                         continue
                     raw = await resp.read()
+                    self.last_headers = dict(resp.headers)
                     ctype = resp.headers.get("Content-Type", "")
                     if "json" in ctype and raw:
                         body: JSON = json.loads(raw)
@@ -341,7 +343,7 @@ class AsyncClient:
                 last = Unavailable(0, "unreachable", f"{base}: {exc!r}", {"url": base})
                 self._rotate()
             now = loop.time()
-            wait = min(max(retry_after or 0.0, delay), 2.0)
+            wait = min(max(retry_after or 0.0, delay), 1.0)
             if now + wait >= deadline:
                 assert last is not None
                 raise last
@@ -647,6 +649,10 @@ class Client:
     @property
     def urls(self) -> list[str]:
         return self._a.urls
+
+    @property
+    def last_headers(self) -> dict[str, str]:
+        return self._a.last_headers
 
     def call(self, c: Call) -> JSON:
         return self._run(self._a.call(c))
