@@ -190,3 +190,65 @@ def test_sigterm_drains_without_losing_jobs(api: FakeApi, tmp_path: Path) -> Non
             assert later.state in ("pending", "scheduled"), later.raw  # released, not lost
     finally:
         stop(proc)
+
+
+def test_sigkilled_worker_job_is_re_leased_and_completed_once(api: FakeApi, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    script = f"echo $RAFTSCHED_FENCING_TOKEN >> {runs}; sleep 1"
+    first = start_worker(api.url, ["killq"], concurrency=1)
+    second = None
+    try:
+        with Client(api.url, timeout_s=5.0) as c:
+            c.submit("killq", {"cmd": ["sh", "-c", script]}, id="k1", lease_ms=60_000)
+            wait_for("the first run", lambda: runs.exists() and runs.read_text().strip())
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            # The lease is long: only the worker's registration expiring (ttl 2 s) frees it.
+            second = start_worker(api.url, ["killq"], concurrency=1)
+            job = c.wait("k1", timeout_s=30)
+            assert job.state == "succeeded", job.raw
+            tokens = [int(t) for t in runs.read_text().split()]
+            assert len(tokens) == 2 and tokens[1] > tokens[0]
+            assert job.token == tokens[1]
+            completes = [r for r in api.requests if r[1] == "/v1/jobs/k1/complete"]
+            assert len(completes) == 1
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+
+
+def test_stale_worker_completion_is_refused(api: FakeApi, tmp_path: Path) -> None:
+    """A worker frozen past its lease (SIGSTOP) wakes up after another worker finished the job:
+    its report is refused or never sent, and the job's result is the second run's."""
+    runs = tmp_path / "runs"
+    script = f"echo $RAFTSCHED_FENCING_TOKEN >> {runs}; sleep 2; echo done"
+    frozen = start_worker(api.url, ["stale"], concurrency=1, log=tmp_path / "frozen.log")
+    other = None
+    try:
+        with Client(api.url, timeout_s=5.0) as c:
+            c.submit("stale", {"cmd": ["sh", "-c", script]}, id="st1", lease_ms=1000)
+            wait_for("the first run", lambda: runs.exists() and runs.read_text().strip())
+            frozen.send_signal(signal.SIGSTOP)
+            other = start_worker(api.url, ["stale"], concurrency=1)
+            job = c.wait("st1", timeout_s=30)
+            assert job.state == "succeeded"
+            frozen.send_signal(signal.SIGCONT)
+            tokens = [int(t) for t in runs.read_text().split()]
+            assert len(tokens) >= 2 and job.token == tokens[-1] > tokens[0]
+
+            def frozen_ended() -> str | None:
+                log = (tmp_path / "frozen.log").read_text()
+                return log if "job end id=st1 " in log else None
+
+            log = wait_for("the frozen worker to give the job up", frozen_ended)
+            end = log.split("job end id=st1 ")[1].splitlines()[0]
+            assert f"token={tokens[0]}" in end
+            assert "lease_lost" in end or "refused" in end, end
+            assert c.get_job("st1").token == job.token  # unchanged by the stale worker
+    finally:
+        if frozen.poll() is None:
+            frozen.send_signal(signal.SIGCONT)
+        stop(frozen)
+        if other is not None:
+            stop(other)
