@@ -105,7 +105,7 @@ class Agent:
         )
         registration = asyncio.create_task(self._register_loop())
         try:
-            await self._register_once()
+            await self._first_registration()
             await self._lease_loop()
             await self._drain()
         finally:
@@ -123,6 +123,16 @@ class Agent:
             queues=self.config.queues,
             ttl_ms=self.config.ttl_ms,
         )
+
+    async def _first_registration(self) -> None:
+        while not self.draining:
+            try:
+                await self._register_once()
+                return
+            except ApiError as exc:  # unavailable for the client's whole deadline, or refused
+                log.warning("worker registration failed (%s); retrying", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_event.wait(), 1.0)
 
     async def _register_loop(self) -> None:
         while True:
