@@ -7,7 +7,8 @@ entry, in order, to its `ReplicatedApp`, which applies it and may answer one wai
 and restores snapshots through the app; and it reports the app's running chained hash of
 the applied prefix to the invariant checker. Two kinds exist: the key-value map of kv.py
 (`KV_APP`, the default, behaviour byte-for-byte what it was before this split) and the
-scheduler (sched_app.py).
+scheduler (sched_app.py, an adapter over raftsched/app's `SchedApp`, the production apply
+path).
 
 Time: a node's wall clock is the virtual time mapped to ms (`MS_PER_UNIT`), plus that node's
 clock skew; only stamps read it, never the core.
@@ -46,7 +47,7 @@ class ReplicatedApp(Protocol):
     @property
     def chain_hash(self) -> bytes: ...
 
-    def apply(self, entry: Entry) -> AppAnswer | None: ...
+    def apply_entry(self, entry: Entry) -> AppAnswer | None: ...
     def snapshot(self) -> bytes: ...
     def state_hash(self) -> str: ...
     def read(self, key: str) -> Any: ...
@@ -78,7 +79,7 @@ class KVApp:
     def chain_hash(self) -> bytes:
         return self.kv.chain_hash
 
-    def apply(self, entry: Entry) -> AppAnswer | None:
+    def apply_entry(self, entry: Entry) -> AppAnswer | None:
         outcome: Applied | None = self.kv.apply(entry)
         if outcome is None:
             return None

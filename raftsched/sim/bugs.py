@@ -24,7 +24,7 @@ from raftsched.sched import Command, Complete, Fail, HeartbeatLease, Result
 from .cluster import DiskFactory, default_disk, real_core_factory
 from .disk import SimDisk
 from .node_host import CoreFactory, NodeHost, RaftCore
-from .sched_app import SchedApp
+from .sched_app import SimSchedApp
 
 
 class UnknownBugError(ValueError):
@@ -102,7 +102,7 @@ class AckBeforeSyncHost(NodeHost):
 # -- scheduler variant (the sched workload) ----------------------------------------------------
 
 
-class AnyTokenSchedApp(SchedApp):
+class AnyTokenSchedApp(SimSchedApp):
     """Accepts a heartbeat/complete/fail with any token, as a scheduler without fencing
     would: the command is applied as if it quoted the job's current token."""
 
@@ -114,7 +114,7 @@ class AnyTokenSchedApp(SchedApp):
         return super()._apply_command(command, index, stamp_ms)
 
 
-class LocalClockSchedApp(SchedApp):
+class LocalClockSchedApp(SimSchedApp):
     """Each replica adds its own clock offset to the stamp, as a state machine that read
     its node's clock would (SPEC §4 forbids it): replicas drift apart in state, not in log."""
 
@@ -133,7 +133,7 @@ class Bug:
     host_class: type[NodeHost] = NodeHost
     disk_factory: DiskFactory = default_disk
     workload: str = "kv"  # the workload that exposes it (run.py uses it unless told otherwise)
-    sched_app_class: type[SchedApp] | None = None
+    sched_app_class: type[SimSchedApp] | None = None
 
 
 BUGS: dict[str, Bug] = {

@@ -18,13 +18,13 @@ the snapshot so a replica restored from one continues the same chain.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
+from raftsched.app.chain import CHAIN_HASH_START, chain
 from raftsched.raft.sessions import SessionExpiredError, SessionTable, StaleRequestError
 from raftsched.raft.types import Entry, EntryKind
 
@@ -34,8 +34,6 @@ CAS = "cas"
 REGISTER = "register"  # opens a client session; its entry's index is the client id
 OPS = (READ, WRITE, CAS, REGISTER)
 MAX_SESSIONS = 10_000
-
-CHAIN_HASH_START = b"\x00" * 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +64,6 @@ class Applied:
     duplicate: bool  # the session already had this (client_id, seq): result is the cached one
     stale: bool  # an old seq: refused, result None
     expired: bool = False  # no such session: refused, result None
-
-
-def chain(previous: bytes, entry: Entry) -> bytes:
-    h = hashlib.blake2b(previous, digest_size=16)
-    h.update(entry.index.to_bytes(8, "little"))
-    h.update(entry.term.to_bytes(8, "little"))
-    h.update(bytes((int(entry.kind),)))
-    h.update(entry.data)
-    return h.digest()
 
 
 class KVStateMachine:

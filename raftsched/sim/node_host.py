@@ -347,7 +347,7 @@ class NodeHost:
     def _apply(self, entry: Entry) -> None:
         if entry.index <= self.app.applied_index:
             return  # already covered by a snapshot restored on this incarnation
-        answer = self.app.apply(entry)
+        answer = self.app.apply_entry(entry)
         if self._observer is not None:
             self._observer.on_apply(self.node_id, entry, self.app.chain_hash)
         if answer is not None:

@@ -32,7 +32,7 @@ from .events import UNITS_PER_TICK, EventLoop
 from .faults import FaultProfile, Nemesis
 from .history import Event
 from .node_host import NodeHost
-from .sched_app import SchedApp, SchedAppKind
+from .sched_app import SchedAppKind, SimSchedApp
 from .sched_checks import SchedChecks, SchedCounters
 from .sched_workload import SchedClients, SchedWorkload
 
@@ -106,7 +106,7 @@ def run_seed(
     if kind == "sched":
         sched_checks = SchedChecks()
         app_class = bug.sched_app_class if bug is not None else None
-        app_kind = SchedAppKind(sched_checks, app_class or SchedApp)
+        app_kind = SchedAppKind(sched_checks, app_class or SimSchedApp)
     rng = random.Random(config.seed)
     loop = EventLoop()
     options = ClusterOptions(nodes=config.nodes)
@@ -291,7 +291,7 @@ def _converged(cluster: SimCluster) -> bool:
 
 def _all_jobs_terminal(cluster: SimCluster) -> bool:
     leader = cluster.leader()
-    if leader is None or not isinstance(leader.app, SchedApp):
+    if leader is None or not isinstance(leader.app, SimSchedApp):
         return False
     return all(job.state in TERMINAL for job in leader.app.state.jobs.values())
 
@@ -302,10 +302,10 @@ def _check_sched_final(cluster: SimCluster, checks: SchedChecks, settled: bool) 
     if leader is None:
         return
     target = (leader.app.applied_index, leader.app.chain_hash)
-    replicas: dict[int, SchedApp] = {}
+    replicas: dict[int, SimSchedApp] = {}
     for host in cluster.live_hosts():
         app = host.app
-        if isinstance(app, SchedApp) and (app.applied_index, app.chain_hash) == target:
+        if isinstance(app, SimSchedApp) and (app.applied_index, app.chain_hash) == target:
             replicas[host.node_id] = app
     checks.check_final(replicas, leader.node_id, liveness=settled)
 

@@ -23,15 +23,14 @@ Violations go to `report`, the run's InvariantChecker.violation.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from raftsched.app import SchedApp
 from raftsched.raft.types import Entry
 from raftsched.sched import Command, Complete, Fail, HeartbeatLease, Lease, Ok, Refused, Result
 from raftsched.sched.job import TERMINAL
 from raftsched.wire.envelope import SchedEntry
-
-from .sched_app import SchedApp
 
 HASH_EVERY_INDEXES = 8
 """Whole-state hashes cost a snapshot: compare replicas at every 8th index, not each one."""
@@ -157,7 +156,7 @@ class SchedChecks:
 
     # -- the end --------------------------------------------------------------------------
 
-    def check_final(self, replicas: dict[int, SchedApp], leader_id: int | None,
+    def check_final(self, replicas: Mapping[int, SchedApp], leader_id: int | None,
                     liveness: bool) -> None:
         """`replicas`: the converged live members' apps; `liveness`: the liveness phase
         settled, so every job must be terminal on the leader."""

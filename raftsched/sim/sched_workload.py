@@ -25,6 +25,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from raftsched.app import SchedApp
 from raftsched.raft.types import NodeId, Role
 from raftsched.sched import (
     Backoff,
@@ -45,7 +46,7 @@ from raftsched.sched import (
 from .app import MS_PER_UNIT
 from .events import UNITS_PER_TICK, EventLoop
 from .node_host import NodeHost, Reply
-from .sched_app import SchedApp, SchedRequest
+from .sched_app import SchedRequest
 from .sched_checks import SchedChecks
 
 QUEUE = "q"

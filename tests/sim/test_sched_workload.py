@@ -18,7 +18,7 @@ from raftsched.sim.app import AppAnswer
 from raftsched.sim.bugs import BUGS
 from raftsched.sim.cli import main
 from raftsched.sim.run import RunResult, SimConfig, run_seed
-from raftsched.sim.sched_app import SchedApp, SchedAppKind, SchedRequest
+from raftsched.sim.sched_app import SchedAppKind, SchedRequest, SimSchedApp
 from raftsched.sim.sched_checks import SchedChecks
 
 
@@ -75,7 +75,7 @@ def test_the_local_clock_bug_is_caught_by_the_state_hashes() -> None:
 
 def test_a_skewed_leader_never_moves_the_clock_back() -> None:
     """One node runs 8-10 s off: once leadership moves, stamps lag far behind the state
-    machine's clock, which must hold (SchedApp asserts it on every apply; the checks
+    machine's clock, which must hold (the app's SchedApp asserts it on every apply; the checks
     report a clock that went back) while leases and delays keep working."""
     lagging = 0
     for seed in range(1, 9):
@@ -109,10 +109,10 @@ def _entry(kind: SchedAppKind, index: int, command: object, stamp_ms: int) -> En
 def test_app_applies_envelopes_with_raft_indexes_and_restores_from_snapshots() -> None:
     kind = SchedAppKind()
     app = kind.restore(b"", 0)
-    assert isinstance(app, SchedApp)
+    assert isinstance(app, SimSchedApp)
     submit = SubmitJobs((JobSpec(id="a", queue="q"),), idempotency_key="k")
-    answers = [app.apply(_entry(kind, 1, submit, 5_000)),
-               app.apply(_entry(kind, 2, Lease("q", "w"), 4_000))]  # a lagging stamp
+    answers = [app.apply_entry(_entry(kind, 1, submit, 5_000)),
+               app.apply_entry(_entry(kind, 2, Lease("q", "w"), 4_000))]  # a lagging stamp
     assert all(isinstance(a, AppAnswer) and a.ok for a in answers)
     lease = answers[1]
     assert lease is not None and isinstance(lease.value, Ok)
@@ -121,9 +121,9 @@ def test_app_applies_envelopes_with_raft_indexes_and_restores_from_snapshots() -
     copy = kind.restore(app.snapshot(), 2)
     assert copy.state_hash() == app.state_hash() and copy.chain_hash == app.chain_hash
     for replica in (app, copy):
-        replica.apply(_entry(kind, 3, Tick(), 6_000))
+        replica.apply_entry(_entry(kind, 3, Tick(), 6_000))
     assert copy.state_hash() == app.state_hash()
-    garbage = app.apply(Entry(1, 4, EntryKind.NORMAL, b"\xc1"))
+    garbage = app.apply_entry(Entry(1, 4, EntryKind.NORMAL, b"\xc1"))
     assert garbage is not None and not garbage.ok  # skipped deterministically, not raised
 
 
