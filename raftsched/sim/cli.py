@@ -34,40 +34,75 @@ def build_parser() -> argparse.ArgumentParser:
             "linearizability. One seed reproduces a whole run."
         ),
     )
-    parser.add_argument("--seeds", type=int, default=100, metavar="N",
-                        help="number of seeds to run (default: 100)")
-    parser.add_argument("--seed-start", type=int, default=1, metavar="S",
-                        help="first seed; seeds S, S+1, ..., S+N-1 run (default: 1)")
-    parser.add_argument("--seed", type=int, default=None, metavar="SEED",
-                        help="run exactly this one seed (replay); overrides --seeds")
-    parser.add_argument("--nodes", type=int, choices=(3, 5), default=3,
-                        help="cluster size (default: 3)")
-    parser.add_argument("--ticks", type=int, default=300, metavar="T",
-                        help="length of the safety (fault) phase in Raft ticks (default: 300)")
-    parser.add_argument("--bug", default=None, metavar="NAME",
-                        help="run with a deliberately seeded bug (see --list-bugs); the run "
-                             "is expected to find a violation")
-    parser.add_argument("--workload", choices=WORKLOAD_KINDS, default=None,
-                        help="what the cluster replicates: 'kv', a key-value map checked for "
-                             "linearizability, or 'sched', the real scheduler state machine "
-                             "with submitters, workers (some stalling past their leases) and "
-                             "a leader-side ticker, checked for SPEC section 1's promises (no "
-                             "acknowledged job lost, fencing tokens, no double completion, "
-                             "equal replica state hashes, every job terminal after healing). "
-                             "Default: kv, or the workload a seeded bug needs")
-    parser.add_argument("--list-bugs", action="store_true",
-                        help="list the seeded bugs and exit")
-    parser.add_argument("--keep-going", action="store_true",
-                        help="with --bug: run every seed instead of stopping at the first "
-                             "violation")
-    parser.add_argument("--unordered-links", action="store_true",
-                        help="reorder every message (UDP-like) instead of FIFO links like the "
-                             "TCP transport; reordering then also happens outside chaos faults")
-    parser.add_argument("--verbose", action="store_true",
-                        help="print the readable event trace of every run (use with --seed)")
-    parser.add_argument("--demo", action="store_true",
-                        help="a short narrated run on 3 nodes: election, writes, a leader "
-                             "crash, re-election, a partition, healing, equal replica hashes")
+    parser.add_argument(
+        "--seeds", type=int, default=100, metavar="N", help="number of seeds to run (default: 100)"
+    )
+    parser.add_argument(
+        "--seed-start",
+        type=int,
+        default=1,
+        metavar="S",
+        help="first seed; seeds S, S+1, ..., S+N-1 run (default: 1)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="run exactly this one seed (replay); overrides --seeds",
+    )
+    parser.add_argument(
+        "--nodes", type=int, choices=(3, 5), default=3, help="cluster size (default: 3)"
+    )
+    parser.add_argument(
+        "--ticks",
+        type=int,
+        default=300,
+        metavar="T",
+        help="length of the safety (fault) phase in Raft ticks (default: 300)",
+    )
+    parser.add_argument(
+        "--bug",
+        default=None,
+        metavar="NAME",
+        help="run with a deliberately seeded bug (see --list-bugs); the run "
+        "is expected to find a violation",
+    )
+    parser.add_argument(
+        "--workload",
+        choices=WORKLOAD_KINDS,
+        default=None,
+        help="what the cluster replicates: 'kv', a key-value map checked for "
+        "linearizability, or 'sched', the real scheduler state machine "
+        "with submitters, workers (some stalling past their leases) and "
+        "a leader-side ticker, checked for SPEC section 1's promises (no "
+        "acknowledged job lost, fencing tokens, no double completion, "
+        "equal replica state hashes, every job terminal after healing). "
+        "Default: kv, or the workload a seeded bug needs",
+    )
+    parser.add_argument("--list-bugs", action="store_true", help="list the seeded bugs and exit")
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="with --bug: run every seed instead of stopping at the first violation",
+    )
+    parser.add_argument(
+        "--unordered-links",
+        action="store_true",
+        help="reorder every message (UDP-like) instead of FIFO links like the "
+        "TCP transport; reordering then also happens outside chaos faults",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the readable event trace of every run (use with --seed)",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="a short narrated run on 3 nodes: election, writes, a leader "
+        "crash, re-election, a partition, healing, equal replica hashes",
+    )
     return parser
 
 
@@ -100,30 +135,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"error: {UnknownBugError(args.bug)}", style="red")
         return EXIT_USAGE
     if args.bug is not None and args.workload == "kv" and BUGS[args.bug].workload != "kv":
-        console.print(f"error: bug {args.bug} lives in the {BUGS[args.bug].workload} "
-                      "workload; drop --workload kv", style="red")
+        console.print(
+            f"error: bug {args.bug} lives in the {BUGS[args.bug].workload} "
+            "workload; drop --workload kv",
+            style="red",
+        )
         return EXIT_USAGE
     if args.seeds <= 0 or args.ticks <= 0:
         console.print("error: --seeds and --ticks must be positive", style="red")
         return EXIT_USAGE
 
-    seeds = [args.seed] if args.seed is not None else list(
-        range(args.seed_start, args.seed_start + args.seeds))
+    seeds = (
+        [args.seed]
+        if args.seed is not None
+        else list(range(args.seed_start, args.seed_start + args.seeds))
+    )
     stop_at_first = args.bug is not None and not args.keep_going
     results: list[RunResult] = []
     failures: list[RunResult] = []
     started = time.monotonic()
     sink = console.print if args.verbose else None
     with Progress(
-        TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-        console=console, disable=args.verbose or len(seeds) == 1, transient=True,
+        TextColumn("[bold]simulating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=args.verbose or len(seeds) == 1,
+        transient=True,
     ) as progress:
         task = progress.add_task("seeds", total=len(seeds), status="")
         for seed in seeds:
-            config = SimConfig(seed=seed, nodes=args.nodes, safety_ticks=args.ticks,
-                               bug=args.bug, fifo_links=not args.unordered_links,
-                               workload_kind=args.workload)
+            config = SimConfig(
+                seed=seed,
+                nodes=args.nodes,
+                safety_ticks=args.ticks,
+                bug=args.bug,
+                fifo_links=not args.unordered_links,
+                workload_kind=args.workload,
+            )
             result = run_seed(config, trace_sink=sink)
             results.append(result)
             if not result.ok:

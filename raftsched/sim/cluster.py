@@ -165,8 +165,11 @@ class SimCluster:
         best: tuple[int, NodeHost] | None = None
         for host in self.live_hosts():
             status = host.status()
-            if status is not None and status.role is Role.LEADER and not host.paused and (
-                best is None or status.term > best[0]
+            if (
+                status is not None
+                and status.role is Role.LEADER
+                and not host.paused
+                and (best is None or status.term > best[0])
             ):
                 best = (status.term, host)
         return best[1] if best is not None else None

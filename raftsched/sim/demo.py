@@ -32,8 +32,13 @@ def run_demo(console: Console) -> int:
 
     loop = EventLoop()
     cluster = SimCluster(loop, loop_rng, ClusterOptions(nodes=3), real_core_factory)
-    clients = ClientPool(loop, random.Random(rng.getrandbits(64)), Workload(clients=3),
-                         lambda: cluster.hosts, lambda _text: None)
+    clients = ClientPool(
+        loop,
+        random.Random(rng.getrandbits(64)),
+        Workload(clients=3),
+        lambda: cluster.hosts,
+        lambda _text: None,
+    )
     say = console.print
 
     def run_ticks(ticks: int, until: Callable[[], bool] | None = None) -> None:
@@ -53,26 +58,36 @@ def run_demo(console: Console) -> int:
         status = host.status()
         return status.term if status is not None else 0
 
-    say("[bold]raftsched simulator demo[/bold]: 3 Raft nodes, a virtual clock, simulated "
-        "disks and network (1 tick = 10 ms of virtual time)\n")
+    say(
+        "[bold]raftsched simulator demo[/bold]: 3 Raft nodes, a virtual clock, simulated "
+        "disks and network (1 tick = 10 ms of virtual time)\n"
+    )
     cluster.start()
     run_ticks(100, until=lambda: cluster.leader() is not None)
     first = leader()
-    say(f"t={loop.now // UNITS_PER_TICK:4} ticks  node {first.node_id} won the election, "
-        f"leader of term {term_of(first)}")
+    say(
+        f"t={loop.now // UNITS_PER_TICK:4} ticks  node {first.node_id} won the election, "
+        f"leader of term {term_of(first)}"
+    )
 
     clients.start()
     run_ticks(60)
-    say(f"t={loop.now // UNITS_PER_TICK:4} ticks  3 clients wrote: {acked()} writes "
-        f"acknowledged (each one committed on a majority and fsynced)")
+    say(
+        f"t={loop.now // UNITS_PER_TICK:4} ticks  3 clients wrote: {acked()} writes "
+        f"acknowledged (each one committed on a majority and fsynced)"
+    )
 
     first.crash()
-    say(f"t={loop.now // UNITS_PER_TICK:4} ticks  [red]leader {first.node_id} crashed[/red] "
-        "(its unsynced writes are gone)")
+    say(
+        f"t={loop.now // UNITS_PER_TICK:4} ticks  [red]leader {first.node_id} crashed[/red] "
+        "(its unsynced writes are gone)"
+    )
     run_ticks(100, until=lambda: cluster.leader() not in (None, first))
     second = leader()
-    say(f"t={loop.now // UNITS_PER_TICK:4} ticks  node {second.node_id} elected leader of "
-        f"term {term_of(second)}; clients carry on")
+    say(
+        f"t={loop.now // UNITS_PER_TICK:4} ticks  node {second.node_id} elected leader of "
+        f"term {term_of(second)}; clients carry on"
+    )
     run_ticks(40)
     first.start()
     say(f"t={loop.now // UNITS_PER_TICK:4} ticks  node {first.node_id} restarted and catches up")
@@ -81,12 +96,16 @@ def run_demo(console: Console) -> int:
     follower = next(h for h in cluster.live_hosts() if h is not cluster.leader())
     others = [h.node_id for h in cluster.live_hosts() if h is not follower]
     cluster.network.partition([follower.node_id], others)
-    say(f"t={loop.now // UNITS_PER_TICK:4} ticks  [yellow]partition[/yellow]: node "
-        f"{follower.node_id} cut off from {others}")
+    say(
+        f"t={loop.now // UNITS_PER_TICK:4} ticks  [yellow]partition[/yellow]: node "
+        f"{follower.node_id} cut off from {others}"
+    )
     before = acked()
     run_ticks(60)
-    say(f"t={loop.now // UNITS_PER_TICK:4} ticks  the majority kept going: "
-        f"{acked() - before} more writes acknowledged")
+    say(
+        f"t={loop.now // UNITS_PER_TICK:4} ticks  the majority kept going: "
+        f"{acked() - before} more writes acknowledged"
+    )
     cluster.network.heal()
     say(f"t={loop.now // UNITS_PER_TICK:4} ticks  [green]partition healed[/green]")
 
@@ -100,16 +119,17 @@ def run_demo(console: Console) -> int:
         role = status.role.value if status is not None else "down"
         states.add((host.kv.applied_index, host.kv.chain_hash))
         data = dict(sorted(host.kv.data.items()))
-        say(f"  node {host.node_id}  {role:9}  applied index {host.kv.applied_index:4}  "
-            f"state hash {host.kv.chain_hash.hex()[:16]}  data {data}")
+        say(
+            f"  node {host.node_id}  {role:9}  applied index {host.kv.applied_index:4}  "
+            f"state hash {host.kv.chain_hash.hex()[:16]}  data {data}"
+        )
     result = check_history(clients.history, model=KVModel(), time_limit_s=10.0)
     checker = cluster.checker
     violations = checker.violations if checker is not None else []
     same = len(states) == 1
     say(f"\nall replica state hashes equal: {'yes' if same else 'NO'}")
     say(f"client history ({clients.operations()} operations) linearizable: {result.ok}")
-    say(f"Raft invariants checked throughout: "
-        f"{violations if violations else 'all held'}")
+    say(f"Raft invariants checked throughout: {violations if violations else 'all held'}")
     return 0 if same and result.ok and not violations else 1
 
 

@@ -195,24 +195,27 @@ class Nemesis:
                 side_a, side_b = sorted(ids[:cut]), sorted(ids[cut:])
                 cluster.network.partition(side_a, side_b)
                 cluster.trace(f"nemesis: partition {side_a} | {side_b}")
-                self._later(self._ticks(p.partition_ticks_min, p.partition_ticks_max),
-                            "heal-links", None)
+                self._later(
+                    self._ticks(p.partition_ticks_min, p.partition_ticks_max), "heal-links", None
+                )
             case FaultKind.ISOLATE_LEADER:
                 if leader is None:
                     return False
                 others = [i for i in ids if i != leader.node_id]
                 cluster.network.partition([leader.node_id], others)
                 cluster.trace(f"nemesis: isolate leader {leader.node_id}")
-                self._later(self._ticks(p.partition_ticks_min, p.partition_ticks_max),
-                            "heal-links", None)
+                self._later(
+                    self._ticks(p.partition_ticks_min, p.partition_ticks_max), "heal-links", None
+                )
             case FaultKind.ONE_WAY:
                 links = [(a, b) for a in ids for b in ids if a != b]
                 chosen = sorted(rng.sample(links, rng.randint(1, max(1, len(links) // 3))))
                 for a, b in chosen:
                     cluster.network.cut(a, b)
                 cluster.trace(f"nemesis: one-way cuts {chosen}")
-                self._later(self._ticks(p.partition_ticks_min, p.partition_ticks_max),
-                            "heal-links", None)
+                self._later(
+                    self._ticks(p.partition_ticks_min, p.partition_ticks_max), "heal-links", None
+                )
             case FaultKind.CRASH | FaultKind.CRASH_LEADER:
                 down = sum(1 for h in members if not h.up)
                 if down >= (len(members) - 1) // 2 + (1 if kind is FaultKind.CRASH else 0):
@@ -233,8 +236,11 @@ class Nemesis:
                 candidates = [h for h in members if h.up and not h.paused]
                 if not candidates:
                     return False
-                victim = leader if leader is not None and rng.random() < 0.5 else (
-                    rng.choice(candidates))
+                victim = (
+                    leader
+                    if leader is not None and rng.random() < 0.5
+                    else (rng.choice(candidates))
+                )
                 victim.pause()
                 cluster.trace(f"nemesis: pause node {victim.node_id}")
                 self._later(self._ticks(p.pause_ticks_min, p.pause_ticks_max), "resume", victim)
@@ -260,8 +266,9 @@ class Nemesis:
                 leader.pause()
                 timeout_ticks = cluster.options.election_timeout_ticks
                 # Long enough for the others to elect a leader and commit writes meanwhile.
-                pause_ticks = rng.randint(3 * timeout_ticks, max(3 * timeout_ticks,
-                                                                 p.pause_ticks_max))
+                pause_ticks = rng.randint(
+                    3 * timeout_ticks, max(3 * timeout_ticks, p.pause_ticks_max)
+                )
                 isolated_ticks = pause_ticks + rng.randint(1, 2 * timeout_ticks)
                 cluster.trace(f"nemesis: stale leader {leader.node_id} (isolated and paused)")
                 self._later(pause_ticks * UNITS_PER_TICK, "resume", leader)
@@ -325,11 +332,15 @@ class Nemesis:
                     return False
                 self._election_trap_armed = True
                 if leader is not None:  # provoke an election now
-                    cluster.network.partition([leader.node_id],
-                                              [i for i in ids if i != leader.node_id])
+                    cluster.network.partition(
+                        [leader.node_id], [i for i in ids if i != leader.node_id]
+                    )
                     cluster.trace(f"nemesis: election trap, isolate leader {leader.node_id}")
-                    self._later(self._ticks(p.partition_ticks_min, p.partition_ticks_max),
-                                "heal-links", None)
+                    self._later(
+                        self._ticks(p.partition_ticks_min, p.partition_ticks_max),
+                        "heal-links",
+                        None,
+                    )
             case FaultKind.MEMBERSHIP:
                 if not self.membership.begin(rng):
                     return False
@@ -352,21 +363,27 @@ class Nemesis:
             return
         self._election_trap_armed = False
         cluster = self._cluster
-        voters = [h for h in cluster.hosts.values()
-                  if h.up and not h.retired and h.node_id != node_id]
+        voters = [
+            h for h in cluster.hosts.values() if h.up and not h.retired and h.node_id != node_id
+        ]
         if not voters:
             return
         victim = self._rng.choice(sorted(voters, key=lambda h: h.node_id))
         victim.crash()
-        cluster.trace(f"nemesis: election trap, crash node {victim.node_id} as node "
-                      f"{node_id} wins term {term}")
+        cluster.trace(
+            f"nemesis: election trap, crash node {victim.node_id} as node "
+            f"{node_id} wins term {term}"
+        )
         self._later(self._rng.randint(1, 2 * UNITS_PER_TICK), "restart", victim)
         # Cut the new leader off too, so that the others hold another election.
         if self._rng.random() < 0.5:
             others = [i for i in cluster.hosts if i != node_id and not cluster.hosts[i].retired]
             cluster.network.partition([node_id], others)
-            self._later(self._ticks(self.profile.partition_ticks_min,
-                                    self.profile.partition_ticks_max), "heal-links", None)
+            self._later(
+                self._ticks(self.profile.partition_ticks_min, self.profile.partition_ticks_max),
+                "heal-links",
+                None,
+            )
 
     def heal(self) -> None:
         """End every fault now: links, network conditions, crashed and paused nodes."""

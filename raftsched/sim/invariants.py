@@ -176,8 +176,10 @@ class InvariantChecker:
         for index, client_id in acked:
             committed = self._applied.get(index)
             if committed is None:
-                self.violation(f"acknowledged write at index {index} (client {client_id}) "
-                               "was never recorded as applied")
+                self.violation(
+                    f"acknowledged write at index {index} (client {client_id}) "
+                    "was never recorded as applied"
+                )
                 continue
             for node_id, log in images.items():
                 if index < log.first_index():

@@ -99,7 +99,10 @@ class KVStateMachine:
         result = self._execute(command)
         # One command at a time per client: this seq acknowledges every earlier one.
         self.sessions.record(
-            command.client_id, command.seq, json.dumps(result).encode(), entry.index,
+            command.client_id,
+            command.seq,
+            json.dumps(result).encode(),
+            entry.index,
             first_unacked_seq=command.seq,
         )
         return Applied(command, result, duplicate=False, stale=False)

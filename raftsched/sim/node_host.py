@@ -263,7 +263,8 @@ class NodeHost:
         kind = self.app_kind
         try:
             index, term = self._core().propose(
-                kind.encode_proposal(request, self.now_ms(), self.node_id))
+                kind.encode_proposal(request, self.now_ms(), self.node_id)
+            )
         except NotLeaderError as err:
             reply(Reply(False, "not leader", definite=True, leader_hint=err.leader))
             return

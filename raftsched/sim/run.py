@@ -100,7 +100,8 @@ def run_seed(
     kind = config.workload_kind or (bug.workload if bug is not None else "kv")
     assert kind in WORKLOAD_KINDS, f"unknown workload kind {kind!r}"
     assert bug is None or bug.sched_app_class is None or kind == "sched", (
-        f"bug {config.bug} only exists in the sched workload")
+        f"bug {config.bug} only exists in the sched workload"
+    )
     sched_checks: SchedChecks | None = None
     app_kind: AppKind = KV_APP
     if kind == "sched":
@@ -132,12 +133,19 @@ def run_seed(
     if sched_checks is not None:
         sched_checks.bind(checker.violation)
         clients = SchedClients(
-            loop=loop, rng=random.Random(rng.getrandbits(64)), workload=config.sched_workload,
-            hosts=lambda: cluster.hosts, trace=cluster.trace, checks=sched_checks,
+            loop=loop,
+            rng=random.Random(rng.getrandbits(64)),
+            workload=config.sched_workload,
+            hosts=lambda: cluster.hosts,
+            trace=cluster.trace,
+            checks=sched_checks,
         )
     else:
         clients = ClientPool(
-            loop, random.Random(rng.getrandbits(64)), config.workload, lambda: cluster.hosts,
+            loop,
+            random.Random(rng.getrandbits(64)),
+            config.workload,
+            lambda: cluster.hosts,
             cluster.trace,
         )
     nemesis = Nemesis(cluster, random.Random(rng.getrandbits(64)), config.profile)
@@ -151,8 +159,9 @@ def run_seed(
     storm = _StormDetector(cluster, config.storm_messages_per_node_tick)
 
     def check_logs() -> None:
-        checker.check_log_matching({h.node_id: h.disk.current for h in cluster.hosts.values()
-                                    if not h.retired})
+        checker.check_log_matching(
+            {h.node_id: h.disk.current for h in cluster.hosts.values() if not h.retired}
+        )
 
     # -- safety phase -------------------------------------------------------------------
     safety_end = config.safety_ticks * UNITS_PER_TICK
@@ -180,6 +189,7 @@ def run_seed(
                 f"liveness: no leader within {config.election_bound_ticks} ticks after healing"
             )
         else:
+
             def settled() -> bool:
                 return violated() or (
                     clients.pending_count() == 0
@@ -199,11 +209,13 @@ def run_seed(
                         f"{config.liveness_ticks} ticks after healing"
                     )
                 elif nemesis.membership.busy():
-                    checker.violation("liveness: a membership change did not finish "
-                                      f"({nemesis.membership.phase})")
+                    checker.violation(
+                        f"liveness: a membership change did not finish ({nemesis.membership.phase})"
+                    )
                 elif not _converged(cluster):
-                    checker.violation(f"liveness: replicas did not converge: "
-                                      f"{_describe_replicas(cluster)}")
+                    checker.violation(
+                        f"liveness: replicas did not converge: {_describe_replicas(cluster)}"
+                    )
             if sched_checks is not None:
                 _check_sched_final(cluster, sched_checks, not checker.violations)
         clients.stopped = True
@@ -318,8 +330,10 @@ def _describe_replicas(cluster: SimCluster) -> str:
         status = host.status()
         role = status.role.value if status is not None else "down"
         term = status.term if status is not None else "-"
-        parts.append(f"node {node_id} {role} term {term} applied {host.app.applied_index} "
-                     f"hash {host.app.chain_hash.hex()[:8]}")
+        parts.append(
+            f"node {node_id} {role} term {term} applied {host.app.applied_index} "
+            f"hash {host.app.chain_hash.hex()[:8]}"
+        )
     return "; ".join(parts)
 
 

@@ -59,8 +59,9 @@ class SchedAppKind:
 
     name = "sched"
 
-    def __init__(self, observer: ApplyObserver | None = None,
-                 app_class: type[SimSchedApp] = SimSchedApp) -> None:
+    def __init__(
+        self, observer: ApplyObserver | None = None, app_class: type[SimSchedApp] = SimSchedApp
+    ) -> None:
         self.observer = observer
         self.app_class = app_class
         self._built = 0  # apps built so far: a deterministic replica number
@@ -70,7 +71,8 @@ class SchedAppKind:
         app = self.app_class(self.observer, replica=self._built)
         app.restore(blob)
         assert app.applied_index == index, (
-            f"snapshot data at {app.applied_index} and metadata at {index} disagree")
+            f"snapshot data at {app.applied_index} and metadata at {index} disagree"
+        )
         return app
 
     def encode_proposal(self, request: object, stamp_ms: int, proposer_id: int) -> bytes:

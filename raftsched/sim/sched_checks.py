@@ -72,33 +72,48 @@ class SchedChecks:
 
     # -- replicas ---------------------------------------------------------------------------
 
-    def on_sched_apply(self, app: SchedApp, entry: Entry, *, envelope: SchedEntry,
-                       command: Command, result: Result, clock_before_ms: int) -> None:
+    def on_sched_apply(
+        self,
+        app: SchedApp,
+        entry: Entry,
+        *,
+        envelope: SchedEntry,
+        command: Command,
+        result: Result,
+        clock_before_ms: int,
+    ) -> None:
         state = app.state
         if envelope.stamp_ms < clock_before_ms:
             self.counters.lagging_stamps += 1
         if state.clock_ms < clock_before_ms:
-            self.report(f"sched clock went backwards at index {entry.index}: "
-                        f"{clock_before_ms} -> {state.clock_ms}")
+            self.report(
+                f"sched clock went backwards at index {entry.index}: "
+                f"{clock_before_ms} -> {state.clock_ms}"
+            )
         if isinstance(result, Ok):
             if isinstance(command, Lease):
                 for grant in result.value["leases"]:
                     if grant["token"] != entry.index:
-                        self.report(f"fencing: job {grant['job_id']} leased at index "
-                                    f"{entry.index} with token {grant['token']}")
+                        self.report(
+                            f"fencing: job {grant['job_id']} leased at index "
+                            f"{entry.index} with token {grant['token']}"
+                        )
             elif isinstance(command, HeartbeatLease | Complete | Fail):
                 job = state.jobs.get(command.job_id)
                 if job is None or job.token != command.token:
                     self.report(
                         f"stale token accepted by a replica: {type(command).__name__} of job "
                         f"{command.job_id} with token {command.token} at index {entry.index}, "
-                        f"current token {None if job is None else job.token}")
+                        f"current token {None if job is None else job.token}"
+                    )
         if entry.index % HASH_EVERY_INDEXES == 0:
             digest = app.state_hash()
             seen = self._hashes.setdefault(entry.index, digest)
             if seen != digest:
-                self.report(f"sched state divergence: replicas applied index {entry.index} "
-                            f"into different state hashes {seen[:12]} and {digest[:12]}")
+                self.report(
+                    f"sched state divergence: replicas applied index {entry.index} "
+                    f"into different state hashes {seen[:12]} and {digest[:12]}"
+                )
 
     # -- clients --------------------------------------------------------------------------
 
@@ -114,21 +129,26 @@ class SchedChecks:
     def granted(self, job_id: str, token: int, index: int) -> None:
         self.counters.leases_granted += 1
         if token != index:
-            self.report(f"fencing: a client was granted job {job_id} with token {token} by "
-                        f"the entry at index {index}")
+            self.report(
+                f"fencing: a client was granted job {job_id} with token {token} by "
+                f"the entry at index {index}"
+            )
         grants = self._grants.setdefault(job_id, [])
         grants.append((index, token))
         grants.sort()
         for (_, a), (_, b) in itertools.pairwise(grants):
             if b <= a:
-                self.report(f"fencing: tokens of job {job_id} do not strictly increase: "
-                            f"{[t for _, t in grants]}")
+                self.report(
+                    f"fencing: tokens of job {job_id} do not strictly increase: "
+                    f"{[t for _, t in grants]}"
+                )
                 break
         for op in self._accepted.get(job_id, ()):
             self._check_not_stale(job_id, op, token)
 
-    def token_op(self, op: str, job_id: str, token: int, *, index: int, result: Result,
-                 stale_attempt: bool) -> None:
+    def token_op(
+        self, op: str, job_id: str, token: int, *, index: int, result: Result, stale_attempt: bool
+    ) -> None:
         assert op in TOKEN_OPS
         self.counters.stale_attempts += stale_attempt
         if isinstance(result, Refused):
@@ -145,38 +165,50 @@ class SchedChecks:
                 self._completed_token[job_id] = token
                 self.counters.jobs_completed += 1
             elif first != token:
-                self.report(f"two completions accepted for job {job_id}: tokens {first} and "
-                            f"{token}")
+                self.report(
+                    f"two completions accepted for job {job_id}: tokens {first} and {token}"
+                )
 
     def _check_not_stale(self, job_id: str, op: _TokenOp, granted_token: int) -> None:
         if op.token < granted_token < op.index:
-            self.report(f"stale token accepted: {op.op} of job {job_id} with token {op.token} "
-                        f"applied at index {op.index}, after the lease with token "
-                        f"{granted_token} was granted")
+            self.report(
+                f"stale token accepted: {op.op} of job {job_id} with token {op.token} "
+                f"applied at index {op.index}, after the lease with token "
+                f"{granted_token} was granted"
+            )
 
     # -- the end --------------------------------------------------------------------------
 
-    def check_final(self, replicas: Mapping[int, SchedApp], leader_id: int | None,
-                    liveness: bool) -> None:
+    def check_final(
+        self, replicas: Mapping[int, SchedApp], leader_id: int | None, liveness: bool
+    ) -> None:
         """`replicas`: the converged live members' apps; `liveness`: the liveness phase
         settled, so every job must be terminal on the leader."""
         hashes = {node: app.state_hash() for node, app in replicas.items()}
         if len(set(hashes.values())) > 1:
-            self.report("sched state divergence at the end: " + ", ".join(
-                f"node {n} applied {replicas[n].applied_index} hash {h[:12]}"
-                for n, h in sorted(hashes.items())))
+            self.report(
+                "sched state divergence at the end: "
+                + ", ".join(
+                    f"node {n} applied {replicas[n].applied_index} hash {h[:12]}"
+                    for n, h in sorted(hashes.items())
+                )
+            )
         for node, app in sorted(replicas.items()):
             missing = [j for j in self.acked_jobs if j not in app.state.jobs]
             if missing:
-                self.report(f"acknowledged jobs lost on node {node}: {sorted(missing)[:5]} "
-                            f"({len(missing)} of {len(self.acked_jobs)})")
+                self.report(
+                    f"acknowledged jobs lost on node {node}: {sorted(missing)[:5]} "
+                    f"({len(missing)} of {len(self.acked_jobs)})"
+                )
         if liveness and leader_id is not None and leader_id in replicas:
             jobs = replicas[leader_id].state.jobs
             open_jobs = sorted(j.id for j in jobs.values() if j.state not in TERMINAL)
             if open_jobs:
                 states = {jobs[j].state for j in open_jobs}
-                self.report(f"liveness: {len(open_jobs)} jobs not terminal after healing "
-                            f"(e.g. {open_jobs[:3]}, states {sorted(states)})")
+                self.report(
+                    f"liveness: {len(open_jobs)} jobs not terminal after healing "
+                    f"(e.g. {open_jobs[:3]}, states {sorted(states)})"
+                )
 
 
 def _unbound(text: str) -> None:

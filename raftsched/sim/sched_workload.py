@@ -158,8 +158,13 @@ class SchedClients:
 
     # -- the request machinery --------------------------------------------------------------
 
-    def _call(self, actor: str, command: Command, done: Callable[[Result | None, int], None],
-              background: bool = False) -> None:
+    def _call(
+        self,
+        actor: str,
+        command: Command,
+        done: Callable[[Result | None, int], None],
+        background: bool = False,
+    ) -> None:
         if self.stopped:
             return
         self._next_call += 1
@@ -183,14 +188,14 @@ class SchedClients:
         call.attempts += 1
         self._next_attempt += 1
         token = call.token = self._next_attempt
-        self._loop.call_later(self.workload.timeout_units,
-                              lambda: self._timeout(call_id, token))
+        self._loop.call_later(self.workload.timeout_units, lambda: self._timeout(call_id, token))
         host = self._target(call.actor)
         if host is None:
             return
         node_id, request = host.node_id, SchedRequest(call.command)
         reply: Callable[[Reply], None] = lambda r: self._loop.call_later(  # noqa: E731
-            self._rng.randint(1, 3), lambda: self._on_reply(call_id, token, node_id, r))
+            self._rng.randint(1, 3), lambda: self._on_reply(call_id, token, node_id, r)
+        )
         self._loop.call_later(self._rng.randint(1, 3), lambda: host.propose(request, reply))
 
     def _on_reply(self, call_id: int, token: int, node_id: NodeId, reply: Reply) -> None:
@@ -250,19 +255,30 @@ class SchedClients:
                     deps = (specs[-1].id or "",)
                 elif acked:
                     deps = (rng.choice(acked[-MAX_ACKED_FOR_DEPS:]),)
-            specs.append(JobSpec(
-                id=f"{actor}-{n}-{k}", queue=QUEUE, payload={"n": n, "k": k},
-                priority=rng.randint(-2, 5) if rng.random() < wl.priority_fraction else 0,
-                delay_ms=(rng.randint(100, wl.delay_ms_max)
-                          if rng.random() < wl.delay_fraction else None),
-                max_attempts=wl.max_attempts, backoff=wl.backoff, lease_ms=wl.lease_ms,
-                depends_on=deps))
+            specs.append(
+                JobSpec(
+                    id=f"{actor}-{n}-{k}",
+                    queue=QUEUE,
+                    payload={"n": n, "k": k},
+                    priority=rng.randint(-2, 5) if rng.random() < wl.priority_fraction else 0,
+                    delay_ms=(
+                        rng.randint(100, wl.delay_ms_max)
+                        if rng.random() < wl.delay_fraction
+                        else None
+                    ),
+                    max_attempts=wl.max_attempts,
+                    backoff=wl.backoff,
+                    lease_ms=wl.lease_ms,
+                    depends_on=deps,
+                )
+            )
         command = SubmitJobs(tuple(specs), idempotency_key=f"{actor}-{n}")
         ids = [s.id or "" for s in specs]
         self._call(actor, command, functools.partial(self._submitted, actor, n, ids))
 
-    def _submitted(self, actor: str, n: int, ids: list[str], result: Result | None,
-                   index: int) -> None:
+    def _submitted(
+        self, actor: str, n: int, ids: list[str], result: Result | None, index: int
+    ) -> None:
         self._tell(actor, f"submit {ids}", result, index)
         if isinstance(result, Ok):
             got = [job["id"] for job in result.value["jobs"]]
@@ -272,8 +288,9 @@ class SchedClients:
         elif isinstance(result, Refused):
             self.checks.refused(result.code)
         lo, hi = self.workload.submit_think_units
-        self._loop.call_later(self._rng.randint(lo, hi),
-                              functools.partial(self._submit, actor, n + 1))
+        self._loop.call_later(
+            self._rng.randint(lo, hi), functools.partial(self._submit, actor, n + 1)
+        )
 
     # -- workers --------------------------------------------------------------------------
 
@@ -327,8 +344,9 @@ class SchedClients:
         def done(result: Result | None, index: int) -> None:
             self._tell(actor, f"heartbeat {job_id}/{token}", result, index)
             if result is not None:
-                self.checks.token_op("heartbeat", job_id, token, index=index, result=result,
-                                     stale_attempt=False)
+                self.checks.token_op(
+                    "heartbeat", job_id, token, index=index, result=result, stale_attempt=False
+                )
 
         self._call(actor, HeartbeatLease(job_id, token), done)
 
@@ -343,11 +361,13 @@ class SchedClients:
         op = "complete" if isinstance(command, Complete) else "fail"
 
         def done(result: Result | None, index: int) -> None:
-            self._tell(actor, f"{op} {job_id}/{token}{' (stalled)' if stalled else ''}",
-                       result, index)
+            self._tell(
+                actor, f"{op} {job_id}/{token}{' (stalled)' if stalled else ''}", result, index
+            )
             if result is not None:
-                self.checks.token_op(op, job_id, token, index=index, result=result,
-                                     stale_attempt=stalled)
+                self.checks.token_op(
+                    op, job_id, token, index=index, result=result, stale_attempt=stalled
+                )
             self._held[actor] -= 1
             if self._held[actor] == 0:
                 self._lease(actor)
@@ -375,8 +395,7 @@ class SchedClients:
                 continue
             self._ticks_outstanding[node_id] = now
             self._trace(f"node {node_id} proposes tick (deadline {deadline_ms})")
-            host.propose(SchedRequest(Tick()),
-                         functools.partial(self._ticked, node_id, now))
+            host.propose(SchedRequest(Tick()), functools.partial(self._ticked, node_id, now))
 
     def _ticked(self, node_id: NodeId, since: int, reply: Reply) -> None:
         if self._ticks_outstanding.get(node_id) == since:

@@ -10,8 +10,19 @@ from raftsched.sim.cli import build_parser, main
 
 def test_help_explains_every_flag() -> None:
     text = build_parser().format_help()
-    for flag in ("--seeds", "--nodes", "--seed-start", "--seed", "--ticks", "--bug",
-                 "--list-bugs", "--verbose", "--demo", "--keep-going", "--unordered-links"):
+    for flag in (
+        "--seeds",
+        "--nodes",
+        "--seed-start",
+        "--seed",
+        "--ticks",
+        "--bug",
+        "--list-bugs",
+        "--verbose",
+        "--demo",
+        "--keep-going",
+        "--unordered-links",
+    ):
         assert flag in text
 
 

@@ -50,6 +50,4 @@ def test_random_fault_schedules_keep_raft_safe_and_live(
             workload=Workload(clients=clients, keys=keys),
         )
     )
-    assert result.ok, (
-        f"{result.violations}\n(seed {seed}, nodes {nodes}, profile {profile})"
-    )
+    assert result.ok, f"{result.violations}\n(seed {seed}, nodes {nodes}, profile {profile})"

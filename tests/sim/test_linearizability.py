@@ -57,182 +57,292 @@ class Case:
 CASES = [
     Case(
         "sequential write then read",
-        history((1, "invoke", "write", 1), (1, "ok", "write", None),
-                (2, "invoke", "read", None), (2, "ok", "read", 1)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "ok", "write", None),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", 1),
+        ),
         True,
         "the read follows the write and sees it",
     ),
     Case(
         "stale read after a completed write",
-        history((1, "invoke", "write", 1), (1, "ok", "write", None),
-                (2, "invoke", "read", None), (2, "ok", "read", None)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "ok", "write", None),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", None),
+        ),
         False,
         "the write completed before the read began, so the read must see 1, not the initial None",
     ),
     Case(
         "read of a value never written",
-        history((1, "invoke", "write", 1), (2, "invoke", "read", None),
-                (2, "ok", "read", 7), (1, "ok", "write", None)),
+        history(
+            (1, "invoke", "write", 1),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", 7),
+            (1, "ok", "write", None),
+        ),
         False,
         "the read overlaps a write of 1, but nobody ever wrote 7",
     ),
     Case(
         "two sequential writes read in reverse order",
-        history((1, "invoke", "write", 1), (1, "ok", "write", None),
-                (1, "invoke", "write", 2), (2, "invoke", "read", None),
-                (2, "ok", "read", 2), (2, "invoke", "read", None),
-                (2, "ok", "read", 1), (1, "ok", "write", None)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "ok", "write", None),
+            (1, "invoke", "write", 2),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", 2),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", 1),
+            (1, "ok", "write", None),
+        ),
         False,
         "write 1 finished before write 2 began; once a read saw 2, a later read cannot see 1",
     ),
     Case(
         "lost write",
-        history((1, "invoke", "write", 1), (1, "ok", "write", None),
-                (2, "invoke", "write", 2), (2, "ok", "write", None),
-                (3, "invoke", "read", None), (3, "ok", "read", 1)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "ok", "write", None),
+            (2, "invoke", "write", 2),
+            (2, "ok", "write", None),
+            (3, "invoke", "read", None),
+            (3, "ok", "read", 1),
+        ),
         False,
         "write 2 was acknowledged after write 1, yet a later read sees 1: write 2 was lost",
     ),
     Case(
         "cas succeeds from the wrong state",
-        history((1, "invoke", "write", 1), (1, "ok", "write", None),
-                (2, "invoke", "cas", [2, 3]), (2, "ok", "cas", None)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "ok", "write", None),
+            (2, "invoke", "cas", [2, 3]),
+            (2, "ok", "cas", None),
+        ),
         False,
         "the register held 1, so cas 2->3 cannot have swapped",
     ),
     Case(
         "cas succeeds from the right state",
-        history((1, "invoke", "write", 1), (1, "ok", "write", None),
-                (2, "invoke", "cas", [1, 3]), (2, "ok", "cas", None),
-                (2, "invoke", "read", None), (2, "ok", "read", 3)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "ok", "write", None),
+            (2, "invoke", "cas", [1, 3]),
+            (2, "ok", "cas", None),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", 3),
+        ),
         True,
         "the register held 1, cas 1->3 swapped, the read sees 3",
     ),
     Case(
         "concurrent writes take effect in the opposite order of their invokes",
-        history((1, "invoke", "write", 1), (2, "invoke", "write", 2),
-                (3, "invoke", "read", None), (3, "ok", "read", 2),
-                (3, "invoke", "read", None), (3, "ok", "read", 1),
-                (1, "ok", "write", None), (2, "ok", "write", None)),
+        history(
+            (1, "invoke", "write", 1),
+            (2, "invoke", "write", 2),
+            (3, "invoke", "read", None),
+            (3, "ok", "read", 2),
+            (3, "invoke", "read", None),
+            (3, "ok", "read", 1),
+            (1, "ok", "write", None),
+            (2, "ok", "write", None),
+        ),
         True,
         "write 2 (invoked second) lands first, then write 1: read 2 then read 1 is fine",
     ),
     Case(
         "concurrent cas chain only works in one order",
-        history((1, "invoke", "cas", [2, 3]), (2, "invoke", "cas", [1, 2]),
-                (3, "invoke", "cas", [None, 1]), (1, "ok", "cas", None),
-                (2, "ok", "cas", None), (3, "ok", "cas", None),
-                (4, "invoke", "read", None), (4, "ok", "read", 3)),
+        history(
+            (1, "invoke", "cas", [2, 3]),
+            (2, "invoke", "cas", [1, 2]),
+            (3, "invoke", "cas", [None, 1]),
+            (1, "ok", "cas", None),
+            (2, "ok", "cas", None),
+            (3, "ok", "cas", None),
+            (4, "invoke", "read", None),
+            (4, "ok", "read", 3),
+        ),
         True,
         "the three cas ops overlap; the only legal order is the reverse of their invokes",
     ),
     Case(
         "read concurrent with a write may see either value",
-        history((1, "invoke", "write", 1), (2, "invoke", "read", None),
-                (2, "ok", "read", None), (3, "invoke", "read", None),
-                (3, "ok", "read", 1), (1, "ok", "write", None)),
+        history(
+            (1, "invoke", "write", 1),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", None),
+            (3, "invoke", "read", None),
+            (3, "ok", "read", 1),
+            (1, "ok", "write", None),
+        ),
         True,
         "both reads overlap the write: one before it, one after",
     ),
     Case(
         "info write that happened",
-        history((1, "invoke", "write", 1), (1, "info", "write", None),
-                (2, "invoke", "read", None), (2, "ok", "read", 1)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "info", "write", None),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", 1),
+        ),
         True,
         "an indeterminate write may have taken effect",
     ),
     Case(
         "info write that did not happen",
-        history((1, "invoke", "write", 1), (1, "info", "write", None),
-                (2, "invoke", "read", None), (2, "ok", "read", None)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "info", "write", None),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", None),
+        ),
         True,
         "an indeterminate write may never have taken effect",
     ),
     Case(
         "info write takes effect long after its client gave up",
-        history((1, "invoke", "write", 1), (1, "info", "write", None),
-                (2, "invoke", "read", None), (2, "ok", "read", None),
-                (2, "invoke", "read", None), (2, "ok", "read", 1)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "info", "write", None),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", None),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", 1),
+        ),
         True,
         "an indeterminate operation may take effect at any time after its invoke",
     ),
     Case(
         "info write cannot take effect before its invoke",
-        history((2, "invoke", "read", None), (2, "ok", "read", 1),
-                (1, "invoke", "write", 1), (1, "info", "write", None)),
+        history(
+            (2, "invoke", "read", None),
+            (2, "ok", "read", 1),
+            (1, "invoke", "write", 1),
+            (1, "info", "write", None),
+        ),
         False,
         "the read of 1 completed before anyone tried to write 1",
     ),
     Case(
         "info write cannot take effect twice",
-        history((1, "invoke", "write", 1), (1, "info", "write", None),
-                (2, "invoke", "read", None), (2, "ok", "read", 1),
-                (3, "invoke", "write", 2), (3, "ok", "write", None),
-                (2, "invoke", "read", None), (2, "ok", "read", 1)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "info", "write", None),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", 1),
+            (3, "invoke", "write", 2),
+            (3, "ok", "write", None),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", 1),
+        ),
         False,
         "write 1 took effect before the first read; write 2 then completed, so 1 cannot return",
     ),
     Case(
         "an invoke never completed counts as info",
-        history((1, "invoke", "write", 1),
-                (2, "invoke", "read", None), (2, "ok", "read", 1)),
+        history((1, "invoke", "write", 1), (2, "invoke", "read", None), (2, "ok", "read", 1)),
         True,
         "the write is still outstanding at the end, so it may have happened",
     ),
     Case(
         "info cas may have swapped",
-        history((1, "invoke", "cas", [None, 5]), (1, "info", "cas", None),
-                (2, "invoke", "read", None), (2, "ok", "read", 5)),
+        history(
+            (1, "invoke", "cas", [None, 5]),
+            (1, "info", "cas", None),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", 5),
+        ),
         True,
         "an indeterminate cas from the right state may have swapped",
     ),
     Case(
         "info cas cannot swap from the wrong state",
-        history((3, "invoke", "write", 1), (3, "ok", "write", None),
-                (1, "invoke", "cas", [None, 5]), (1, "info", "cas", None),
-                (2, "invoke", "read", None), (2, "ok", "read", 5)),
+        history(
+            (3, "invoke", "write", 1),
+            (3, "ok", "write", None),
+            (1, "invoke", "cas", [None, 5]),
+            (1, "info", "cas", None),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", 5),
+        ),
         False,
         "the register held 1 for the whole life of the cas None->5, so 5 was never written",
     ),
     Case(
         "two identical info writes can both take effect",
-        history((1, "invoke", "write", 1), (1, "info", "write", None),
-                (2, "invoke", "write", 1), (2, "info", "write", None),
-                (3, "invoke", "read", None), (3, "ok", "read", 1),
-                (4, "invoke", "write", 2), (4, "ok", "write", None),
-                (3, "invoke", "read", None), (3, "ok", "read", 1)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "info", "write", None),
+            (2, "invoke", "write", 1),
+            (2, "info", "write", None),
+            (3, "invoke", "read", None),
+            (3, "ok", "read", 1),
+            (4, "invoke", "write", 2),
+            (4, "ok", "write", None),
+            (3, "invoke", "read", None),
+            (3, "ok", "read", 1),
+        ),
         True,
         "one write of 1 lands before the first read, the other after write 2",
     ),
     Case(
         "an identical info write invoked too late cannot help",
-        history((1, "invoke", "write", 1), (1, "info", "write", None),
-                (3, "invoke", "read", None), (3, "ok", "read", 1),
-                (4, "invoke", "write", 2), (4, "ok", "write", None),
-                (3, "invoke", "read", None), (3, "ok", "read", 1),
-                (2, "invoke", "write", 1), (2, "info", "write", None)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "info", "write", None),
+            (3, "invoke", "read", None),
+            (3, "ok", "read", 1),
+            (4, "invoke", "write", 2),
+            (4, "ok", "write", None),
+            (3, "invoke", "read", None),
+            (3, "ok", "read", 1),
+            (2, "invoke", "write", 1),
+            (2, "info", "write", None),
+        ),
         False,
         "the second write of 1 was invoked after the last read, so 1 cannot return after 2",
     ),
     Case(
         "info cas chain in the only order that works",
-        history((1, "invoke", "cas", [1, 2]), (1, "info", "cas", None),
-                (2, "invoke", "cas", [None, 1]), (2, "info", "cas", None),
-                (3, "invoke", "read", None), (3, "ok", "read", 2)),
+        history(
+            (1, "invoke", "cas", [1, 2]),
+            (1, "info", "cas", None),
+            (2, "invoke", "cas", [None, 1]),
+            (2, "info", "cas", None),
+            (3, "invoke", "read", None),
+            (3, "ok", "read", 2),
+        ),
         True,
         "both indeterminate cas ops took effect back to back, the later-invoked one first",
     ),
     Case(
         "an info write needed late, after a path that used it early was seen",
-        history((0, "invoke", "cas", [None, 1]), (1, "invoke", "write", 1),
-                (2, "invoke", "write", 0), (2, "ok", "write", None),
-                (1, "ok", "write", None), (1, "invoke", "cas", [1, 0]),
-                (2, "invoke", "write", 1), (1, "ok", "cas", None),
-                (0, "ok", "cas", None), (1, "invoke", "read", None),
-                (0, "invoke", "read", None), (1, "info", "read", None),
-                (0, "ok", "read", 0), (3, "invoke", "cas", [1, 1]),
-                (3, "ok", "cas", None), (2, "info", "write", None),
-                (3, "invoke", "cas", [0, 0]), (0, "invoke", "cas", [None, 1])),
+        history(
+            (0, "invoke", "cas", [None, 1]),
+            (1, "invoke", "write", 1),
+            (2, "invoke", "write", 0),
+            (2, "ok", "write", None),
+            (1, "ok", "write", None),
+            (1, "invoke", "cas", [1, 0]),
+            (2, "invoke", "write", 1),
+            (1, "ok", "cas", None),
+            (0, "ok", "cas", None),
+            (1, "invoke", "read", None),
+            (0, "invoke", "read", None),
+            (1, "info", "read", None),
+            (0, "ok", "read", 0),
+            (3, "invoke", "cas", [1, 1]),
+            (3, "ok", "cas", None),
+            (2, "info", "write", None),
+            (3, "invoke", "cas", [0, 0]),
+            (0, "invoke", "cas", [None, 1]),
+        ),
         True,
         "cas None->1, write 0, write 1, cas 1->0, read 0, then p2's info write 1, cas 1->1. "
         "Found by the brute-force comparison: the search first reaches the same known set and "
@@ -241,24 +351,38 @@ CASES = [
     ),
     Case(
         "failed write is ignored",
-        history((1, "invoke", "write", 1), (1, "fail", "write", None),
-                (2, "invoke", "read", None), (2, "ok", "read", None)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "fail", "write", None),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", None),
+        ),
         True,
         "a FAIL write did not happen: the register still holds None",
     ),
     Case(
         "failed write must not be seen",
-        history((1, "invoke", "write", 1), (1, "fail", "write", None),
-                (2, "invoke", "read", None), (2, "ok", "read", 1)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "fail", "write", None),
+            (2, "invoke", "read", None),
+            (2, "ok", "read", 1),
+        ),
         False,
         "a FAIL write did not happen, so nobody can read its value",
     ),
     Case(
         "failed cas and failed read are ignored",
-        history((1, "invoke", "write", 1), (1, "ok", "write", None),
-                (2, "invoke", "cas", [7, 8]), (2, "fail", "cas", None),
-                (3, "invoke", "read", None), (3, "fail", "read", None),
-                (3, "invoke", "read", None), (3, "ok", "read", 1)),
+        history(
+            (1, "invoke", "write", 1),
+            (1, "ok", "write", None),
+            (2, "invoke", "cas", [7, 8]),
+            (2, "fail", "cas", None),
+            (3, "invoke", "read", None),
+            (3, "fail", "read", None),
+            (3, "invoke", "read", None),
+            (3, "ok", "read", 1),
+        ),
         True,
         "the cas compare failed (no effect) and the failed read tells nothing",
     ),
@@ -315,8 +439,12 @@ def test_violation_on_one_key_is_found_amid_many_linearizable_keys() -> None:
 
 def test_keys_are_independent() -> None:
     # On one register this is a stale read; on two keys each read sees its own key's value.
-    events = history((1, "invoke", "write", 1, "a"), (1, "ok", "write", None, "a"),
-                     (2, "invoke", "read", None, "b"), (2, "ok", "read", None, "b"))
+    events = history(
+        (1, "invoke", "write", 1, "a"),
+        (1, "ok", "write", None, "a"),
+        (2, "invoke", "read", None, "b"),
+        (2, "ok", "read", None, "b"),
+    )
     assert check(events).ok is True
     assert check(events).partitions_checked == 2
     assert check_history(events, RegisterModel()).ok is False
@@ -341,20 +469,29 @@ def test_lamport_new_old_inversion_is_not_linearizable() -> None:
     # Lamport, "On interprocess communication" (1986): a *regular* register lets two
     # sequential reads overlapping one write return the new value then the old one. An atomic
     # (linearizable) register does not.
-    events = history((1, "invoke", "write", 0), (1, "ok", "write", None),
-                     (1, "invoke", "write", 1),
-                     (2, "invoke", "read", None), (2, "ok", "read", 1),
-                     (2, "invoke", "read", None), (2, "ok", "read", 0),
-                     (1, "ok", "write", None))
+    events = history(
+        (1, "invoke", "write", 0),
+        (1, "ok", "write", None),
+        (1, "invoke", "write", 1),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 1),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 0),
+        (1, "ok", "write", None),
+    )
     assert check(events).ok is False
 
 
 def test_lamport_safe_register_garbage_is_not_linearizable() -> None:
     # Lamport's *safe* register lets a read overlapping a write return any value at all.
-    events = history((1, "invoke", "write", 0), (1, "ok", "write", None),
-                     (1, "invoke", "write", 1),
-                     (2, "invoke", "read", None), (2, "ok", "read", 42),
-                     (1, "ok", "write", None))
+    events = history(
+        (1, "invoke", "write", 0),
+        (1, "ok", "write", None),
+        (1, "invoke", "write", 1),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 42),
+        (1, "ok", "write", None),
+    )
     assert check(events).ok is False
 
 
@@ -362,28 +499,45 @@ def test_sequentially_consistent_but_not_linearizable() -> None:
     # Attiya & Welch (1994): sequential consistency may reorder non-overlapping operations of
     # different processes; linearizability may not. Here p2's read could be ordered before
     # p1's write under sequential consistency, but it started after the write completed.
-    events = history((1, "invoke", "write", 1), (1, "ok", "write", None),
-                     (2, "invoke", "read", None), (2, "ok", "read", None),
-                     (2, "invoke", "read", None), (2, "ok", "read", 1))
+    events = history(
+        (1, "invoke", "write", 1),
+        (1, "ok", "write", None),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", None),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 1),
+    )
     assert check(events).ok is False
 
 
 def test_mit_6824_example_concurrent_reads_linearizable() -> None:
     # MIT 6.824 linearizability lecture: W1 then W2 on C1; C2 reads 2 over a long interval
     # that overlaps both writes; C3 reads 1 inside it. Order: W1, R1 (C3), W2, R2 (C2).
-    events = history((1, "invoke", "write", 1), (2, "invoke", "read", None),
-                     (1, "ok", "write", None), (3, "invoke", "read", None),
-                     (3, "ok", "read", 1), (1, "invoke", "write", 2),
-                     (1, "ok", "write", None), (2, "ok", "read", 2))
+    events = history(
+        (1, "invoke", "write", 1),
+        (2, "invoke", "read", None),
+        (1, "ok", "write", None),
+        (3, "invoke", "read", None),
+        (3, "ok", "read", 1),
+        (1, "invoke", "write", 2),
+        (1, "ok", "write", None),
+        (2, "ok", "read", 2),
+    )
     assert check(events).ok is True
 
 
 def test_mit_6824_example_read_after_write_not_linearizable() -> None:
     # The same, but C3's read of 1 starts after W2 completed and after C2 already saw 2.
-    events = history((1, "invoke", "write", 1), (1, "ok", "write", None),
-                     (2, "invoke", "read", None), (1, "invoke", "write", 2),
-                     (1, "ok", "write", None), (2, "ok", "read", 2),
-                     (3, "invoke", "read", None), (3, "ok", "read", 1))
+    events = history(
+        (1, "invoke", "write", 1),
+        (1, "ok", "write", None),
+        (2, "invoke", "read", None),
+        (1, "invoke", "write", 2),
+        (1, "ok", "write", None),
+        (2, "ok", "read", 2),
+        (3, "invoke", "read", None),
+        (3, "ok", "read", 1),
+    )
     assert check(events).ok is False
 
 
@@ -391,12 +545,20 @@ def test_mit_6824_example_readers_disagree_on_write_order() -> None:
     # MIT 6.824: two concurrent writes W1 and W2; reader C3 sees 2 then 1, reader C4 sees 1
     # then 2, each pair of reads sequential and all reads overlapping both writes. C3 puts W2
     # before W1, C4 puts W1 before W2: no single order satisfies both.
-    events = history((1, "invoke", "write", 1), (2, "invoke", "write", 2),
-                     (3, "invoke", "read", None), (3, "ok", "read", 2),
-                     (4, "invoke", "read", None), (4, "ok", "read", 1),
-                     (3, "invoke", "read", None), (3, "ok", "read", 1),
-                     (4, "invoke", "read", None), (4, "ok", "read", 2),
-                     (1, "ok", "write", None), (2, "ok", "write", None))
+    events = history(
+        (1, "invoke", "write", 1),
+        (2, "invoke", "write", 2),
+        (3, "invoke", "read", None),
+        (3, "ok", "read", 2),
+        (4, "invoke", "read", None),
+        (4, "ok", "read", 1),
+        (3, "invoke", "read", None),
+        (3, "ok", "read", 1),
+        (4, "invoke", "read", None),
+        (4, "ok", "read", 2),
+        (1, "ok", "write", None),
+        (2, "ok", "write", None),
+    )
     assert check(events).ok is False
     # Drop C4's second read and a single order exists again: W2, R2, W1, R1, R1.
     assert check(events[:8] + events[10:]).ok is True
@@ -406,10 +568,16 @@ def test_herlihy_wing_locality() -> None:
     # Herlihy & Wing (1990) Theorem 1 (locality): a history is linearizable iff each object's
     # sub-history is. Each process writes one register, then reads the other's after both
     # writes completed and sees the write: fine for x and for y, hence for the map.
-    events = history((1, "invoke", "write", 1, "x"), (2, "invoke", "write", 1, "y"),
-                     (1, "ok", "write", None, "x"), (2, "ok", "write", None, "y"),
-                     (1, "invoke", "read", None, "y"), (2, "invoke", "read", None, "x"),
-                     (1, "ok", "read", 1, "y"), (2, "ok", "read", 1, "x"))
+    events = history(
+        (1, "invoke", "write", 1, "x"),
+        (2, "invoke", "write", 1, "y"),
+        (1, "ok", "write", None, "x"),
+        (2, "ok", "write", None, "y"),
+        (1, "invoke", "read", None, "y"),
+        (2, "invoke", "read", None, "x"),
+        (1, "ok", "read", 1, "y"),
+        (2, "ok", "read", 1, "x"),
+    )
     assert check(events).ok is True
     # Store-buffering (both reads see None after both writes completed) violates each object.
     stale = [replace(e, value=None) if e.type is OK and e.f == "read" else e for e in events]
@@ -506,8 +674,11 @@ def append_final_reads(events: list[Event], values: dict[str, Hashable]) -> list
 
 def mutate_one_read(events: list[Event], rng: random.Random, key: str | None = None) -> list[Event]:
     """Make one OK read return a value nobody ever wrote."""
-    reads = [i for i, e in enumerate(events)
-             if e.type is OK and e.f == "read" and (key is None or e.key == key)]
+    reads = [
+        i
+        for i, e in enumerate(events)
+        if e.type is OK and e.f == "read" and (key is None or e.key == key)
+    ]
     assert reads, "no OK read to mutate"
     index = rng.choice(reads)
     mutated = list(events)
@@ -515,8 +686,9 @@ def mutate_one_read(events: list[Event], rng: random.Random, key: str | None = N
     return mutated
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(
     seed=st.integers(0, 2**32 - 1),
     ops_count=st.integers(0, 80),
@@ -526,8 +698,13 @@ def mutate_one_read(events: list[Event], rng: random.Random, key: str | None = N
     phantom_rate=st.sampled_from([0.0, 0.1, 0.3]),
 )
 def test_generated_histories_are_linearizable_and_a_mutated_read_is_not(
-    *, seed: int, ops_count: int, keys_count: int, processes: int,
-    info_rate: float, phantom_rate: float,
+    *,
+    seed: int,
+    ops_count: int,
+    keys_count: int,
+    processes: int,
+    info_rate: float,
+    phantom_rate: float,
 ) -> None:
     rng = random.Random(seed)
     events, values = linearizable_history(
@@ -553,8 +730,17 @@ def brute_force_linearizable(events: Sequence[Event]) -> bool:
     for index, event in enumerate(events):
         if event.type is INVOKE:
             open_ops[event.process] = len(ops)
-            ops.append({"f": event.f, "key": event.key, "arg": event.value,
-                        "start": index, "end": None, "type": None, "result": None})
+            ops.append(
+                {
+                    "f": event.f,
+                    "key": event.key,
+                    "arg": event.value,
+                    "start": index,
+                    "end": None,
+                    "type": None,
+                    "result": None,
+                }
+            )
         else:
             op = ops[open_ops.pop(event.process)]
             op.update(end=index, type=event.type, result=event.value)
@@ -568,8 +754,11 @@ def brute_force_linearizable(events: Sequence[Event]) -> bool:
             if any(op is placed for placed in order):
                 continue
             # Real time: every certain op that completed before this one began goes first.
-            if any(other["end"] < op["start"] for other in certain
-                   if not any(other is placed for placed in order)):
+            if any(
+                other["end"] < op["start"]
+                for other in certain
+                if not any(other is placed for placed in order)
+            ):
                 continue
             after = apply_sequentially(op, registers)
             if after is not None and extend([*order, op], after):
@@ -668,16 +857,26 @@ def e(process: int, type_: str, f: str, value: Any = None, *, t: int = 0, key: s
     [
         ([e(1, "ok", "read")], "without an outstanding invoke"),
         ([e(1, "invoke", "read"), e(1, "invoke", "write", 1)], "still outstanding"),
-        ([e(1, "invoke", "write", 1), e(1, "info", "write"), e(1, "invoke", "read")],
-         "after its INFO"),
+        (
+            [e(1, "invoke", "write", 1), e(1, "info", "write"), e(1, "invoke", "read")],
+            "after its INFO",
+        ),
         ([e(1, "invoke", "write", 1), e(1, "ok", "read")], "does not match"),
         ([e(1, "invoke", "write", 1), e(1, "ok", "write", key="y")], "does not match"),
         ([e(1, "invoke", "read", t=5), e(1, "ok", "read", t=4)], "back in time"),
         ([e(1, "invoke", "dequeue"), e(1, "ok", "dequeue")], "does not know operation"),
         ([e(1, "invoke", "cas", 3), e(1, "ok", "cas")], "cas needs value"),
     ],
-    ids=["completion-without-invoke", "two-outstanding", "after-info", "mismatched-f",
-         "mismatched-key", "time-backwards", "unknown-f", "bad-cas"],
+    ids=[
+        "completion-without-invoke",
+        "two-outstanding",
+        "after-info",
+        "mismatched-f",
+        "mismatched-key",
+        "time-backwards",
+        "unknown-f",
+        "bad-cas",
+    ],
 )
 def test_malformed_history_raises(events: list[Event], message: str) -> None:
     with pytest.raises(HistoryError, match=message):

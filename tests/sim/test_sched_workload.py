@@ -23,15 +23,20 @@ from raftsched.sim.sched_checks import SchedChecks
 
 
 def _failures(results: list[RunResult]) -> list[str]:
-    return [f"seed {r.seed} ({r.nodes} nodes): {r.violations[0]}\n  replay: python -m "
-            f"raftsched.sim --seed {r.seed} --nodes {r.nodes} --workload sched --verbose"
-            for r in results if not r.ok]
+    return [
+        f"seed {r.seed} ({r.nodes} nodes): {r.violations[0]}\n  replay: python -m "
+        f"raftsched.sim --seed {r.seed} --nodes {r.nodes} --workload sched --verbose"
+        for r in results
+        if not r.ok
+    ]
 
 
 @pytest.mark.parametrize(("nodes", "seeds"), [(3, 40), (5, 20)])
 def test_seeds_keep_the_scheduler_promises(nodes: int, seeds: int) -> None:
-    results = [run_seed(SimConfig(seed=seed, nodes=nodes, workload_kind="sched"))
-               for seed in range(1, seeds + 1)]
+    results = [
+        run_seed(SimConfig(seed=seed, nodes=nodes, workload_kind="sched"))
+        for seed in range(1, seeds + 1)
+    ]
     assert not _failures(results), "\n".join(_failures(results))
     counters = [r.sched for r in results if r.sched is not None]
     assert len(counters) == seeds and all(r.workload_kind == "sched" for r in results)
@@ -57,8 +62,11 @@ def test_same_seed_same_trace_and_state() -> None:
 
 def test_the_any_token_bug_is_caught() -> None:
     assert BUGS["sched-any-token"].workload == "sched"
-    caught = [seed for seed in range(1, 21)
-              if not run_seed(SimConfig(seed=seed, bug="sched-any-token")).ok]
+    caught = [
+        seed
+        for seed in range(1, 21)
+        if not run_seed(SimConfig(seed=seed, bug="sched-any-token")).ok
+    ]
     assert len(caught) >= 10, caught
     # The bug, not the schedule, fails those seeds.
     assert run_seed(SimConfig(seed=caught[0], workload_kind="sched")).ok
@@ -67,8 +75,11 @@ def test_the_any_token_bug_is_caught() -> None:
 def test_the_local_clock_bug_is_caught_by_the_state_hashes() -> None:
     """Replicas that apply the same log into different states: only the whole-state hash
     comparison can see it (the chained log hash is equal)."""
-    result = next(r for r in (run_seed(SimConfig(seed=s, bug="sched-local-clock"))
-                              for s in range(1, 21)) if not r.ok)
+    result = next(
+        r
+        for r in (run_seed(SimConfig(seed=s, bug="sched-local-clock")) for s in range(1, 21))
+        if not r.ok
+    )
     assert "sched state divergence" in result.violations[0]
     assert not any("state machine safety" in v for v in result.violations)
 
@@ -80,8 +91,7 @@ def test_a_skewed_leader_never_moves_the_clock_back() -> None:
     lagging = 0
     for seed in range(1, 9):
         config = SimConfig(seed=seed, workload_kind="sched")
-        config.sched_workload = dataclasses.replace(config.sched_workload,
-                                                    skew_ms=(8_000, 10_000))
+        config.sched_workload = dataclasses.replace(config.sched_workload, skew_ms=(8_000, 10_000))
         result = run_seed(config)
         assert result.ok, (seed, result.violations[:3])
         assert result.sched is not None
@@ -111,8 +121,10 @@ def test_app_applies_envelopes_with_raft_indexes_and_restores_from_snapshots() -
     app = kind.restore(b"", 0)
     assert isinstance(app, SimSchedApp)
     submit = SubmitJobs((JobSpec(id="a", queue="q"),), idempotency_key="k")
-    answers = [app.apply_entry(_entry(kind, 1, submit, 5_000)),
-               app.apply_entry(_entry(kind, 2, Lease("q", "w"), 4_000))]  # a lagging stamp
+    answers = [
+        app.apply_entry(_entry(kind, 1, submit, 5_000)),
+        app.apply_entry(_entry(kind, 2, Lease("q", "w"), 4_000)),
+    ]  # a lagging stamp
     assert all(isinstance(a, AppAnswer) and a.ok for a in answers)
     lease = answers[1]
     assert lease is not None and isinstance(lease.value, Ok)
@@ -166,4 +178,3 @@ def test_checks_count_refused_stale_tokens_without_violation() -> None:
     checks.token_op("complete", "j", 20, index=26, result=Ok({}), stale_attempt=False)
     assert not seen
     assert checks.counters.stale_refused == 1 and checks.counters.jobs_completed == 1
-

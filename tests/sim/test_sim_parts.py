@@ -209,8 +209,9 @@ def test_chain_hash_differs_when_an_entry_differs() -> None:
 
 
 def _status(node: int, role: Role, term: int, commit: int) -> Status:
-    return Status(node, role, term, node if role is Role.LEADER else 0, commit, commit,
-                  commit, MEMBERS)
+    return Status(
+        node, role, term, node if role is Role.LEADER else 0, commit, commit, commit, MEMBERS
+    )
 
 
 def test_checker_flags_two_leaders_in_one_term() -> None:
