@@ -35,6 +35,10 @@ does). Each is a small method so a bug is a one-method override:
     _commit_term_ok(index) -> bool                      # §5.4.2: only current-term entries
                                                         #   are committed by counting
     _confirm_read(context, index, requester) -> None    # §6.4: heartbeat round before reads
+    _may_send_eagerly() -> bool                         # §5.1: no term leaves before it is
+                                                        #   durable (eager messages wait)
+    _restart_election_timer(m) -> None                  # a message from the current leader
+                                                        #   (AppendEntries, Heartbeat, chunk)
 
 Additions beyond the contract (backward compatible):
     node.membership_at(index) -> Membership  # the configuration to store with a snapshot
@@ -95,10 +99,11 @@ answered or ignored. Broken invariants - e.g. a "leader" asking a follower to ov
 committed entry, which only a buggy peer can do - raise AssertionError rather than
 corrupt the log.
 
-Hooks. The three overridable methods below (`_log_up_to_date`, `_commit_term_ok`,
-`_confirm_read`) each hold exactly one safety rule so that the simulator can seed a bug
-by overriding one method; `_emit_read_state(requester, context, index)` is the helper a
-`_confirm_read` override calls to release a read.
+Hooks. The overridable methods below (`_log_up_to_date`, `_commit_term_ok`,
+`_confirm_read`, `_may_send_eagerly`, `_restart_election_timer`) each hold exactly one
+rule so that the simulator can seed a bug by overriding one method;
+`_emit_read_state(requester, context, index)` is the helper a `_confirm_read` override
+calls to release a read.
 """
 
 from __future__ import annotations
@@ -180,6 +185,11 @@ class RaftNode:
         self._leader: NodeId = 0
         self._role = Role.FOLLOWER
         self._prev_hard_state = HardState(hard_state.term, hard_state.vote, commit)
+        # The (term, vote) known durable: from storage, then from each advanced Ready.
+        self._durable_term_vote = (hard_state.term, hard_state.vote)
+        # Readys handed out with must_sync whose `advance` has not come yet (overlapping
+        # Readys, ready.py): a later Ready's messages may acknowledge their writes.
+        self._unsynced_readys = 0
 
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -269,6 +279,22 @@ class RaftNode:
             self._emit_read_state(requester, context, index)
         else:
             self._reads.add(requester, context, index)
+
+    def _may_send_eagerly(self) -> bool:
+        """§5.1: no message carrying a term may leave before that term and our vote are
+        durable. Eager messages (ready.py) leave before the Ready's fsync, so they are
+        allowed only once the HardState with the current term and vote was advanced; until
+        then they go out with `Ready.messages`. A leader elected by other voters already
+        synced its term before asking them; one elected on its own vote (a single voter)
+        has not, and sending its new-term appends early lets a crash reuse the term."""
+        return self._durable_term_vote == (self._term, self._vote)
+
+    def _restart_election_timer(self, m: Message) -> None:
+        """Any message from the leader of the current term (AppendEntries, Heartbeat,
+        InstallSnapshot) restarts the election timer: a follower that hears from a live
+        leader never campaigns. Skipping it for heartbeats causes needless elections."""
+        del m
+        self._election_elapsed = 0
 
     # ------------------------------------------------------------------ inputs
 
@@ -451,8 +477,24 @@ class RaftNode:
             hard_state = HardState(self._term, self._vote, commit)
             self._prev_hard_state = hard_state
         committed_entries = tuple(log.take_committed_to_apply())
-        messages = tuple(self._msgs)
-        eager = tuple(self._eager)
+        if self._may_send_eagerly():
+            messages = tuple(self._msgs)
+            eager = tuple(self._eager)
+        else:
+            # The term (or vote) is not durable yet: everything waits for the fsync.
+            messages = (*self._eager, *self._msgs)
+            eager = ()
+        # Overlapping Readys (ready.py): messages may acknowledge what an earlier Ready,
+        # not advanced yet, writes; require a sync so they wait for those writes too. A
+        # commit-only hard state promises nothing (the commit index is recomputed).
+        must_sync = (
+            bool(entries)
+            or snapshot is not None
+            or term_or_vote_changed
+            or (self._unsynced_readys > 0 and bool(messages))
+        )
+        if must_sync:
+            self._unsynced_readys += 1
         read_states = tuple(self._read_states)
         self._msgs = []
         self._eager = []
@@ -465,11 +507,17 @@ class RaftNode:
             eager_messages=eager,
             committed_entries=committed_entries,
             read_states=read_states,
-            must_sync=bool(entries) or snapshot is not None or term_or_vote_changed,
+            must_sync=must_sync,
         )
 
     def advance(self, rd: Ready) -> None:
         log = self.log
+        if rd.must_sync:
+            assert self._unsynced_readys > 0, "advance of a Ready that was not handed out"
+            self._unsynced_readys -= 1
+        if rd.hard_state is not None:
+            # Readys are advanced in the order they were handed out (ready.py).
+            self._durable_term_vote = (rd.hard_state.term, rd.hard_state.vote)
         if rd.snapshot is not None:
             log.stable_snapshot(rd.snapshot.meta.index)
         if rd.entries:
@@ -642,13 +690,13 @@ class RaftNode:
     def _step_follower(self, m: Message) -> None:
         match m:
             case AppendEntries():
-                self._heard_from_leader(m.src)
+                self._heard_from_leader(m)
                 self._handle_append(m)
             case Heartbeat():
-                self._heard_from_leader(m.src)
+                self._heard_from_leader(m)
                 self._handle_heartbeat(m)
             case InstallSnapshot():
-                self._heard_from_leader(m.src)
+                self._heard_from_leader(m)
                 self._handle_snapshot_chunk(m)
             case TimeoutNow():
                 if self._promotable() and m.src == self._leader:
@@ -662,9 +710,9 @@ class RaftNode:
             case _:
                 pass
 
-    def _heard_from_leader(self, leader: NodeId) -> None:
-        self._leader = leader
-        self._election_elapsed = 0
+    def _heard_from_leader(self, m: Message) -> None:
+        self._leader = m.src
+        self._restart_election_timer(m)
 
     # ------------------------------------------------------------------ follower side
 

@@ -16,6 +16,21 @@ The driver loop (the runtime's whole job; raftsched/sim and raftsched/server bot
             apply(rd.committed_entries)         # in order; answer clients whose entries these are
             serve(rd.read_states) once applied >= read_state.index
             node.advance(rd)                    # tells the core all of the above is done
+
+OVERLAPPING READYS (the contract the networked runtime relies on; etcd's async storage
+writes model). A runtime may call `ready()` again before it advanced the previous Ready,
+e.g. while a storage thread still fsyncs the previous one. Then:
+- Readys are persisted in the order they were handed out, and advanced in that order.
+- A Ready's `messages` leave only once its own writes AND every earlier Ready's writes
+  are durable. The core makes this checkable locally: a Ready whose messages could
+  acknowledge writes of an earlier, not yet advanced Ready has `must_sync=True`, so the
+  runtime fsyncs it (after the earlier writes, by the in-order rule) before sending.
+  `must_sync=False` therefore means "nothing unsynced is promised by these messages".
+- `eager_messages` depend on nothing unpersisted, in this Ready or any earlier one: the
+  core puts messages there only while the current term and vote are already durable
+  (advanced); otherwise they move to `messages` (§5.1: no term leaves before it is
+  durable). They carry no acknowledgement of local writes.
+- `committed_entries` are always durable already, so applying may overlap the next fsync.
 """
 
 from __future__ import annotations
@@ -40,10 +55,11 @@ class Ready:
     snapshot: Snapshot | None
     # Send only after hard_state, entries and snapshot above are durable.
     messages: tuple[Message, ...]
-    # Depend on nothing in this Ready's persistence: the leader's AppendEntries, heartbeats
-    # and snapshot chunks. Sending them before or while fsyncing lets the leader write its
-    # disk in parallel with replication (dissertation §10.2.1); the leader counts itself
-    # towards a commit only after `advance`, i.e. after its own fsync.
+    # Depend on nothing unpersisted (this Ready or an earlier one): the leader's
+    # AppendEntries, heartbeats and snapshot chunks, only while its term and vote are
+    # durable (node.py `_may_send_eagerly`). Sending them before or while fsyncing lets the
+    # leader write its disk in parallel with replication (dissertation §10.2.1); the
+    # leader counts itself towards a commit only after `advance`, i.e. after its fsync.
     eager_messages: tuple[Message, ...]
     # Committed entries to apply to the state machine, in index order. They are always
     # already durable locally (they came from an earlier Ready or from storage).
@@ -51,5 +67,6 @@ class Ready:
     # Confirmed linearizable reads (§6.4): serve each once applied >= its index.
     read_states: tuple[ReadState, ...]
     # True when hard_state, entries or snapshot must reach the disk before `messages` go
-    # out. False allows skipping the fsync (e.g. a Ready that only carries commits).
+    # out, or when `messages` may acknowledge an earlier Ready's writes that were not
+    # advanced yet. False allows skipping the fsync (e.g. a Ready that only carries commits).
     must_sync: bool

@@ -1,0 +1,118 @@
+"""Regression tests for the defects of issue 6; each failed on the core before its fix."""
+
+from __future__ import annotations
+
+from raftsched.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    Message,
+    RequestVote,
+)
+from raftsched.raft.node import RaftNode
+from raftsched.raft.storage import MemoryStorage, persist_ready
+from raftsched.raft.types import Entry, EntryKind, Membership, Role
+
+from .harness import Cluster, drain, make_node, outbox
+
+
+def _learner_storage() -> MemoryStorage:
+    return MemoryStorage(Membership(frozenset({1}), frozenset({2})))
+
+
+def test_single_voter_leader_sends_nothing_of_its_term_before_the_term_is_durable() -> None:
+    # Defect 1: voters {1}, learner {2}. Winning on its own vote, node 1 must not let an
+    # AppendEntries of term 1 leave before the HardState with term 1 is durable.
+    node, storage = make_node(1, storage=_learner_storage())
+    node.campaign()
+    assert node.role is Role.LEADER
+    rd = node.ready()
+    assert rd.hard_state is not None and rd.hard_state.term == 1 and rd.must_sync
+    assert rd.eager_messages == ()
+    assert any(isinstance(m, AppendEntries) and m.dst == 2 for m in rd.messages)
+    # Overlapping Readys: a proposal before the first Ready is advanced stays non-eager.
+    node.propose(b"x")
+    rd2 = node.ready()
+    assert rd2.eager_messages == ()
+    persist_ready(storage, rd)
+    node.advance(rd)
+    persist_ready(storage, rd2)
+    node.advance(rd2)
+    drain(node, storage)
+    node.step(AppendEntriesResponse(term=1, src=2, dst=1, success=True, match_index=2))
+    drain(node, storage)
+    # Steady state: once the term is durable the parallel leader fsync is back (§10.2.1).
+    node.propose(b"y")
+    rd3 = node.ready()
+    assert rd3.entries and any(isinstance(m, AppendEntries) for m in rd3.eager_messages)
+
+
+def test_no_message_leaves_eagerly_with_a_term_that_is_not_durable() -> None:
+    # Defect 1 as an invariant over a whole cluster run, learners and a restart included.
+    cluster = Cluster((1,), learners=(2,))
+    checked: list[Message] = []
+    for _ in range(2):
+        node = cluster.node(1)
+        node.campaign()
+        durable = cluster.storages[1].initial_state()[0].term
+        rd = node.ready()
+        for m in rd.eager_messages:
+            checked.append(m)
+            assert m.term <= durable, f"{m} left before term {m.term} was durable"
+        cluster._handle_ready(1, node, rd)
+        node.advance(rd)
+        cluster.stabilize()
+        cluster.propose(1, b"a")
+        cluster.stabilize()
+        cluster.restart(1)
+    assert cluster.commands(2) == [b"a", b"a"]
+
+
+def test_a_later_ready_acknowledging_unsynced_entries_must_sync() -> None:
+    # Defect 4: a duplicate AppendEntries answered while the Ready that appends its
+    # entries is still being written must not come back with must_sync=False.
+    node, storage = make_node(2)
+    entries = (Entry(1, 1, EntryKind.NORMAL, b"a"),)
+    append = AppendEntries(1, 1, 2, 0, 0, entries, 0)
+    node.step(append)
+    rd1 = node.ready()
+    assert rd1.entries and rd1.must_sync
+    node.step(append)  # duplicate, while rd1 is not yet durable
+    rd2 = node.ready()
+    assert rd2.messages, "the duplicate is answered"
+    assert rd2.must_sync, "its answer acknowledges rd1's entries: it must wait for them"
+    for rd in (rd1, rd2):
+        persist_ready(storage, rd)
+        node.advance(rd)
+    node.step(append)
+    rd3 = node.ready()
+    assert rd3.messages and not rd3.must_sync  # nothing unsynced any more
+
+
+def _campaigns_under_heartbeats(node_cls: type[RaftNode]) -> list[Message]:
+    """Feed follower 2 a heartbeat from leader 1 every 2 ticks; return its vote requests."""
+    node, storage = make_node(
+        2, node_cls=node_cls, election_timeout_ticks=10, heartbeat_interval_ticks=2
+    )
+    requests: list[Message] = []
+    for tick in range(200):
+        if tick % 2 == 0:
+            node.step(Heartbeat(term=1, src=1, dst=2, commit=0))
+        node.tick()
+        requests += [m for m in outbox(drain(node, storage)) if isinstance(m, RequestVote)]
+    return requests
+
+
+def test_a_follower_hearing_only_heartbeats_never_campaigns() -> None:
+    # Defect 5: heartbeats alone (no AppendEntries) keep a follower from campaigning.
+    assert _campaigns_under_heartbeats(RaftNode) == []
+
+
+class _HeartbeatNoReset(RaftNode):
+    def _restart_election_timer(self, m: Message) -> None:
+        if not isinstance(m, Heartbeat):
+            super()._restart_election_timer(m)
+
+
+def test_the_heartbeat_test_catches_a_missing_timer_reset() -> None:
+    assert _campaigns_under_heartbeats(_HeartbeatNoReset)
