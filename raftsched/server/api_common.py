@@ -1,15 +1,21 @@
-"""The hops every API handler shares: read the body, parse, propose, map the answer.
+"""The hops every API handler shares: read the body, parse, propose, answer.
 
-handler -> `read_json` (400 bad JSON / 413 oversize via client_max_size) -> a sched/parse.py
-function (ValidationError -> 400 naming the field) -> `propose` (runtime.propose: returns only
-after commit + fsync + apply; NotLeader is forwarded by the middleware) -> `answer` (Ok -> the
-value, Refused -> the refusal's own status: 404, 409, 429...). Reads go through `read_point`:
-linearizable by default (runtime.read_barrier, on followers too) or `?consistency=stale`.
+A mutating request reads, in named hops:
+  handler -> `read_json` (400 bad JSON; 413 past the body limit, checked by the middleware
+  from Content-Length before any byte is read, and by aiohttp's client_max_size while reading)
+  -> a sched/parse.py function (ValidationError -> 400 naming the field; nothing proposed)
+  -> `propose` (runtime.propose: the entry is committed on a majority, fsynced and applied
+  before it returns; NotLeader makes the middleware forward the request to the leader)
+  -> `answer` (Ok -> the state machine's value; Refused -> the refusal's own status: 404, 409,
+  429...; the refusal was applied as a no-op on every replica, so it changed nothing).
+Reads go through `read_point`: linearizable by default (runtime.read_barrier, which works on
+followers) or `?consistency=stale` (this replica as it is).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +27,8 @@ from .http_errors import ApiError, bad_request
 
 RUNTIME_KEY = web.AppKey("runtime", RuntimeLike)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+READ_QUERY = frozenset({"consistency"})
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def runtime_of(request: web.Request) -> RuntimeLike:
@@ -39,7 +47,7 @@ async def read_json(request: web.Request, *, empty_ok: bool = True) -> dict[str,
         raise bad_request("body", "a JSON object is required")
     try:
         value = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise bad_request("body", f"not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise bad_request("body", "must be a JSON object")
@@ -87,13 +95,33 @@ def json_response(value: Any, status: int = 200) -> web.Response:
     )
 
 
+def check_query(request: web.Request, allowed: frozenset[str]) -> None:
+    """Strict input for query strings too: an unknown or repeated parameter is a 400."""
+    for name in request.query:
+        if name not in allowed:
+            raise bad_request(name, "unknown query parameter")
+        if len(request.query.getall(name)) > 1:
+            raise bad_request(name, "given more than once")
+
+
+def query_str(
+    request: web.Request, name: str, pattern: re.Pattern[str], max_chars: int
+) -> str | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if len(raw) > max_chars or pattern.fullmatch(raw) is None:
+        raise bad_request(name, f"must match {pattern.pattern} (at most {max_chars} characters)")
+    return raw
+
+
 def query_int(
     request: web.Request, name: str, *, lo: int, hi: int, default: int | None
 ) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
+    if len(raw) > 19 or _DIGITS.fullmatch(raw) is None:
         raise bad_request(name, "must be a non-negative integer")
     value = int(raw)
     if not lo <= value <= hi:

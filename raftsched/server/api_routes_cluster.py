@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .api_common import json_response, read_json, runtime_of
+from .api_common import check_query, json_response, read_json, runtime_of
 from .api_runtime import plain, status_doc
 from .http_errors import ApiError, bad_request
 
@@ -22,6 +22,7 @@ READY_MAX_APPLY_LAG = 1_000  # entries applied may trail commit and still count 
 
 
 async def get_cluster(request: web.Request) -> web.Response:
+    check_query(request, frozenset())
     return json_response(status_doc(runtime_of(request)))
 
 
@@ -59,6 +60,9 @@ async def add_member(request: web.Request) -> web.Response:
     peer_addr, http_url = _str_field(body, "peer_addr"), _str_field(body, "http_url")
     if not http_url.startswith(("http://", "https://")):
         raise bad_request("http_url", "must start with http:// or https://")
+    host, _, port = peer_addr.rpartition(":")
+    if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise bad_request("peer_addr", "must be host:port")
     result = await runtime_of(request).add_member(node_id, peer_addr, http_url)
     return json_response(
         {
@@ -71,7 +75,7 @@ async def add_member(request: web.Request) -> web.Response:
 
 async def remove_member(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
-    if not raw.isdigit() or not 1 <= int(raw) < 2**63:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not 1 <= int(raw) < 2**63:
         raise bad_request("id", "must be a positive integer node id")
     await runtime_of(request).remove_member(int(raw))
     return json_response({"removed": int(raw), "cluster": status_doc(runtime_of(request))})
@@ -88,28 +92,30 @@ async def transfer_leader(request: web.Request) -> web.Response:
 
 
 async def snapshot_now(request: web.Request) -> web.Response:
-    await read_json(request)  # refuse a malformed body even though none is needed
+    """Snapshots the node that received the request (not forwarded: each node compacts its
+    own log)."""
+    _only(await read_json(request), set())
     result = await runtime_of(request).snapshot_now()
     return json_response({"snapshot": plain(result)})
 
 
 async def backup(request: web.Request) -> web.StreamResponse:
-    """A consistent snapshot file with its sha256 (header X-Backup-Sha256)."""
-    result = await runtime_of(request).backup()
-    data_or_path, sha = result
+    """A consistent snapshot file with its sha256 (header X-Backup-Sha256). Served by any node
+    after a read barrier, so it holds every write acknowledged before the request."""
+    runtime = runtime_of(request)
+    await runtime.read_barrier()
+    data_or_path, sha = await runtime.backup()
     headers = {
-        "X-Backup-Sha256": str(sha),
+        "X-Backup-Sha256": sha,
         "Content-Disposition": 'attachment; filename="raftsched-backup.snap"',
+        "Content-Type": "application/octet-stream",
     }
-    if isinstance(data_or_path, bytes | bytearray):
+    if isinstance(data_or_path, bytes):
         assert hashlib.sha256(data_or_path).hexdigest() == sha, "backup checksum mismatch"
-        return web.Response(
-            body=bytes(data_or_path), headers=headers, content_type="application/octet-stream"
-        )
+        return web.Response(body=data_or_path, headers=headers)
     path = Path(data_or_path)
-    if not path.is_file():
-        raise ApiError(500, "internal", "backup file missing")
-    return web.FileResponse(path, headers={**headers, "Content-Type": "application/octet-stream"})
+    assert path.is_file(), f"the runtime's backup file {path} is missing"
+    return web.FileResponse(path, headers=headers)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -1,71 +1,95 @@
-"""Scheduler routes of SPEC §5: jobs, leases, queues, workers, schedules, workflows.
+"""Job routes of SPEC §5: submit one, submit a batch, submit a workflow, get, list, cancel.
 
-Each handler is the same few hops (api_common.py): body -> parse -> propose -> answer. Path
-parameters are merged into the body before parsing so one parse function validates both
-(a bad id in the path is a 400 naming `job_id`, `queue`, `worker_id` or `name`).
-The lease long-poll proposes once; if nothing was leasable and `wait_ms` > 0 it waits on
-`runtime.wait_for_work(queue, ...)` (woken by the apply of an entry that may have made a job
-leasable: no polling) and proposes again, until work or the capped deadline. Only the first
-proposal carries the Idempotency-Key: a keyed retry then gets the first answer, and later
-rounds of the same poll are new leases (an empty keyed answer must not stick for the day).
+Each mutating handler is the hops of api_common.py: body -> parse -> propose -> answer. The
+state machine answers a submit with small records ({id, state, seq, created}); these handlers
+then render the full job documents from the replica that just applied the entry (the answer is
+read on the event loop right after `propose` returns, so it is the state the entry made, or
+later). A document that retention already removed (a keyed retry days later) falls back to the
+small record.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from typing import Any
 
 from aiohttp import web
 
+from raftsched.sched import Limits, SchedulerState
 from raftsched.sched import parse as p
 
 from .api_common import (
+    READ_QUERY,
+    check_query,
     idempotency_key,
     json_response,
     merge_path,
     not_found,
     propose,
     query_int,
+    query_str,
     read_json,
     read_point,
     runtime_of,
 )
-from .api_runtime import lease_wait_ms_max
 from .http_errors import bad_request
 
 MAX_LIST_LIMIT = 1_000
+DEFAULT_LIST_LIMIT = 100
 JOB_STATES = ("waiting", "scheduled", "pending", "leased", "succeeded", "dead", "cancelled")
+_LIST_QUERY = READ_QUERY | {"queue", "state", "limit", "after"}
 
 
-def _limits(request: web.Request) -> Any:
+def limits_of(request: web.Request) -> Limits:
     return runtime_of(request).state.limits
+
+
+def path_job_id(request: web.Request, limits: Limits) -> str:
+    job_id = request.match_info["id"]
+    if len(job_id) > limits.max_id_chars + 21 or p.JOB_REF_RE.fullmatch(job_id) is None:
+        raise bad_request("id", f"not a job id (must match {p.JOB_REF_RE.pattern})")
+    return job_id
+
+
+def _docs(state: SchedulerState, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    docs = []
+    for item in items:
+        doc = state.get_job(item["id"])
+        if doc is None:
+            docs.append(item)
+        else:
+            doc["created"] = item.get("created", True)
+            docs.append(doc)
+    return docs
 
 
 async def submit_job(request: web.Request) -> web.Response:
     body = await read_json(request, empty_ok=False)
-    cmd = p.parse_submit_job(body, _limits(request), idempotency_key(request))
+    cmd = p.parse_submit_job(body, limits_of(request), idempotency_key(request))
     value = await propose(request, cmd)
-    item = value["jobs"][0]
-    doc = runtime_of(request).state.get_job(item["id"]) or item
-    return json_response({"job": doc}, status=201 if item.get("created", True) else 200)
+    [doc] = _docs(runtime_of(request).state, value["jobs"])
+    return json_response({"job": doc}, status=201 if doc["created"] else 200)
 
 
 async def submit_batch(request: web.Request) -> web.Response:
     body = await read_json(request, empty_ok=False)
-    cmd = p.parse_submit_batch(body, _limits(request), idempotency_key(request))
+    cmd = p.parse_submit_batch(body, limits_of(request), idempotency_key(request))
     value = await propose(request, cmd)
-    return json_response(value, status=201)
+    docs = _docs(runtime_of(request).state, value["jobs"])
+    created = any(doc["created"] for doc in docs)
+    return json_response({"jobs": docs}, status=201 if created else 200)
 
 
 async def submit_workflow(request: web.Request) -> web.Response:
     body = await read_json(request, empty_ok=False)
-    cmd = p.parse_submit_workflow(body, _limits(request), idempotency_key(request))
-    return json_response(await propose(request, cmd), status=201)
+    cmd = p.parse_submit_workflow(body, limits_of(request), idempotency_key(request))
+    value = await propose(request, cmd)
+    docs = _docs(runtime_of(request).state, value["jobs"])
+    return json_response({"workflow": value["workflow"], "jobs": docs}, status=201)
 
 
 async def get_job(request: web.Request) -> web.Response:
-    job_id = request.match_info["id"]
+    check_query(request, READ_QUERY)
+    job_id = path_job_id(request, limits_of(request))
     state = await read_point(request)
     doc = state.get_job(job_id)
     if doc is None:
@@ -74,95 +98,24 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    queue = request.query.get("queue") or None
+    check_query(request, _LIST_QUERY)
+    limits = limits_of(request)
+    queue = query_str(request, "queue", p.NAME_RE, limits.max_id_chars)
     state_name = request.query.get("state") or None
     if state_name is not None and state_name not in JOB_STATES:
         raise bad_request("state", f"must be one of {', '.join(JOB_STATES)}")
-    limit = query_int(request, "limit", lo=1, hi=MAX_LIST_LIMIT, default=100)
-    after = query_int(request, "after", lo=0, hi=2**63, default=None)
+    limit = query_int(request, "limit", lo=1, hi=MAX_LIST_LIMIT, default=DEFAULT_LIST_LIMIT)
+    after = query_int(request, "after", lo=0, hi=2**63 - 1, default=None)
     assert limit is not None
     state = await read_point(request)
-    page, nxt = state.list_jobs(queue, state_name, limit, after)
-    return json_response({"jobs": page, "next_after": nxt})
+    page, next_after = state.list_jobs(queue, state_name, limit, after)
+    return json_response({"jobs": page, "next_after": next_after})
 
 
-def _job_command(kind: str) -> Any:
-    parser = p.PARSERS[kind]
-
-    async def handler(request: web.Request) -> web.Response:
-        body = merge_path(await read_json(request), "job_id", request.match_info["id"])
-        return json_response(
-            await propose(request, parser(body, _limits(request), idempotency_key(request)))
-        )
-
-    handler.__name__ = kind
-    return handler
-
-
-cancel_job = _job_command("cancel")
-heartbeat_lease = _job_command("heartbeat_lease")
-complete_job = _job_command("complete")
-fail_job = _job_command("fail")
-
-
-async def lease(request: web.Request) -> web.Response:
-    runtime = runtime_of(request)
-    body = merge_path(await read_json(request), "queue", request.match_info["queue"])
-    cmd = p.parse_lease(body, _limits(request), idempotency_key(request))
-    wait_s = min(cmd.wait_ms, lease_wait_ms_max(runtime)) / 1000
-    deadline = time.monotonic() + wait_s
-    value = await propose(request, cmd)
-    unkeyed = dataclasses.replace(cmd, idempotency_key=None)
-    while not value.get("leases"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        await runtime.wait_for_work(cmd.queue, remaining)
-        value = await propose(request, unkeyed)
-    return json_response(value)
-
-
-async def list_queues(request: web.Request) -> web.Response:
-    state = await read_point(request)
-    return json_response({"queues": state.queue_docs()})
-
-
-async def configure_queue(request: web.Request) -> web.Response:
-    body = merge_path(await read_json(request), "queue", request.match_info["queue"])
-    cmd = p.parse_configure_queue(body, _limits(request), idempotency_key(request))
-    return json_response(await propose(request, cmd))
-
-
-async def worker_heartbeat(request: web.Request) -> web.Response:
-    body = merge_path(await read_json(request), "worker_id", request.match_info["id"])
-    cmd = p.parse_worker_heartbeat(body, _limits(request), idempotency_key(request))
-    return json_response(await propose(request, cmd))
-
-
-async def list_workers(request: web.Request) -> web.Response:
-    state = await read_point(request)
-    return json_response({"workers": state.worker_docs()})
-
-
-async def put_schedule(request: web.Request) -> web.Response:
-    body = merge_path(await read_json(request, empty_ok=False), "name", request.match_info["name"])
-    cmd = p.parse_put_schedule(body, _limits(request), idempotency_key(request))
-    value = await propose(request, cmd)
-    return json_response(value, status=201 if value.get("created") else 200)
-
-
-async def list_schedules(request: web.Request) -> web.Response:
-    state = await read_point(request)
-    return json_response({"schedules": state.schedule_docs()})
-
-
-async def delete_schedule(request: web.Request) -> web.Response:
-    body = merge_path(await read_json(request), "name", request.match_info["name"])
-    cmd = p.parse_delete_schedule(body, _limits(request), idempotency_key(request))
-    return json_response(await propose(request, cmd))
-
-
-async def backfill(request: web.Request) -> web.Response:
-    body = merge_path(await read_json(request, empty_ok=False), "name", request.match_info["name"])
-    cmd = p.parse_backfill(body, _limits(request), idempotency_key(request))
-    return json_response(await propose(request, cmd))
+async def cancel_job(request: web.Request) -> web.Response:
+    """Answers the job document after the cancel (the CLI and client show it)."""
+    limits = limits_of(request)
+    body = merge_path(await read_json(request), "job_id", path_job_id(request, limits))
+    value = await propose(request, p.parse_cancel(body, limits, idempotency_key(request)))
+    doc = runtime_of(request).state.get_job(value["id"])
+    return json_response({"job": doc if doc is not None else value})

@@ -1,14 +1,19 @@
 """What the HTTP API needs from a node's runtime (raftsched/server/runtime.py), as Protocols.
 
-The API depends on these shapes, not on the Runtime class, so the unit tests can drive it with a
-small fake and the runtime can evolve behind them. Config fields are read with defaults
-(`api_limits`, `api_tokens`) so a config without a field still serves.
+The API depends on these shapes, not on the Runtime class, so the unit tests drive it with a
+small fake (tests/server/fake_runtime.py) and the runtime can evolve behind them. The contract
+each method keeps is written beside it; docs/api.md and /work/notes/interfaces.md repeat it.
+
+Config fields are read with defaults (`auth`, `tokens`, `limits.max_body_bytes`,
+`limits.lease_wait_ms_max`) so a config without a field still serves; the runtime's
+`NodeConfig` (raftsched/server/config.py) has them all.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from raftsched.sched import Command, Result, SchedulerState
@@ -17,12 +22,53 @@ DEFAULT_MAX_BODY_BYTES = 8 << 20
 DEFAULT_LEASE_WAIT_MS_MAX = 30_000
 
 
-class StatusLike(Protocol):
-    node_id: int
+@dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """A cumulative histogram: `buckets` are (upper bound, count of samples <= it), ascending,
+    without +Inf (that is `count`)."""
+
+    buckets: tuple[tuple[float, int], ...] = ()
+    count: int = 0
+    sum: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeMetrics:
+    """What `runtime.metrics_snapshot()` returns; /metrics renders it (metrics_http.py).
+
+    Counters only grow over the life of the process. `proposals_total` is keyed by outcome
+    (`committed`, `refused`: the state machine said no, `overloaded`, `outcome_unknown`,
+    `not_leader`); `lease_expirations_total` counts leases released by expiry (their own or
+    their worker's) as applied on this replica; `stamps_refused_total` leader stamps the state
+    machine refused; `clock_skew_ms` this node's estimate of each peer's clock offset."""
+
+    term: int
     role: str
+    commit_index: int
+    applied_index: int
+    snapshot_index: int = 0
+    proposals_total: Mapping[str, int] = field(default_factory=dict)
+    proposals_in_flight: int = 0
+    fsync_seconds: HistogramSnapshot = field(default_factory=HistogramSnapshot)
+    peer_queue_bytes: Mapping[int, int] = field(default_factory=dict)
+    peer_dropped_total: Mapping[int, int] = field(default_factory=dict)
+    peer_connected: Mapping[int, bool] = field(default_factory=dict)
+    lease_expirations_total: int = 0
+    stamps_refused_total: int = 0
+    clock_skew_ms: Mapping[int, float] = field(default_factory=dict)
+
+
+class StatusLike(Protocol):
+    """`runtime.status()`: this node's view, served as GET /v1/cluster (after `plain()`).
+
+    Also expected (read with defaults): `leader_http_url: str | None`, `disk_healthy: bool`,
+    `members: list of {node_id, voter, peer_addr, http_url, match_index, lag}` (lag and
+    match_index known on the leader only; None elsewhere)."""
+
+    node_id: int
+    role: str  # "leader" | "follower" | "candidate" | "pre_candidate" | "learner"
     term: int
     leader_id: int | None
-    leader_http_url: str | None
     commit_index: int
     applied_index: int
 
@@ -32,25 +78,53 @@ class RuntimeLike(Protocol):
     config: Any
 
     @property
-    def state(self) -> SchedulerState: ...
+    def state(self) -> SchedulerState:
+        """This replica's applied state. Read it only on the event loop, never across an await
+        (the loop applies entries between awaits)."""
+        ...
 
-    def status(self) -> Any: ...
+    def status(self) -> StatusLike: ...
 
-    async def propose(self, command: Command) -> Result: ...
+    def metrics_snapshot(self) -> RuntimeMetrics: ...
 
-    async def read_barrier(self) -> None: ...
+    async def propose(self, command: Command) -> Result:
+        """Returns once the entry is committed on a majority, fsynced and applied here, with the
+        state machine's answer. Raises NotLeader (the API forwards), NoLeader, Overloaded (429),
+        OutcomeUnknown (the entry may or may not apply), ShuttingDown. Raises nothing else
+        for a command the parse functions accepted."""
+        ...
 
-    async def wait_for_work(self, queue: str, timeout_s: float) -> None: ...
+    async def read_barrier(self) -> None:
+        """Returns once `state` reflects every write acknowledged before the call (ReadIndex;
+        on a follower the index comes from the leader). Raises NotLeader when this node cannot
+        serve the read itself (the API forwards it to the leader), NoLeader, Overloaded,
+        ShuttingDown."""
+        ...
 
-    async def add_member(self, node_id: int, peer_addr: str, http_url: str) -> Any: ...
+    async def wait_for_work(self, queue: str, timeout_s: float) -> None:
+        """Returns when an applied entry may have made a job of `queue` leasable (a submit, a
+        promotion, a release, a queue resumed), or after `timeout_s`. Must register its waiter
+        before its first suspension, so a check of `state` right before the call cannot miss
+        the wake-up. Spurious wake-ups are allowed."""
+        ...
+
+    async def add_member(self, node_id: int, peer_addr: str, http_url: str) -> Any:
+        """Add a learner, promoted to voter once caught up. ClusterRefused for a used id etc."""
+        ...
 
     async def remove_member(self, node_id: int) -> Any: ...
 
-    async def transfer_leadership(self, to: int | None) -> Any: ...
+    async def transfer_leadership(self, to: int | None) -> Any:
+        """None: the most caught-up voter. ClusterRefused for an unknown or non-voter id."""
+        ...
 
-    async def snapshot_now(self) -> Any: ...
+    async def snapshot_now(self) -> Any:
+        """Snapshot this node's state now; returns e.g. {index, term, bytes}."""
+        ...
 
-    async def backup(self) -> Any: ...
+    async def backup(self) -> tuple[bytes | str, str]:
+        """A consistent snapshot file: (its bytes or its path, its sha256 hex)."""
+        ...
 
 
 def plain(value: Any) -> Any:
@@ -85,9 +159,12 @@ def lease_wait_ms_max(runtime: RuntimeLike) -> int:
 
 
 def auth_enabled(runtime: RuntimeLike) -> bool:
+    """config.auth is already resolved by the config loader (on unless the HTTP address is
+    loopback)."""
     return bool(getattr(runtime.config, "auth", False))
 
 
 def token_roles(runtime: RuntimeLike) -> Mapping[str, str]:
+    """sha256 hex of a token -> its role."""
     tokens = getattr(runtime.config, "tokens", None)
     return tokens if isinstance(tokens, Mapping) else {}

@@ -40,3 +40,17 @@ class OutcomeUnknown(RuntimeUnavailable):
 class ShuttingDown(RuntimeUnavailable):
     def __init__(self, message: str = "the node is shutting down") -> None:
         super().__init__(message)
+
+
+class ClusterRefused(Exception):
+    """A cluster operation the runtime refuses for a reason the caller can fix: a node id in
+    use or removed before (ids are never reused), a membership change already in progress,
+    an unknown member, a transfer target that is not a voter. `http_status` is 400, 404 or 409;
+    `code` is stable (e.g. `member_exists`, `change_in_progress`, `unknown_member`)."""
+
+    def __init__(self, http_status: int, code: str, message: str) -> None:
+        assert http_status in (400, 404, 409), http_status
+        super().__init__(message)
+        self.http_status = http_status
+        self.code = code
+        self.message = message

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +23,7 @@ from aiohttp import web
 
 from raftsched.sched import SchedError
 
-from .errors import NoLeader, NotLeader, OutcomeUnknown, Overloaded, ShuttingDown
+from .errors import ClusterRefused, NoLeader, NotLeader, OutcomeUnknown, Overloaded, ShuttingDown
 
 log = logging.getLogger("raftsched.api")
 
@@ -80,6 +81,8 @@ def to_api_error(exc: BaseException) -> ApiError | None:
             return exc
         case SchedError():
             return ApiError(exc.http_status, exc.code, exc.message, exc.details)
+        case ClusterRefused():
+            return ApiError(exc.http_status, exc.code, exc.message)
         case Overloaded():
             return ApiError(
                 429, "overloaded", str(exc), {"what": exc.what}, _retry_after(exc.retry_after_s)
@@ -123,9 +126,18 @@ def to_api_error(exc: BaseException) -> ApiError | None:
             return None
 
 
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    last = frames[-1]
+    return f"{last.filename}:{last.lineno} in {last.name}"
+
+
 def render(exc: BaseException, route: str) -> web.Response:
+    """The error answer for `exc`; a bug is logged as one line (type, message, where)."""
     err = to_api_error(exc)
     if err is None:
-        log.error("bug: unhandled %s in %s: %s", type(exc).__name__, route, exc, exc_info=exc)
+        log.error("bug: %s %s: %s at %s", route, type(exc).__name__, exc, _where(exc))
         err = ApiError(500, "internal", "internal error (logged on the node)")
     return error_response(err.status, err.code, err.message, err.details, err.headers)

@@ -2,18 +2,22 @@
 
 It applies each proposed command to a real SchedulerState at the next index with the wall
 clock as stamp (no Raft). Knobs: `role` / `leader_url` (follower behaviour), `raise_next`
-(an exception `propose` raises once, e.g. Overloaded), `no_leader` (read_barrier fails).
+(an exception the next propose / cluster operation raises once, e.g. Overloaded),
+`no_leader` (read_barrier fails), `barrier_error` (read_barrier raises it, e.g. NotLeader to
+make the API forward a read).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from raftsched.sched import Command, Result, SchedulerState
+from raftsched.server.api_runtime import HistogramSnapshot, RuntimeMetrics
 from raftsched.server.errors import NoLeader, NotLeader
 
 
@@ -53,8 +57,10 @@ class FakeRuntime:
         self.leader_url: str | None = None
         self.raise_next: BaseException | None = None
         self.no_leader = False
+        self.barrier_error: BaseException | None = None
         self.proposed: list[Command] = []
         self.barriers = 0
+        self.waits = 0
         self._work = asyncio.Event()
         self.calls: list[tuple[str, Any]] = []
 
@@ -67,10 +73,13 @@ class FakeRuntime:
             self.node_id, self.role, 3, self.leader_id, self.leader_url, self.index, self.index
         )
 
-    async def propose(self, command: Command) -> Result:
+    def _maybe_raise(self) -> None:
         if self.raise_next is not None:
             exc, self.raise_next = self.raise_next, None
             raise exc
+
+    async def propose(self, command: Command) -> Result:
+        self._maybe_raise()
         if self.role != "leader":
             if self.leader_id is None:
                 raise NoLeader()
@@ -86,26 +95,43 @@ class FakeRuntime:
         self.barriers += 1
         if self.no_leader:
             raise NoLeader()
+        if self.barrier_error is not None:
+            raise self.barrier_error
 
     async def wait_for_work(self, queue: str, timeout_s: float) -> None:
+        self.waits += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._work.wait(), timeout_s)
 
     async def add_member(self, node_id: int, peer_addr: str, http_url: str) -> Any:
+        self._maybe_raise()
         self.calls.append(("add_member", (node_id, peer_addr, http_url)))
         return {"node_id": node_id, "voter": False}
 
     async def remove_member(self, node_id: int) -> Any:
+        self._maybe_raise()
         self.calls.append(("remove_member", node_id))
 
     async def transfer_leadership(self, to: int | None) -> Any:
+        self._maybe_raise()
         self.calls.append(("transfer", to))
 
     async def snapshot_now(self) -> Any:
+        self.calls.append(("snapshot", self.index))
         return {"index": self.index}
 
-    async def backup(self) -> Any:
-        import hashlib
-
+    async def backup(self) -> tuple[bytes | str, str]:
+        self.calls.append(("backup", self.index))
         data = self._state.snapshot()
         return data, hashlib.sha256(data).hexdigest()
+
+    def metrics_snapshot(self) -> RuntimeMetrics:
+        return RuntimeMetrics(
+            term=3,
+            role=self.role,
+            commit_index=self.index,
+            applied_index=self.index,
+            proposals_total={"committed": len(self.proposed)},
+            fsync_seconds=HistogramSnapshot(buckets=((0.001, 2), (0.01, 3)), count=3, sum=0.012),
+            peer_queue_bytes={2: 10, 3: 0},
+        )

@@ -1,6 +1,6 @@
 """HTTP API error mapping and hops against a fake runtime (no Raft): every status of SPEC §5.
 
-The live-cluster tests (test_api_cluster.py) cover the same routes through real node processes;
+The live-cluster tests (test_api_live.py) cover the same routes through real node processes;
 these pin down the mapping itself: parse errors name the field, refusals keep their status,
 runtime errors become 429/503 with Retry-After, followers forward or redirect, auth roles.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,9 +18,16 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from raftsched.server.api import ROUTES, build_app
+from raftsched.server.api import build_app
+from raftsched.server.api_table import ROUTES
 from raftsched.server.auth import hash_token
-from raftsched.server.errors import OutcomeUnknown, Overloaded
+from raftsched.server.errors import (
+    ClusterRefused,
+    NotLeader,
+    OutcomeUnknown,
+    Overloaded,
+    ShuttingDown,
+)
 from tests.server.fake_runtime import FakeConfig, FakeRuntime
 
 pytestmark = pytest.mark.asyncio
@@ -274,3 +282,294 @@ async def test_other_scheduler_routes(rt_client: Any) -> None:
     assert r.status == 200, await r.text()
     assert (await c.delete("/v1/schedules/s1")).status == 200
     await _err(await c.delete("/v1/schedules/s1"), 404, "not_found")
+
+
+def _h(**headers: str) -> dict[str, str]:
+    return {k.replace("_", "-"): v for k, v in headers.items()}
+
+
+async def test_submit_answers_render_job_documents(rt_client: Any) -> None:
+    _, c = rt_client
+    r = await c.post(
+        "/v1/jobs:batch",
+        json={
+            "jobs": [{"id": "b1", "queue": "q"}, {"id": "b2", "queue": "q", "depends_on": ["b1"]}]
+        },
+    )
+    assert r.status == 201
+    docs = (await r.json())["jobs"]
+    assert [(d["id"], d["state"], d["created"]) for d in docs] == [
+        ("b1", "pending", True),
+        ("b2", "waiting", True),
+    ]
+    assert docs[1]["depends_on"] == ["b1"] and "events" in docs[1]
+    r = await c.post("/v1/jobs:batch", json={"jobs": [{"id": "b1", "queue": "q"}]})
+    assert r.status == 200 and (await r.json())["jobs"][0]["created"] is False
+    r = await c.post(
+        "/v1/workflows",
+        json={
+            "id": "wf1",
+            "jobs": [{"id": "w1", "queue": "q"}, {"id": "w2", "queue": "q", "depends_on": ["w1"]}],
+        },
+    )
+    body = await r.json()
+    assert r.status == 201 and body["workflow"] == "wf1"
+    assert [d["workflow"] for d in body["jobs"]] == ["wf1", "wf1"]
+    err = await _err(
+        await c.post("/v1/workflows", json={"id": "wf2", "jobs": [{"queue": "q"}]}), 400, "invalid"
+    )
+    assert err["details"]["field"] == "jobs[0].id"
+    err = await _err(
+        await c.post(
+            "/v1/jobs:batch", json={"jobs": [{"id": "x1", "queue": "q", "depends_on": ["ghost"]}]}
+        ),
+        400,
+        "unknown_dependency",
+    )
+    r = await c.post("/v1/jobs/b2/cancel", json={"reason": "not needed"})
+    job = (await r.json())["job"]
+    assert r.status == 200 and job["state"] == "cancelled" and job["reason"] == "not needed"
+
+
+async def test_strict_query_and_path_input(rt_client: Any) -> None:
+    rt, c = rt_client
+    await c.post("/v1/jobs", json={"id": "a", "queue": "q"})
+    for url, field in [
+        ("/v1/jobs/a?consistancy=stale", "consistancy"),
+        ("/v1/jobs?limit=abc", "limit"),
+        ("/v1/jobs?limit=1001", "limit"),
+        ("/v1/jobs?limit=%C2%B2", "limit"),
+        ("/v1/jobs?after=-1", "after"),
+        ("/v1/jobs?queue=bad%20name", "queue"),
+        ("/v1/jobs?limit=1&limit=2", "limit"),
+        ("/v1/jobs/a%20b", "id"),
+        ("/v1/queues/bad%20q", "queue"),
+        ("/v1/cluster?x=1", "x"),
+    ]:
+        err = await _err(await c.get(url), 400, "invalid")
+        assert err["details"]["field"] == field, (url, err)
+    for path, body, field in [
+        ("/v1/queues/q/lease", {"worker_id": "w", "max_jobs": 0}, "max_jobs"),
+        ("/v1/queues/q/lease", {"worker_id": "w", "wait_ms": 60_001}, "wait_ms"),
+        ("/v1/queues/q/lease", {"max_jobs": 1}, "worker_id"),
+        ("/v1/queues/q/lease", {"worker_id": "w", "queue": "other"}, "queue"),
+        ("/v1/jobs/a/complete", {"token": "1"}, "token"),
+        ("/v1/jobs/a/fail", {"token": 1, "retryable": "no"}, "retryable"),
+        ("/v1/jobs/a/heartbeat", {"token": 1, "extend_ms": 0}, "extend_ms"),
+        ("/v1/workers/w/heartbeat", {"capacity": -1}, "capacity"),
+        ("/v1/schedules/s/backfill", {"from": 5, "to": 1}, "to"),
+        ("/v1/cluster/leader", {"to": True}, "to"),
+        (
+            "/v1/cluster/members",
+            {"node_id": 4, "peer_addr": "nohost", "http_url": "http://h:1"},
+            "peer_addr",
+        ),
+        ("/v1/cluster/snapshot", {"now": True}, "now"),
+    ]:
+        err = await _err(await c.post(path, json=body), 400, "invalid")
+        assert err["details"]["field"] == field, (path, err)
+    err = await _err(
+        await c.post("/v1/jobs", json={"queue": "q"}, headers={"Idempotency-Key": "k" * 201}),
+        400,
+        "invalid",
+    )
+    assert err["details"]["field"] == "idempotency_key"
+    deep = "[" * 100_000 + "]" * 100_000
+    await _err(await c.post("/v1/jobs", data=deep), 400, "invalid")
+    assert len(rt.proposed) == 1  # only the first submit: every refusal proposed nothing
+
+
+async def test_body_limit_checked_before_reading(rt_client: Any) -> None:
+    rt, c = rt_client
+    limit = rt.config.limits.max_body_bytes
+    r = await c.post("/v1/jobs", data=b"x" * (limit + 1))
+    err = await _err(r, 413, "body_too_large")
+    assert err["details"]["max_bytes"] == limit and "X-Raft-Term" in r.headers
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: cut off while reading
+        for _ in range(limit // 65536 + 2):
+            yield b"x" * 65536
+
+    await _err(await c.post("/v1/jobs", data=chunks()), 413, "body_too_large")
+    assert rt.proposed == []
+
+
+async def test_queue_get_and_partial_put(rt_client: Any) -> None:
+    _, c = rt_client
+    await _err(await c.get("/v1/queues/q"), 404, "not_found")
+    r = await c.put("/v1/queues/q", json={"max_in_flight": 2, "lease_ms": 5000})
+    assert r.status == 200
+    assert (await r.json())["queue"]["config"]["max_in_flight"] == 2
+    r = await c.put("/v1/queues/q", json={"paused": True})  # keeps max_in_flight and lease_ms
+    config = (await r.json())["queue"]["config"]
+    assert config == {"max_in_flight": 2, "lease_ms": 5000, "max_attempts": None, "paused": True}
+    r = await c.put("/v1/queues/q", json={"max_in_flight": None})  # null: no limit
+    config = (await r.json())["queue"]["config"]
+    assert config["max_in_flight"] is None and config["paused"] is True
+    r = await c.get("/v1/queues/q")
+    assert (await r.json())["queue"]["config"]["lease_ms"] == 5000
+    await _err(await c.put("/v1/queues/q", json={"paused": 1}), 400, "invalid")
+    await _err(await c.put("/v1/queues/q", json={"colour": "red"}), 400, "invalid")
+
+
+async def test_lease_long_poll_proposes_nothing_while_idle() -> None:
+    rt = FakeRuntime()
+    rt.config.limits.lease_wait_ms_max = 300
+    c = await _client(rt)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        r = await c.post("/v1/queues/q/lease", json={"worker_id": "w", "wait_ms": 60_000})
+        assert (await r.json()) == {"leases": []}
+        assert 0.25 <= loop.time() - started < 2.0  # capped by lease_wait_ms_max
+        assert rt.proposed == []  # an idle poll writes no entry
+        await c.post("/v1/workers/w/heartbeat", json={"capacity": 1, "queues": ["q"]})
+        await c.post(
+            "/v1/jobs:batch",
+            json={"jobs": [{"id": "j1", "queue": "q"}, {"id": "j2", "queue": "q"}]},
+        )
+        r = await c.post(
+            "/v1/queues/q/lease", json={"worker_id": "w", "max_jobs": 5, "wait_ms": 1000}
+        )
+        [grant] = (await r.json())["leases"]  # capacity 1
+        assert grant["job"]["id"] == grant["job_id"] == "j1"
+        assert grant["job"]["state"] == "leased" and grant["token"] == grant["job"]["token"]
+        before = len(rt.proposed)
+        r = await c.post("/v1/queues/q/lease", json={"worker_id": "w", "wait_ms": 100})
+        assert (await r.json())["leases"] == [] and len(rt.proposed) == before  # worker full
+        r = await c.post(
+            "/v1/jobs/j1/fail", json={"token": grant["token"], "error": "x", "retryable": False}
+        )
+        assert (await r.json())["state"] == "dead"
+        r = await c.post("/v1/queues/q/lease", json={"worker_id": "w", "wait_ms": 100})
+        assert [g["job_id"] for g in (await r.json())["leases"]] == ["j2"]
+    finally:
+        await c.close()
+
+
+async def test_keyed_lease_retry_gets_first_answer(rt_client: Any) -> None:
+    _, c = rt_client
+    await c.post("/v1/jobs", json={"id": "k", "queue": "q"})
+    h = {"Idempotency-Key": "lease-1"}
+    r1 = await (await c.post("/v1/queues/q/lease", json={"worker_id": "w"}, headers=h)).json()
+    r2 = await (await c.post("/v1/queues/q/lease", json={"worker_id": "w"}, headers=h)).json()
+    assert r1["leases"][0]["token"] == r2["leases"][0]["token"]
+    token = r1["leases"][0]["token"]
+    ok = await c.post("/v1/jobs/k/complete", json={"token": token, "result": {"n": 1}})
+    again = await c.post("/v1/jobs/k/complete", json={"token": token, "result": {"n": 1}})
+    assert ok.status == again.status == 200  # a retried complete is acknowledged again
+    doc = await (await c.get("/v1/jobs/k")).json()
+    assert doc["state"] == "succeeded" and doc["result"] == {"n": 1}
+    await _err(await c.post("/v1/jobs/k/heartbeat", json={"token": token}), 409, "already_terminal")
+
+
+async def test_more_runtime_errors_and_bug_logging(
+    rt_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    rt, c = rt_client
+    rt.raise_next = ShuttingDown()
+    r = await c.post("/v1/jobs", json={"queue": "q"})
+    await _err(r, 503, "shutting_down")
+    assert r.headers["Retry-After"] == "1"
+    rt.raise_next = ClusterRefused(409, "member_exists", "node 4 is a member already")
+    r = await c.post(
+        "/v1/cluster/members", json={"node_id": 4, "peer_addr": "h:1", "http_url": "http://h:2"}
+    )
+    await _err(r, 409, "member_exists")
+    rt.raise_next = ClusterRefused(404, "unknown_member", "no node 9")
+    await _err(await c.delete("/v1/cluster/members/9"), 404, "unknown_member")
+    rt.raise_next = KeyError("oops")
+    with caplog.at_level(logging.ERROR, logger="raftsched.api"):
+        r = await c.post("/v1/jobs", json={"queue": "q"})
+    err = await _err(r, 500, "internal")
+    assert "oops" not in err["message"] and "X-Raft-Leader" in r.headers
+    bug_lines = [rec for rec in caplog.records if rec.getMessage().startswith("bug:")]
+    assert len(bug_lines) == 1 and rec_one_line(bug_lines[0])
+    r = await c.get("/v1/nothing")
+    assert r.headers["X-Raft-Term"] == "3"
+
+
+def rec_one_line(record: logging.LogRecord) -> bool:
+    return "\n" not in record.getMessage() and record.exc_info is None
+
+
+async def test_follower_serves_reads_forwards_when_asked_and_keeps_local_ops() -> None:
+    leader_rt = FakeRuntime()
+    leader = await _client(leader_rt)
+    follower_rt = FakeRuntime()
+    follower_rt.role, follower_rt.node_id, follower_rt.leader_id = "follower", 2, 1
+    follower_rt.leader_url = str(leader.make_url("/")).rstrip("/")
+    follower = await _client(follower_rt)
+    try:
+        await leader.post("/v1/jobs", json={"id": "only-on-leader", "queue": "q"})
+        # A follower that can serve reads (read barrier ok) answers from its own replica.
+        await _err(await follower.get("/v1/jobs/only-on-leader"), 404, "not_found")
+        assert follower_rt.barriers == 1
+        # A barrier it cannot serve itself (NotLeader): the read is forwarded to the leader.
+        follower_rt.barrier_error = NotLeader(1, follower_rt.leader_url)
+        r = await follower.get("/v1/jobs/only-on-leader")
+        assert r.status == 200 and (await r.json())["id"] == "only-on-leader"
+        r = await follower.get(
+            "/v1/jobs/only-on-leader", headers={"X-Raft-No-Proxy": "1"}, allow_redirects=False
+        )
+        assert r.status == 307 and r.headers["Location"].startswith(follower_rt.leader_url)
+        # Stale reads never take a barrier.
+        before = follower_rt.barriers
+        await _err(
+            await follower.get("/v1/jobs/only-on-leader?consistency=stale"), 404, "not_found"
+        )
+        assert follower_rt.barriers == before
+        # Mutations go to the leader (with their key); snapshot is this node's own.
+        r = await follower.put(
+            "/v1/queues/q", json={"paused": True}, headers={"Idempotency-Key": "pq"}
+        )
+        assert r.status == 200 and leader_rt.state.queues["q"].config.paused
+        r = await follower.post("/v1/cluster/snapshot")
+        assert r.status == 200 and follower_rt.calls[-1][0] == "snapshot"
+        assert not any(call[0] == "snapshot" for call in leader_rt.calls)
+        follower_rt.barrier_error = None
+        r = await follower.get("/v1/cluster/backup")
+        assert r.status == 200 and follower_rt.calls[-1][0] == "backup"
+        # The leader moved away mid-request: propose says NotLeader and the API forwards.
+        leader_rt.role = "follower"
+        leader_rt.leader_url = follower_rt.leader_url
+        r = await leader.post("/v1/jobs", json={"queue": "q"}, headers=_h(X_Raft_Proxied="1"))
+        await _err(r, 503, "no_leader")
+    finally:
+        await follower.close()
+        await leader.close()
+
+
+async def test_metrics_and_openapi_content(rt_client: Any) -> None:
+    _, c = rt_client
+    await c.post("/v1/jobs", json={"id": "m", "queue": "mq"})
+    r = await c.post("/v1/queues/mq/lease", json={"worker_id": "w"})
+    assert r.status == 200
+    r = await c.get("/metrics")
+    assert r.headers["Content-Type"].startswith("text/plain")
+    text = await r.text()
+    for line in [
+        "raftsched_raft_term 3.0",
+        'raftsched_raft_role{role="leader"} 1.0',
+        'raftsched_raft_role{role="follower"} 0.0',
+        "raftsched_raft_commit_index 2.0",
+        'raftsched_proposals_total{outcome="committed"} 2.0',
+        'raftsched_fsync_seconds_bucket{le="0.001"} 2.0',
+        'raftsched_fsync_seconds_bucket{le="+Inf"} 3.0',
+        'raftsched_peer_queue_bytes{peer="2"} 10.0',
+        'raftsched_leases{queue="mq"} 1.0',
+        'raftsched_jobs{queue="mq",state="leased"} 1.0',
+        "raftsched_lease_expirations_total 0.0",
+        'raftsched_http_requests_total{method="POST",route="/v1/queues/{queue}/lease",'
+        'status="200"} 1.0',
+    ]:
+        assert line in text, line
+    doc = await (await c.get("/v1/openapi.json")).json()
+    submit = doc["paths"]["/v1/jobs"]["post"]
+    schema = submit["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["queue"] and schema["additionalProperties"] is False
+    assert schema["properties"]["priority"]["type"] == "integer"
+    assert {"201", "400", "409", "413", "429", "503", "307"} <= set(submit["responses"])
+    assert doc["paths"]["/healthz"]["get"]["security"] == []
+    lease = doc["paths"]["/v1/queues/{queue}/lease"]["post"]
+    assert any(p["name"] == "Idempotency-Key" for p in lease["parameters"])

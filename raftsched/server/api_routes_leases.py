@@ -1,0 +1,125 @@
+"""Worker routes of SPEC §5: lease (with the long poll), lease heartbeat, complete, fail, worker
+registration heartbeats and the worker list.
+
+Lease long poll. Mutating requests run on the leader, so the handler can look at the leader's
+applied state for a hint: if the queue has no leasable job (or the worker no free capacity) it
+does not propose an entry that would only answer "nothing"; it awaits
+`runtime.wait_for_work(queue, remaining)`, which the apply of any entry that may have made a job
+leasable wakes (no polling loop). The check and the wait are one synchronous step on the event
+loop, so a wake-up cannot slip between them. When the hint says yes it proposes the Lease, and
+answers what the state machine granted. After a proposal that granted nothing (another worker
+was faster) it waits again before proposing, so it can never spin. An idle long poll therefore
+writes nothing to the log; when the capped wait ends with nothing leasable it answers
+`{"leases": []}` without an entry. `wait_ms` 0 always proposes once (it also registers or
+refreshes the worker, like any lease).
+
+Only the first proposal carries the Idempotency-Key: a keyed retry gets the first answer, and
+later rounds of the same poll are new leases (an empty keyed answer must not stick for a day).
+
+Each grant is the state machine's record (job_id, queue, payload, token, lease_expires_at,
+attempt, max_attempts, timeout_ms, tags) plus `job`: the full job document (SPEC §5
+`{leases: [{job, token, lease_expires_at}]}`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from aiohttp import web
+
+from raftsched.sched import Lease, SchedulerState
+from raftsched.sched import parse as p
+
+from .api_common import (
+    READ_QUERY,
+    check_query,
+    idempotency_key,
+    json_response,
+    merge_path,
+    propose,
+    read_json,
+    read_point,
+    runtime_of,
+)
+from .api_routes_jobs import limits_of, path_job_id
+from .api_runtime import lease_wait_ms_max
+from .http_errors import bad_request
+
+
+def path_name(request: web.Request, key: str, field: str) -> str:
+    """A queue/worker/schedule name from the path; 400 naming `field` when malformed."""
+    name = request.match_info[key]
+    if len(name) > limits_of(request).max_id_chars or p.NAME_RE.fullmatch(name) is None:
+        raise bad_request(field, f"must match {p.NAME_RE.pattern}")
+    return name
+
+
+def leasable(state: SchedulerState, cmd: Lease) -> bool:
+    """Would a Lease entry applied now grant something? (A hint: apply decides.)"""
+    queue = state.queues.get(cmd.queue)
+    if queue is None or queue.lease_room() <= 0:
+        return False
+    worker = state.workers.get(cmd.worker_id)
+    return worker is None or worker.room() > 0
+
+
+def _with_docs(state: SchedulerState, value: dict[str, Any]) -> dict[str, Any]:
+    for grant in value["leases"]:
+        grant["job"] = state.get_job(grant["job_id"])
+    return value
+
+
+async def lease(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    body = merge_path(await read_json(request), "queue", path_name(request, "queue", "queue"))
+    cmd = p.parse_lease(body, limits_of(request), idempotency_key(request))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(cmd.wait_ms, lease_wait_ms_max(runtime)) / 1000
+    must_wait = cmd.wait_ms > 0 and not leasable(runtime.state, cmd)
+    while True:
+        remaining = deadline - loop.time()
+        if must_wait:
+            if remaining <= 0:
+                return json_response({"leases": []})
+            await runtime.wait_for_work(cmd.queue, remaining)
+            must_wait = not leasable(runtime.state, cmd)
+            continue
+        value = await propose(request, cmd)
+        if value["leases"] or deadline - loop.time() <= 0:
+            return json_response(_with_docs(runtime.state, value))
+        cmd = dataclasses.replace(cmd, idempotency_key=None)
+        must_wait = True
+
+
+def _lease_command(kind: str) -> Any:
+    parser = p.PARSERS[kind]
+
+    async def handler(request: web.Request) -> web.Response:
+        limits = limits_of(request)
+        body = merge_path(await read_json(request), "job_id", path_job_id(request, limits))
+        return json_response(await propose(request, parser(body, limits, idempotency_key(request))))
+
+    handler.__name__ = kind
+    handler.__doc__ = f"POST /v1/jobs/{{id}}/...: the {kind} command; the state machine's answer."
+    return handler
+
+
+heartbeat_lease = _lease_command("heartbeat_lease")
+complete_job = _lease_command("complete")
+fail_job = _lease_command("fail")
+
+
+async def worker_heartbeat(request: web.Request) -> web.Response:
+    body = merge_path(
+        await read_json(request, empty_ok=False), "worker_id", path_name(request, "id", "worker_id")
+    )
+    cmd = p.parse_worker_heartbeat(body, limits_of(request), idempotency_key(request))
+    return json_response(await propose(request, cmd))
+
+
+async def list_workers(request: web.Request) -> web.Response:
+    check_query(request, READ_QUERY)
+    state = await read_point(request)
+    return json_response({"workers": state.worker_docs()})
