@@ -1028,8 +1028,14 @@ class RaftNode:
             pass
         if progress.sent_commit < log.committed and not progress.inflight:
             self._send_append(m.src, send_if_empty=True)  # it missed the latest commit
-        if m.src == self._transferee and progress.match_index == log.last_index():
-            self._send(TimeoutNow(self._term, self._id, m.src))
+        self._maybe_send_timeout_now(m.src)
+
+    def _maybe_send_timeout_now(self, peer: NodeId) -> None:
+        """Dissertation §3.10: once the transfer target holds our whole log, tell it to
+        campaign now. Checked wherever its match index grows: append answers and the end
+        of an InstallSnapshot (a snapshot may cover the whole log, so no append follows)."""
+        if peer == self._transferee and self._progress[peer].match_index == self.log.last_index():
+            self._send(TimeoutNow(self._term, self._id, peer))
 
     def _next_index_from_hint(self, hint_index: int, hint_term: int) -> int:
         """The follower's entry at hint_index has hint_term (0: its log ends there).
@@ -1095,6 +1101,7 @@ class RaftNode:
             if self._role is Role.LEADER:
                 while self._send_append(m.src, send_if_empty=False):
                     pass
+                self._maybe_send_timeout_now(m.src)
         elif m.next_offset != progress.snapshot_offset:
             # Usually forward; backward when the follower lost chunks (it restarted).
             # A stale answer only costs a resent chunk: the follower knows best.
@@ -1186,6 +1193,10 @@ class RaftNode:
                 del progress[peer]
                 if self._transferee == peer:
                     self._transferee = 0
+            # A smaller quorum may confirm reads already acknowledged (or, as the only
+            # voter, all of them): nothing else would re-check them if the remaining
+            # acknowledgements never come (e.g. the removed voters were unreachable).
+            self._release_confirmed_reads()
         elif role is Role.FOLLOWER or role is Role.LEARNER:
             self._role = Role.LEARNER if self._id in membership.learners else Role.FOLLOWER
         elif not self._promotable():

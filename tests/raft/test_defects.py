@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import pytest
+
+from raftsched.raft import node as node_module
 from raftsched.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
     Heartbeat,
+    InstallSnapshot,
     Message,
     RequestVote,
+    TimeoutNow,
 )
 from raftsched.raft.node import RaftNode
 from raftsched.raft.storage import MemoryStorage, persist_ready
-from raftsched.raft.types import Entry, EntryKind, Membership, Role
+from raftsched.raft.types import (
+    ConfChange,
+    ConfChangeKind,
+    Entry,
+    EntryKind,
+    Membership,
+    ReadState,
+    Role,
+)
 
 from .harness import Cluster, drain, make_node, outbox
 
@@ -116,3 +129,45 @@ class _HeartbeatNoReset(RaftNode):
 
 def test_the_heartbeat_test_catches_a_missing_timer_reset() -> None:
     assert _campaigns_under_heartbeats(_HeartbeatNoReset)
+
+
+def test_transfer_to_a_follower_caught_up_by_snapshot_sends_timeout_now() -> None:
+    # Defect 2: the snapshot covers the leader's whole log (proposals stop during a
+    # transfer, so nothing follows it); TimeoutNow must go out when it is installed.
+    cluster = Cluster(snapshot_chunk_bytes=4)
+    cluster.elect(1)
+    cluster.isolate(3)
+    for i in range(5):
+        cluster.propose(1, b"cmd%d" % i)
+    cluster.stabilize()
+    index = cluster.take_snapshot(1)
+    assert index == cluster.node(1).log.last_index()
+    cluster.heal()
+    cluster.node(1).transfer_leadership(3)
+    cluster.stabilize()
+    assert any(isinstance(m, InstallSnapshot) and m.dst == 3 for m in cluster.sent)
+    assert [m.dst for m in cluster.sent if isinstance(m, TimeoutNow)] == [3]
+    assert cluster.leader() == 3
+    assert cluster.commands(3) == cluster.commands(1)
+
+
+def test_reads_queued_without_a_quorum_are_served_when_the_leader_becomes_the_only_voter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Defect 3: voters {1, 2}; 2 unreachable; reads queue on 1. Removing 2 leaves 1 the
+    # only voter: the queued reads are confirmed, and no longer count against the bound.
+    monkeypatch.setattr(node_module, "MAX_PENDING_READS", 2)
+    cluster = Cluster((1, 2))
+    cluster.elect(1)
+    cluster.isolate(2)
+    cluster.read_index(1, 11)
+    cluster.read_index(1, 12)
+    assert cluster.apps[1].read_states == []
+    with pytest.raises(node_module.ProposalDroppedError):
+        cluster.node(1).read_index(13)
+    cluster.node(1).propose_conf_change(ConfChange(ConfChangeKind.REMOVE, 2))
+    cluster.process(1)
+    assert cluster.node(1).membership.voters == frozenset({1})
+    assert cluster.apps[1].read_states == [ReadState(11, 1), ReadState(12, 1)]
+    cluster.read_index(1, 13)  # the bound has room again
+    assert cluster.apps[1].read_states[-1] == ReadState(13, 2)
