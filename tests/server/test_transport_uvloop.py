@@ -1,0 +1,23 @@
+"""The transport runs unchanged on uvloop (the runtime uses it when importable)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .transport_support import Node, close_all, connect_all, heartbeat, start_node, wait_until
+
+
+def test_exchange_under_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        nodes: list[Node] = [await start_node(i) for i in (1, 2)]
+        try:
+            connect_all(nodes)
+            nodes[0].transport.send(heartbeat(1, 2, i) for i in range(50))
+            await wait_until(lambda: nodes[1].contexts_from(1) == list(range(50)), "delivery")
+            await wait_until(lambda: 2 in nodes[0].transport.clock_samples(), "clock")
+        finally:
+            await close_all(nodes)
+
+    uvloop.run(main())
