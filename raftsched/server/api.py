@@ -27,7 +27,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -40,7 +39,7 @@ from .api_table import ROUTES, Handler, Route
 from .errors import NotLeader
 from .http_errors import ApiError, render
 from .metrics_http import ApiMetrics
-from .proxy import SESSION_KEY, forward
+from .proxy import SESSION_KEY, forward, new_session
 
 UNMATCHED_ROUTE = "unmatched"  # one metrics label for every unknown path (bounded labels)
 
@@ -121,7 +120,7 @@ async def _dispatch(
 
 
 async def _client_session(app: web.Application) -> AsyncIterator[None]:
-    app[SESSION_KEY] = aiohttp.ClientSession()
+    app[SESSION_KEY] = new_session()
     yield
     await app[SESSION_KEY].close()
 

@@ -10,8 +10,11 @@ loop, so a wake-up cannot slip between them. When the hint says yes it proposes 
 answers what the state machine granted. After a proposal that granted nothing (another worker
 was faster) it waits again before proposing, so it can never spin. An idle long poll therefore
 writes nothing to the log; when the capped wait ends with nothing leasable it answers
-`{"leases": []}` without an entry. `wait_ms` 0 always proposes once (it also registers or
-refreshes the worker, like any lease).
+`{"leases": []}` without an entry. Should `wait_for_work` return with no entry applied while
+the hint still says no (a runtime whose wake-up is "the queue has pending jobs", when the
+pending jobs are held back by max_in_flight or this worker's capacity), the handler backs
+off for NO_PROGRESS_BACKOFF_S instead of spinning the event loop. `wait_ms` 0 always
+proposes once (it also registers or refreshes the worker, like any lease).
 
 Only the first proposal carries the Idempotency-Key: a keyed retry gets the first answer, and
 later rounds of the same poll are new leases (an empty keyed answer must not stick for a day).
@@ -46,6 +49,8 @@ from .api_common import (
 from .api_routes_jobs import limits_of, path_job_id
 from .api_runtime import lease_wait_ms_max
 from .http_errors import bad_request
+
+NO_PROGRESS_BACKOFF_S = 0.05
 
 
 def path_name(request: web.Request, key: str, field: str) -> str:
@@ -83,8 +88,14 @@ async def lease(request: web.Request) -> web.Response:
         if must_wait:
             if remaining <= 0:
                 return json_response({"leases": []})
+            applied_before = runtime.state.last_index
             await runtime.wait_for_work(cmd.queue, remaining)
             must_wait = not leasable(runtime.state, cmd)
+            if must_wait and runtime.state.last_index == applied_before:
+                # Woken with nothing applied: a level-triggered wait (pending jobs, but no
+                # room for this worker or under max_in_flight) would return at once forever.
+                # Never spin the event loop: back off briefly before waiting again.
+                await asyncio.sleep(min(NO_PROGRESS_BACKOFF_S, max(0.0, remaining)))
             continue
         value = await propose(request, cmd)
         if value["leases"] or deadline - loop.time() <= 0:

@@ -21,6 +21,7 @@ NO_PROXY_HEADER = "X-Raft-No-Proxy"
 FORWARDED_HEADERS = ("Authorization", "Idempotency-Key", "Content-Type", "Accept")
 RELAYED_HEADERS = (
     "Content-Type",
+    "Content-Encoding",
     "Retry-After",
     "Location",
     "WWW-Authenticate",
@@ -30,8 +31,16 @@ RELAYED_HEADERS = (
     "X-Backup-Sha256",
 )
 PROXY_TIMEOUT_S = 90.0  # above the longest lease long-poll (wait_ms is capped lower)
+PROXY_MAX_CONNECTIONS = 1024  # to the leader, pooled; a bound like every other
 
 SESSION_KEY = web.AppKey("proxy_session", aiohttp.ClientSession)
+
+
+def new_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=PROXY_MAX_CONNECTIONS),
+        auto_decompress=False,  # relay the leader's bytes as they are
+    )
 
 
 def no_leader() -> ApiError:

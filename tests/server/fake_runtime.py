@@ -4,7 +4,8 @@ It applies each proposed command to a real SchedulerState at the next index with
 clock as stamp (no Raft). Knobs: `role` / `leader_url` (follower behaviour), `raise_next`
 (an exception the next propose / cluster operation raises once, e.g. Overloaded),
 `no_leader` (read_barrier fails), `barrier_error` (read_barrier raises it, e.g. NotLeader to
-make the API forward a read).
+make the API forward a read), `level_triggered` (wait_for_work returns at once while the
+queue has pending jobs).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class FakeRuntime:
         self.raise_next: BaseException | None = None
         self.no_leader = False
         self.barrier_error: BaseException | None = None
+        self.level_triggered = False
         self.proposed: list[Command] = []
         self.barriers = 0
         self.waits = 0
@@ -100,6 +102,9 @@ class FakeRuntime:
 
     async def wait_for_work(self, queue: str, timeout_s: float) -> None:
         self.waits += 1
+        queue_state = self._state.queues.get(queue)
+        if self.level_triggered and queue_state is not None and queue_state.counts["pending"]:
+            return  # like a runtime that wakes on "the queue has pending jobs"
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._work.wait(), timeout_s)
 

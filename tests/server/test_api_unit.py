@@ -573,3 +573,15 @@ async def test_metrics_and_openapi_content(rt_client: Any) -> None:
     assert doc["paths"]["/healthz"]["get"]["security"] == []
     lease = doc["paths"]["/v1/queues/{queue}/lease"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in lease["parameters"])
+
+
+async def test_lease_poll_never_spins_on_a_level_triggered_wait(rt_client: Any) -> None:
+    rt, c = rt_client
+    rt.level_triggered = True
+    await c.put("/v1/queues/q", json={"max_in_flight": 0})  # pending, but nothing leasable
+    await c.post("/v1/jobs", json={"id": "held", "queue": "q"})
+    proposed = len(rt.proposed)
+    r = await c.post("/v1/queues/q/lease", json={"worker_id": "w", "wait_ms": 300})
+    assert (await r.json()) == {"leases": []}
+    assert len(rt.proposed) == proposed  # nothing leasable: nothing proposed
+    assert rt.waits <= 300 / 50 + 2  # backed off instead of spinning
