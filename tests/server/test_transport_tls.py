@@ -1,0 +1,87 @@
+"""Peer TLS: a round trip over mutual TLS with a self-signed certificate made for the test, and
+a plaintext dialer refused by a TLS listener without harm."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from raftsched.server.tls import tls_contexts
+
+from .transport_support import RawPeer, close_all, connect_all, heartbeat, start_node, wait_until
+
+OPENSSL = shutil.which("openssl")
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A P-256 key and a self-signed CA:TRUE certificate for 127.0.0.1 (it is its own CA)."""
+    if OPENSSL is None:
+        pytest.skip("TLS test needs the openssl CLI (the cryptography package is not installed)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+            "-subj", "/CN=raftsched-test-peer",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.asyncio
+async def test_tls_round_trip(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server_ctx, client_ctx = tls_contexts(cert, key, cert)
+    nodes = [await start_node(i, ssl_server=server_ctx, ssl_client=client_ctx) for i in (1, 2)]
+    try:
+        connect_all(nodes)
+        a, b = nodes
+        a.transport.send(heartbeat(1, 2, i) for i in range(20))
+        b.transport.send([heartbeat(2, 1, 7)])
+        await wait_until(lambda: b.contexts_from(1) == list(range(20)), "delivery a -> b")
+        await wait_until(lambda: a.contexts_from(2) == [7], "delivery b -> a")
+        await wait_until(lambda: 2 in a.transport.clock_samples(), "clock over TLS")
+        conn = b.transport._inbound.by_peer[1]
+        assert conn._transport is not None
+        assert conn._transport.get_extra_info("ssl_object") is not None, "really TLS"
+    finally:
+        await close_all(nodes)
+
+
+@pytest.mark.asyncio
+async def test_plaintext_dialer_is_refused_by_a_tls_listener(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server_ctx, client_ctx = tls_contexts(cert, key, cert)
+    b = await start_node(2, ssl_server=server_ctx, ssl_client=client_ctx)
+    try:
+        peer = await RawPeer.connect(b.transport.listen_port)
+        try:
+            await peer.send(b"\x00\x00\x00\x05hello, not a TLS ClientHello")
+            await peer.assert_closed()
+        finally:
+            await peer.close()
+        assert b.inbox == []
+    finally:
+        await b.transport.close()
+
+
+def test_tls_contexts_name_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="TLS certificate file not found"):
+        tls_contexts(tmp_path / "nope.pem", tmp_path / "k.pem", tmp_path / "ca.pem")
+
+
+def test_tls_contexts_verify_peers(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server_ctx, client_ctx = tls_contexts(cert, key, cert)
+    assert server_ctx.verify_mode == ssl.CERT_REQUIRED
+    assert client_ctx.verify_mode == ssl.CERT_REQUIRED
+    assert not client_ctx.check_hostname
