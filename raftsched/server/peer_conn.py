@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -81,14 +82,61 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class WarningBudget:
+    """At most `burst` warnings per `window_s`, so a flood of bad connections cannot flood
+    the log; the rest are counted and reported in one line when the window ends."""
+
+    BURST: Final = 20
+    WINDOW_S: Final = 10.0
+
+    def __init__(
+        self, log: logging.Logger, *, burst: int = BURST, window_s: float = WINDOW_S
+    ) -> None:
+        self._log = log
+        self._burst = burst
+        self._window_s = window_s
+        self._window_start_s = -window_s
+        self._emitted = 0
+        self.suppressed = 0
+        self._report: asyncio.TimerHandle | None = None
+
+    def warning(self, now_s: float, msg: str, *args: object) -> None:
+        if now_s - self._window_start_s >= self._window_s:
+            self._window_start_s = now_s
+            self._emitted = 0
+        if self._emitted < self._burst:
+            self._emitted += 1
+            self._log.warning(msg, *args)
+            return
+        self.suppressed += 1
+        if self._report is None:
+            loop = asyncio.get_running_loop()
+            delay_s = max(0.0, self._window_start_s + self._window_s - now_s)
+            self._report = loop.call_later(delay_s, self.report)
+
+    def report(self) -> None:
+        self._report = None
+        if self.suppressed:
+            self._log.warning(
+                "suppressed %d more warnings about bad peer connections", self.suppressed
+            )
+            self.suppressed = 0
+
+    def cancel(self) -> None:
+        if self._report is not None:
+            self._report.cancel()
+            self._report = None
+
+
 class InboundRegistry:
     """The listener's accepted connections: bounded while unauthenticated, one per peer after."""
 
-    def __init__(self, max_pending: int) -> None:
+    def __init__(self, max_pending: int, log: logging.Logger) -> None:
         self._max_pending = max_pending
         self._pending: set[InboundConnection] = set()
         self.by_peer: dict[int, InboundConnection] = {}
         self.rejected = 0
+        self.warnings = WarningBudget(log)
 
     def admit(self, conn: InboundConnection) -> bool:
         if len(self._pending) >= self._max_pending:
@@ -110,6 +158,7 @@ class InboundRegistry:
             del self.by_peer[conn.peer_id]
 
     def abort_all(self) -> None:
+        self.warnings.cancel()
         for conn in [*self._pending, *self.by_peer.values()]:
             conn.close_quietly()
 
@@ -280,8 +329,12 @@ class InboundConnection(asyncio.Protocol):
         if self._state is _CLOSED:
             return
         who = f"peer {self.peer_id}" if self.peer_id is not None else "unauthenticated peer"
-        self._settings.log.warning(
-            "closed peer connection from %s (%s): %s", _describe(self._transport), who, reason
+        self._registry.warnings.warning(
+            self._loop.time(),
+            "closed peer connection from %s (%s): %s",
+            _describe(self._transport),
+            who,
+            reason,
         )
         self._registry.rejected += 1
         self.close_quietly()

@@ -87,7 +87,9 @@ class PeerTransport:
         self._ssl_client = ssl_client
         self._rng = random.Random()  # backoff jitter only; not a protocol decision
         self._links: dict[int, PeerLink] = {}
-        self._inbound = InboundRegistry(self._settings.limits.max_pending_handshakes)
+        self._inbound = InboundRegistry(
+            self._settings.limits.max_pending_handshakes, self._settings.log
+        )
         self._server: asyncio.Server | None = None
         self._stopping: set[asyncio.Task[None]] = set()
         self._started = False

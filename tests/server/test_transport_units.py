@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raftsched.server.clock_probe import ClockProbe
+from raftsched.server.peer_conn import WarningBudget
 from raftsched.server.peer_control import (
     CONTROL_MAX_BYTES,
     FRAME_KIND_CONTROL,
@@ -242,3 +243,22 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
         cap = min(1.0, 0.1 * 2**n)
         assert cap / 2 <= delay < cap
     assert len({round(d, 6) for d in delays[5:]}) > 1, "jitter spreads the capped delays"
+
+
+@pytest.mark.asyncio
+async def test_warning_budget_caps_a_flood_and_reports_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = logging.getLogger("raftsched.transport.test")
+    budget = WarningBudget(log, burst=3, window_s=10.0)
+    for i in range(10):
+        budget.warning(100.0 + i * 0.1, "bad %d", i)
+    assert [r.getMessage() for r in caplog.records] == ["bad 0", "bad 1", "bad 2"]
+    assert budget.suppressed == 7
+    budget.report()  # what the timer does when the window ends
+    assert caplog.records[-1].getMessage() == (
+        "suppressed 7 more warnings about bad peer connections"
+    )
+    budget.warning(111.0, "bad %d", 10)  # a new window
+    assert caplog.records[-1].getMessage() == "bad 10"
+    budget.cancel()
