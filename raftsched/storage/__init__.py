@@ -1,0 +1,13 @@
+"""Durable Raft storage: a segmented write-ahead log on local disk (docs/storage.md)."""
+
+from .disk import DiskStorage, StorageInUseError
+from .errors import CorruptStorageError, StorageError, StorageFatalError, StorageIdentityError
+
+__all__ = [
+    "CorruptStorageError",
+    "DiskStorage",
+    "StorageError",
+    "StorageFatalError",
+    "StorageIdentityError",
+    "StorageInUseError",
+]
