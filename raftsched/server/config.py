@@ -31,6 +31,8 @@ membership and learns it from the leader that adds it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import math
 import tomllib
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
-from raftsched.server.auth import ROLES
+from raftsched.server.auth import ROLES, hash_token
 
 FsyncPolicy = Literal["always", "never"]
 _S = TypeVar("_S", "RaftSettings", "RuntimeLimits")
@@ -255,6 +257,13 @@ def _read_secret(raw: Mapping[str, Any]) -> bytes:
     return secret
 
 
+def internal_read_token(cluster_secret: bytes) -> str:
+    """A read-only bearer token every node derives from the cluster secret, so nodes can read
+    each other's GET /v1/cluster (member address discovery) with auth on. It is as secret as
+    the cluster secret itself and never leaves the cluster."""
+    return hmac.new(cluster_secret, b"raftsched internal read token v1", hashlib.sha256).hexdigest()
+
+
 def _tokens(raw: Mapping[str, Any]) -> dict[str, str]:
     table: dict[str, Any] = dict(_table("tokens", raw.get("tokens", {})))
     if "tokens_file" in raw:
@@ -290,6 +299,7 @@ def build_config(raw: Mapping[str, Any]) -> NodeConfig:
     auth_default = not is_loopback(http_addr[0])
     tokens = _tokens(raw)
     auth = _bool("auth", raw.get("auth", auth_default))
+    secret = _read_secret(raw)
     if auth and not tokens:
         raise ConfigError("tokens", "auth is on (a non-loopback http_addr) but no token is "
                                     "configured; add tokens or set auth = false")
@@ -303,12 +313,12 @@ def build_config(raw: Mapping[str, Any]) -> NodeConfig:
         peer_addr=parse_addr("peer_addr", raw["peer_addr"]),
         http_addr=http_addr,
         http_url=_url("http_url", raw.get("http_url", f"http://{http_addr[0]}:{http_addr[1]}")),
-        cluster_secret=_read_secret(raw),
+        cluster_secret=secret,
         peers=_peers(raw.get("peers", {}), node_id),
         fsync=fsync,
         join=_bool("join", raw.get("join", False)),
         auth=auth,
-        tokens=tokens,
+        tokens={**tokens, hash_token(internal_read_token(secret)): "read"},
         raft=_settings("raft", RaftSettings, raw.get("raft", {})),
         limits=_settings("limits", RuntimeLimits, raw.get("limits", {})),
         log_level=level,

@@ -27,6 +27,9 @@ waiting proposals and reads is bounded (`Overloaded` past it: 429 with Retry-Aft
 Due work. The leader proposes a `Tick` when the state machine has due work (a lease expiry, a
 delayed job, a cron fire, a retention removal) by its stamp clock, one at a time, and keeps
 doing so on every tick while something is due (SPEC §4).
+
+Cluster operations (membership, transfer, snapshot, backup) live in cluster_ops.py and use
+the small internal API at the end of this class (`core`, `propose_entry`, ...).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import random
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from raftsched.app import SchedApp, encode_proposal
 from raftsched.raft.config import RaftConfig
@@ -47,17 +50,23 @@ from raftsched.raft.errors import NotLeaderError, ProposalDroppedError
 from raftsched.raft.messages import Message
 from raftsched.raft.node import RaftNode
 from raftsched.raft.ready import Ready
-from raftsched.raft.types import Membership, Role, Snapshot, SnapshotMeta
-from raftsched.sched import Command, Result, SchedulerState, Tick
+from raftsched.raft.storage import MemoryStorage, persist_ready
+from raftsched.raft.types import ConfChange, Membership, Role, Snapshot, SnapshotMeta
+from raftsched.sched import Command, Ok, Refused, Result, SchedulerState, Tick
 
-from .config import NodeConfig
+from .api_runtime import RuntimeMetrics
+from .cluster_ops import ClusterOps
+from .config import NodeConfig, PeerInfo
 from .errors import NoLeader, NotLeader, OutcomeUnknown, Overloaded, ShuttingDown
+from .membership import MemberDirectory
+from .mirror import mirror_of
+from .runtime_metrics import Counters, FsyncHistogram
+from .snapshots import SnapshotInfo, Snapshotter
 from .stamp import ClockSampleLike, QuorumClock
-from .storage_thread import LockedStorage, StorageThread, SyncableStorage
+from .storage_thread import StorageThread, SyncableStorage
 from .ticker import Ticker
 
 RETRY_AFTER_OVERLOADED_S: Final = 0.2
-RETRY_AFTER_NO_LEADER_S: Final = 1.0
 
 
 class TransportLike(Protocol):
@@ -67,17 +76,20 @@ class TransportLike(Protocol):
 
     def clock_samples(self) -> Mapping[int, ClockSampleLike]: ...
 
+    def set_peers(self, peers: Mapping[int, tuple[str, int]]) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class MemberStatus:
     node_id: int
     voter: bool
+    peer_addr: str | None
     http_url: str | None
     match_index: int | None  # the leader's view; None on followers
     lag: int | None  # entries behind the leader's last index (leader only)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RuntimeStatus:
     """This node's view (GET /v1/cluster; the API reads the StatusLike fields)."""
 
@@ -102,6 +114,7 @@ class RuntimeStatus:
 class _Waiter:
     term: int
     future: asyncio.Future[Result]
+    config_change: bool = False  # a CONFIG entry: answered with Ok(None) when applied
 
 
 @dataclass(slots=True)
@@ -116,18 +129,24 @@ class Runtime:
         self.node_id = config.node_id
         self.config = config
         self.log = log or logging.getLogger(f"raftsched.node{config.node_id}")
-        self._storage = storage
+        self.storage = storage  # the durable log: the storage thread's alone once started
+        self.mirror = MemoryStorage()  # what the core reads (mirror.py)
         self._rng = rng or random.Random()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._transport: TransportLike | None = None
-        self._thread: StorageThread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.transport: TransportLike | None = None
+        self.thread: StorageThread | None = None
         self._core: RaftNode | None = None
         self._ticker: Ticker | None = None
+        self.snapshotter: Snapshotter | None = None
         self.app = SchedApp()
         self.clock = QuorumClock(node_id=config.node_id,
                                  max_sample_age_s=config.limits.clock_sample_max_age_s)
-        self._http_urls: dict[int, str] = {config.node_id: config.http_url}
-        self._http_urls.update({pid: p.http_url for pid, p in config.peers.items()})
+        self.directory = MemberDirectory(
+            node_id=config.node_id,
+            own=PeerInfo(config.peer_addr, config.http_url),
+            initial=config.peers, data_dir=config.data_dir if config.data_dir.exists() else None,
+            log=self.log)
+        self.cluster = ClusterOps(self)
         self._drain_scheduled = False
         self._pipeline: deque[_InFlight] = deque()
         self._waiters: dict[int, _Waiter] = {}  # log index -> the proposal waiting there
@@ -137,47 +156,48 @@ class Runtime:
         self._work_events: dict[str, asyncio.Event] = {}
         self._tick_in_flight = False
         self._last_view: tuple[Role, int, int] = (Role.FOLLOWER, 0, 0)
+        self._last_membership: Membership | None = None
         self.shutting_down = False
         self.disk_healthy = True
         self.fatal: asyncio.Future[BaseException] | None = None
-        self.snapshot_index = 0
-        # Counters (metrics): read by runtime_metrics.py.
-        self.proposals_total = 0
-        self.proposals_failed = 0
-        self.overloaded_total = 0
-        self.ticks_proposed = 0
-        self.applied_total = 0
+        self.counters = Counters()
+        self.fsync_histogram = FsyncHistogram()
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def attach_transport(self, transport: TransportLike) -> None:
-        self._transport = transport
+        self.transport = transport
 
     async def start(self) -> None:
         """Bootstrap a new cluster's storage, restore the app, start ticking."""
         assert self._core is None, "started twice"
-        assert self._transport is not None, "attach_transport before start"
-        loop = self._loop = asyncio.get_running_loop()
+        assert self.transport is not None, "attach_transport before start"
+        loop = self.loop = asyncio.get_running_loop()
         self.fatal = loop.create_future()
         self._bootstrap_storage()
-        thread = self._thread = StorageThread(self._storage, loop=loop,
-                                              on_fatal=self._on_fatal, log=self.log)
-        hard_state, snapshot = self._storage.initial_state()
+        thread = self.thread = StorageThread(self.storage, loop=loop, on_fatal=self._on_fatal,
+                                             log=self.log)
+        thread.observe_fsync = self.fsync_histogram.observe
+        mirror = self.mirror = mirror_of(self.storage)
+        hard_state, snapshot = mirror.initial_state()
         self.app.restore(snapshot.data)
-        self.snapshot_index = snapshot.meta.index
         assert self.app.applied_index == snapshot.meta.index, "snapshot data and meta disagree"
         # The restored state is long-lived: keep it out of every future collection.
         gc.collect()
         gc.freeze()
-        self._core = RaftNode(self._raft_config(), LockedStorage(self._storage, thread.lock),
-                              self._rng)
+        r = self.config.raft
+        self.snapshotter = Snapshotter(storage=self.storage, mirror=mirror, thread=thread,
+                                       every_entries=r.snapshot_entries,
+                                       keep_entries=r.snapshot_keep_entries, log=self.log)
+        self._core = RaftNode(self._raft_config(), mirror, self._rng)
         self.log.info("node %d started: term %d, vote %d, commit %d, snapshot %d, last %d, "
                       "voters %s, fsync %s", self.node_id, hard_state.term, hard_state.vote,
-                      hard_state.commit, snapshot.meta.index, self._storage.last_index(),
+                      hard_state.commit, snapshot.meta.index, mirror.last_index(),
                       sorted(self._core.membership.voters), self.config.fsync)
-        interval = self.config.raft.tick_ms / 1000.0
-        self._ticker = Ticker(loop=loop, interval_s=interval, on_tick=self._on_tick)
+        self._on_membership(self._core.membership)
+        self._ticker = Ticker(loop=loop, interval_s=r.tick_ms / 1000.0, on_tick=self._on_tick)
         self._ticker.start()
+        self.cluster.start()
         self._kick()
 
     def _raft_config(self) -> RaftConfig:
@@ -196,16 +216,16 @@ class Runtime:
     def _bootstrap_storage(self) -> None:
         """A new cluster's node starts over the empty snapshot carrying the initial voters
         (node.py "Bootstrapping"); a joining node starts with no configuration."""
-        hard_state, snapshot = self._storage.initial_state()
+        hard_state, snapshot = self.storage.initial_state()
         fresh = (snapshot.meta.index == 0 and not snapshot.meta.membership.members
-                 and self._storage.last_index() == 0 and hard_state.term == 0)
+                 and self.storage.last_index() == 0 and hard_state.term == 0)
         if not fresh or self.config.join:
             return
         voters = self.config.initial_voters
         self.log.info("bootstrapping a new cluster with voters %s", sorted(voters))
         meta = SnapshotMeta(index=0, term=0, membership=Membership(voters=voters))
-        self._storage.apply_snapshot(Snapshot(meta=meta, data=b""))
-        self._storage.sync()
+        self.storage.apply_snapshot(Snapshot(meta=meta, data=b""))
+        self.storage.sync()
 
     async def shutdown(self) -> None:
         """SIGTERM: refuse new requests, hand leadership over, let in-flight requests finish
@@ -215,10 +235,10 @@ class Runtime:
         self.shutting_down = True
         loop = asyncio.get_running_loop()
         core = self._core
-        grace_s = self.config.limits.shutdown_grace_s
-        deadline = loop.time() + grace_s
+        deadline = loop.time() + self.config.limits.shutdown_grace_s
+        await self.cluster.stop()
         if core is not None and core.role is Role.LEADER and len(core.membership.voters) > 1:
-            target = self._transfer_target()
+            target = self.cluster.transfer_target()
             if target is not None:
                 self.log.info("shutting down: transferring leadership to node %d", target)
                 try:
@@ -237,30 +257,25 @@ class Runtime:
         self._fail_all(ShuttingDown())
         if self._ticker is not None:
             self._ticker.stop()
-        if self._thread is not None:
-            await loop.run_in_executor(None, self._thread.stop)
+        if self.thread is not None:
+            await loop.run_in_executor(None, self.thread.stop)
             if self.disk_healthy:
-                await loop.run_in_executor(None, self._storage.sync)
-        self._storage.close()
+                await loop.run_in_executor(None, self.storage.sync)
+        self.storage.close()
         self.log.info("node %d stopped cleanly", self.node_id)
-
-    def _transfer_target(self) -> int | None:
-        core = self._core
-        if core is None:
-            return None
-        match = core.status().match
-        voters = [v for v in core.membership.voters if v != self.node_id]
-        if not voters:
-            return None
-        return max(voters, key=lambda v: (match.get(v, 0), -v))
 
     def _on_fatal(self, exc: BaseException) -> None:
         self.disk_healthy = False
-        self._fail_all(OutcomeUnknown(f"the node's storage failed: {exc}"))
+        self._fail_all(OutcomeUnknown(f"the node stopped: {exc}"))
         if self._ticker is not None:
             self._ticker.stop()
         if self.fatal is not None and not self.fatal.done():
             self.fatal.set_result(exc)
+
+    def _crash(self, exc: BaseException) -> None:
+        self.log.critical("internal error, the node stops: %s: %s", type(exc).__name__, exc,
+                          exc_info=exc)
+        self._on_fatal(exc)
 
     def _fail_all(self, exc: Exception) -> None:
         for waiter in self._waiters.values():
@@ -307,15 +322,15 @@ class Runtime:
         due_ms = self.app.next_deadline_ms()
         if due_ms is None:
             return
-        stamp = self._stamp()
+        stamp = self.stamp()
         if due_ms > stamp:
             return
         try:
-            future = self._propose_now(Tick(), stamp)
+            future = self.propose_entry(Tick(), stamp)
         except (NotLeader, NoLeader, Overloaded):
             return
         self._tick_in_flight = True
-        self.ticks_proposed += 1
+        self.counters.ticks_proposed += 1
         future.add_done_callback(self._tick_done)
 
     def _tick_done(self, future: asyncio.Future[Result]) -> None:
@@ -323,10 +338,10 @@ class Runtime:
         if not future.cancelled():
             future.exception()  # retrieved: a lost tick is simply proposed again
 
-    def _stamp(self) -> int:
+    def stamp(self) -> int:
         core = self._core
-        assert core is not None and self._transport is not None
-        return self.clock.stamp_ms(core.membership.voters, self._transport.clock_samples())
+        assert core is not None and self.transport is not None
+        return self.clock.stamp_ms(core.membership.voters, self.transport.clock_samples())
 
     # -- the API (RuntimeLike) -------------------------------------------------------------
 
@@ -346,19 +361,22 @@ class Runtime:
             match = st.match.get(nid) if is_leader else None
             if is_leader and nid == self.node_id:
                 match = st.last_index
+            info = self.directory.get(nid)
             members.append(MemberStatus(
-                node_id=nid, voter=nid in st.membership.voters, http_url=self._http_urls.get(nid),
+                node_id=nid, voter=nid in st.membership.voters,
+                peer_addr=info.peer_addr_text if info is not None else None,
+                http_url=info.http_url if info is not None else None,
                 match_index=match, lag=None if match is None else st.last_index - match))
         return RuntimeStatus(
             node_id=self.node_id,
             role=st.role.value,
             term=st.term,
             leader_id=st.leader or None,
-            leader_http_url=self._http_urls.get(st.leader) if st.leader else None,
+            leader_http_url=self.directory.http_url(st.leader) if st.leader else None,
             commit_index=st.commit,
             applied_index=self.app.applied_index,
             last_index=st.last_index,
-            snapshot_index=self.snapshot_index,
+            snapshot_index=self.snapshotter.index if self.snapshotter is not None else 0,
             members=members,
             disk_healthy=self.disk_healthy,
             fsync=self.config.fsync,
@@ -367,54 +385,48 @@ class Runtime:
             shutting_down=self.shutting_down,
         )
 
+    def metrics_snapshot(self) -> RuntimeMetrics:
+        st = self.status()
+        stats: Mapping[int, Any] = {}
+        samples: Mapping[int, ClockSampleLike] = {}
+        transport = self.transport
+        peer_stats = getattr(transport, "peer_stats", None)
+        if callable(peer_stats):
+            stats = peer_stats()
+        if transport is not None and self.loop is not None:
+            samples = transport.clock_samples()
+        skew = getattr(self.app.state, "clock_skew", None)
+        return RuntimeMetrics(
+            term=st.term, role=st.role, commit_index=st.commit_index,
+            applied_index=st.applied_index, snapshot_index=st.snapshot_index,
+            proposals_total=dict(self.counters.proposals),
+            proposals_in_flight=len(self._waiters),
+            fsync_seconds=self.fsync_histogram.snapshot(),
+            peer_queue_bytes={p: s.queue_bytes for p, s in stats.items()},
+            peer_dropped_total={p: s.dropped for p, s in stats.items()},
+            peer_connected={p: s.connected for p, s in stats.items()},
+            stamps_refused_total=int(getattr(skew, "refused", 0) or 0),
+            clock_skew_ms={p: s.offset_ms for p, s in samples.items()},
+        )
+
     async def propose(self, command: Command) -> Result:
         """Commit `command`, wait until it is applied here, return the state machine's
         answer. Raises NotLeader, NoLeader, Overloaded, OutcomeUnknown, ShuttingDown."""
         if self.shutting_down:
             raise ShuttingDown()
-        future = self._propose_now(command, self._stamp() if self._is_leader() else 0)
+        future = self.propose_entry(command, self.stamp() if self.is_leader() else 0)
         try:
             async with asyncio.timeout(self.config.limits.propose_timeout_s):
-                return await future
+                result = await future
         except TimeoutError:
-            self.proposals_failed += 1
+            self.counters.count("outcome_unknown")
             raise OutcomeUnknown("the entry was not applied in time; retry with the same "
                                  "idempotency key") from None
-
-    def _is_leader(self) -> bool:
-        return self._core is not None and self._core.role is Role.LEADER
-
-    def _propose_now(self, command: Command, stamp_ms: int) -> asyncio.Future[Result]:
-        core = self._core
-        loop = self._loop
-        if core is None or loop is None or not self.disk_healthy:
-            raise NoLeader("the node is not running")
-        if core.role is not Role.LEADER:
-            raise self._not_leader(core.leader)
-        if len(self._waiters) >= self.config.limits.max_inflight_proposals:
-            self.overloaded_total += 1
-            raise Overloaded(RETRY_AFTER_OVERLOADED_S, "proposals in flight")
-        data = encode_proposal(command, stamp_ms=stamp_ms, proposer_id=self.node_id)
-        try:
-            index, term = core.propose(data)
-        except NotLeaderError as exc:
-            raise self._not_leader(exc.leader) from None
-        except ProposalDroppedError as exc:
-            self.overloaded_total += 1
-            raise Overloaded(RETRY_AFTER_OVERLOADED_S, str(exc)) from None
-        future: asyncio.Future[Result] = loop.create_future()
-        old = self._waiters.get(index)
-        if old is not None and not old.future.done():  # our own older-term entry: overwritten
-            old.future.set_exception(OutcomeUnknown())
-        self._waiters[index] = _Waiter(term, future)
-        self.proposals_total += 1
-        self._kick()
-        return future
-
-    def _not_leader(self, leader: int) -> Exception:
-        if leader and leader != self.node_id:
-            return NotLeader(leader, self._http_urls.get(leader))
-        return NoLeader()
+        except OutcomeUnknown:
+            self.counters.count("outcome_unknown")
+            raise
+        self.counters.count("refused" if isinstance(result, Refused) else "committed")
+        return result
 
     async def read_barrier(self) -> None:
         """Return once this node's state reflects every write acknowledged before the call
@@ -422,11 +434,10 @@ class Runtime:
         if self.shutting_down:
             raise ShuttingDown()
         core = self._core
-        loop = self._loop
+        loop = self.loop
         if core is None or loop is None:
             raise NoLeader("the node is not running")
         if len(self._reads) >= self.config.limits.max_pending_reads:
-            self.overloaded_total += 1
             raise Overloaded(RETRY_AFTER_OVERLOADED_S, "reads waiting for confirmation")
         context = self._next_read_context
         self._next_read_context += 1
@@ -435,7 +446,6 @@ class Runtime:
         except NotLeaderError:
             raise NoLeader() from None
         except ProposalDroppedError as exc:
-            self.overloaded_total += 1
             raise Overloaded(RETRY_AFTER_OVERLOADED_S, str(exc)) from None
         future: asyncio.Future[None] = loop.create_future()
         self._reads[context] = future
@@ -449,7 +459,7 @@ class Runtime:
 
     async def wait_for_work(self, queue: str, timeout_s: float) -> None:
         """Return when `queue` may have a leasable job (woken by apply, no polling) or after
-        `timeout_s`."""
+        `timeout_s`. The waiter is registered before the first suspension."""
         if self._has_work(queue):
             return
         event = self._work_events.get(queue)
@@ -471,17 +481,93 @@ class Runtime:
         for name in [n for n in self._work_events if self._has_work(n)]:
             self._work_events.pop(name).set()
 
+    async def add_member(self, node_id: int, peer_addr: str, http_url: str) -> Any:
+        return await self.cluster.add_member(node_id, peer_addr, http_url)
+
+    async def remove_member(self, node_id: int) -> Any:
+        return await self.cluster.remove_member(node_id)
+
+    async def transfer_leadership(self, to: int | None) -> Any:
+        return await self.cluster.transfer_leadership(to)
+
+    async def snapshot_now(self) -> SnapshotInfo:
+        return await self.take_snapshot()
+
+    async def backup(self) -> tuple[bytes | str, str]:
+        return await self.cluster.backup()
+
+    # -- internal API (cluster_ops.py) ----------------------------------------------------
+
+    @property
+    def core(self) -> RaftNode:
+        assert self._core is not None, "the runtime is not started"
+        return self._core
+
+    def is_leader(self) -> bool:
+        return self._core is not None and self._core.role is Role.LEADER
+
+    def not_leader(self, leader: int) -> Exception:
+        if leader and leader != self.node_id:
+            return NotLeader(leader, self.directory.http_url(leader))
+        return NoLeader()
+
+    def propose_entry(self, command: Command, stamp_ms: int) -> asyncio.Future[Result]:
+        """Propose now (leader only); the future completes when the entry is applied."""
+        core = self._core
+        if core is None or self.loop is None or not self.disk_healthy:
+            raise NoLeader("the node is not running")
+        if core.role is not Role.LEADER:
+            self.counters.count("not_leader")
+            raise self.not_leader(core.leader)
+        self._check_room()
+        data = encode_proposal(command, stamp_ms=stamp_ms, proposer_id=self.node_id)
+        try:
+            index, term = core.propose(data)
+        except NotLeaderError as exc:
+            self.counters.count("not_leader")
+            raise self.not_leader(exc.leader) from None
+        except ProposalDroppedError as exc:
+            self.counters.count("overloaded")
+            raise Overloaded(RETRY_AFTER_OVERLOADED_S, str(exc)) from None
+        return self.wait_applied(index, term)
+
+    def propose_conf_change(self, change: ConfChange) -> asyncio.Future[Result]:
+        """Propose a membership change (leader only; raises the core's errors)."""
+        index, term = self.core.propose_conf_change(change)
+        return self.wait_applied(index, term, config_change=True)
+
+    def _check_room(self) -> None:
+        if len(self._waiters) >= self.config.limits.max_inflight_proposals:
+            self.counters.count("overloaded")
+            raise Overloaded(RETRY_AFTER_OVERLOADED_S, "proposals in flight")
+
+    def wait_applied(self, index: int, term: int, *,
+                     config_change: bool = False) -> asyncio.Future[Result]:
+        assert self.loop is not None
+        future: asyncio.Future[Result] = self.loop.create_future()
+        old = self._waiters.get(index)
+        if old is not None and not old.future.done():  # our own older-term entry: overwritten
+            old.future.set_exception(OutcomeUnknown())
+        self._waiters[index] = _Waiter(term, future, config_change)
+        self._kick()
+        return future
+
+    async def take_snapshot(self) -> SnapshotInfo:
+        snapshotter = self.snapshotter
+        core = self._core
+        if snapshotter is None or core is None:
+            raise NoLeader("the node is not running")
+        index = self.app.applied_index
+        return await snapshotter.take(index=index, membership=core.membership_at(index),
+                                      serialize=self.app.snapshot,
+                                      on_written=core.snapshot_taken)
+
     # -- the Ready loop --------------------------------------------------------------------
 
     def _kick(self) -> None:
-        if not self._drain_scheduled and self._loop is not None:
+        if not self._drain_scheduled and self.loop is not None:
             self._drain_scheduled = True
-            self._loop.call_soon(self._drain)
-
-    def _crash(self, exc: BaseException) -> None:
-        self.log.critical("internal error, the node stops: %s: %s", type(exc).__name__, exc,
-                          exc_info=exc)
-        self._on_fatal(exc)
+            self.loop.call_soon(self._drain)
 
     def _drain(self) -> None:
         self._drain_scheduled = False
@@ -494,7 +580,6 @@ class Runtime:
         core = self._core
         if core is None or not self.disk_healthy:
             return
-        view = (core.role, core.term, core.leader)
         while True:
             progressed = False
             while core.has_ready():
@@ -506,19 +591,34 @@ class Runtime:
                 progressed = True
             if not progressed:
                 break
-        new_view = (core.role, core.term, core.leader)
-        if new_view != view or new_view != self._last_view:
-            self._on_view_change(new_view)
+        view = (core.role, core.term, core.leader)
+        if view != self._last_view:
+            self._on_view_change(view)
+        if core.membership is not self._last_membership:
+            self._on_membership(core.membership)
+        snapshotter = self.snapshotter
+        if snapshotter is not None and snapshotter.due(self.app.applied_index):
+            self.loop_task(self.take_snapshot())
+
+    def loop_task(self, coro: Any) -> None:
+        assert self.loop is not None
+        task = self.loop.create_task(coro)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.log.warning("background task failed: %s", task.exception())
 
     def _handle_ready(self, rd: Ready) -> None:
         if rd.eager_messages:
             self._send(rd.eager_messages)
+        persist_ready(self.mirror, rd)  # the disk gets the same writes on the storage thread
         self._apply(rd)
         item = _InFlight(rd, done=True)
         self._pipeline.append(item)
         if rd.hard_state is not None or rd.entries or rd.snapshot is not None or rd.must_sync:
             item.done = False
-            thread = self._thread
+            thread = self.thread
             assert thread is not None
 
             def persisted(_result: object, _fsync_s: float) -> None:
@@ -528,16 +628,14 @@ class Runtime:
             thread.submit_ready(rd, persisted)
 
     def _finish(self, rd: Ready) -> None:
-        core = self._core
-        assert core is not None
         if rd.messages:
             self._send(rd.messages)
-        if rd.snapshot is not None:
-            self.snapshot_index = max(self.snapshot_index, rd.snapshot.meta.index)
-        core.advance(rd)
+        if rd.snapshot is not None and self.snapshotter is not None:
+            self.snapshotter.index = max(self.snapshotter.index, rd.snapshot.meta.index)
+        self.core.advance(rd)
 
     def _send(self, messages: tuple[Message, ...]) -> None:
-        transport = self._transport
+        transport = self.transport
         assert transport is not None
         transport.send(messages)
 
@@ -549,22 +647,24 @@ class Runtime:
             app.restore(rd.snapshot.data)
             self._fail_waiters_up_to(app.applied_index)
         waiters = self._waiters
-        applied_any = False
+        applied = 0
         for entry in rd.committed_entries:
             if entry.index <= app.applied_index:
                 continue  # covered by a restored snapshot
             answer = app.apply(entry)
-            applied_any = True
+            applied += 1
             waiter = waiters.pop(entry.index, None) if waiters else None
             if waiter is None or waiter.future.done():
                 continue
-            if answer is not None and waiter.term == entry.term:
-                waiter.future.set_result(answer.result)
-            else:  # another leader's entry took this index: ours was never committed
-                self.proposals_failed += 1
+            if waiter.term != entry.term:  # another leader's entry took this index
                 waiter.future.set_exception(OutcomeUnknown())
-        if applied_any:
-            self.applied_total += len(rd.committed_entries)
+            elif answer is not None:
+                waiter.future.set_result(answer.result)
+            else:
+                assert waiter.config_change, f"no answer for the entry at {entry.index}"
+                waiter.future.set_result(Ok(None))
+        if applied:
+            self.counters.entries_applied += applied
             self._wake_workers()
         for read_state in rd.read_states:
             if read_state.context in self._reads:
@@ -592,8 +692,26 @@ class Runtime:
         self._last_view = view
         if role is Role.LEADER and old_role is not Role.LEADER:
             self.log.info("became leader in term %d", term)
+            self.cluster.on_became_leader()
         elif old_role is Role.LEADER and role is not Role.LEADER:
             self.log.info("stepped down in term %d (leader now %s)", term, leader or "unknown")
         elif leader != old_leader:
             self.log.info("term %d: leader is %s", term, leader or "unknown")
 
+    def _on_membership(self, membership: Membership) -> None:
+        self._last_membership = membership
+        self.refresh_peers()
+        self.cluster.on_membership(membership)
+
+    def refresh_peers(self) -> None:
+        """Dial every known node that is not removed: members, and nodes being added (a
+        joining node has no membership yet but must answer its leader)."""
+        transport = self.transport
+        if transport is None or self._core is None:
+            return
+        membership = self._core.membership
+        known = self.directory.known_ids() | membership.members
+        transport.set_peers(self.directory.peers_for(known - membership.removed))
+
+    def loop_kick(self) -> None:
+        self._kick()

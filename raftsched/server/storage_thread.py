@@ -7,10 +7,9 @@ fsyncs once if any of them must be synced: while one fsync runs, the next Readys
 share the next fsync (group commit). Each job's completion is posted back to the loop, in
 submission order, with the fsync's duration.
 
-Locking. The core reads the storage (entries to replicate, terms) from the loop thread while
-this thread appends. `lock` guards the storage's in-memory structures: the thread holds it
-while writing a Ready (buffered writes, fast) and NOT while fsyncing (slow), and every read
-from the loop goes through `LockedStorage`, which takes the same lock.
+Reads. The disk storage is not thread-safe, and only this thread touches it once the node
+runs: the core reads a `MemoryStorage` mirror that the loop updates with the same writes as it
+hands them over (mirror.py), so the loop never waits for a lock held across an fsync.
 
 Failure. A storage error (StorageFatalError: ENOSPC, EIO on write or fsync) is never retried:
 the thread reports it through `on_fatal` on the loop and stops taking work; the node exits
@@ -30,7 +29,6 @@ from typing import Any, Protocol
 
 from raftsched.raft.ready import Ready
 from raftsched.raft.storage import WritableStorage, persist_ready
-from raftsched.raft.types import Entry, HardState, Snapshot
 
 MAX_BATCH_JOBS = 4096  # jobs written before one fsync, so a flood cannot starve completions
 
@@ -58,7 +56,6 @@ class StorageThread:
     def __init__(self, storage: SyncableStorage, *, loop: asyncio.AbstractEventLoop,
                  on_fatal: Callable[[BaseException], None], log: logging.Logger) -> None:
         self.storage = storage
-        self.lock = threading.Lock()
         self._loop = loop
         self._on_fatal = on_fatal
         self._log = log
@@ -122,8 +119,7 @@ class StorageThread:
             fsync_s = 0.0
             for job in batch:
                 if job.ready is not None:
-                    with self.lock:
-                        persist_ready(self.storage, job.ready)
+                    persist_ready(self.storage, job.ready)
                     dirty = dirty or job.must_sync
                     results.append(None)
                 else:
@@ -156,35 +152,3 @@ class StorageThread:
     def _complete(batch: list[_Job], results: list[Any], fsync_s: float) -> None:
         for job, result in zip(batch, results, strict=True):
             job.done(result, fsync_s)
-
-
-class LockedStorage:
-    """The read side of the storage for the core, taking the storage thread's lock."""
-
-    def __init__(self, storage: WritableStorage, lock: threading.Lock) -> None:
-        self._storage = storage
-        self._lock = lock
-
-    def initial_state(self) -> tuple[HardState, Snapshot]:
-        with self._lock:
-            return self._storage.initial_state()
-
-    def first_index(self) -> int:
-        with self._lock:
-            return self._storage.first_index()
-
-    def last_index(self) -> int:
-        with self._lock:
-            return self._storage.last_index()
-
-    def term(self, index: int) -> int:
-        with self._lock:
-            return self._storage.term(index)
-
-    def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
-        with self._lock:
-            return self._storage.entries(lo, hi, max_bytes)
-
-    def snapshot(self) -> Snapshot:
-        with self._lock:
-            return self._storage.snapshot()

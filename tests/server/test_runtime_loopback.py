@@ -64,6 +64,9 @@ class Endpoint:
     def clock_samples(self) -> Mapping[int, ClockSampleLike]:
         return {}
 
+    def set_peers(self, peers: Mapping[int, tuple[str, int]]) -> None:
+        self.peers = dict(peers)
+
 
 def _config(node_id: int, ids: list[int], tmp: Path) -> NodeConfig:
     peers = {i: PeerInfo(("127.0.0.1", 9000 + i), f"http://127.0.0.1:{8000 + i}")

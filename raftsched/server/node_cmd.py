@@ -1,0 +1,204 @@
+"""`raftsched node --config node.toml` (or flags): run one cluster node in this process.
+
+Theory of operation. Parse and validate the configuration (config.py; a bad key exits 2 with
+one line naming it), open the data dir (refusing one of another cluster or node, or a corrupt
+log, with the file and offset), then on one event loop (uvloop when importable): the peer
+transport, the runtime (runtime.py) and the HTTP API (api.py `build_app`). The process lives
+until SIGTERM/SIGINT or a fatal storage error.
+
+Shutdown on SIGTERM/SIGINT, in this order: stop accepting HTTP connections; the runtime hands
+leadership to the most caught-up voter, lets in-flight requests finish (bounded by
+`limits.shutdown_grace_s`) and fails the rest with 503; the storage thread drains and the log
+is fsynced; open HTTP connections are closed; the transport closes. Exit 0. A storage failure
+exits 1 (never retry an fsync); SIGKILL at any point loses nothing acknowledged, because
+nothing is acknowledged before it is fsynced on a majority.
+
+Exit codes: 0 clean stop, 1 runtime failure (storage, port in use, identity), 2 bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from aiohttp import web
+
+from .config import ConfigError, NodeConfig, load_config
+from .logging_setup import setup_logging
+from .runtime import Runtime
+from .storage_thread import SyncableStorage
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_CONFIG: Final = 2
+# bench/sched_apply.py: with the default thresholds a quarter of each submit went to the
+# collector walking the (long-lived) state; gc.freeze() after loading a snapshot does the rest.
+GC_THRESHOLDS: Final = (50_000, 20, 100)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="raftsched node",
+        description="Run one raftsched cluster node. Flags override the --config file.")
+    p.add_argument("--config", type=Path, help="TOML file (see docs/operations.md)")
+    p.add_argument("--node-id", type=int)
+    p.add_argument("--cluster-id", type=int)
+    p.add_argument("--data-dir")
+    p.add_argument("--peer-addr", help="host:port this node listens on for peers")
+    p.add_argument("--http-addr", help="host:port of the HTTP API")
+    p.add_argument("--http-url", help="URL others use to reach this node's API")
+    p.add_argument("--peer", action="append", default=[], metavar="ID=HOST:PORT,URL",
+                   help="another initial member: id, peer address and HTTP URL (repeat)")
+    p.add_argument("--secret-file", help="file holding the cluster secret (>= 16 bytes)")
+    p.add_argument("--tokens-file", help="TOML: sha256 hex of a token = role")
+    p.add_argument("--fsync", choices=["always", "never"],
+                   help="'never' is UNSAFE (acknowledged writes can be lost): tests only")
+    p.add_argument("--join", action="store_true", default=None,
+                   help="a new node an existing cluster adds (starts with no membership)")
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument("--auth", dest="auth", action="store_true", default=None)
+    auth.add_argument("--no-auth", dest="auth", action="store_false")
+    p.add_argument("--tick-ms", type=int)
+    p.add_argument("--election-ticks", type=int)
+    p.add_argument("--snapshot-entries", type=int)
+    p.add_argument("--log-level")
+    p.add_argument("--log-file")
+    return p
+
+
+def _peer_flags(values: Sequence[str]) -> dict[str, Any]:
+    peers: dict[str, Any] = {}
+    for value in values:
+        ident, sep, rest = value.partition("=")
+        addr, comma, url = rest.partition(",")
+        if not sep or not comma:
+            raise ConfigError("--peer", f"expected ID=HOST:PORT,URL, got {value!r}")
+        peers[ident] = {"peer_addr": addr, "http_url": url}
+    return peers
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    raft = {k: v for k, v in (("tick_ms", args.tick_ms), ("election_ticks", args.election_ticks),
+                              ("snapshot_entries", args.snapshot_entries)) if v is not None}
+    return {
+        "node_id": args.node_id, "cluster_id": args.cluster_id, "data_dir": args.data_dir,
+        "peer_addr": args.peer_addr, "http_addr": args.http_addr, "http_url": args.http_url,
+        "peers": _peer_flags(args.peer) or None, "secret_file": args.secret_file,
+        "tokens_file": args.tokens_file, "fsync": args.fsync, "join": args.join,
+        "auth": args.auth, "raft": raft or None, "log_level": args.log_level,
+        "log_file": args.log_file,
+    }
+
+
+def open_storage(config: NodeConfig, log: logging.Logger) -> SyncableStorage:
+    """The node's DiskStorage; raises StorageIdentityError / CorruptStorageError."""
+    from raftsched.storage import DiskStorage  # noqa: PLC0415 - keeps `--help` light
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    storage: SyncableStorage = DiskStorage.open(
+        config.data_dir, fsync=config.fsync, identity=(config.cluster_id, config.node_id),
+        log=log)
+    return storage
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config, overrides_from(args))
+    except ConfigError as exc:
+        print(f"raftsched node: bad configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(node_label=f"node{config.node_id}", level=config.log_level,
+                  log_file=config.log_file)
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up
+
+        return int(uvloop.run(serve(config)))
+    except ImportError:
+        return asyncio.run(serve(config))
+
+
+async def serve(config: NodeConfig) -> int:
+    """Run the node until SIGTERM/SIGINT (0) or a fatal error (1)."""
+    from raftsched.storage import CorruptStorageError, StorageError  # noqa: PLC0415
+
+    from .api import build_app  # noqa: PLC0415
+    from .transport import PeerTransport, TransportLimits  # noqa: PLC0415
+
+    log = logging.getLogger(f"raftsched.node{config.node_id}")
+    if config.fsync == "never":
+        log.warning("fsync = never: UNSAFE, acknowledged writes can be lost on power failure "
+                    "(tests and benchmarks only)")
+    try:
+        storage = open_storage(config, log)
+    except CorruptStorageError as exc:
+        log.critical("refusing to start: corrupt log: %s", exc)
+        return EXIT_FAILURE
+    except StorageError as exc:
+        log.critical("refusing to start: %s", exc)
+        return EXIT_FAILURE
+    except OSError as exc:
+        log.critical("refusing to start: data dir %s: %s", config.data_dir, exc)
+        return EXIT_FAILURE
+    runtime = Runtime(config, storage, log=log)
+    transport = PeerTransport(
+        node_id=config.node_id, cluster_secret=config.cluster_secret,
+        listen_host=config.peer_addr[0], listen_port=config.peer_addr[1],
+        peers={pid: p.peer_addr for pid, p in config.peers.items()},
+        on_message=runtime.deliver,
+        limits=TransportLimits(max_queue_bytes_per_peer=config.limits.peer_queue_bytes),
+        log=logging.getLogger("raftsched.transport"), cluster_id=config.cluster_id)
+    runtime.attach_transport(transport)
+    runner: web.AppRunner | None = None
+    try:
+        await transport.start()
+        await runtime.start()
+        runner = web.AppRunner(build_app(runtime), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, config.http_addr[0], config.http_addr[1],
+                           shutdown_timeout=config.limits.shutdown_grace_s)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen for HTTP on {config.http_addr[0]}:"
+                                     f"{config.http_addr[1]}: {exc.strerror or exc}") from exc
+        log.info("serving: http %s (listening on %s:%d), peers on %s:%d, data dir %s",
+                 config.http_url, *config.http_addr, *config.peer_addr, config.data_dir)
+        code = await _until_stopped(runtime, log)
+        await site.stop()  # stop accepting; requests in progress continue
+        await runtime.shutdown()
+    except OSError as exc:
+        log.critical("refusing to start: %s", exc)
+        code = EXIT_FAILURE
+        with contextlib.suppress(Exception):
+            await runtime.shutdown()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await transport.close()
+    return code
+
+
+async def _until_stopped(runtime: Runtime, log: logging.Logger) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    fatal = runtime.fatal
+    assert fatal is not None
+    fatal.add_done_callback(lambda _f: stop.set())
+    await stop.wait()
+    if fatal.done():
+        log.critical("stopping after a fatal error: %s", fatal.result())
+        return EXIT_FAILURE
+    log.info("signal received: stopping (leadership transfer, in-flight requests, fsync)")
+    return EXIT_OK
