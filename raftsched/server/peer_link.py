@@ -215,7 +215,7 @@ class PeerLink:
         loop = asyncio.get_running_loop()
         limits = self._settings.limits
         while True:
-            seq = self.probe.next_ping(loop.time())
+            seq = self.probe.next_ping(time.monotonic())
             conn.write(encode_control(Ping(seq=seq)))
             await asyncio.wait({conn.lost}, timeout=limits.clock_ping_interval_s)
             if conn.lost.done():
@@ -226,8 +226,8 @@ class PeerLink:
                 return
 
     def _on_pong(self, seq: int, peer_wall_ms: int) -> None:
-        assert self._loop is not None
-        self.probe.on_pong(seq, peer_wall_ms, self._loop.time(), time.time() * 1000.0)
+        # time.monotonic, not loop.time: uvloop's loop clock is cached per iteration, in ms.
+        self.probe.on_pong(seq, peer_wall_ms, time.monotonic(), time.time() * 1000.0)
 
     def _failed(self, reason: str, level: int = logging.INFO) -> None:
         self._discard_queue()

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import random
 import ssl
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -235,7 +236,7 @@ class PeerTransport:
 
     def clock_samples(self) -> dict[int, ClockSample]:
         """The latest clock sample of each peer that has answered a ping (see clock_probe)."""
-        now_s = asyncio.get_running_loop().time()
+        now_s = time.monotonic()  # the probes' clock; callable from any thread
         out: dict[int, ClockSample] = {}
         for peer_id, link in self._links.items():
             sample = link.probe.sample(now_s)

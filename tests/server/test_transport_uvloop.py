@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from .transport_support import Node, close_all, connect_all, heartbeat, start_node, wait_until
+from .transport_support import (
+    Node,
+    assert_nodelay,
+    close_all,
+    connect_all,
+    heartbeat,
+    start_node,
+    wait_until,
+)
 
 
 def test_exchange_under_uvloop() -> None:
@@ -17,6 +25,7 @@ def test_exchange_under_uvloop() -> None:
             nodes[0].transport.send(heartbeat(1, 2, i) for i in range(50))
             await wait_until(lambda: nodes[1].contexts_from(1) == list(range(50)), "delivery")
             await wait_until(lambda: 2 in nodes[0].transport.clock_samples(), "clock")
+            assert_nodelay(nodes[0])
         finally:
             await close_all(nodes)
 

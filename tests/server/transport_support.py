@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -105,6 +106,14 @@ def connect_all(nodes: list[Node]) -> None:
 async def close_all(nodes: list[Node]) -> None:
     for n in nodes:
         await n.transport.close()
+
+
+def assert_nodelay(node: Node) -> None:
+    """The link's socket has Nagle off (small votes and heartbeats must not wait)."""
+    for link in node.transport._links.values():
+        assert link.conn is not None and link.conn._transport is not None
+        sock = link.conn._transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
 def raft_frame(msg: Message) -> bytes:
