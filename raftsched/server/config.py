@@ -292,6 +292,7 @@ def build_config(raw: Mapping[str, Any]) -> NodeConfig:
         if required not in raw:
             raise ConfigError(required, "is required")
     node_id = _int("node_id", raw["node_id"])
+    peer_addr = parse_addr("peer_addr", raw["peer_addr"])
     http_addr = parse_addr("http_addr", raw["http_addr"])
     fsync = raw.get("fsync", "always")
     if fsync not in ("always", "never"):
@@ -310,7 +311,7 @@ def build_config(raw: Mapping[str, Any]) -> NodeConfig:
         node_id=node_id,
         cluster_id=_int("cluster_id", raw.get("cluster_id", 1)),
         data_dir=Path(_str("data_dir", raw["data_dir"])),
-        peer_addr=parse_addr("peer_addr", raw["peer_addr"]),
+        peer_addr=peer_addr,
         http_addr=http_addr,
         http_url=_url("http_url", raw.get("http_url", f"http://{http_addr[0]}:{http_addr[1]}")),
         cluster_secret=secret,

@@ -135,6 +135,10 @@ async def serve(config: NodeConfig) -> int:
     from .transport import PeerTransport, TransportLimits  # noqa: PLC0415
 
     log = logging.getLogger(f"raftsched.node{config.node_id}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before anything starts: never die mid-way
+        loop.add_signal_handler(sig, stop.set)
     if config.fsync == "never":
         log.warning("fsync = never: UNSAFE, acknowledged writes can be lost on power failure "
                     "(tests and benchmarks only)")
@@ -173,7 +177,7 @@ async def serve(config: NodeConfig) -> int:
                                      f"{config.http_addr[1]}: {exc.strerror or exc}") from exc
         log.info("serving: http %s (listening on %s:%d), peers on %s:%d, data dir %s",
                  config.http_url, *config.http_addr, *config.peer_addr, config.data_dir)
-        code = await _until_stopped(runtime, log)
+        code = await _until_stopped(runtime, stop, log)
         await site.stop()  # stop accepting; requests in progress continue
         await runtime.shutdown()
     except OSError as exc:
@@ -188,11 +192,7 @@ async def serve(config: NodeConfig) -> int:
     return code
 
 
-async def _until_stopped(runtime: Runtime, log: logging.Logger) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+async def _until_stopped(runtime: Runtime, stop: asyncio.Event, log: logging.Logger) -> int:
     fatal = runtime.fatal
     assert fatal is not None
     fatal.add_done_callback(lambda _f: stop.set())
