@@ -34,7 +34,12 @@ from . import auth, openapi
 from .api_common import RUNTIME_KEY, runtime_of
 from .api_routes_config import QUEUE_CONFIG_LOCK
 from .api_routes_meta import METRICS_KEY, OPENAPI_KEY
-from .api_runtime import RuntimeLike, auth_enabled, max_body_bytes, token_roles
+from .api_runtime import (
+    RuntimeLike,
+    auth_enabled,
+    max_body_bytes,
+    token_roles,
+)
 from .api_table import ROUTES, Handler, Route
 from .errors import NotLeader
 from .http_errors import ApiError, render

@@ -30,7 +30,7 @@ RELAYED_HEADERS = (
     "Content-Disposition",
     "X-Backup-Sha256",
 )
-PROXY_TIMEOUT_S = 90.0  # above the longest lease long-poll (wait_ms is capped lower)
+PROXY_TIMEOUT_S = 60.0  # a forwarded request's budget, plus the lease long-poll cap
 PROXY_MAX_CONNECTIONS = 1024  # to the leader, pooled; a bound like every other
 
 SESSION_KEY = web.AppKey("proxy_session", aiohttp.ClientSession)
@@ -53,7 +53,9 @@ def no_leader() -> ApiError:
     )
 
 
-async def forward(request: web.Request, leader_url: str | None) -> web.Response:
+async def forward(
+    request: web.Request, leader_url: str | None, *, extra_timeout_s: float = 0.0
+) -> web.Response:
     """Relay `request` to the leader at `leader_url` (or redirect the client there)."""
     if not leader_url:
         raise no_leader()
@@ -73,7 +75,7 @@ async def forward(request: web.Request, leader_url: str | None) -> web.Response:
             data=body,
             headers=headers,
             allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=PROXY_TIMEOUT_S),
+            timeout=aiohttp.ClientTimeout(total=PROXY_TIMEOUT_S + extra_timeout_s),
         ) as resp:
             payload = await resp.read()
             out = {h: resp.headers[h] for h in RELAYED_HEADERS if h in resp.headers}
