@@ -28,6 +28,7 @@ from .errors import ClusterRefused, NoLeader, NotLeader, OutcomeUnknown, Overloa
 log = logging.getLogger("raftsched.api")
 
 RETRY_AFTER_NO_LEADER_S = 1
+RETRY_AFTER_FULL_S = 1
 
 
 class ApiError(Exception):
@@ -80,7 +81,9 @@ def to_api_error(exc: BaseException) -> ApiError | None:
         case ApiError():
             return exc
         case SchedError():
-            return ApiError(exc.http_status, exc.code, exc.message, exc.details)
+            # A full queue or table empties as work completes: say when to try again.
+            retry = _retry_after(RETRY_AFTER_FULL_S) if exc.http_status == 429 else None
+            return ApiError(exc.http_status, exc.code, exc.message, exc.details, retry)
         case ClusterRefused():
             return ApiError(exc.http_status, exc.code, exc.message)
         case Overloaded():

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftsched.sched import Command, Result, SchedulerState
+from raftsched.sched import Command, Limits, Result, SchedulerState
 from raftsched.server.api_runtime import HistogramSnapshot, RuntimeMetrics
 from raftsched.server.errors import NoLeader, NotLeader
 
@@ -48,10 +48,10 @@ class FakeConfig:
 
 
 class FakeRuntime:
-    def __init__(self, config: FakeConfig | None = None) -> None:
+    def __init__(self, config: FakeConfig | None = None, limits: Limits | None = None) -> None:
         self.node_id = 1
         self.config = config or FakeConfig()
-        self._state = SchedulerState()
+        self._state = SchedulerState(limits)
         self.index = 0
         self.role = "leader"
         self.leader_id: int | None = 1

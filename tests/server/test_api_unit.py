@@ -18,6 +18,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from raftsched.sched import Limits
 from raftsched.server.api import build_app
 from raftsched.server.api_table import ROUTES
 from raftsched.server.auth import hash_token
@@ -585,3 +586,35 @@ async def test_lease_poll_never_spins_on_a_level_triggered_wait(rt_client: Any) 
     assert (await r.json()) == {"leases": []}
     assert len(rt.proposed) == proposed  # nothing leasable: nothing proposed
     assert rt.waits <= 300 / 50 + 2  # backed off instead of spinning
+
+
+async def test_state_limits_answer_413_and_429_with_retry_after() -> None:
+    rt = FakeRuntime(limits=Limits(max_jobs_per_queue=1, max_batch_jobs=2))
+    c = await _client(rt)
+    try:
+        assert (await c.post("/v1/jobs", json={"queue": "full"})).status == 201
+        r = await c.post("/v1/jobs", json={"queue": "full"})
+        err = await _err(r, 429, "queue_full")
+        assert err["details"]["queue"] == "full" and r.headers["Retry-After"] == "1"
+        r = await c.post("/v1/jobs:batch", json={"jobs": [{"queue": "b"}] * 3})
+        assert (await _err(r, 413, "batch_too_large"))["details"]["field"] == "jobs"
+    finally:
+        await c.close()
+
+
+async def test_schedule_get_one_and_missing(rt_client: Any) -> None:
+    _, c = rt_client
+    await _err(await c.get("/v1/schedules/nope"), 404, "not_found")
+    await _err(
+        await c.post("/v1/schedules/nope/backfill", json={"from": 0, "to": 1}), 404, "not_found"
+    )
+    body = {"cron": "0 * * * *", "timezone": "Europe/Paris", "template": {"queue": "q"}}
+    assert (await c.put("/v1/schedules/hourly", json=body)).status == 201
+    doc = (await (await c.get("/v1/schedules/hourly")).json())["schedule"]
+    assert doc["timezone"] == "Europe/Paris" and doc["next_fire_at"] is not None
+    err = await _err(
+        await c.put("/v1/schedules/x", json={**body, "timezone": "Mars/Base"}), 400, "invalid"
+    )
+    assert err["details"]["field"] == "timezone"
+    err = await _err(await c.put("/v1/schedules/x", json={"cron": "0 * * * *"}), 400, "invalid")
+    assert err["details"]["field"] == "template"
