@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from ..wire.framing import MAX_FRAME_PAYLOAD_BYTES
 from ..wire.raft_codec import DEFAULT_LIMITS, DecodeLimits
 
 
@@ -44,6 +45,11 @@ class TransportLimits:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TransportLimits.{name} must be positive")
+        if self.max_frame_bytes > MAX_FRAME_PAYLOAD_BYTES:
+            raise ValueError(
+                "TransportLimits.decode_limits.max_message_bytes must leave room for the kind "
+                f"byte within a 4-byte frame length (at most {MAX_FRAME_PAYLOAD_BYTES - 1})"
+            )
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("TransportLimits.backoff_max_s must be >= backoff_initial_s")
         if self.peer_silence_timeout_s <= self.clock_ping_interval_s:

@@ -37,6 +37,7 @@ from raftsched.server.peer_link import PeerLink
 from raftsched.server.peer_settings import PeerSettings, TransportLimits
 from raftsched.wire.errors import WireDecodeError
 from raftsched.wire.framing import FrameDecoder
+from raftsched.wire.raft_codec import DecodeLimits
 
 N32 = bytes(range(32))
 RECORDS: list[ControlRecord] = [
@@ -219,9 +220,10 @@ def test_clock_probe_ignores_stale_and_duplicate_pongs() -> None:
         {"handshake_timeout_s": 0.0},
         {"backoff_initial_s": 2.0, "backoff_max_s": 1.0},
         {"clock_ping_interval_s": 5.0, "peer_silence_timeout_s": 5.0},
+        {"decode_limits": DecodeLimits(max_message_bytes=(1 << 32) - 1)},
     ],
 )
-def test_limits_refuse_nonsense(bad: dict[str, float]) -> None:
+def test_limits_refuse_nonsense(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="TransportLimits"):
         TransportLimits(**bad)  # type: ignore[arg-type]
 
