@@ -32,6 +32,8 @@ class FakeStatus:
     commit_index: int
     applied_index: int
     members: list[dict[str, Any]] = field(default_factory=list)
+    disk_healthy: bool = True
+    shutting_down: bool = False
 
 
 @dataclass
@@ -60,6 +62,8 @@ class FakeRuntime:
         self.no_leader = False
         self.barrier_error: BaseException | None = None
         self.level_triggered = False
+        self.disk_healthy = True
+        self.shutting_down = False
         self.proposed: list[Command] = []
         self.barriers = 0
         self.waits = 0
@@ -72,7 +76,15 @@ class FakeRuntime:
 
     def status(self) -> FakeStatus:
         return FakeStatus(
-            self.node_id, self.role, 3, self.leader_id, self.leader_url, self.index, self.index
+            self.node_id,
+            self.role,
+            3,
+            self.leader_id,
+            self.leader_url,
+            self.index,
+            self.index,
+            disk_healthy=self.disk_healthy,
+            shutting_down=self.shutting_down,
         )
 
     def _maybe_raise(self) -> None:

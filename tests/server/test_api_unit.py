@@ -618,3 +618,14 @@ async def test_schedule_get_one_and_missing(rt_client: Any) -> None:
     assert err["details"]["field"] == "timezone"
     err = await _err(await c.put("/v1/schedules/x", json={"cron": "0 * * * *"}), 400, "invalid")
     assert err["details"]["field"] == "template"
+
+
+async def test_readyz_reasons(rt_client: Any) -> None:
+    rt, c = rt_client
+    assert (await (await c.get("/readyz")).json())["ready"] is True
+    rt.disk_healthy, rt.shutting_down = False, True
+    r = await c.get("/readyz")
+    err = await _err(r, 503, "not_ready")
+    assert err["details"]["reasons"] == ["disk unhealthy", "shutting down"]
+    assert r.headers["Retry-After"] == "1"
+    assert (await c.get("/healthz")).status == 200  # the process still serves
