@@ -33,11 +33,12 @@ def check(authorization: str | None, need: Role, tokens: Mapping[str, str]) -> s
     """The caller's role; raises ApiError 401/403. None when the route is open."""
     if need == "open":
         return None
-    if not authorization or not authorization.startswith("Bearer "):
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():  # the scheme is case-insensitive
         raise ApiError(
             401, "unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
-    role = tokens.get(hash_token(authorization[len("Bearer ") :].strip()))
+    role = tokens.get(hash_token(token.strip()))
     if role is None:
         raise ApiError(
             401, "unauthorized", "unknown bearer token", headers={"WWW-Authenticate": "Bearer"}

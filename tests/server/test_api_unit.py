@@ -203,6 +203,11 @@ async def test_auth_roles() -> None:
         await _err(await c.get("/v1/queues"), 401, "unauthorized")
         await _err(await c.get("/v1/queues", headers=h("nope")), 401, "unauthorized")
         assert (await c.get("/v1/queues", headers=h("read-t"))).status == 200
+        lower = {"Authorization": "bearer read-t"}
+        assert (await c.get("/v1/queues", headers=lower)).status == 200
+        await _err(
+            await c.get("/v1/queues", headers={"Authorization": "Basic eDp5"}), 401, "unauthorized"
+        )
         await _err(
             await c.post("/v1/jobs", json={"queue": "q"}, headers=h("read-t")), 403, "forbidden"
         )
