@@ -5,6 +5,8 @@ closed, and no task outlives a test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -14,15 +16,29 @@ import pytest_asyncio
 
 from raftsched.raft.messages import AppendEntries, Heartbeat
 from raftsched.raft.types import Entry, EntryKind
+from raftsched.server.peer_control import (
+    CONTROL_MAX_BYTES,
+    Auth,
+    ControlRecord,
+    Hello,
+    Welcome,
+    decode_control,
+    encode_control,
+)
+from raftsched.server.peer_handshake import ListenerHandshake
 from raftsched.server.transport import PeerTransport, TransportLimits
+from raftsched.wire.framing import FrameDecoder
 
 from .transport_support import (
+    CLUSTER_ID,
     FAST_LIMITS,
     SECRET,
+    RawPeer,
     assert_nodelay,
     close_all,
     connect_all,
     heartbeat,
+    raft_frame,
     start_node,
     wait_until,
 )
@@ -274,3 +290,87 @@ async def test_close_is_idempotent_and_stops_everything() -> None:
     await close_all(nodes)
     await close_all(nodes)
     assert nodes[0].transport.peer_stats() == {}
+
+
+SILENCE_LIMITS = TransportLimits(
+    handshake_timeout_s=2.0,
+    connect_timeout_s=1.0,
+    backoff_initial_s=0.01,
+    backoff_max_s=0.05,
+    clock_ping_interval_s=0.05,
+    peer_silence_timeout_s=0.3,
+)
+
+
+async def test_a_silent_listener_is_redialed(caplog: pytest.LogCaptureFixture) -> None:
+    """A peer that authenticates and then never answers (paused, half-open) is detected by
+    the missing pongs; the link redials instead of queueing into a dead socket."""
+    caplog.set_level(logging.INFO, logger="raftsched.transport")
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute_listener(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        decoder = FrameDecoder(CONTROL_MAX_BYTES + 1)
+        hs = ListenerHandshake(secret=SECRET, cluster_id=CLUSTER_ID, node_id=2)
+        records: list[ControlRecord] = []
+        with contextlib.suppress(ConnectionError):
+            while len(records) < 2:
+                records += [decode_control(f[1:]) for f in decoder.feed(await reader.read(512))]
+                if len(records) == 1 and isinstance(records[0], Hello):
+                    writer.write(encode_control(hs.on_hello(records[0])))
+            assert isinstance(records[1], Auth)
+            hs.on_auth(records[1])
+            writer.write(encode_control(Welcome()))
+            while await reader.read(65536):
+                pass  # swallow pings, never answer
+
+    server = await asyncio.start_server(mute_listener, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    a = await start_node(1, peers={2: ("127.0.0.1", port)}, limits=SILENCE_LIMITS)
+    try:
+        await wait_until(lambda: len(accepted) >= 2, "a second connection after the silence")
+        assert any("no frame from the peer for" in r.getMessage() for r in caplog.records)
+        assert a.transport.peer_stats()[2].reconnects >= 1
+        assert 2 not in a.transport.clock_samples(), "no pong, no sample"
+    finally:
+        await a.transport.close()
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_silent_dialer_is_closed_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="raftsched.transport")
+    b = await start_node(2, limits=SILENCE_LIMITS)
+    peer = await RawPeer.connect(b.transport.listen_port)
+    try:
+        await peer.authenticate(3, 2)
+        assert b.transport.inbound_peers() == {3}
+        await peer.assert_closed()  # no pings from it: closed after the silence timeout
+        assert any("silent for" in r.getMessage() for r in caplog.records)
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert b.transport.rejected_connections == 0
+    finally:
+        await peer.close()
+        await b.transport.close()
+
+
+async def test_a_reconnecting_peer_replaces_its_old_inbound_connection() -> None:
+    b = await start_node(2)
+    old, new = await RawPeer.connect(b.transport.listen_port), None
+    try:
+        await old.authenticate(3, 2)
+        new = await RawPeer.connect(b.transport.listen_port)
+        await new.authenticate(3, 2)
+        await old.assert_closed()
+        await new.send(raft_frame(heartbeat(3, 2, 1)))
+        await wait_until(lambda: b.contexts_from(3) == [1], "delivery on the new connection")
+        assert b.transport.inbound_peers() == {3}
+    finally:
+        await old.close()
+        if new is not None:
+            await new.close()
+        await b.transport.close()
