@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from raftsched.client import BadRequest, Client, Conflict, StaleToken
+from raftsched.client import NotFound as ClientNotFound
 from raftsched.server.auth import hash_token
 from raftsched.server.local_nodes import get_json
 from raftsched.server.runtime import Runtime
@@ -447,6 +449,66 @@ def test_cluster_view_probes_metrics_openapi(live: Live, via: str) -> None:
         assert needle in text, needle
     doc = live.call(via, "GET", "/v1/openapi.json").body
     assert "/v1/queues/{queue}/lease" in doc["paths"] and doc["openapi"].startswith("3.")
+
+
+# -- the landed client against the real API --------------------------------------------------------
+
+
+def test_client_library_agrees_with_the_api(live: Live) -> None:
+    """raftsched.client (written against SPEC §5 and a fake) drives the real API: paths,
+    bodies, answer shapes, typed errors, Idempotency-Key, following the leader from any node."""
+    leader = live.cluster.wait_for_leader()
+    follower = live.cluster.followers(leader)[0]
+    urls = [live.cluster.url(follower), live.cluster.url(leader)]
+    with Client(urls, token=live.tokens["admin"], timeout_s=20) as c:
+        job = c.submit("cl", {"x": 1}, id="cl-1", max_attempts=2, tags=["t"])
+        assert (job.id, job.state, job.queue) == ("cl-1", "pending", "cl")
+        assert c.get_job("cl-1").payload == {"x": 1}
+        assert c.get_job("cl-1", consistency="stale").id == "cl-1"
+        batch = c.submit_batch([{"id": "cl-2", "queue": "cl"}, {"id": "cl-3", "queue": "cl"}])
+        assert [j.id for j in batch] == ["cl-2", "cl-3"]
+        flow = c.submit_workflow([{"id": "cl-w1", "queue": "cl"}], id="cl-flow")
+        assert flow.id == "cl-flow" and [j.id for j in flow.jobs] == ["cl-w1"]
+        page = c.list_jobs(queue="cl", limit=2)
+        assert [j.id for j in page.jobs] == ["cl-1", "cl-2"] and page.next_after
+        rest = c.list_jobs(queue="cl", after=page.next_after)
+        assert [j.id for j in rest.jobs] == ["cl-3", "cl-w1"]
+        c.worker_heartbeat("cl-w", capacity=4, queues=["cl"])
+        leases = c.lease("cl", worker_id="cl-w", max_jobs=2, wait_ms=1000)
+        assert [lease.job_id for lease in leases] == ["cl-1", "cl-2"]
+        first = leases[0]
+        assert first.token > 0 and first.payload == {"x": 1} and first.max_attempts == 2
+        assert c.heartbeat_lease(first.job_id, first.token) is not None
+        with pytest.raises(StaleToken):
+            c.complete(first.job_id, first.token + 1, "late")
+        c.complete(first.job_id, first.token, {"done": True})
+        c.fail(leases[1].job_id, leases[1].token, "boom", retryable=False)
+        assert c.get_job("cl-2").state == "dead"
+        assert c.cancel("cl-3", reason="cl").state == "cancelled"
+        with pytest.raises(ClientNotFound):
+            c.get_job("cl-missing")
+        with pytest.raises(BadRequest) as bad:
+            c.submit("cl", priority=True)  # a bool is not an int for the API
+        assert bad.value.field == "priority"
+        with pytest.raises(Conflict):
+            c.submit("cl", {"x": 2}, id="cl-1")
+        queues = c.configure_queue("cl", max_in_flight=5)
+        assert queues["queue"]["config"]["max_in_flight"] == 5
+        assert any(q["name"] == "cl" for q in c.queues()["queues"])
+        assert any(w["id"] == "cl-w" for w in c.workers()["workers"])
+        c.put_schedule("cl-s", cron="*/5 * * * *", template={"queue": "cl"})
+        assert any(s["name"] == "cl-s" for s in c.schedules()["schedules"])
+        now_ms = int(time.time() * 1000) - 5_000
+        filled = c.backfill("cl-s", start_ms=now_ms - 600_000, end_ms=now_ms)
+        assert len(filled["created"]) == 2
+        c.delete_schedule("cl-s")
+        view = c.cluster()
+        assert view["leader_id"] == leader and len(view["members"]) >= 3
+        assert c.health()["ok"] is True
+        if hasattr(Runtime, "backup"):
+            data = c.backup()
+            claimed = {k.lower(): v for k, v in c.last_headers.items()}["x-backup-sha256"]
+            assert hashlib.sha256(data).hexdigest() == claimed
 
 
 # -- admin operations (last: they move leadership and membership) -------------------------------
