@@ -83,16 +83,26 @@ class Submitters:
                                 timeout_s)
 
 
-def _assert_all_present(cluster: LocalCluster, ids: set[str]) -> None:
-    """Every id is readable (linearizable read) on every running node."""
+def _ids_on(cluster: LocalCluster, node: int, queue: str) -> set[str]:
+    """Every job id of `queue` on `node`, read linearizably page by page."""
+    ids: set[str] = set()
+    after = ""
+    while True:
+        res = cluster.get(node, f"/v1/jobs?queue={queue}&limit=1000&after={after}")
+        assert res.status == 200, (node, res.status, res.body)
+        ids.update(job["id"] for job in res.body["jobs"])
+        after = res.body.get("next_after") or ""
+        if not after:
+            return ids
+
+
+def _assert_all_present(cluster: LocalCluster, ids: set[str], queue: str = "faults") -> None:
+    """Every acknowledged id is readable (linearizable reads) on every running node."""
     assert ids, "the test acknowledged nothing"
     for node in [i for i in cluster.nodes if cluster.alive(i)]:
-        missing = []
-        for job_id in sorted(ids):
-            res = cluster.get(node, f"/v1/jobs/{job_id}")
-            if res.status != 200:
-                missing.append((job_id, res.status))
-        assert not missing, f"node {node} lacks acknowledged jobs {missing[:5]}\n" + cluster.logs()
+        missing = ids - _ids_on(cluster, node, queue)
+        assert not missing, f"node {node} lacks acknowledged jobs {sorted(missing)[:5]}\n" + (
+            cluster.logs())
 
 
 def _all_up(cluster: LocalCluster) -> None:
