@@ -256,8 +256,7 @@ def cmd_jobs(c: Any, a: argparse.Namespace) -> Any:
 
 
 def cmd_cancel(c: Any, a: argparse.Namespace) -> Any:
-    c.cancel(a.job_id, reason=a.reason)
-    return c.get_job(a.job_id).raw
+    return c.cancel(a.job_id, reason=a.reason).raw  # the API answers the cancelled job
 
 
 def cmd_queues(c: Any, a: argparse.Namespace) -> Any:
@@ -265,10 +264,16 @@ def cmd_queues(c: Any, a: argparse.Namespace) -> Any:
         return c.queues()
     if not a.queue:
         raise UsageError(f"queues {a.action} needs a queue name")
+    if a.action == "show":
+        return c.get_queue(a.queue)
     if a.action in ("pause", "resume"):
         return c.configure_queue(a.queue, paused=a.action == "pause")
-    return c.configure_queue(
-        a.queue, max_in_flight=a.max_in_flight, lease_ms=a.lease_ms, max_attempts=a.max_attempts
+    return c.configure_queue(  # partial: fields not given keep their value
+        a.queue,
+        max_in_flight=a.max_in_flight,
+        lease_ms=a.lease_ms,
+        max_attempts=a.max_attempts,
+        reset=a.reset or (),
     )
 
 
@@ -281,6 +286,8 @@ def cmd_schedules(c: Any, a: argparse.Namespace) -> Any:
         return c.schedules()
     if not a.name:
         raise UsageError(f"schedules {a.action} needs a schedule name")
+    if a.action == "show":
+        return c.get_schedule(a.name)
     if a.action == "delete":
         return c.delete_schedule(a.name)
     if a.action == "backfill":
@@ -370,9 +377,9 @@ def render_human(command: str, a: argparse.Namespace, doc: Any, colour: bool) ->
         _print_jobs(_items(doc, "jobs"), colour)
         if doc.get("next_after"):
             print(f"(more: --after {doc['next_after']})")
-    elif command == "queues" and a.action == "list":
+    elif command == "queues" and a.action in ("list", "show"):
         rows = []
-        for q in _items(doc, "queues"):
+        for q in _items(doc, "queues") if a.action == "list" else [doc]:
             counts = q.get("counts") or {}
             rows.append(
                 [
@@ -563,18 +570,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("queues", parents=[common], help="queue counts; pause/resume/config")
     p.add_argument(
-        "action", nargs="?", choices=["list", "pause", "resume", "config"], default="list"
+        "action",
+        nargs="?",
+        choices=["list", "show", "pause", "resume", "config"],
+        default="list",
     )
     p.add_argument("queue", nargs="?")
     p.add_argument("--max-in-flight", type=int)
     p.add_argument("--lease-ms", type=int)
     p.add_argument("--max-attempts", type=int)
+    p.add_argument(
+        "--reset",
+        action="append",
+        choices=["max_in_flight", "lease_ms", "max_attempts"],
+        help="config: set this field back to no limit / the cluster default (repeat)",
+    )
 
     sub.add_parser("workers", parents=[common], help="registered workers")
 
     p = sub.add_parser("schedules", parents=[common], help="cron schedules")
     p.add_argument(
-        "action", nargs="?", choices=["list", "put", "delete", "backfill"], default="list"
+        "action",
+        nargs="?",
+        choices=["list", "show", "put", "delete", "backfill"],
+        default="list",
     )
     p.add_argument("name", nargs="?")
     p.add_argument("--cron")

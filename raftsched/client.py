@@ -27,6 +27,7 @@ T = TypeVar("T")
 JSON = Any  # a decoded JSON value
 
 DEFAULT_TIMEOUT_S = 30.0
+RESETTABLE_QUEUE_FIELDS = ("max_in_flight", "lease_ms", "max_attempts")
 # Answers that mean "the job's lease is gone": the worker must stop, not report.
 LEASE_LOST_CODES = frozenset({"stale_token", "lease_expired", "not_leased"})
 
@@ -194,8 +195,16 @@ class Lease:
             payload=merged.get("payload"),
             timeout_ms=_int_or_none(merged.get("timeout_ms")),
             lease_expires_at=_int_or_none(merged.get("lease_expires_at")),
-            raw=merged,
+            raw=dict(data),  # the grant as answered: flat fields plus `job`, the document
         )
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A submitted workflow: its id and its jobs' documents (in the order given)."""
+
+    id: str
+    jobs: list[Job]
 
 
 @dataclass(frozen=True)
@@ -407,13 +416,16 @@ class AsyncClient:
         *,
         id: str | None = None,
         idempotency_key: str | None = None,
-    ) -> list[Job]:
-        body = _drop_none({"id": id, "jobs": [dict(j) for j in jobs]})
-        return _jobs_of(
-            await self.call(
-                Call("POST", "/v1/workflows", body, mutating=True, idempotency_key=idempotency_key)
-            )
+    ) -> Workflow:
+        """Submit a DAG of jobs atomically (every job needs an `id`). The API requires a
+        workflow id: one is generated (`wf-<uuid4>`) when the caller gives none."""
+        workflow_id = id or f"wf-{uuid.uuid4()}"
+        body = {"id": workflow_id, "jobs": [dict(j) for j in jobs]}
+        ans = await self.call(
+            Call("POST", "/v1/workflows", body, mutating=True, idempotency_key=idempotency_key)
         )
+        got = ans.get("workflow") if isinstance(ans, dict) else None
+        return Workflow(str(got or workflow_id), _jobs_of(ans))
 
     async def get_job(self, job_id: str, *, consistency: str | None = None) -> Job:
         params = {"consistency": consistency} if consistency else None
@@ -515,6 +527,11 @@ class AsyncClient:
     async def queues(self) -> JSON:
         return await self.call(Call("GET", "/v1/queues"))
 
+    async def get_queue(self, queue: str) -> JSON:
+        """One queue's document `{name, config, counts}` (NotFound if it never existed)."""
+        ans = await self.call(Call("GET", f"/v1/queues/{queue}"))
+        return ans.get("queue", ans) if isinstance(ans, dict) else ans
+
     async def configure_queue(
         self,
         queue: str,
@@ -523,8 +540,14 @@ class AsyncClient:
         lease_ms: int | None = None,
         max_attempts: int | None = None,
         paused: bool | None = None,
+        reset: Sequence[str] = (),
     ) -> JSON:
-        body = _drop_none(
+        """A partial update: only the fields given change. `reset` names fields to set back
+        to null (max_in_flight: no limit; lease_ms / max_attempts: the cluster default)."""
+        unknown = set(reset) - set(RESETTABLE_QUEUE_FIELDS)
+        if unknown:
+            raise ValueError(f"reset: {sorted(unknown)} not in {RESETTABLE_QUEUE_FIELDS}")
+        body: dict[str, Any] = _drop_none(
             {
                 "max_in_flight": max_in_flight,
                 "lease_ms": lease_ms,
@@ -532,6 +555,10 @@ class AsyncClient:
                 "paused": paused,
             }
         )
+        for name in reset:
+            if name in body:
+                raise ValueError(f"reset: {name} is also given a value")
+            body[name] = None
         return await self.call(Call("PUT", f"/v1/queues/{queue}", body, mutating=True))
 
     async def worker_heartbeat(
@@ -570,6 +597,11 @@ class AsyncClient:
 
     async def schedules(self) -> JSON:
         return await self.call(Call("GET", "/v1/schedules"))
+
+    async def get_schedule(self, name: str) -> JSON:
+        """One schedule's document (NotFound when absent)."""
+        ans = await self.call(Call("GET", f"/v1/schedules/{name}"))
+        return ans.get("schedule", ans) if isinstance(ans, dict) else ans
 
     async def delete_schedule(self, name: str) -> JSON:
         return await self.call(Call("DELETE", f"/v1/schedules/{name}", mutating=True))
@@ -663,7 +695,7 @@ class Client:
     def submit_batch(self, jobs: Sequence[Mapping[str, Any]], **kw: Any) -> list[Job]:
         return self._run(self._a.submit_batch(jobs, **kw))
 
-    def submit_workflow(self, jobs: Sequence[Mapping[str, Any]], **kw: Any) -> list[Job]:
+    def submit_workflow(self, jobs: Sequence[Mapping[str, Any]], **kw: Any) -> Workflow:
         return self._run(self._a.submit_workflow(jobs, **kw))
 
     def get_job(self, job_id: str, **kw: Any) -> Job:
@@ -693,6 +725,9 @@ class Client:
     def queues(self) -> JSON:
         return self._run(self._a.queues())
 
+    def get_queue(self, queue: str) -> JSON:
+        return self._run(self._a.get_queue(queue))
+
     def configure_queue(self, queue: str, **kw: Any) -> JSON:
         return self._run(self._a.configure_queue(queue, **kw))
 
@@ -707,6 +742,9 @@ class Client:
 
     def schedules(self) -> JSON:
         return self._run(self._a.schedules())
+
+    def get_schedule(self, name: str) -> JSON:
+        return self._run(self._a.get_schedule(name))
 
     def delete_schedule(self, name: str) -> JSON:
         return self._run(self._a.delete_schedule(name))

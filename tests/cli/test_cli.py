@@ -167,3 +167,25 @@ def test_delegated_command_missing_module_is_a_usage_error(
     monkeypatch.setitem(cli.DELEGATED, "node", ("raftsched.server.no_such_module", "x"))
     rc, _, err = run(capsys, "node")
     assert rc == 2 and "not available" in err
+
+
+def test_queue_show_config_partial_and_schedule_show(
+    capsys: pytest.CaptureFixture[str], api: FakeApi
+) -> None:
+    rc, _ = run_json(capsys, api, "queues", "config", "xq", "--max-in-flight", "4")
+    assert rc == 0
+    rc, _ = run_json(capsys, api, "queues", "pause", "xq")
+    rc, doc = run_json(capsys, api, "queues", "show", "xq")
+    assert rc == 0 and doc["config"]["max_in_flight"] == 4 and doc["config"]["paused"] is True
+    rc, _ = run_json(capsys, api, "queues", "config", "xq", "--reset", "max_in_flight")
+    rc, doc = run_json(capsys, api, "queues", "show", "xq")
+    assert doc["config"]["max_in_flight"] is None and doc["config"]["paused"] is True
+    rc, out, _ = run(capsys, "queues", "show", "xq", "--cluster", api.url)
+    assert rc == 0 and out.splitlines()[1].split()[:2] == ["xq", "paused"]
+    rc, doc = run_json(capsys, api, "queues", "show", "nope")
+    assert rc == 1 and doc["error"]["status"] == 404
+    run_json(
+        capsys, api, "schedules", "put", "sx", "--cron", "0 * * * *", "--template", '{"queue": "q"}'
+    )
+    rc, doc = run_json(capsys, api, "schedules", "show", "sx")
+    assert rc == 0 and doc["name"] == "sx" and doc["cron"] == "0 * * * *"

@@ -1,10 +1,13 @@
 """A small in-process HTTP API for unit tests of the client, worker and CLI.
 
-It speaks SPEC §5 over real HTTP (aiohttp, a free loopback port, its own thread) and keeps
-state in the real `SchedulerState`, applying each parsed command at the next index with the
-wall clock as the stamp, so leases, tokens and refusals behave like the cluster's. There is
-no Raft: it is one "leader". Test knobs: `fail_next` (statuses to answer first, e.g. 503),
-`redirect_to` (answer 307 to another base URL), `requests` (method, path, Idempotency-Key).
+It speaks SPEC §5 over real HTTP (aiohttp, a free loopback port, its own thread) with the
+answer shapes of the real API (raftsched/server/api_routes_*.py: full job documents with
+`created`, `{job}` for cancel, `{workflow, jobs}`, lease grants carrying `job`, partial queue
+PUT, 201/200 by creation) and keeps state in the real `SchedulerState`, applying each parsed
+command at the next index with the wall clock as the stamp, so leases, tokens and refusals
+behave like the cluster's. There is no Raft: it is one "leader". Test knobs: `fail_next`
+(statuses to answer first, e.g. 503), `redirect_to` (answer 307 to another base URL),
+`requests` (method, path, Idempotency-Key).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from raftsched.sched import Command, Ok, SchedError, SchedulerState, parse_comma
 from raftsched.sched.parse import parse_submit_job
 
 JSONDict = dict[str, Any]
+QUEUE_FIELDS = ("max_in_flight", "lease_ms", "max_attempts", "paused")
 
 
 def free_port() -> int:
@@ -75,17 +79,19 @@ class FakeApi:
         r.add_post("/v1/workflows", self._workflow)
         r.add_get("/v1/jobs", self._list)
         r.add_get("/v1/jobs/{id}", self._get)
-        r.add_post("/v1/jobs/{id}/cancel", self._cmd("cancel", "job_id"))
+        r.add_post("/v1/jobs/{id}/cancel", self._cancel)
         r.add_post("/v1/jobs/{id}/heartbeat", self._cmd("heartbeat_lease", "job_id"))
         r.add_post("/v1/jobs/{id}/complete", self._cmd("complete", "job_id"))
         r.add_post("/v1/jobs/{id}/fail", self._cmd("fail", "job_id"))
         r.add_post("/v1/queues/{id}/lease", self._lease)
         r.add_get("/v1/queues", self._queues)
-        r.add_put("/v1/queues/{id}", self._cmd("configure_queue", "queue"))
+        r.add_get("/v1/queues/{id}", self._get_queue)
+        r.add_put("/v1/queues/{id}", self._configure_queue)
         r.add_post("/v1/workers/{id}/heartbeat", self._cmd("worker_heartbeat", "worker_id"))
         r.add_get("/v1/workers", self._workers)
-        r.add_put("/v1/schedules/{id}", self._cmd("put_schedule", "name"))
+        r.add_put("/v1/schedules/{id}", self._put_schedule)
         r.add_get("/v1/schedules", self._schedules)
+        r.add_get("/v1/schedules/{id}", self._get_schedule)
         r.add_delete("/v1/schedules/{id}", self._cmd("delete_schedule", "name"))
         r.add_post("/v1/schedules/{id}/backfill", self._cmd("backfill", "name"))
         r.add_get("/v1/cluster", self._cluster)
@@ -158,12 +164,22 @@ class FakeApi:
         doc = self.state.get_job(value["jobs"][0]["id"])
         return web.json_response({"job": doc}, status=201 if value["jobs"][0]["created"] else 200)
 
+    def _docs(self, items: list[JSONDict]) -> list[JSONDict]:
+        """Full documents with the record's `created` flag, like the real API."""
+        docs = []
+        for item in items:
+            doc = self.state.get_job(item["id"])
+            assert doc is not None
+            docs.append({**doc, "created": item.get("created", True)})
+        return docs
+
     async def _submit_batch(self, request: web.Request) -> web.Response:
         value = await self._apply(
             "submit_jobs", await self._body(request), request.headers.get("Idempotency-Key")
         )
+        docs = self._docs(value["jobs"])
         return web.json_response(
-            {"jobs": [self.state.get_job(j["id"]) for j in value["jobs"]]}, status=201
+            {"jobs": docs}, status=201 if any(d["created"] for d in docs) else 200
         )
 
     async def _workflow(self, request: web.Request) -> web.Response:
@@ -171,8 +187,45 @@ class FakeApi:
             "submit_workflow", await self._body(request), request.headers.get("Idempotency-Key")
         )
         return web.json_response(
-            {"jobs": [self.state.get_job(j["id"]) for j in value["jobs"]]}, status=201
+            {"workflow": value["workflow"], "jobs": self._docs(value["jobs"])}, status=201
         )
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        body["job_id"] = request.match_info["id"]
+        value = await self._apply("cancel", body, request.headers.get("Idempotency-Key"))
+        return web.json_response({"job": self.state.get_job(value["id"])})
+
+    async def _configure_queue(self, request: web.Request) -> web.Response:
+        """A partial update, like the real API: fields left out keep their value."""
+        body = await self._body(request)
+        name = request.match_info["id"]
+        body["queue"] = name
+        queue = self.state.queues.get(name)
+        if queue is not None:
+            current = queue.config.to_plain()
+            body = {**{k: current[k] for k in QUEUE_FIELDS if k not in body}, **body}
+        value = await self._apply("configure_queue", body, request.headers.get("Idempotency-Key"))
+        return web.json_response(value)
+
+    async def _get_queue(self, request: web.Request) -> web.Response:
+        queue = self.state.queues.get(request.match_info["id"])
+        if queue is None:
+            return _error(404, "not_found", f"queue {request.match_info['id']!r} not found", {})
+        return web.json_response({"queue": queue.doc()})
+
+    async def _put_schedule(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        body["name"] = request.match_info["id"]
+        value = await self._apply("put_schedule", body, request.headers.get("Idempotency-Key"))
+        return web.json_response(value, status=201 if value.get("created") else 200)
+
+    async def _get_schedule(self, request: web.Request) -> web.Response:
+        name = request.match_info["id"]
+        schedule = self.state.schedules.get(name)
+        if schedule is None:
+            return _error(404, "not_found", f"schedule {name!r} not found", {})
+        return web.json_response({"schedule": schedule.doc(self.state.fire_records[name])})
 
     async def _get(self, request: web.Request) -> web.Response:
         await self._apply("tick", {}, None)
@@ -204,6 +257,8 @@ class FakeApi:
             value = await self._apply("lease", body, key)
             key = None  # a retry within the long poll is a new command
             if value["leases"] or time.monotonic() >= deadline:
+                for grant in value["leases"]:  # the real API adds the full job document
+                    grant["job"] = self.state.get_job(grant["job_id"])
                 return web.json_response(value)
             async with self._changed:
                 with contextlib.suppress(TimeoutError):

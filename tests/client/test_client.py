@@ -145,3 +145,57 @@ async def test_async_client_wait(api: FakeApi) -> None:
         await c.fail("a1", lease.token, {"msg": "boom"}, retryable=False)
         job = await c.wait("a1", timeout_s=3.0)
         assert job.state == "dead" and job.error == {"msg": "boom"}
+
+
+def test_workflow_gets_an_id_and_answers_its_jobs(client: Client) -> None:
+    wf = client.submit_workflow(
+        [{"id": "w-a", "queue": "wq"}, {"id": "w-b", "queue": "wq", "depends_on": ["w-a"]}]
+    )
+    assert wf.id.startswith("wf-") and [j.id for j in wf.jobs] == ["w-a", "w-b"]
+    assert [j.state for j in wf.jobs] == ["pending", "waiting"]
+    assert all(j.raw["workflow"] == wf.id and j.raw["created"] for j in wf.jobs)
+    named = client.submit_workflow([{"id": "w-c", "queue": "wq"}], id="nightly-1")
+    assert named.id == "nightly-1" and named.jobs[0].raw["workflow"] == "nightly-1"
+
+
+def test_lease_grant_carries_the_job_document(client: Client) -> None:
+    client.submit("lg", {"n": 1}, id="lg1", timeout_ms=5000)
+    [lease] = client.lease("lg", worker_id="w1")
+    assert lease.raw["job"]["id"] == "lg1" and lease.raw["job"]["state"] == "leased"
+    assert (lease.job_id, lease.payload, lease.timeout_ms) == ("lg1", {"n": 1}, 5000)
+    assert lease.attempt == 1 and lease.lease_expires_at is not None
+
+
+def test_cancel_answers_the_cancelled_job(client: Client) -> None:
+    client.submit("cq", None, id="cx")
+    job = client.cancel("cx", reason="not needed")
+    assert job.id == "cx" and job.state == "cancelled" and job.raw["events"]
+
+
+def test_partial_queue_update_keeps_other_fields(client: Client) -> None:
+    client.configure_queue("pq", max_in_flight=3, lease_ms=5000)
+    client.configure_queue("pq", paused=True)
+    config = client.get_queue("pq")["config"]
+    assert config == {"max_in_flight": 3, "lease_ms": 5000, "max_attempts": None, "paused": True}
+    client.configure_queue("pq", reset=["max_in_flight"])
+    assert client.get_queue("pq")["config"]["max_in_flight"] is None
+    assert client.get_queue("pq")["config"]["lease_ms"] == 5000
+    with pytest.raises(ValueError):
+        client.configure_queue("pq", reset=["paused"])
+    with pytest.raises(NotFound):
+        client.get_queue("never-seen")
+
+
+def test_batch_is_201_when_new_and_200_on_replay(api: FakeApi, client: Client) -> None:
+    first = client.submit_batch([{"id": "bb1", "queue": "bq"}, {"id": "bb2", "queue": "bq"}])
+    again = client.submit_batch([{"id": "bb1", "queue": "bq"}, {"id": "bb2", "queue": "bq"}])
+    assert [j.raw["created"] for j in first] == [True, True]
+    assert [j.raw["created"] for j in again] == [False, False]
+
+
+def test_get_schedule(client: Client) -> None:
+    client.put_schedule("gs", cron="0 3 * * *", template={"queue": "sq"})
+    doc = client.get_schedule("gs")
+    assert doc["name"] == "gs" and doc["cron"] == "0 3 * * *" and doc["next_fire_at"]
+    with pytest.raises(NotFound):
+        client.get_schedule("absent")
