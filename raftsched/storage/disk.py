@@ -27,6 +27,7 @@ import fcntl
 import logging
 import os
 from itertools import accumulate
+from operator import attrgetter
 from pathlib import Path
 from typing import Final, Literal
 
@@ -51,6 +52,8 @@ CACHE_BYTES_MAX: Final = 16 << 20
 READ_BATCH_ENTRIES: Final = 1_024  # entries read from disk per pread
 _EMPTY_SNAPSHOT: Final = Snapshot(SnapshotMeta(0, 0, Membership(frozenset())), b"")
 _ENTRY_KINDS: Final = tuple(EntryKind)
+_TERM: Final = attrgetter("term")
+_DATA: Final = attrgetter("data")
 
 
 class StorageInUseError(StorageError):
@@ -215,11 +218,11 @@ class DiskStorage:
             seg.lo = first
             index.runs.append(seg)
         seg.offsets.extend(offsets)
-        seg.terms.extend(e.term for e in entries)
+        seg.terms.extend(map(_TERM, entries))
         index.last = entries[-1].index
         assert seg.hi == index.last + 1
         self._cache.extend(entries)
-        self._cache_bytes += sum(len(e.data) for e in entries)
+        self._cache_bytes += sum(map(len, map(_DATA, entries)))
 
     def set_hard_state(self, hard_state: HardState) -> None:
         self._io.check()
@@ -380,7 +383,7 @@ class DiskStorage:
         else:
             dropped = self._cache[index + 1 - self._cache_lo :]
             del self._cache[index + 1 - self._cache_lo :]
-            self._cache_bytes -= sum(len(e.data) for e in dropped)
+            self._cache_bytes -= sum(map(len, map(_DATA, dropped)))
 
     def _record_snapshot(self, snapshot: Snapshot, *, reset: bool) -> None:
         meta = snapshot.meta
@@ -454,15 +457,14 @@ class DiskStorage:
         dropped = self._cache[:count]
         del self._cache[:count]
         self._cache_lo += len(dropped)
-        self._cache_bytes -= sum(len(e.data) for e in dropped)
+        self._cache_bytes -= sum(map(len, map(_DATA, dropped)))
 
     def _trim_cache(self) -> None:
-        """Keep the newest entries within both bounds (everything here is written now)."""
+        """Keep the newest entries within half of both bounds (all of them are written)."""
         keep = min(len(self._cache), CACHE_ENTRIES_MAX // 2)
-        sizes = list(accumulate(len(e.data) for e in reversed(self._cache)))
-        while keep > 1 and sizes[keep - 1] > CACHE_BYTES_MAX // 2:
-            keep //= 2
-        self._drop_cache_front(max(0, len(self._cache) - keep))
+        if self._cache_bytes > CACHE_BYTES_MAX // 2:  # scale by the average entry size
+            keep = min(keep, len(self._cache) * (CACHE_BYTES_MAX // 2) // self._cache_bytes)
+        self._drop_cache_front(len(self._cache) - max(1, keep))
 
     # -- opening ----------------------------------------------------------------------------
 

@@ -101,12 +101,13 @@ def encode(rtype: RecordType, body: bytes) -> bytes:
     return crc32c(body, crc32c(rest)).to_bytes(4, "little") + rest + body
 
 
+_ENTRY_REST: Final = struct.Struct("<IIQQB")  # length, tag, then ENTRY_HEAD
+
+
 def encode_entry(term: int, index: int, kind: int, data: bytes) -> bytes:
-    """An ENTRY record, built in one pass (the hot path)."""
-    head = ENTRY_HEAD.pack(term, index, kind)
-    rest = _LENGTH_AND_TAG.pack(len(head) + len(data), int(RecordType.ENTRY) | _MAGIC_TAG)
-    crc = crc32c(data, crc32c(head, crc32c(rest)))
-    return b"".join((crc.to_bytes(4, "little"), rest, head, data))
+    """An ENTRY record, built with one pack and two CRC calls (the hot path)."""
+    rest = _ENTRY_REST.pack(ENTRY_HEAD.size + len(data), ENTRY_TAG, term, index, kind)
+    return b"".join((crc32c(data, crc32c(rest)).to_bytes(4, "little"), rest, data))
 
 
 class StopKind(enum.Enum):

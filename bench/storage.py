@@ -1,0 +1,233 @@
+"""Durable storage throughput: DiskStorage against the disk's raw fsync floor, same run.
+
+Theory of operation: every figure is wall-clock time on a real directory (default: a fresh
+temp dir under --dir, so the same disk for all of them) with fsync policy "always".
+
+- floor: a plain loop of os.write(128 bytes) + os.fsync on one file: the most fsyncs per
+  second this disk gives a single writer. No storage design beats it at one entry per sync.
+- ready sizes 1, 16, 256: each iteration persists one Ready of R 100-byte entries plus a
+  hard state (commit moves), then `sync()`: one write and one fdatasync (group commit).
+  Reported: entries/s, fsyncs/s, bytes written per entry (record framing overhead included,
+  segment headers and seals amortized).
+- open: a data dir of --open-entries 100-byte entries (written with the unsafe policy
+  "never", that part is not timed), closed, then `DiskStorage.open` timed: sealed segments
+  are checked with one CRC32C call each and indexed from their SEAL summaries.
+
+Goals (issue 8): at R=1 within 1.3x of the floor's fsync rate; at R=256 at least 100,000
+entries/s; opening 1,000,000 entries under 2 s.
+
+    python -m bench.storage [--quick] [--dir DIR] [--out FILE]
+
+Writes bench/results/storage.json and bench/results/storage.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.machine import machine_line
+from raftsched.raft.types import Entry, EntryKind, HardState
+from raftsched.storage import DiskStorage
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+READY_SIZES = (1, 16, 256)
+ENTRY_BYTES = 100
+FLOOR_RECORD_BYTES = 128  # one 100-byte entry plus its framing, roughly
+GOAL_FLOOR_RATIO = 1.3
+GOAL_ENTRIES_PER_S_AT_256 = 100_000
+GOAL_OPEN_S = 2.0
+
+
+def measure_floor(data_dir: Path, iterations: int, *, data_only: bool) -> dict[str, float]:
+    """The raw loop; `data_only` uses fdatasync (what DiskStorage calls) instead of fsync."""
+    flush = os.fdatasync if data_only else os.fsync
+    path = data_dir / "floor.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    record = b"x" * FLOOR_RECORD_BYTES
+    try:
+        start = time.perf_counter()
+        for _ in range(iterations):
+            os.write(fd, record)
+            flush(fd)
+        elapsed = time.perf_counter() - start
+    finally:
+        os.close(fd)
+        path.unlink()
+    return {"iterations": iterations, "seconds": elapsed, "fsyncs_per_s": iterations / elapsed}
+
+
+def measure_ready_size(data_dir: Path, ready_size: int, syncs: int) -> dict[str, float]:
+    payload = b"p" * ENTRY_BYTES
+    batches = [
+        [Entry(1, i, EntryKind.NORMAL, payload) for i in range(first, first + ready_size)]
+        for first in range(1, syncs * ready_size + 1, ready_size)
+    ]
+    storage = DiskStorage.open(data_dir / f"ready{ready_size}")
+    fsyncs, written = storage.fsync_count, storage.bytes_written
+    start = time.perf_counter()
+    for batch in batches:
+        storage.append(batch)
+        storage.set_hard_state(HardState(1, 1, batch[0].index))
+        storage.sync()
+    elapsed = time.perf_counter() - start
+    fsyncs, written = storage.fsync_count - fsyncs, storage.bytes_written - written
+    storage.close()
+    entries = syncs * ready_size
+    return {
+        "ready_size": ready_size,
+        "syncs": syncs,
+        "seconds": elapsed,
+        "entries_per_s": entries / elapsed,
+        "fsyncs_per_s": fsyncs / elapsed,
+        "bytes_per_entry": written / entries,
+    }
+
+
+def measure_open(data_dir: Path, entries: int, batch: int = 4096) -> dict[str, float]:
+    path = data_dir / "open"
+    payload = b"o" * ENTRY_BYTES
+    storage = DiskStorage.open(path, fsync="never")
+    for first in range(1, entries + 1, batch):
+        count = min(batch, entries + 1 - first)
+        storage.append(
+            [Entry(1, i, EntryKind.NORMAL, payload) for i in range(first, first + count)]
+        )
+        storage.sync()
+    storage.close()
+    start = time.perf_counter()
+    reopened = DiskStorage.open(path)
+    elapsed = time.perf_counter() - start
+    assert reopened.last_index() == entries
+    assert reopened.entries(entries // 2, entries // 2 + 1, 1 << 20)[0].data == payload
+    segments = len(reopened.segment_paths())
+    reopened.close()
+    return {"entries": entries, "segments": segments, "open_s": elapsed}
+
+
+def run(
+    data_dir: Path, *, floor_iterations: int, syncs: dict[int, int], open_entries: int
+) -> dict[str, Any]:
+    floor = measure_floor(data_dir, floor_iterations, data_only=False)
+    floor_data = measure_floor(data_dir, floor_iterations, data_only=True)
+    ready = [measure_ready_size(data_dir, r, syncs[r]) for r in READY_SIZES]
+    opened = measure_open(data_dir, open_entries)
+    return {
+        "floor": floor,
+        "floor_fdatasync": floor_data,
+        "ready": ready,
+        "open": opened,
+        "entry_bytes": ENTRY_BYTES,
+    }
+
+
+def render(result: dict[str, Any], machine: str, command: str, where: str) -> str:
+    # Compare with the faster of the two raw loops: the stricter goal.
+    floor = max(result["floor"]["fsyncs_per_s"], result["floor_fdatasync"]["fsyncs_per_s"])
+    lines = [
+        "# raftsched storage benchmark (DiskStorage, fsync always)",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine}  ",
+        f"Disk: {where}  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        f"Raw floor, os.write({FLOOR_RECORD_BYTES} B) + os.fsync loop:"
+        f" {result['floor']['fsyncs_per_s']:,.0f} fsyncs/s; with os.fdatasync:"
+        f" {result['floor_fdatasync']['fsyncs_per_s']:,.0f} fsyncs/s. The ratios below use"
+        f" the faster one ({floor:,.0f}/s).",
+        "",
+        f"| Ready size ({result['entry_bytes']}-byte entries) | entries/s | fsyncs/s |"
+        " floor / fsyncs | bytes per entry | goal |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in result["ready"]:
+        ratio = floor / r["fsyncs_per_s"] if r["fsyncs_per_s"] else float("inf")
+        if r["ready_size"] == 1:
+            goal = f"floor/fsyncs <= {GOAL_FLOOR_RATIO} ({_met(ratio <= GOAL_FLOOR_RATIO)})"
+        elif r["ready_size"] == 256:
+            ok = r["entries_per_s"] >= GOAL_ENTRIES_PER_S_AT_256
+            goal = f">= {GOAL_ENTRIES_PER_S_AT_256:,} entries/s ({_met(ok)})"
+        else:
+            goal = ""
+        lines.append(
+            f"| {r['ready_size']} | {r['entries_per_s']:,.0f} | {r['fsyncs_per_s']:,.0f} |"
+            f" {ratio:.2f} | {r['bytes_per_entry']:.1f} | {goal} |"
+        )
+    opened = result["open"]
+    open_ok = _met(opened["open_s"] < GOAL_OPEN_S)
+    lines += [
+        "",
+        f"Open of {opened['entries']:,} entries ({opened['segments']} segments):"
+        f" {opened['open_s']:.3f} s (goal < {GOAL_OPEN_S} s: {open_ok})",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.storage", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, same outputs")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="parent of the scratch directory (default: the system temp dir)",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=RESULTS_DIR,
+        help="where storage.json and storage.md go (default: bench/results)",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        syncs, floor_iterations, open_entries = {1: 50, 16: 20, 256: 10}, 50, 20_000
+    else:
+        syncs, floor_iterations, open_entries = {1: 1000, 16: 500, 256: 400}, 1000, 1_000_000
+    scratch = Path(tempfile.mkdtemp(prefix="raftsched-bench-storage-", dir=args.dir))
+    try:
+        result = run(
+            scratch, floor_iterations=floor_iterations, syncs=syncs, open_entries=open_entries
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    command = "python -m bench.storage" + (" --quick" if args.quick else "")
+    where = f"{scratch.parent} ({_filesystem(scratch.parent)})"
+    result.update(machine=machine_line(), command=command, disk=where)
+    out: Path = args.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "storage.json").write_text(json.dumps(result, indent=2) + "\n")
+    summary = render(result, result["machine"], command, where)
+    (out / "storage.md").write_text(summary)
+    print(summary)
+    return 0
+
+
+def _filesystem(path: Path) -> str:
+    """The file system type holding `path`, from /proc/mounts (best effort)."""
+    best, kind = "", "unknown"
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            _, mount, fstype, *_ = line.split()
+            if str(path.resolve()).startswith(mount) and len(mount) > len(best):
+                best, kind = mount, fstype
+    except OSError:
+        pass
+    return kind
+
+
+if __name__ == "__main__":
+    sys.exit(main())
