@@ -166,8 +166,13 @@ def test_frames_after_authentication(stream: list[bytes], cuts: list[int]) -> No
     async def main() -> None:
         h = harness()
         authenticate(h)
+        delivered_at_close: int | None = None
         for chunk in chunks(b"".join(stream), cuts):
             h.conn.data_received(chunk)
+            if h.transport.aborted and delivered_at_close is None:
+                delivered_at_close = len(h.delivered)
+        # Nothing is delivered once the connection is closed.
+        assert delivered_at_close in (None, len(h.delivered))
         check_invariants(h)
 
     run(main())
