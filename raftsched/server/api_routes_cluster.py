@@ -78,17 +78,20 @@ async def remove_member(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not 1 <= int(raw) < 2**63:
         raise bad_request("id", "must be a positive integer node id")
-    await runtime_of(request).remove_member(int(raw))
-    return json_response({"removed": int(raw), "cluster": status_doc(runtime_of(request))})
+    result = await runtime_of(request).remove_member(int(raw))
+    return json_response(
+        {"removed": int(raw), "result": plain(result), "cluster": status_doc(runtime_of(request))}
+    )
 
 
 async def transfer_leader(request: web.Request) -> web.Response:
     body = await read_json(request)
     _only(body, {"to"})
     to = _int_field(body, "to", required=False)
-    await runtime_of(request).transfer_leadership(to)
+    result = await runtime_of(request).transfer_leadership(to)
     return json_response(
-        {"requested_to": to, "cluster": status_doc(runtime_of(request))}, status=202
+        {"requested_to": to, "transfer": plain(result), "cluster": status_doc(runtime_of(request))},
+        status=202,
     )
 
 
