@@ -174,7 +174,11 @@ class PeerLink:
             )
         except (OSError, TimeoutError) as exc:
             conn.close()
-            self._failed(f"cannot connect to {host}:{port}: {exc or type(exc).__name__}")
+            # A refused TLS handshake (certificate, CA) is a misconfiguration worth a warning;
+            # a refused or timed-out connect is just a peer that is down.
+            level = logging.WARNING if isinstance(exc, ssl.SSLError) else logging.INFO
+            reason = str(exc) or type(exc).__name__
+            self._failed(f"cannot connect to {host}:{port}: {reason}", level)
             return False
         try:
             await asyncio.wait_for(asyncio.shield(conn.ready), limits.handshake_timeout_s)

@@ -3,6 +3,7 @@ a plaintext dialer refused by a TLS listener without harm."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import ssl
 import subprocess
@@ -85,3 +86,31 @@ def test_tls_contexts_verify_peers(tmp_path: Path) -> None:
     assert server_ctx.verify_mode == ssl.CERT_REQUIRED
     assert client_ctx.verify_mode == ssl.CERT_REQUIRED
     assert not client_ctx.check_hostname
+
+
+@pytest.mark.asyncio
+async def test_a_peer_with_a_certificate_from_another_ca_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ours.mkdir()
+    theirs.mkdir()
+    cert, key = self_signed(ours)
+    other_cert, other_key = self_signed(theirs)
+    b = await start_node(2, ssl_server=tls_contexts(cert, key, cert)[0],
+                         ssl_client=tls_contexts(cert, key, cert)[1])  # fmt: skip
+    a = await start_node(1, peers={2: b.address},
+                         ssl_server=tls_contexts(other_cert, other_key, other_cert)[0],
+                         ssl_client=tls_contexts(other_cert, other_key, other_cert)[1])  # fmt: skip
+    try:
+        a.transport.send([heartbeat(1, 2, 1)])
+
+        def refusals() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "CERTIFICATE_VERIFY_FAILED" in
+                    r.getMessage() and r.levelno == logging.WARNING]  # fmt: skip
+
+        await wait_until(lambda: len(refusals()) == 1, "a refuses b's certificate")
+        assert not a.transport.peer_stats()[2].connected
+        assert b.inbox == []
+    finally:
+        await close_all([a, b])
