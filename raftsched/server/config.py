@@ -82,6 +82,9 @@ class RaftSettings:
     snapshot_entries: int = 20_000
     # Keep this many entries below a snapshot so slightly slow followers need no snapshot.
     snapshot_keep_entries: int = 5_000
+    # States with at least this many jobs are serialized in a forked child (copy-on-write),
+    # so a big snapshot never stalls heartbeats; smaller ones inline (a fork costs ~ms).
+    snapshot_fork_min_jobs: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)

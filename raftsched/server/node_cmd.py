@@ -25,6 +25,7 @@ import gc
 import logging
 import signal
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tick-ms", type=int)
     p.add_argument("--election-ticks", type=int)
     p.add_argument("--snapshot-entries", type=int)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config key, TOML value: --set raft.snapshot_entries=1000")
     p.add_argument("--log-level")
     p.add_argument("--log-file")
     return p
@@ -85,10 +88,33 @@ def _peer_flags(values: Sequence[str]) -> dict[str, Any]:
     return peers
 
 
+def _set_flags(values: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError("--set", f"expected KEY=VALUE, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare string
+        table = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            table = table.setdefault(part, {})
+        table[leaf] = value
+    return out
+
+
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     raft = {k: v for k, v in (("tick_ms", args.tick_ms), ("election_ticks", args.election_ticks),
                               ("snapshot_entries", args.snapshot_entries)) if v is not None}
-    return {
+    sets = _set_flags(args.set)
+    for key, value in sets.items():  # tables merge with the named flags
+        if key == "raft" and isinstance(value, dict):
+            raft.update(value)
+    sets.pop("raft", None)
+    named = {
         "node_id": args.node_id, "cluster_id": args.cluster_id, "data_dir": args.data_dir,
         "peer_addr": args.peer_addr, "http_addr": args.http_addr, "http_url": args.http_url,
         "peers": _peer_flags(args.peer) or None, "secret_file": args.secret_file,
@@ -96,6 +122,10 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         "auth": args.auth, "raft": raft or None, "log_level": args.log_level,
         "log_file": args.log_file,
     }
+    for key, value in sets.items():
+        if named.get(key) is None:
+            named[key] = value
+    return named
 
 
 def open_storage(config: NodeConfig, log: logging.Logger) -> SyncableStorage:

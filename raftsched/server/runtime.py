@@ -67,6 +67,7 @@ from .storage_thread import StorageThread, SyncableStorage
 from .ticker import Ticker
 
 RETRY_AFTER_OVERLOADED_S: Final = 0.2
+SNAPSHOT_SCRATCH: Final = "snapshot-serializing.tmp"
 
 
 class TransportLike(Protocol):
@@ -558,9 +559,11 @@ class Runtime:
         if snapshotter is None or core is None:
             raise NoLeader("the node is not running")
         index = self.app.applied_index
+        off_loop = len(self.app.state.jobs) >= self.config.raft.snapshot_fork_min_jobs
         return await snapshotter.take(index=index, membership=core.membership_at(index),
                                       serialize=self.app.snapshot,
-                                      on_written=core.snapshot_taken)
+                                      on_written=core.snapshot_taken, off_loop=off_loop,
+                                      scratch=self.config.data_dir / SNAPSHOT_SCRATCH)
 
     # -- the Ready loop --------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,6 +108,33 @@ def write_file_durably(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+async def serialize_off_loop(serialize: Callable[[], bytes], scratch: Path) -> bytes:
+    """`serialize()` in a forked child (copy-on-write: it sees the state frozen at the fork),
+    so the loop keeps stepping (heartbeats, appends) while a big state is encoded. The child
+    writes the bytes to `scratch` and exits; the parent waits and reads them off the loop."""
+    loop = asyncio.get_running_loop()
+    pid = os.fork()
+    if pid == 0:  # the child: no loop, no logging, no signal handlers of the parent
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            data = serialize()
+            with open(scratch, "wb") as f:
+                f.write(data)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = await loop.run_in_executor(None, os.waitpid, pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"the snapshot serializer (pid {pid}) exited with {code}")
+    data = await loop.run_in_executor(None, scratch.read_bytes)
+    scratch.unlink()
+    return data
+
+
 class Snapshotter:
     def __init__(self, *, storage: SyncableStorage, mirror: MemoryStorage, thread: StorageThread,
                  every_entries: int, keep_entries: int, log: logging.Logger) -> None:
@@ -125,8 +153,10 @@ class Snapshotter:
         return self.in_flight is None and applied_index - self.index >= self.every_entries
 
     def take(self, *, index: int, membership: Membership, serialize: Callable[[], bytes],
-             on_written: Callable[[int], None]) -> asyncio.Future[SnapshotInfo]:
-        """Snapshot the state at `index` (the app's applied index, durable locally)."""
+             on_written: Callable[[int], None], off_loop: bool,
+             scratch: Path) -> asyncio.Future[SnapshotInfo]:
+        """Snapshot the state at `index` (the app's applied index, durable locally). With
+        `off_loop` the state is serialized in a forked child (big states)."""
         if self.in_flight is not None:
             return self.in_flight
         loop = asyncio.get_running_loop()
@@ -136,33 +166,62 @@ class Snapshotter:
             future.set_result(SnapshotInfo(meta.index, meta.term, 0, 0.0))
             return future
         self.in_flight = future
-        started = time.perf_counter()
-        data = serialize()
-        compact_to = index - self.keep_entries
-        # The mirror first (the core reads it), the disk after, in order with the log.
-        snap = self._mirror.create_snapshot(index, membership, data)
-        if compact_to >= self._mirror.first_index():
-            self._mirror.compact(compact_to)
-        storage = self._storage
+        task = loop.create_task(self._take(index, membership, serialize=serialize,
+                                           on_written=on_written, off_loop=off_loop,
+                                           scratch=scratch))
+        task.add_done_callback(self._taken)
+        return future
 
-        def write() -> Snapshot:
-            disk_snap = storage.create_snapshot(index, membership, data)
-            assert disk_snap.meta == snap.meta, (disk_snap.meta, snap.meta)
-            if compact_to >= storage.first_index():
-                storage.compact(compact_to)
-            return disk_snap
-
-        def written(result: object, _fsync_s: float) -> None:
-            assert isinstance(result, Snapshot)
-            self.in_flight = None
-            self.index = index
-            self.taken += 1
-            info = SnapshotInfo(index, result.meta.term, len(data),
-                                time.perf_counter() - started)
-            self._log.info("snapshot at index %d: %d bytes in %.3fs", index, len(data),
-                           info.seconds)
-            on_written(index)
+    def _taken(self, task: asyncio.Task[SnapshotInfo | None]) -> None:
+        future, self.in_flight = self.in_flight, None
+        assert future is not None
+        if task.cancelled():
+            future.cancel()
+        elif (exc := task.exception()) is not None:
+            self._log.error("snapshot failed: %s", exc)
+            future.set_exception(exc)
+        else:
+            info = task.result()
+            if info is None:  # a newer snapshot arrived from the leader meanwhile
+                meta = self._mirror.snapshot().meta
+                info = SnapshotInfo(meta.index, meta.term, 0, 0.0)
             future.set_result(info)
 
-        self._thread.submit_call(write, written)
-        return future
+    async def _take(self, index: int, membership: Membership, *,
+                    serialize: Callable[[], bytes],
+                    on_written: Callable[[int], None], off_loop: bool,
+                    scratch: Path) -> SnapshotInfo | None:
+        started = time.perf_counter()
+        data = await serialize_off_loop(serialize, scratch) if off_loop else serialize()
+        serialized_s = time.perf_counter() - started
+        storage = self._storage
+        compact_to = index - self.keep_entries
+
+        def write() -> Snapshot | None:
+            if index <= storage.snapshot().meta.index:
+                return None
+            snap = storage.create_snapshot(index, membership, data)
+            if compact_to >= storage.first_index():
+                storage.compact(compact_to)
+            storage.sync()  # the record naming the snapshot: durable now, not at the next Ready
+            return snap
+
+        written: asyncio.Future[Snapshot | None] = asyncio.get_running_loop().create_future()
+        self._thread.submit_call(write, lambda result, _s: written.set_result(result))
+        snap = await written
+        mirror = self._mirror
+        if snap is None or index <= mirror.snapshot().meta.index:
+            return None
+        # The mirror (what the core reads) follows the disk, on the loop.
+        mirror_snap = mirror.create_snapshot(index, membership, data)
+        assert mirror_snap.meta == snap.meta, (mirror_snap.meta, snap.meta)
+        if compact_to >= mirror.first_index():
+            mirror.compact(compact_to)
+        self.index = index
+        self.taken += 1
+        on_written(index)
+        info = SnapshotInfo(index, snap.meta.term, len(data), time.perf_counter() - started)
+        self._log.info("snapshot at index %d: %d bytes, serialized in %.3fs%s, written in "
+                       "%.3fs", index, len(data), serialized_s,
+                       " (forked child)" if off_loop else "", info.seconds - serialized_s)
+        return info
