@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from raftsched.raft import node as node_module
+from raftsched.raft.errors import ProposalDroppedError
 from raftsched.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -163,7 +164,7 @@ def test_reads_queued_without_a_quorum_are_served_when_the_leader_becomes_the_on
     cluster.read_index(1, 11)
     cluster.read_index(1, 12)
     assert cluster.apps[1].read_states == []
-    with pytest.raises(node_module.ProposalDroppedError):
+    with pytest.raises(ProposalDroppedError):
         cluster.node(1).read_index(13)
     cluster.node(1).propose_conf_change(ConfChange(ConfChangeKind.REMOVE, 2))
     cluster.process(1)
