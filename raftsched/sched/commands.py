@@ -16,7 +16,9 @@ Times are integer milliseconds since the Unix epoch (`run_at`, `from`, `to`); du
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
+
+from .limits import Limits
 
 # A JSON value (dict with str keys, list, str, int, float, bool, None); checked by parse.py.
 JsonValue = Any
@@ -196,6 +198,34 @@ class Tick:
     idempotency_key: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """The replicated settings of a new cluster (issue 7 defect 4): the runtime proposes it as
+    the first entry once it leads, with its configured values. Only the first Bootstrap
+    applied sets them; a later one (a new leader that did not see the first commit) changes
+    nothing and answers the settings in force. `UpdateSettings` changes them afterwards."""
+
+    settings: Limits
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateSettings:
+    """Admin only: change some replicated settings (a partial update, name -> value)."""
+
+    changes: tuple[tuple[str, int], ...]
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptClockJump:
+    """Admin only: move the state-machine clock forward to `to_ms` at once, past the per-entry
+    bound `Limits.max_clock_step_ms` (after an outage longer than the bound, say)."""
+
+    to_ms: int
+    idempotency_key: str | None = None
+
+
 Command = (
     SubmitJobs
     | SubmitWorkflow
@@ -210,6 +240,9 @@ Command = (
     | DeleteSchedule
     | Backfill
     | Tick
+    | Bootstrap
+    | UpdateSettings
+    | AcceptClockJump
 )
 
 # Stable kind names: the wire codec writes them, so never rename one.
@@ -227,6 +260,9 @@ KIND_BY_TYPE: dict[type[Any], str] = {
     DeleteSchedule: "delete_schedule",
     Backfill: "backfill",
     Tick: "tick",
+    Bootstrap: "bootstrap",
+    UpdateSettings: "update_settings",
+    AcceptClockJump: "accept_clock_jump",
 }
 
 
@@ -309,5 +345,13 @@ def to_plain(cmd: Command) -> dict[str, Any]:
             out = {"name": cmd.name, "from": cmd.from_ms, "to": cmd.to_ms}
         case Tick():
             out = {}
+        case Bootstrap():
+            out = {"settings": cmd.settings.to_plain()}
+        case UpdateSettings():
+            out = {"settings": dict(cmd.changes)}
+        case AcceptClockJump():
+            out = {"to": cmd.to_ms}
+        case _:
+            assert_never(cmd)
     _opt(out, "idempotency_key", cmd.idempotency_key)
     return out

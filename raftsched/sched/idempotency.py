@@ -31,36 +31,31 @@ def fingerprint(cmd: Command) -> bytes:
 
 
 class IdempotencyTable:
-    __slots__ = ("entries", "max_entries", "ttl_ms")
+    __slots__ = ("entries",)
 
-    def __init__(self, ttl_ms: int, max_entries: int) -> None:
-        self.ttl_ms = ttl_ms
-        self.max_entries = max_entries
+    def __init__(self) -> None:
+        # key -> (fingerprint, result, created_ms); insertion order is creation order.
         self.entries: OrderedDict[str, tuple[bytes, Result, int]] = OrderedDict()
 
     def get(self, key: str) -> tuple[bytes, Result] | None:
         entry = self.entries.get(key)
         return None if entry is None else (entry[0], entry[1])
 
-    def put(self, key: str, fp: bytes, result: Result, now_ms: int) -> None:
+    def put(self, key: str, fp: bytes, result: Result, now_ms: int, max_entries: int) -> None:
         assert key not in self.entries
-        self.entries[key] = (fp, result, now_ms + self.ttl_ms)
-        while len(self.entries) > self.max_entries:
+        self.entries[key] = (fp, result, now_ms)
+        while len(self.entries) > max_entries:
             self.entries.popitem(last=False)
 
-    def expire(self, now_ms: int) -> int:
-        """Drop entries whose expiry has come; returns how many."""
+    def expire(self, now_ms: int, ttl_ms: int) -> int:
+        """Drop entries whose expiry (creation + ttl, the replicated setting) has come."""
         entries = self.entries
         removed = 0
+        oldest_kept_ms = now_ms - ttl_ms
         while entries:
             key = next(iter(entries))
-            if entries[key][2] > now_ms:
+            if entries[key][2] > oldest_kept_ms:
                 break
             entries.popitem(last=False)
             removed += 1
         return removed
-
-    def next_expiry_ms(self) -> int | None:
-        if not self.entries:
-            return None
-        return self.entries[next(iter(self.entries))][2]

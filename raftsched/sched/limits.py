@@ -1,9 +1,13 @@
-"""Every bound of the scheduler state machine, named in one place.
+"""Every bound and setting of the scheduler state machine, named in one place.
 
-The limits are part of the replicated state: they travel in the snapshot, and every replica must
-run with the same values (a replica that refused what the others accepted would diverge). Input
-limits (payload bytes, batch size, dependencies) are enforced by the parse functions before a
-command is proposed; state limits (jobs per queue, schedules, workers) by `apply`, with a named
+The limits are replicated state (SPEC §4; issue 7 defect 4): a replica that refused what the
+others accepted, or removed jobs the others keep, would diverge. So a node never applies its own
+configuration: `SchedulerState()` starts from these defaults (the genesis values, the same in
+every build), the runtime proposes its configured values once as the `Bootstrap` command (the
+first entry of a new cluster), and after that only a committed `UpdateSettings` changes them.
+They travel in the snapshot. Input limits (payload bytes, batch size, dependencies) are enforced
+by the parse functions before a command is proposed (the API reads them from the replicated
+state too, so every node accepts the same requests); state limits by `apply`, with a named
 refusal each.
 """
 
@@ -13,6 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 DAY_MS = 86_400_000
+SETTING_MAX = 2**53  # JSON-safe: a setting travels in the log as a JSON-like number
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +48,20 @@ class Limits:
     default_worker_capacity: int = 16
     default_worker_ttl_ms: int = 30_000
     default_misfire_grace_ms: int = 60_000
+    # bounded work and time (issue 7 defects 1 and 5)
+    due_work_per_entry: int = 500
+    """Due-work items (fires, promotions, lease/worker expiries, retention removals, cascade
+    steps, idempotency expiries) one entry may do; the leader proposes more Ticks while
+    `SchedulerState.has_due_work` says some remain."""
+    max_clock_step_ms: int = 3_600_000
+    """How far one entry's stamp may move the state-machine clock forward; a larger jump is
+    clamped (and counted) unless an admin commits `AcceptClockJump`."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             assert isinstance(value, int) and not isinstance(value, bool), f.name
-            assert value > 0, f"Limits.{f.name} must be positive, got {value}"
+            assert 0 < value <= SETTING_MAX, f"Limits.{f.name} must be positive, got {value}"
 
     @classmethod
     def permissive(cls) -> Limits:
@@ -66,3 +79,7 @@ class Limits:
     @classmethod
     def from_plain(cls, data: dict[str, Any]) -> Limits:
         return cls(**data)
+
+
+SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Limits))
+Settings = Limits  # the replicated settings are the limits; both names are public

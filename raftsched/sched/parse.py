@@ -24,8 +24,10 @@ from typing import Any
 from . import cron
 from .commands import (
     MISFIRE_POLICIES,
+    AcceptClockJump,
     Backfill,
     Backoff,
+    Bootstrap,
     Cancel,
     Command,
     Complete,
@@ -40,6 +42,7 @@ from .commands import (
     SubmitJobs,
     SubmitWorkflow,
     Tick,
+    UpdateSettings,
     WorkerHeartbeat,
 )
 from .errors import (
@@ -48,7 +51,7 @@ from .errors import (
     TooManyDependencies,
     ValidationError,
 )
-from .limits import Limits
+from .limits import SETTING_MAX, SETTING_NAMES, Limits
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 JOB_REF_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*(@[0-9]+)?")
@@ -480,6 +483,38 @@ def parse_tick(data: Any, limits: Limits = DEFAULT_LIMITS,
     return Tick(idempotency_key=_idempotency_key(d, idempotency_key))
 
 
+def _settings(d: Mapping[str, Any], *, partial: bool) -> dict[str, int]:
+    raw = _mapping(_get(d, "settings", "", True), "settings")
+    _keys(raw, "settings", frozenset(SETTING_NAMES))
+    if partial and not raw:
+        raise ValidationError("settings", "must change at least one setting")
+    return {name: _req_int(raw, name, "settings", lo=1, hi=SETTING_MAX)
+            for name in SETTING_NAMES if name in raw}
+
+
+def parse_bootstrap(data: Any, limits: Limits = DEFAULT_LIMITS,
+                    idempotency_key: str | None = None) -> Bootstrap:
+    """The runtime's first entry: the full settings (absent names: the genesis defaults)."""
+    d = _body(data, frozenset({"settings"}))
+    return Bootstrap(settings=Limits(**_settings(d, partial=False)),
+                     idempotency_key=_idempotency_key(d, idempotency_key))
+
+
+def parse_update_settings(data: Any, limits: Limits = DEFAULT_LIMITS,
+                          idempotency_key: str | None = None) -> UpdateSettings:
+    d = _body(data, frozenset({"settings"}))
+    changes = _settings(d, partial=True)
+    return UpdateSettings(changes=tuple(sorted(changes.items())),
+                          idempotency_key=_idempotency_key(d, idempotency_key))
+
+
+def parse_accept_clock_jump(data: Any, limits: Limits = DEFAULT_LIMITS,
+                            idempotency_key: str | None = None) -> AcceptClockJump:
+    d = _body(data, frozenset({"to"}))
+    return AcceptClockJump(to_ms=_req_int(d, "to", "", lo=0),
+                           idempotency_key=_idempotency_key(d, idempotency_key))
+
+
 Parser = Callable[[Any, Limits, "str | None"], Command]
 
 PARSERS: dict[str, Parser] = {
@@ -496,6 +531,9 @@ PARSERS: dict[str, Parser] = {
     "delete_schedule": parse_delete_schedule,
     "backfill": parse_backfill,
     "tick": parse_tick,
+    "bootstrap": parse_bootstrap,
+    "update_settings": parse_update_settings,
+    "accept_clock_jump": parse_accept_clock_jump,
 }
 
 

@@ -32,7 +32,7 @@ from .schedules import FireRecord, Schedule
 from .state import SchedulerState
 from .workers import Worker
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: bootstrapped flag, clock skew, idempotency by creation time
 _STATE_BY_NAME = {name: name for name in STATES}
 
 
@@ -97,6 +97,8 @@ def dump_state(st: SchedulerState) -> bytes:
     data = {
         "format": FORMAT_VERSION,
         "limits": st.limits.to_plain(),
+        "bootstrapped": st.bootstrapped,
+        "clock_skew": st.clock_skew.to_plain(),
         "clock_ms": st.clock_ms,
         "last_index": st.last_index,
         "seq": st.seq,
@@ -110,8 +112,8 @@ def dump_state(st: SchedulerState) -> bytes:
         ],
         "schedules": schedules,
         "fire_records": [[n, st.fire_records[n].to_plain()] for n in sorted(st.fire_records)],
-        "idempotency": [[key, fp, expires_ms, _result_plain(result)]
-                        for key, (fp, result, expires_ms) in st.idempotency.entries.items()],
+        "idempotency": [[key, fp, created_ms, _result_plain(result)]
+                        for key, (fp, result, created_ms) in st.idempotency.entries.items()],
     }
     packed: bytes = msgpack.packb(_canon(data), use_bin_type=True)
     return packed
@@ -122,6 +124,11 @@ def load_state(data: bytes) -> SchedulerState:
     if raw.get("format") != FORMAT_VERSION:
         raise ValueError(f"unknown scheduler snapshot format {raw.get('format')!r}")
     st = SchedulerState(Limits.from_plain(raw["limits"]))
+    st.bootstrapped = bool(raw["bootstrapped"])
+    skew = raw["clock_skew"]
+    st.clock_skew.refused_entries = skew["refused_entries"]
+    st.clock_skew.max_excess_ms = skew["max_excess_ms"]
+    st.clock_skew.last_stamp_ms = skew["last_stamp_ms"]
     st.clock_ms = raw["clock_ms"]
     st.last_index = raw["last_index"]
     st.seq = raw["seq"]
@@ -149,14 +156,13 @@ def load_state(data: bytes) -> SchedulerState:
             st.schedule_heap.append((next_fire_ms, name, version))
     heapq.heapify(st.schedule_heap)
     entries: OrderedDict[str, tuple[bytes, Result, int]] = OrderedDict()
-    for key, fp, expires_ms, result in raw["idempotency"]:
-        entries[key] = (fp, _result_from_plain(result), expires_ms)
+    for key, fp, created_ms, result in raw["idempotency"]:
+        entries[key] = (fp, _result_from_plain(result), created_ms)
     st.idempotency.entries = entries
     return st
 
 
 def _load_jobs(st: SchedulerState, jobs_plain: list[list[Any]]) -> None:
-    retention_ms = st.limits.retention_ms
     dependents: list[tuple[Job, list[str]]] = []
     for p in jobs_plain:
         job = Job.__new__(Job)
@@ -174,7 +180,7 @@ def _load_jobs(st: SchedulerState, jobs_plain: list[list[Any]]) -> None:
         queue = st.queue_for(job.spec.queue)
         queue.counts[job.state] += 1
         if job.state in TERMINAL:
-            st.retention_heap.append((job.ended_ms + retention_ms, job.seq, job.id))
+            st.retention_heap.append((job.ended_ms, job.seq, job.id))
             continue
         queue.unfinished += 1
         if job.state == PENDING:

@@ -43,6 +43,7 @@ Times are integer ms since the epoch. Refusals: raftsched/sched/errors.py.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 from collections.abc import Callable
@@ -50,7 +51,9 @@ from typing import Any
 
 from . import leases, schedules, submission
 from .commands import (
+    AcceptClockJump,
     Backfill,
+    Bootstrap,
     Cancel,
     Command,
     Complete,
@@ -64,9 +67,17 @@ from .commands import (
     SubmitJobs,
     SubmitWorkflow,
     Tick,
+    UpdateSettings,
     WorkerHeartbeat,
 )
-from .errors import AlreadyTerminal, IdempotencyKeyReused, NotFound, QueueFull, SchedError
+from .errors import (
+    AlreadyTerminal,
+    IdempotencyKeyReused,
+    NotFound,
+    QueueFull,
+    SchedError,
+    ValidationError,
+)
 from .idempotency import IdempotencyTable, fingerprint
 from .job import (
     CANCELLED,
@@ -90,6 +101,27 @@ from .result import Ok, Refused, Result
 from .schedules import FireRecord, Schedule
 from .workers import Worker
 
+
+class ClockSkew:
+    """Stamps the per-entry bound refused (issue 7 defect 5): how many entries, the largest
+    refused excess and the last such stamp. Replicated, so every node reports the same."""
+
+    __slots__ = ("last_stamp_ms", "max_excess_ms", "refused_entries")
+
+    def __init__(self) -> None:
+        self.refused_entries = 0
+        self.max_excess_ms = 0
+        self.last_stamp_ms = 0
+
+    def refuse(self, stamp_ms: int, excess_ms: int) -> None:
+        self.refused_entries += 1
+        self.max_excess_ms = max(self.max_excess_ms, excess_ms)
+        self.last_stamp_ms = stamp_ms
+
+    def to_plain(self) -> dict[str, int]:
+        return {"refused_entries": self.refused_entries, "max_excess_ms": self.max_excess_ms,
+                "last_stamp_ms": self.last_stamp_ms}
+
 Handler = Callable[[Any, Any, int], Result]
 _NOTHING_DUE = (0, 0, 0, 0, 0)
 
@@ -98,7 +130,10 @@ class SchedulerState:
     __slots__ = (
         "_ended",
         "_last_due",
+        "_stamp_ms",
+        "bootstrapped",
         "clock_ms",
+        "clock_skew",
         "delay_heap",
         "fire_records",
         "idempotency",
@@ -117,8 +152,11 @@ class SchedulerState:
     )
 
     def __init__(self, limits: Limits | None = None) -> None:
+        # Genesis settings: the defaults, until the Bootstrap entry (tests may pass their own).
         self.limits = limits or Limits()
+        self.bootstrapped = False
         self.clock_ms = 0
+        self.clock_skew = ClockSkew()
         self.last_index = 0
         self.seq = 0  # creation order of jobs: unique, the "oldest first" tie-break
         self.schedule_version = 0
@@ -127,16 +165,16 @@ class SchedulerState:
         self.workers: dict[str, Worker] = {}
         self.schedules: dict[str, Schedule] = {}
         self.fire_records: dict[str, FireRecord] = {}
-        self.idempotency = IdempotencyTable(self.limits.idempotency_ttl_ms,
-                                            self.limits.idempotency_max_entries)
+        self.idempotency = IdempotencyTable()
         # Timed indexes hold (time, ..., seq, job id): see queues.py for why ids, not Jobs.
         self.lease_heap: list[tuple[int, int, int, str]] = []  # (expiry, token, seq, id)
         self.delay_heap: list[tuple[int, int, str]] = []  # (run_at, seq, id)
-        self.retention_heap: list[tuple[int, int, str]] = []  # (remove_at, seq, id)
+        self.retention_heap: list[tuple[int, int, str]] = []  # (ended_ms, seq, id)
         self.worker_heap: list[tuple[int, str]] = []  # (expiry, worker id)
         self.schedule_heap: list[tuple[int, str, int]] = []  # (next fire, name, version)
         self._ended: list[Job] = []  # terminal jobs whose dependents await resolution
         self._last_due = _NOTHING_DUE
+        self._stamp_ms = 0
 
     # -- apply ----------------------------------------------------------------------------------
 
@@ -144,18 +182,20 @@ class SchedulerState:
         assert index > self.last_index, (index, self.last_index)
         assert stamp_ms >= 0
         self.last_index = index
-        now = self.clock_ms = max(self.clock_ms, stamp_ms)
+        self._stamp_ms = stamp_ms
+        now = self._advance_clock(stamp_ms)
         if ((self.lease_heap and self.lease_heap[0][0] <= now)
                 or (self.delay_heap and self.delay_heap[0][0] <= now)
                 or (self.worker_heap and self.worker_heap[0][0] <= now)
                 or (self.schedule_heap and self.schedule_heap[0][0] <= now)
-                or (self.retention_heap and self.retention_heap[0][0] <= now)):
+                or (self.retention_heap
+                    and self.retention_heap[0][0] + self.limits.retention_ms <= now)):
             self._last_due = self._run_due()
         else:
             self._last_due = _NOTHING_DUE
         table = self.idempotency
         if table.entries:
-            table.expire(now)
+            table.expire(now, self.limits.idempotency_ttl_ms)
         handler = _HANDLERS[type(command)]
         key = command.idempotency_key
         if key is None:
@@ -167,8 +207,23 @@ class SchedulerState:
                 return hit[1]
             return Refused(_key_reused(key))
         result = handler(self, command, index)
-        table.put(key, fp, result, now)
+        table.put(key, fp, result, now, self.limits.idempotency_max_entries)
         return result
+
+    def _advance_clock(self, stamp_ms: int) -> int:
+        """clock = max(clock, stamp), but one entry moves it forward by at most
+        `max_clock_step_ms` (the genesis clock 0 takes any stamp): one bad stamp cannot move
+        the cluster's time a year ahead for good. The clamped excess is counted."""
+        clock = self.clock_ms
+        if stamp_ms > clock:
+            step = self.limits.max_clock_step_ms
+            if clock and stamp_ms - clock > step:
+                self.clock_skew.refuse(stamp_ms, stamp_ms - clock - step)
+                clock += step
+            else:
+                clock = stamp_ms
+            self.clock_ms = clock
+        return clock
 
     def _run_due(self) -> tuple[int, int, int, int, int]:
         released = leases.expire_workers(self) + leases.expire_leases(self)
@@ -188,7 +243,8 @@ class SchedulerState:
         return promoted
 
     def _remove_retained(self) -> int:
-        heap, now, removed = self.retention_heap, self.clock_ms, 0
+        heap, removed = self.retention_heap, 0
+        now = self.clock_ms - self.limits.retention_ms  # jobs that ended by then are removed
         while heap and heap[0][0] <= now:
             _, seq, job_id = heapq.heappop(heap)
             job = self.live_job(job_id, seq)
@@ -223,8 +279,7 @@ class SchedulerState:
         elif new_state == LEASED:
             heapq.heappush(self.lease_heap, (job.lease_expires_ms, job.token, job.seq, job.id))
         elif new_state in TERMINAL:
-            heapq.heappush(self.retention_heap,
-                           (job.ended_ms + self.limits.retention_ms, job.seq, job.id))
+            heapq.heappush(self.retention_heap, (job.ended_ms, job.seq, job.id))
             if job.dependents:
                 self._ended.append(job)
                 if len(self._ended) == 1:
@@ -325,6 +380,27 @@ class SchedulerState:
                                    max_attempts=cmd.max_attempts, paused=cmd.paused)
         return Ok({"queue": queue.doc()})
 
+    def _bootstrap(self, cmd: Bootstrap, index: int) -> Result:
+        applied = not self.bootstrapped
+        if applied:
+            self.limits = cmd.settings
+            self.bootstrapped = True
+        return Ok({"settings": self.limits.to_plain(), "applied": applied})
+
+    def _update_settings(self, cmd: UpdateSettings, index: int) -> Result:
+        try:
+            self.limits = dataclasses.replace(self.limits, **dict(cmd.changes))
+        except (TypeError, AssertionError):  # parse checks this; a hand-built one must not crash
+            return Refused(ValidationError("settings", "unknown setting or bad value"))
+        return Ok({"settings": self.limits.to_plain(), "applied": True})
+
+    def _accept_clock_jump(self, cmd: AcceptClockJump, index: int) -> Result:
+        if cmd.to_ms > self._stamp_ms:
+            return Refused(ValidationError(
+                "to", f"{cmd.to_ms} is after this entry's stamp {self._stamp_ms}"))
+        self.clock_ms = max(self.clock_ms, cmd.to_ms)
+        return Ok({"clock": self.clock_ms, "clock_skew": self.clock_skew.to_plain()})
+
     def _tick(self, cmd: Tick, index: int) -> Result:
         released, promoted, fired, removed, _ = self._last_due
         return Ok({"released": released, "promoted": promoted, "fired": fired,
@@ -372,8 +448,18 @@ class SchedulerState:
         worth a Tick of its own."""
         self._drop_stale_tops()
         tops = [heap[0][0] for heap in (self.lease_heap, self.delay_heap, self.worker_heap,
-                                        self.schedule_heap, self.retention_heap) if heap]
+                                        self.schedule_heap) if heap]
+        if self.retention_heap:
+            tops.append(self.retention_heap[0][0] + self.limits.retention_ms)
         return min(tops) if tops else None
+
+    def has_due_work(self, now_ms: int) -> bool:
+        """Whether the leader, whose clock reads `now_ms`, should propose a Tick now: due work
+        waits, or the state clock lags `now_ms` by more than one entry may move it."""
+        deadline = self.next_deadline_ms()
+        if deadline is not None and deadline <= now_ms:
+            return True
+        return bool(self.clock_ms) and now_ms - self.clock_ms > self.limits.max_clock_step_ms
 
     def _drop_stale_tops(self) -> None:
         live_job = self.live_job
@@ -451,4 +537,7 @@ _HANDLERS: dict[type[Any], Handler] = {
     DeleteSchedule: schedules.delete_schedule,
     Backfill: schedules.backfill,
     Tick: SchedulerState._tick,
+    Bootstrap: SchedulerState._bootstrap,
+    UpdateSettings: SchedulerState._update_settings,
+    AcceptClockJump: SchedulerState._accept_clock_jump,
 }

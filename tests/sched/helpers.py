@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from raftsched.sched import Command, Ok, Refused, Result, SchedulerState, Tick
@@ -11,7 +12,13 @@ T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 
 
 class Driver:
-    def __init__(self, limits: Limits | None = None, start_ms: int = T0) -> None:
+    def __init__(self, limits: Limits | None = None, start_ms: int = T0, *,
+                 bound_clock: bool = False) -> None:
+        """`bound_clock` False lifts the per-entry clock step bound: most tests jump days in
+        one entry; the clock tests opt in."""
+        limits = limits or Limits()
+        if not bound_clock:
+            limits = dataclasses.replace(limits, max_clock_step_ms=2**53)
         self.state = SchedulerState(limits)
         self.index = 0
         self.now_ms = start_ms

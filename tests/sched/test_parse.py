@@ -184,6 +184,9 @@ def test_every_kind_round_trips_through_plain() -> None:
         c.DeleteSchedule(name="s"),
         c.Backfill(name="s", from_ms=1, to_ms=2),
         c.Tick(idempotency_key="t"),
+        c.Bootstrap(settings=Limits(retention_ms=5, due_work_per_entry=9)),
+        c.UpdateSettings(changes=(("max_clock_step_ms", 7), ("retention_ms", 3))),
+        c.AcceptClockJump(to_ms=12),
     ]
     assert {type(cmd) for cmd in commands} == set(c.KIND_BY_TYPE)
     for cmd in commands:

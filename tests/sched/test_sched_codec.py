@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raftsched.sched import commands as c
+from raftsched.sched.limits import SETTING_NAMES, Limits
 from raftsched.wire.errors import WireDecodeError
 from raftsched.wire.sched_codec import FORMAT_VERSION, decode_command, encode_command
 
@@ -90,6 +91,12 @@ commands = st.one_of(
     st.builds(c.DeleteSchedule, name=names, idempotency_key=keys),
     st.builds(lambda n, a, b, k: c.Backfill(n, min(a, b), max(a, b), k), names, ms, ms, keys),
     st.builds(c.Tick, idempotency_key=keys),
+    st.builds(lambda v, k: c.Bootstrap(settings=Limits(retention_ms=v), idempotency_key=k),
+              st.integers(1, 2**53), keys),
+    st.builds(lambda d, k: c.UpdateSettings(changes=tuple(sorted(d.items())), idempotency_key=k),
+              st.dictionaries(st.sampled_from(SETTING_NAMES), st.integers(1, 2**53),
+                              min_size=1, max_size=3), keys),
+    st.builds(c.AcceptClockJump, to_ms=ms, idempotency_key=keys),
 )
 
 
