@@ -47,6 +47,9 @@ from .snapshots import SNAPSHOT_NAME, read_snapshot, snapshot_name, write_snapsh
 LOGGER_NAME: Final = "raftsched.storage"
 IDENTITY_FILE: Final = "IDENTITY"
 LOCK_FILE: Final = "LOCK"
+# A segment is sealed at segment_bytes or at this many records, whichever comes first, so
+# the one segment an open replays record by record costs a bounded time (~0.1 s).
+SEGMENT_RECORDS_MAX: Final = 65_536
 CACHE_ENTRIES_MAX: Final = 16_384  # newest entries kept decoded in memory
 CACHE_BYTES_MAX: Final = 16 << 20
 READ_BATCH_ENTRIES: Final = 1_024  # entries read from disk per pread
@@ -214,6 +217,7 @@ class DiskStorage:
         offsets = [base_offset, *accumulate(map(len, batch), initial=base_offset)][1:-1]
         seg.pending.extend(batch)
         seg.end = base_offset + sum(map(len, batch))
+        seg.records += len(batch)
         if not seg.offsets:
             seg.lo = first
             index.runs.append(seg)
@@ -345,7 +349,8 @@ class DiskStorage:
         for seg in self._segments:
             if not seg.pending:
                 continue
-            if not seg.sealed and seg.end >= self._segment_bytes:
+            full = seg.end >= self._segment_bytes or seg.records >= SEGMENT_RECORDS_MAX
+            if full and not seg.sealed:
                 seal = encode_seal(
                     seq=seg.seq,
                     state=self._state(),

@@ -200,14 +200,23 @@ class _Replay:
         crc32c = records.crc32c
         entry_tag = records.ENTRY_TAG
         hb = records.HEADER_BYTES
+        count = 0
         while offset < size:
-            # Fast path for well-formed ENTRY records; anything else takes check_at.
+            count += 1
+            # Fast path for well-formed ENTRY records continuing this segment's run (the
+            # common case, inlined: it is the loop that bounds the open time); anything
+            # else takes check_at and _record.
             if offset + hb <= size:
                 crc, length, tag = unpack_header(buf, offset)
                 end = offset + hb + length
                 if tag == entry_tag and end <= size and crc32c(view[offset + 4 : end]) == crc:
                     term, idx = unpack_entry(buf, offset + hb)
-                    self._entry(seg, offset, idx, term)
+                    if idx == index.last + 1 and seg.offsets:
+                        seg.offsets.append(offset)
+                        seg.terms.append(term)
+                        index.last = idx
+                    else:
+                        self._entry(seg, offset, idx, term)
                     offset = end
                     continue
             checked = records.check_at(buf, offset)
@@ -218,6 +227,7 @@ class _Replay:
             self._record(seg, buf, offset, rtype, end)
             offset = end
         seg.durable_bytes = seg.end = min(offset, size)
+        seg.records = count
         seg.crc = crc32c(view[: seg.end])
 
     def _entry(self, seg: Segment, offset: int, idx: int, term: int) -> None:

@@ -33,6 +33,7 @@ class Segment:
     path: Path
     durable_bytes: int = 0  # bytes written and synced (or being synced)
     end: int = 0  # offset where the next record goes: durable_bytes + pending bytes
+    records: int = 0  # records in the file and pending (bounds the replay of an open one)
     pending: list[bytes] = field(default_factory=list)
     crc: int = 0  # CRC32C of bytes [0, durable_bytes): the SEAL record's file_crc
     on_disk: bool = False  # the file exists (it is created at the first sync that writes it)
@@ -53,6 +54,7 @@ class Segment:
         offset = self.end
         self.pending.append(record)
         self.end += len(record)
+        self.records += 1
         return offset
 
     def pread(self, size: int, offset: int) -> bytes:

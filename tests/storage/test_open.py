@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from raftsched.storage import CorruptStorageError, DiskStorage, recovery
+from raftsched.storage import CorruptStorageError, DiskStorage, disk, recovery
 from raftsched.storage.segment import Segment
 
 from .helpers import build, check_entries, entries
@@ -51,3 +51,15 @@ def test_a_sealed_segment_failing_its_file_crc_is_scanned_and_refused(tmp_path: 
     with pytest.raises(CorruptStorageError) as caught:
         DiskStorage.open(tmp_path)
     assert caught.value.path == first and 0 < caught.value.offset <= len(data) // 2
+
+
+def test_segments_are_sealed_by_record_count_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small entries would otherwise leave up to 64 MiB of records to replay one by one.
+    monkeypatch.setattr(disk, "SEGMENT_RECORDS_MAX", 100)
+    build(tmp_path, 1000, batch=50, segment_bytes=1 << 20)
+    storage = DiskStorage.open(tmp_path, segment_bytes=1 << 20)
+    assert len(storage.segment_paths()) >= 9
+    check_entries(storage, 1000)
+    storage.close()
