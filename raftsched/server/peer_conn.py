@@ -133,19 +133,25 @@ class InboundRegistry:
 
     def __init__(self, max_pending: int, log: logging.Logger) -> None:
         self._max_pending = max_pending
-        self._pending: set[InboundConnection] = set()
+        # Insertion-ordered: the oldest unauthenticated connection is evicted first.
+        self._pending: dict[InboundConnection, None] = {}
         self.by_peer: dict[int, InboundConnection] = {}
         self.rejected = 0
         self.warnings = WarningBudget(log)
 
-    def admit(self, conn: InboundConnection) -> bool:
+    def admit(self, conn: InboundConnection) -> None:
+        """Admits `conn`; at the bound, the OLDEST unauthenticated connection is closed. A real
+        peer finishes its handshake in one round trip, so under a flood of connections that
+        never authenticate it is the flood's connections that are oldest: evicting them
+        (rather than refusing newcomers) keeps the cluster able to reconnect."""
         if len(self._pending) >= self._max_pending:
-            return False
-        self._pending.add(conn)
-        return True
+            oldest = next(iter(self._pending))
+            oldest.reject(f"evicted: more than {self._max_pending} unauthenticated connections")
+            self._pending.pop(oldest, None)
+        self._pending[conn] = None
 
     def authenticated(self, peer_id: int, conn: InboundConnection) -> None:
-        self._pending.discard(conn)
+        self._pending.pop(conn, None)
         old = self.by_peer.get(peer_id)
         self.by_peer[peer_id] = conn
         if old is not None and old is not conn:
@@ -153,7 +159,7 @@ class InboundRegistry:
             old.close_quietly()
 
     def discard(self, conn: InboundConnection) -> None:
-        self._pending.discard(conn)
+        self._pending.pop(conn, None)
         if conn.peer_id is not None and self.by_peer.get(conn.peer_id) is conn:
             del self.by_peer[conn.peer_id]
 
@@ -192,9 +198,7 @@ class InboundConnection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self._transport = cast(asyncio.Transport, transport)
         _set_nodelay(transport)
-        if not self._registry.admit(self):
-            self.reject("too many unauthenticated connections")
-            return
+        self._registry.admit(self)
         self._timer = self._loop.call_later(
             self._settings.limits.handshake_timeout_s, self._on_handshake_timeout
         )

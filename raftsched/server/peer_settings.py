@@ -26,7 +26,7 @@ class TransportLimits:
     # No frame from the peer for this long: the connection is dead (or the peer paused);
     # close it and reconnect rather than queue into a half-open socket.
     peer_silence_timeout_s: float = 5.0
-    # Accepted connections that have not authenticated yet; more are refused at once.
+    # Accepted connections that have not authenticated yet; a new one evicts the oldest.
     max_pending_handshakes: int = 64
     # The asyncio transport's write buffer above which we stop flushing our queue into it.
     write_buffer_high_bytes: int = 1 << 20

@@ -5,6 +5,7 @@ transport goes on delivering valid traffic from a real peer afterwards."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -270,14 +271,23 @@ async def test_authenticated_raw_peer_gets_pongs(pair: tuple[Node, Node]) -> Non
         await peer.close()
 
 
-async def test_too_many_pending_handshakes_are_refused(caplog: pytest.LogCaptureFixture) -> None:
-    limits = TransportLimits(max_pending_handshakes=2, handshake_timeout_s=5.0)
+async def test_a_flood_of_unauthenticated_connections_cannot_lock_out_a_real_peer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At the bound, the oldest unauthenticated connection is evicted, so a real peer that
+    connects during a flood still authenticates and delivers."""
+    limits = dataclasses.replace(LIMITS, max_pending_handshakes=2, handshake_timeout_s=5.0)
+    a = await start_node(1, limits=limits)
     b = await start_node(2, limits=limits)
-    peers = [await RawPeer.connect(b.transport.listen_port) for _ in range(3)]
+    flood = [await RawPeer.connect(b.transport.listen_port) for _ in range(3)]
     try:
-        await peers[2].assert_closed()
+        await flood[0].assert_closed()
         lines = warnings_of(caplog)
-        assert len(lines) == 1 and "too many unauthenticated connections" in lines[0]
-        await asyncio.gather(*(p.close() for p in peers))
+        assert len(lines) == 1 and "evicted: more than 2 unauthenticated" in lines[0]
+        connect_all([a, b])
+        a.transport.send([heartbeat(1, 2, 1)])
+        await wait_until(lambda: b.contexts_from(1) == [1], "the real peer gets through")
+        await flood[1].assert_closed()  # evicted by a's connection
     finally:
-        await b.transport.close()
+        await asyncio.gather(*(p.close() for p in flood))
+        await close_all([a, b])
