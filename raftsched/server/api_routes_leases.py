@@ -61,6 +61,11 @@ def path_name(request: web.Request, key: str, field: str) -> str:
     return name
 
 
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 def leasable(state: SchedulerState, cmd: Lease) -> bool:
     """Would a Lease entry applied now grant something? (A hint: apply decides.)"""
     queue = state.queues.get(cmd.queue)
@@ -90,6 +95,10 @@ async def lease(request: web.Request) -> web.Response:
                 return json_response({"leases": []})
             applied_before = runtime.state.last_index
             await runtime.wait_for_work(cmd.queue, remaining)
+            if _client_gone(request):
+                # Nobody would receive a lease granted now: it would sit leased until it
+                # expires. (aiohttp does not cancel handlers when the client disconnects.)
+                return json_response({"leases": []})
             must_wait = not leasable(runtime.state, cmd)
             if must_wait and runtime.state.last_index == applied_before:
                 # Woken with nothing applied: a level-triggered wait (pending jobs, but no

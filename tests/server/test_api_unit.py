@@ -8,17 +8,19 @@ runtime errors become 429/503 with Retry-After, followers forward or redirect, a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from raftsched.sched import Limits
+from raftsched.sched import Lease, Limits
 from raftsched.server.api import build_app
 from raftsched.server.api_table import ROUTES
 from raftsched.server.auth import hash_token
@@ -634,3 +636,45 @@ async def test_readyz_reasons(rt_client: Any) -> None:
     assert err["details"]["reasons"] == ["disk unhealthy", "shutting down"]
     assert r.headers["Retry-After"] == "1"
     assert (await c.get("/healthz")).status == 200  # the process still serves
+
+
+async def test_abandoned_long_poll_leases_nothing() -> None:
+    """Served like node_cmd serves it (AppRunner defaults: a handler is NOT cancelled when its
+    client disconnects; aiohttp's TestServer would cancel it)."""
+    rt = FakeRuntime()
+    runner = web.AppRunner(build_app(rt))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    base = f"http://127.0.0.1:{port}"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    try:
+        async with aiohttp.ClientSession() as session:
+            poll = asyncio.ensure_future(
+                session.post(
+                    f"{base}/v1/queues/gone/lease", json={"worker_id": "w", "wait_ms": 3000}
+                )
+            )
+            while rt.waits == 0:  # the handler is waiting for work
+                assert loop.time() < deadline
+                await asyncio.sleep(0.01)
+            poll.cancel()  # the client goes away
+            with contextlib.suppress(asyncio.CancelledError):
+                await poll
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{base}/v1/jobs", json={"id": "g", "queue": "gone"}) as r:
+                assert r.status == 201  # wakes the waiting handler
+            done = 'route="/v1/queues/{queue}/lease"'
+            while True:  # until the abandoned handler has answered
+                async with session.get(f"{base}/metrics") as r:
+                    if done in await r.text():
+                        break
+                assert loop.time() < deadline
+                await asyncio.sleep(0.01)
+            async with session.get(f"{base}/v1/jobs/g") as r:
+                assert (await r.json())["state"] == "pending"  # not leased to nobody
+        assert not any(isinstance(cmd, Lease) for cmd in rt.proposed)
+    finally:
+        await runner.cleanup()
