@@ -7,7 +7,9 @@ against pysyncobj, RQ and a single node arrive with the cluster):
   over proposal batch sizes (bench/raft_core.py);
 - the scheduler state machine: applied submits, leases and completes per CPU-second with a
   million pending jobs, lease cost vs queue depth, memory per million jobs
-  (bench/sched_apply.py).
+  (bench/sched_apply.py);
+- the durable storage: entries/s and fsyncs/s against the disk's raw fsync floor, bytes per
+  entry, open time of a 1M-entry log (bench/storage.py, also bench/results/storage.md).
 
 Each benchmark runs in its own process, so one's heap never distorts another's figures. The
 raw JSON, a Markdown table (bench/results/summary.md) and a plot
@@ -126,9 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     sched_path = out / "sched_apply.json"
     _run("bench.sched_apply", [*(["--quick"] if args.quick else []), "--out", str(sched_path)])
     sched = json.loads(sched_path.read_text())
+    _run("bench.storage", [*(["--quick"] if args.quick else []), "--out-dir", str(out)])
 
     command = "python -m bench" + (" --quick" if args.quick else "")
     summary = render_summary(raft, sched, machine_line(), command)
+    summary += "\n#" + (out / "storage.md").read_text()  # its own section, one level down
     (out / "summary.md").write_text(summary)
     plot_raft(raft, out / "raft_core_batches.png")
     print()

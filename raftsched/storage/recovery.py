@@ -141,11 +141,18 @@ class _Replay:
         if seal_offset is not None:
             summary = self._summary(seg, buf, seal_offset)
             if summary is not None:
+                self.log.debug("storage recovery: %s indexed from its SEAL", seg.path.name)
                 self._apply_summary(seg, summary)
                 seg.sealed = True
                 seg.durable_bytes = seg.end = len(buf)
                 return True
         self._records(seg, buf, header_end, is_last)
+        self.log.info(
+            "storage recovery: replayed %d records of %s (%s segment)",
+            seg.records,
+            seg.path.name,
+            "the open" if is_last else "an unsealed",
+        )
         return True
 
     def _summary(self, seg: Segment, buf: bytes, seal_offset: int) -> SealSummary | None:

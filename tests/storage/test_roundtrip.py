@@ -133,6 +133,7 @@ def _small_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(disk, "CACHE_ENTRIES_MAX", 8)
     monkeypatch.setattr(disk, "CACHE_BYTES_MAX", 1024)
     monkeypatch.setattr(disk, "READ_BATCH_ENTRIES", 5)
+    monkeypatch.setattr(disk, "SEGMENT_RECORDS_MAX", 40)
 
 
 StorageMachine.TestCase.settings = settings(
