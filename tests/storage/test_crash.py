@@ -10,6 +10,8 @@ import errno
 import logging
 import os
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -279,3 +281,44 @@ def test_power_loss_failpoint_holds_writes_until_fsync(tmp_path: Path) -> None:
     io.fsync(fd, "f")
     assert path.read_bytes() == b"abc"
     io.close(fd)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs mounted for the test (skipped where mounting is not allowed)."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_real_full_file_system(small_tmpfs: Path, tmp_path: Path) -> None:
+    storage = DiskStorage.open(small_tmpfs / "data", segment_bytes=32768)
+    acknowledged = 0
+    with pytest.raises(StorageFatalError, match="No space left"):
+        for first in range(1, 1_000_000, 20):
+            storage.append(entries(first, 20))
+            storage.set_hard_state(HardState(2, 1, first))
+            storage.sync()
+            acknowledged = first + 19
+    storage.close()
+    assert acknowledged > 100
+    reopened = DiskStorage.open(small_tmpfs / "data")  # repairs the torn tail in place
+    assert reopened.last_index() >= acknowledged
+    check_entries(reopened, reopened.last_index())
+    reopened.close()
+    shutil.copytree(small_tmpfs / "data", tmp_path / "copy")  # and goes on with more room
+    moved = DiskStorage.open(tmp_path / "copy")
+    moved.append(entries(moved.last_index() + 1, 5))
+    moved.sync()
+    check_entries(moved, moved.last_index())
+    moved.close()
