@@ -62,16 +62,16 @@ def _leader_url(runtime: RuntimeLike) -> tuple[bool, str | None]:
     return is_leader, getattr(st, "leader_http_url", None)
 
 
+def _body_too_large(limit: int, length: int | None = None) -> ApiError:
+    size = "request body" if length is None else f"request body of {length} bytes"
+    return ApiError(
+        413, "body_too_large", f"{size} is over the limit of {limit} bytes", {"max_bytes": limit}
+    )
+
+
 def _too_large(request: web.Request, limit: int) -> ApiError | None:
     length = request.content_length
-    if length is not None and length > limit:
-        return ApiError(
-            413,
-            "body_too_large",
-            f"request body of {length} bytes is over the limit of {limit}",
-            {"max_bytes": limit},
-        )
-    return None
+    return _body_too_large(limit, length) if length is not None and length > limit else None
 
 
 def _make_middleware(
@@ -98,6 +98,8 @@ def _make_middleware(
                 resp = await _dispatch(request, handler, route, runtime)
         except web.HTTPRedirection as redirect:
             resp = web.Response(status=redirect.status, headers=redirect.headers)
+        except web.HTTPRequestEntityTooLarge:  # a body without Content-Length, cut off
+            resp = render(_body_too_large(body_limit), template)
         except Exception as exc:  # CancelledError (client gone) is a BaseException: it passes
             resp = render(exc, f"{request.method} {template}")
         if not resp.prepared:

@@ -399,7 +399,8 @@ async def test_body_limit_checked_before_reading(rt_client: Any) -> None:
         for _ in range(limit // 65536 + 2):
             yield b"x" * 65536
 
-    await _err(await c.post("/v1/jobs", data=chunks()), 413, "body_too_large")
+    err = await _err(await c.post("/v1/jobs", data=chunks()), 413, "body_too_large")
+    assert err["details"]["max_bytes"] == limit
     assert rt.proposed == []
 
 
