@@ -81,12 +81,15 @@ async def forward(
             out = {h: resp.headers[h] for h in RELAYED_HEADERS if h in resp.headers}
             return web.Response(status=resp.status, body=payload, headers=out)
     except (aiohttp.ClientError, TimeoutError) as exc:
+        retry = {"Retry-After": str(RETRY_AFTER_NO_LEADER_S)}
+        failed = f"forwarding to the leader failed ({type(exc).__name__})"
+        if request.method == "GET":  # a read changes nothing: just no leader to answer it
+            raise ApiError(503, "no_leader", failed, {"leader_url": leader_url}, retry) from None
         # The leader may have applied the request: the outcome is unknown to us.
         raise ApiError(
             503,
             "outcome_unknown",
-            f"forwarding to the leader failed ({type(exc).__name__}); retry with the "
-            "same Idempotency-Key",
+            f"{failed}; retry with the same Idempotency-Key",
             {"leader_url": leader_url},
-            {"Retry-After": str(RETRY_AFTER_NO_LEADER_S)},
+            retry,
         ) from None

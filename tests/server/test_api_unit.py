@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -721,3 +722,24 @@ async def test_job_scan_skips_jobs_removed_or_created_meanwhile() -> None:
     assert [j["id"] for j in page] == ["r1", "r2"]
     page, nxt = await api_routes_jobs.scan_jobs(state, "q", "pending", 2, None)
     assert [j["id"] for j in page] == ["r0", "r1"] and nxt == page[-1]["seq"]
+
+
+async def test_forwarding_to_an_unreachable_leader_is_a_503() -> None:
+    rt = FakeRuntime()
+    rt.role, rt.leader_id = "follower", 2
+    rt.leader_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    c = await _client(rt)
+    try:
+        r = await c.post("/v1/jobs", json={"queue": "q"}, headers={"Idempotency-Key": "u1"})
+        err = await _err(r, 503, "outcome_unknown")  # the leader may have applied it
+        assert "Idempotency-Key" in err["message"] and r.headers["Retry-After"] == "1"
+        rt.barrier_error = NotLeader(2, rt.leader_url)
+        await _err(await c.get("/v1/jobs/x"), 503, "no_leader")  # a read: nothing to know
+    finally:
+        await c.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
