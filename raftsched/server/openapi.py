@@ -4,7 +4,8 @@ Generated, not written by hand, so it lists exactly the routes the router serves
 required role (`x-role`), whether a follower forwards it (`x-forwarded-to-leader`), request
 body fields with their JSON types (unknown fields are refused: additionalProperties false),
 query parameters, the success status and answer, and every error status with the common error
-body. The route table lives in api_table.py; this module only renders it.
+body and the `error.code` values each status can carry (`x-error-codes`). The route table lives
+in api_table.py; this module only renders it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any, Protocol
+
+from raftsched.sched import SchedError
 
 ERROR_TEXT = {
     "400": "bad input; error.details.field names the field",
@@ -40,6 +43,45 @@ ERROR_SCHEMA = {
         }
     },
 }
+# The API's own codes by status; the state machine's refusals are added from their classes.
+API_CODES: dict[str, tuple[str, ...]] = {
+    "400": ("invalid",),
+    "401": ("unauthorized",),
+    "403": ("forbidden",),
+    "404": ("not_found", "no_route", "unknown_member"),
+    "409": (
+        "member_exists",
+        "id_retired",
+        "change_in_progress",
+        "last_voter",
+        "no_target",
+        "transfer_in_progress",
+    ),
+    "413": ("body_too_large",),
+    "429": ("overloaded",),
+    "503": ("no_leader", "outcome_unknown", "shutting_down", "not_ready"),
+}
+
+
+def _sched_codes() -> dict[str, set[str]]:
+    codes: dict[str, set[str]] = {}
+    todo: list[type[SchedError]] = [SchedError]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls is not SchedError:
+            codes.setdefault(str(cls.http_status), set()).add(cls.code)
+    return codes
+
+
+def error_codes() -> dict[str, list[str]]:
+    """Every `error.code` the API can answer, by HTTP status."""
+    merged = {status: set(codes) for status, codes in API_CODES.items()}
+    for status, codes in _sched_codes().items():
+        merged.setdefault(status, set()).update(codes)
+    return {status: sorted(codes) for status, codes in sorted(merged.items())}
+
+
 RAFT_HEADERS = {
     "X-Raft-Leader": {
         "description": "the leader's node id as this node knows it (may be empty)",
@@ -131,17 +173,18 @@ def _parameters(r: RouteLike) -> list[dict[str, Any]]:
     return params
 
 
-def _operation(r: RouteLike) -> dict[str, Any]:
+def _operation(r: RouteLike, codes: dict[str, list[str]]) -> dict[str, Any]:
     error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     responses: dict[str, Any] = {
         str(r.ok): {"description": r.answer, "headers": RAFT_HEADERS},
         **{
-            code: {
-                "description": ERROR_TEXT.get(code, "error"),
+            status: {
+                "description": ERROR_TEXT.get(status, "error"),
                 "headers": RAFT_HEADERS,
                 "content": error_content,
+                "x-error-codes": codes.get(status, []),
             }
-            for code in r.errors
+            for status in r.errors
         },
         "500": {"description": "a bug (logged on the node)", "content": error_content},
     }
@@ -178,8 +221,9 @@ def _operation(r: RouteLike) -> dict[str, Any]:
 
 def document(routes: Iterable[RouteLike]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
+    codes = error_codes()
     for r in routes:
-        paths.setdefault(r.path, {})[r.method.lower()] = _operation(r)
+        paths.setdefault(r.path, {})[r.method.lower()] = _operation(r, codes)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -581,6 +581,10 @@ async def test_metrics_and_openapi_content(rt_client: Any) -> None:
     assert schema["required"] == ["queue"] and schema["additionalProperties"] is False
     assert schema["properties"]["priority"]["type"] == "integer"
     assert {"201", "400", "409", "413", "429", "503", "307"} <= set(submit["responses"])
+    codes = submit["responses"]["409"]["x-error-codes"]
+    assert {"conflict", "stale_token", "idempotency_key_reused"} <= set(codes)
+    assert "queue_full" in submit["responses"]["429"]["x-error-codes"]
+    assert "payload_too_large" in submit["responses"]["413"]["x-error-codes"]
     assert doc["paths"]["/healthz"]["get"]["security"] == []
     lease = doc["paths"]["/v1/queues/{queue}/lease"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in lease["parameters"])
