@@ -33,6 +33,7 @@ from aiohttp.typedefs import Middleware
 from . import auth, openapi
 from .api_common import RUNTIME_KEY, runtime_of
 from .api_routes_config import QUEUE_CONFIG_LOCK
+from .api_routes_leases import LONG_POLLS, LongPolls
 from .api_routes_meta import METRICS_KEY, OPENAPI_KEY
 from .api_runtime import (
     RuntimeLike,
@@ -145,6 +146,7 @@ def build_app(runtime: RuntimeLike) -> web.Application:
     app[METRICS_KEY] = ApiMetrics(runtime)
     app[OPENAPI_KEY] = openapi.document(ROUTES)
     app[QUEUE_CONFIG_LOCK] = asyncio.Lock()
+    app[LONG_POLLS] = LongPolls()
     app.cleanup_ctx.append(_client_session)
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)

@@ -16,6 +16,9 @@ pending jobs are held back by max_in_flight or this worker's capacity), the hand
 off for NO_PROGRESS_BACKOFF_S instead of spinning the event loop. `wait_ms` 0 always
 proposes once (it also registers or refreshes the worker, like any lease).
 
+At most `limits.max_long_polls` lease requests may wait at once on a node; past that a request
+that would wait gets 429 + Retry-After (a bound, like every queue of the node).
+
 Only the first proposal carries the Idempotency-Key: a keyed retry gets the first answer, and
 later rounds of the same poll are new leases (an empty keyed answer must not stick for a day).
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -47,10 +51,22 @@ from .api_common import (
     runtime_of,
 )
 from .api_routes_jobs import limits_of, path_job_id
-from .api_runtime import lease_wait_ms_max
+from .api_runtime import lease_wait_ms_max, max_long_polls
+from .errors import Overloaded
 from .http_errors import bad_request
 
 NO_PROGRESS_BACKOFF_S = 0.05
+LONG_POLL_RETRY_AFTER_S = 1.0
+
+
+@dataclass(slots=True)
+class LongPolls:
+    """Lease requests in this node's handler now; bounded by `limits.max_long_polls`."""
+
+    waiting: int = 0
+
+
+LONG_POLLS = web.AppKey("long_polls", LongPolls)
 
 
 def path_name(request: web.Request, key: str, field: str) -> str:
@@ -88,6 +104,21 @@ async def lease(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(cmd.wait_ms, lease_wait_ms_max(runtime)) / 1000
     must_wait = cmd.wait_ms > 0 and not leasable(runtime.state, cmd)
+    polls = request.app[LONG_POLLS]
+    if must_wait and polls.waiting >= max_long_polls(runtime):
+        raise Overloaded(LONG_POLL_RETRY_AFTER_S, "lease long polls waiting")
+    polls.waiting += 1
+    try:
+        return await _poll(request, cmd, deadline, must_wait=must_wait)
+    finally:
+        polls.waiting -= 1
+
+
+async def _poll(
+    request: web.Request, cmd: Lease, deadline: float, *, must_wait: bool
+) -> web.Response:
+    runtime = runtime_of(request)
+    loop = asyncio.get_running_loop()
     while True:
         remaining = deadline - loop.time()
         if must_wait:

@@ -5,8 +5,8 @@ small fake (tests/server/fake_runtime.py) and the runtime can evolve behind them
 each method keeps is written beside it; docs/api.md and /work/notes/interfaces.md repeat it.
 
 Config fields are read with defaults (`auth`, `tokens`, `limits.max_body_bytes`,
-`limits.lease_wait_ms_max`) so a config without a field still serves; the runtime's
-`NodeConfig` (raftsched/server/config.py) has them all.
+`limits.lease_wait_ms_max`, `limits.max_long_polls`) so a config without a field still
+serves; the runtime's `NodeConfig` (raftsched/server/config.py) owns them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from raftsched.sched import Command, Result, SchedulerState
 
 DEFAULT_MAX_BODY_BYTES = 8 << 20
 DEFAULT_LEASE_WAIT_MS_MAX = 30_000
+DEFAULT_MAX_LONG_POLLS = 10_000  # lease requests waiting for work at once, per node
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +157,10 @@ def max_body_bytes(runtime: RuntimeLike) -> int:
 
 def lease_wait_ms_max(runtime: RuntimeLike) -> int:
     return _limit(runtime, "lease_wait_ms_max", DEFAULT_LEASE_WAIT_MS_MAX)
+
+
+def max_long_polls(runtime: RuntimeLike) -> int:
+    return _limit(runtime, "max_long_polls", DEFAULT_MAX_LONG_POLLS)
 
 
 def auth_enabled(runtime: RuntimeLike) -> bool:

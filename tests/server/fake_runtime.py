@@ -40,6 +40,7 @@ class FakeStatus:
 class FakeLimits:
     max_body_bytes: int = 1 << 20
     lease_wait_ms_max: int = 2_000
+    max_long_polls: int = 100
 
 
 @dataclass

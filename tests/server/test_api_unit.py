@@ -747,3 +747,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def test_waiting_long_polls_are_bounded(rt_client: Any) -> None:
+    rt, c = rt_client
+    rt.config.limits.max_long_polls = 1
+    first = asyncio.ensure_future(
+        c.post("/v1/queues/lp/lease", json={"worker_id": "w1", "wait_ms": 1500})
+    )
+    deadline = asyncio.get_running_loop().time() + 5
+    while rt.waits == 0:  # the first poll is waiting
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    r = await c.post("/v1/queues/lp/lease", json={"worker_id": "w2", "wait_ms": 1500})
+    err = await _err(r, 429, "overloaded")
+    assert r.headers["Retry-After"] == "1" and "long polls" in err["message"]
+    r = await c.post("/v1/queues/lp/lease", json={"worker_id": "w2", "wait_ms": 0})
+    assert r.status == 200  # a request that does not wait is not held back
+    await c.post("/v1/jobs", json={"id": "lp1", "queue": "lp"})
+    assert [g["job_id"] for g in (await (await first).json())["leases"]] == ["lp1"]
