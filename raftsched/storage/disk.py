@@ -18,7 +18,9 @@ older segments loses nothing.
 
 Reads: the log index (logindex.py) keeps each live entry's file offset and term in arrays,
 and the newest entries stay in a bounded in-memory tail; older entries are read back with
-pread and their CRC checked. Not thread-safe: one storage thread calls it (docs/storage.md).
+pread and their CRC checked. Threads: ONE writer thread (the runtime's storage thread);
+readers may be on other threads. A lock makes each call atomic; `sync()` releases it for
+the write and fsync, which only the writer thread's state is touched by.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
 from itertools import accumulate
 from operator import attrgetter
 from pathlib import Path
@@ -113,6 +116,9 @@ class DiskStorage:
         self._log = log
         self._segment_bytes = segment_bytes
         self._lock_fd: int | None = lock_fd
+        # Readers (the core, maybe on another thread) never see a half-done write; sync()
+        # releases it while it writes and fsyncs, so reads go on during the disk wait.
+        self._lock = threading.Lock()
         _remove_temp_files(data_dir, io, log)
         recovered = recover(data_dir, io, log)
         if recovered is None:
@@ -121,7 +127,8 @@ class DiskStorage:
             self._snap = SnapRef(0, 0, 0)
             self._segments: list[Segment] = []
             self._start_segment()
-            self._sync_pending()
+            for seg, data in self._take_pending():
+                self._write(seg, data)
             log.info("storage: new data directory %s", data_dir)
         else:
             self._index = recovered.index
@@ -144,7 +151,8 @@ class DiskStorage:
     # -- Storage (read side) ----------------------------------------------------------------
 
     def initial_state(self) -> tuple[HardState, Snapshot]:
-        return self._hard_state, self._snapshot
+        with self._lock:
+            return self._hard_state, self._snapshot
 
     def hard_state(self) -> HardState:
         return self._hard_state
@@ -156,6 +164,10 @@ class DiskStorage:
         return self._index.last
 
     def term(self, index: int) -> int:
+        with self._lock:
+            return self._term(index)
+
+    def _term(self, index: int) -> int:
         last = self._index.last
         if self._cache_lo <= index <= last:
             return self._cache[index - self._cache_lo].term
@@ -169,6 +181,10 @@ class DiskStorage:
         return term
 
     def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
+        with self._lock:
+            return self._entries(lo, hi, max_bytes)
+
+    def _entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
         self._check_range(lo, hi)
         if lo >= hi:
             return []
@@ -193,6 +209,10 @@ class DiskStorage:
     # -- WritableStorage (what the runtime calls) -------------------------------------------
 
     def append(self, entries: tuple[Entry, ...] | list[Entry]) -> None:
+        with self._lock:
+            self._append(entries)
+
+    def _append(self, entries: tuple[Entry, ...] | list[Entry]) -> None:
         self._io.check()
         if not entries:
             return
@@ -229,12 +249,13 @@ class DiskStorage:
         self._cache_bytes += sum(map(len, map(_DATA, entries)))
 
     def set_hard_state(self, hard_state: HardState) -> None:
-        self._io.check()
-        if hard_state == self._hard_state:
-            return
         body = records.HARD_STATE.pack(hard_state.term, hard_state.vote, hard_state.commit)
-        self._writable_segment().add(records.encode(RecordType.HARD_STATE, body))
-        self._hard_state = hard_state
+        with self._lock:
+            self._io.check()
+            if hard_state == self._hard_state:
+                return
+            self._writable_segment().add(records.encode(RecordType.HARD_STATE, body))
+            self._hard_state = hard_state
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         """Replace the whole log by `snapshot` (see MemoryStorage.apply_snapshot). The file
@@ -243,11 +264,13 @@ class DiskStorage:
         meta = snapshot.meta
         if meta.index < self._snap.index:
             return
-        self._record_snapshot(snapshot, reset=True)
-        self._index.reset(meta.index, meta.term)
-        self._cache.clear()
-        self._cache_lo = meta.index + 1
-        self._cache_bytes = 0
+        number = self._write_snapshot_file(snapshot)
+        with self._lock:
+            self._record_snapshot(snapshot, number, reset=True)
+            self._index.reset(meta.index, meta.term)
+            self._cache.clear()
+            self._cache_lo = meta.index + 1
+            self._cache_bytes = 0
 
     def create_snapshot(self, index: int, membership: Membership, data: bytes) -> Snapshot:
         self._io.check()
@@ -256,35 +279,47 @@ class DiskStorage:
                 f"snapshot at {index} is not newer than the current one at {self._snap.index}"
             )
         snapshot = Snapshot(SnapshotMeta(index, self.term(index), membership), data)
-        self._record_snapshot(snapshot, reset=False)
+        number = self._write_snapshot_file(snapshot)  # the slow part, outside the lock
+        with self._lock:
+            self._record_snapshot(snapshot, number, reset=False)
         return snapshot
 
     def compact(self, index: int) -> None:
         """Discard entries up to `index`. Segments holding only discarded entries are
         deleted by the `sync()` that makes this durable."""
-        self._io.check()
-        if index <= self._index.base_index:
-            return
-        if index > self._snap.index:
-            raise UnavailableError(
-                f"cannot compact to {index}: the snapshot only covers {self._snap.index}"
-            )
-        term = self.term(index)
-        body = records.COMPACT.pack(index, term)
-        self._writable_segment().add(records.encode(RecordType.COMPACT, body))
-        self._index.compact_to(index, term)
-        if index >= self._cache_lo:
-            self._drop_cache_front(index + 1 - self._cache_lo)
+        with self._lock:
+            self._io.check()
+            if index <= self._index.base_index:
+                return
+            if index > self._snap.index:
+                raise UnavailableError(
+                    f"cannot compact to {index}: the snapshot only covers {self._snap.index}"
+                )
+            term = self._term(index)
+            body = records.COMPACT.pack(index, term)
+            self._writable_segment().add(records.encode(RecordType.COMPACT, body))
+            self._index.compact_to(index, term)
+            if index >= self._cache_lo:
+                self._drop_cache_front(index + 1 - self._cache_lo)
 
     def sync(self) -> None:
         """Make every write since the last sync durable: one write call and (unless the
         unsafe policy 'never' is on) one fdatasync, plus a directory fsync when the write
         creates a segment file. Raises StorageFatalError if the disk fails (for good)."""
-        self._io.check()
-        self._sync_pending()
-        self._delete_dead_files()
-        if len(self._cache) > CACHE_ENTRIES_MAX or self._cache_bytes > CACHE_BYTES_MAX:
-            self._trim_cache()
+        with self._lock:
+            self._io.check()
+            writes = self._take_pending()
+        for seg, data in writes:  # readers go on meanwhile (the writer is this thread)
+            self._write(seg, data)
+        with self._lock:
+            for seg, _ in writes:
+                if seg.sealed and seg.write_fd is not None:
+                    self._io.close(seg.write_fd)
+                    seg.write_fd = None
+            dead = self._pop_dead_segments()
+            if len(self._cache) > CACHE_ENTRIES_MAX or self._cache_bytes > CACHE_BYTES_MAX:
+                self._trim_cache()
+        self._delete_dead_files(dead)
 
     def close(self) -> None:
         """Sync what is pending (unless the disk failed), then release files and the lock."""
@@ -295,6 +330,10 @@ class DiskStorage:
                 self.sync()
         finally:
             self._closed = True
+            self._release_files()
+
+    def _release_files(self) -> None:
+        with self._lock:
             for seg in self._segments:
                 seg.close_fds()
                 if seg.write_fd is not None:
@@ -345,7 +384,10 @@ class DiskStorage:
         self._segments.append(seg)
         return seg
 
-    def _sync_pending(self) -> None:
+    def _take_pending(self) -> list[tuple[Segment, bytes]]:
+        """Under the lock: every segment's queued records as one buffer each (in practice
+        one segment), sealing the active one when it is full."""
+        writes = []
         for seg in self._segments:
             if not seg.pending:
                 continue
@@ -364,20 +406,23 @@ class DiskStorage:
                 seg.sealed = True
             data = b"".join(seg.pending)
             seg.pending.clear()
-            created = not seg.on_disk
-            if seg.write_fd is None:
-                seg.write_fd = self._io.open_append(seg.path, create=created)
-                seg.on_disk = True
-            self._io.write(seg.write_fd, data, str(seg.path))
-            self._io.fsync(seg.write_fd, str(seg.path))
-            if created:
-                self._io.fsync_dir(self._dir)
             seg.crc = records.crc32c(data, seg.crc)
             seg.durable_bytes = seg.end
-            if seg.sealed:
-                self._io.close(seg.write_fd)
-                seg.write_fd = None
-                self._log.info("storage: sealed %s at %d bytes", seg.path.name, seg.end)
+            writes.append((seg, data))
+        return writes
+
+    def _write(self, seg: Segment, data: bytes) -> None:
+        """One write and one fsync (plus the directory's when this creates the file)."""
+        created = not seg.on_disk
+        if seg.write_fd is None:
+            seg.write_fd = self._io.open_append(seg.path, create=created)
+            seg.on_disk = True
+        self._io.write(seg.write_fd, data, str(seg.path))
+        self._io.fsync(seg.write_fd, str(seg.path))
+        if created:
+            self._io.fsync_dir(self._dir)
+        if seg.sealed:
+            self._log.info("storage: sealed %s at %d bytes", seg.path.name, seg.end)
 
     def _truncate_after(self, index: int) -> None:
         self._index.truncate_after(index)
@@ -390,27 +435,40 @@ class DiskStorage:
             del self._cache[index + 1 - self._cache_lo :]
             self._cache_bytes -= sum(map(len, map(_DATA, dropped)))
 
-    def _record_snapshot(self, snapshot: Snapshot, *, reset: bool) -> None:
-        meta = snapshot.meta
+    def _write_snapshot_file(self, snapshot: Snapshot) -> int:
+        """Write `snapshot` durably to a new file; returns its number. Only the writer
+        thread touches `_snap_files`, so this runs outside the lock."""
         number = max(self._snap_files, default=self._snap.number) + 1
-        path = self._dir / snapshot_name(meta.index, number)
+        path = self._dir / snapshot_name(snapshot.meta.index, number)
         write_snapshot(self._io, path, snapshot)
         self._snap_files[number] = path
+        return number
+
+    def _record_snapshot(self, snapshot: Snapshot, number: int, *, reset: bool) -> None:
+        meta = snapshot.meta
         body = records.SNAPSHOT_REF.pack(meta.index, meta.term, number, int(reset))
         self._writable_segment().add(records.encode(RecordType.SNAPSHOT, body))
         self._snap = SnapRef(meta.index, meta.term, number)
         self._snapshot = snapshot
 
-    def _delete_dead_files(self) -> None:
-        """After a sync: delete the oldest segments that hold no live entry (the records
-        that made them dead are durable now) and snapshot files older than the current."""
+    def _pop_dead_segments(self) -> list[Segment]:
+        """Under the lock, after a sync: the oldest segments that hold no live entry (the
+        records that made them dead are durable now). No reader can reach them after."""
         live = {id(seg) for seg in self._index.runs}
+        dead = []
         while len(self._segments) > 1 and id(self._segments[0]) not in live:
             seg = self._segments.pop(0)
             seg.close_fds()
             assert seg.write_fd is None and not seg.pending
+            dead.append(seg)
+        return dead
+
+    def _delete_dead_files(self, dead: list[Segment]) -> None:
+        """Delete dead segments oldest first, fsyncing the directory after each (no gap in
+        the seqs can survive a crash), and snapshot files older than the current one."""
+        for seg in dead:
             self._io.unlink(seg.path)
-            self._io.fsync_dir(self._dir)  # in order: no surviving gap in the seqs
+            self._io.fsync_dir(self._dir)
             self._log.info("storage: deleted %s (no live entries)", seg.path.name)
         for number in [n for n in self._snap_files if n < self._snap.number]:
             self._io.unlink(self._snap_files.pop(number))
