@@ -23,7 +23,7 @@ from aiohttp import web
 from raftsched.sched import Command, Ok, Refused, SchedulerState
 
 from .api_runtime import RuntimeLike, plain
-from .http_errors import ApiError, bad_request
+from .http_errors import ApiError, bad_request, to_api_error
 
 RUNTIME_KEY = web.AppKey("runtime", RuntimeLike)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -67,8 +67,15 @@ def idempotency_key(request: web.Request) -> str | None:
 
 
 def answer(result: Ok | Refused) -> Any:
+    """The state machine's answer as fresh JSON-ready data, or its refusal as an ApiError.
+
+    Both may be the very objects of the idempotency table: the value is copied (`plain`) and
+    the stored SchedError is never raised itself (raising would pin this request's frames
+    to it through its __traceback__ for as long as the table keeps the entry)."""
     if isinstance(result, Refused):
-        raise result.error  # a SchedError: http_errors maps it by its own status
+        error = to_api_error(result.error)
+        assert error is not None
+        raise error
     return plain(result.value)
 
 

@@ -21,7 +21,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from raftsched.sched import JobSpec, Lease, Limits, SubmitJobs
+from raftsched.sched import JobSpec, Lease, Limits, Refused, SubmitJobs
 from raftsched.server import api_routes_jobs
 from raftsched.server.api import build_app
 from raftsched.server.api_table import ROUTES
@@ -766,3 +766,12 @@ async def test_waiting_long_polls_are_bounded(rt_client: Any) -> None:
     assert r.status == 200  # a request that does not wait is not held back
     await c.post("/v1/jobs", json={"id": "lp1", "queue": "lp"})
     assert [g["job_id"] for g in (await (await first).json())["leases"]] == ["lp1"]
+
+
+async def test_stored_refusal_is_not_raised_itself(rt_client: Any) -> None:
+    rt, c = rt_client
+    h = {"Idempotency-Key": "refused-once"}
+    for _ in range(2):
+        await _err(await c.post("/v1/jobs/ghost/cancel", headers=h), 404, "not_found")
+    [(_, stored, _)] = rt.state.idempotency.entries.values()
+    assert isinstance(stored, Refused) and stored.error.__traceback__ is None
