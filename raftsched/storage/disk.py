@@ -19,8 +19,8 @@ older segments loses nothing.
 Reads: the log index (logindex.py) keeps each live entry's file offset and term in arrays,
 and the newest entries stay in a bounded in-memory tail; older entries are read back with
 pread and their CRC checked. Threads: ONE writer thread (the runtime's storage thread);
-readers may be on other threads. A lock makes each call atomic; `sync()` releases it for
-the write and fsync, which only the writer thread's state is touched by.
+readers may be on other threads. A lock makes each call atomic; `sync()` releases it during
+the write and fsync, which touch only state that the writer thread alone uses.
 """
 
 from __future__ import annotations
