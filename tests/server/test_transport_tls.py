@@ -4,38 +4,22 @@ a plaintext dialer refused by a TLS listener without harm."""
 from __future__ import annotations
 
 import logging
-import shutil
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from raftsched.server.tls import tls_contexts
 
-from .transport_support import RawPeer, close_all, connect_all, heartbeat, start_node, wait_until
-
-OPENSSL = shutil.which("openssl")
-
-
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    """A P-256 key and a self-signed CA:TRUE certificate for 127.0.0.1 (it is its own CA)."""
-    if OPENSSL is None:
-        pytest.skip("TLS test needs the openssl CLI (the cryptography package is not installed)")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-            "-subj", "/CN=raftsched-test-peer",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
-    return cert, key
+from .transport_support import (
+    RawPeer,
+    close_all,
+    connect_all,
+    heartbeat,
+    self_signed,
+    start_node,
+    wait_until,
+)
 
 
 @pytest.mark.asyncio

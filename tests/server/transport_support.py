@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
 
 from raftsched.raft.messages import Heartbeat, Message
 from raftsched.server.peer_control import (
@@ -194,3 +199,26 @@ class RawPeer:
         self.writer.close()
         with contextlib.suppress(ConnectionError):
             await self.writer.wait_closed()
+
+
+OPENSSL = shutil.which("openssl")
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A P-256 key and a self-signed CA:TRUE certificate for 127.0.0.1 (it is its own CA)."""
+    if OPENSSL is None:
+        pytest.skip("TLS test needs the openssl CLI (the cryptography package is not installed)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+            "-subj", "/CN=raftsched-test-peer",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
