@@ -27,7 +27,6 @@ from raftsched.client import BadRequest, Client, Conflict, StaleToken
 from raftsched.client import NotFound as ClientNotFound
 from raftsched.server.auth import hash_token
 from raftsched.server.local_nodes import get_json
-from raftsched.server.runtime import Runtime
 from tests.server.procs import HttpResult, LocalCluster
 
 VIAS = ("leader", "follower")
@@ -507,23 +506,15 @@ def test_client_library_agrees_with_the_api(live: Live) -> None:
         view = c.cluster()
         assert view["leader_id"] == leader and len(view["members"]) >= 3
         assert c.health()["ok"] is True
-        if hasattr(Runtime, "backup"):
-            data = c.backup()
-            claimed = {k.lower(): v for k, v in c.last_headers.items()}["x-backup-sha256"]
-            assert hashlib.sha256(data).hexdigest() == claimed
+        data = c.backup()
+        claimed = {k.lower(): v for k, v in c.last_headers.items()}["x-backup-sha256"]
+        assert hashlib.sha256(data).hexdigest() == claimed
 
 
 # -- admin operations (last: they move leadership and membership) -------------------------------
 
 
-def _needs(method: str) -> None:
-    if not hasattr(Runtime, method):
-        pytest.skip(f"the runtime has no {method}() yet")
-
-
 def test_snapshot_and_backup_on_a_follower(live: Live) -> None:
-    _needs("snapshot_now")
-    _needs("backup")
     r = live.call("follower", "POST", "/v1/cluster/snapshot")
     assert r.status == 200 and "snapshot" in r.body, r.body
     node = live.node("follower")
@@ -539,7 +530,6 @@ def test_snapshot_and_backup_on_a_follower(live: Live) -> None:
 
 
 def test_leader_transfer(live: Live) -> None:
-    _needs("transfer_leadership")
     leader = live.cluster.wait_for_leader()
     target = live.cluster.followers(leader)[0]
     _err(live.call("follower", "POST", "/v1/cluster/leader", {"to": "2"}), 400, "invalid")
@@ -551,8 +541,6 @@ def test_leader_transfer(live: Live) -> None:
 
 
 def test_membership_add_and_remove(live: Live) -> None:
-    _needs("add_member")
-    _needs("remove_member")
     spec = live.cluster.add_node(4)
     r = live.call(
         "follower",
