@@ -4,10 +4,11 @@ Theory of operation. Three kinds of asyncio tasks share one `AsyncClient` (which
 leader and retries 503s / connection errors against any node with backoff):
 - the registration loop heartbeats the worker (capacity = concurrency, queues) every ttl/3;
 - the lease loop asks for up to the free capacity with a long poll, rotating over the queues;
-- one task per leased job runs it in a child process (runner.JobRun) while a lease heartbeat
-  renews the lease every third of its remaining time. A 409 on renewal, or the local estimate
-  of the expiry passing without a renewal (partitioned), means the lease is lost: the child's
-  process group is killed and nothing is reported (another worker owns the job now).
+- one task per leased job runs it in a child process (runner.JobRun: a shell command in a new
+  process, a Python callable in one of the pool's long-lived children, pool.py) while a lease
+  heartbeat renews the lease every third of its remaining time. A 409 on renewal, or the local
+  estimate of the expiry passing without a renewal (partitioned), means the lease is lost: the
+  child's process group is killed and nothing is reported (another worker owns the job now).
 At the end the job reports complete(result) or fail(error, retryable) with its lease's token.
 Drain (first SIGTERM/SIGINT): stop leasing, let running jobs finish for `drain_grace_s`, then
 stop the rest and fail them as retryable so another worker can lease them at once. A second
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raftsched.client import ApiError, AsyncClient, Conflict, Lease, Unavailable
+from raftsched.worker.pool import PyPool
 from raftsched.worker.runner import STOPPED, SUCCEEDED, JobRun, Outcome
 
 log = logging.getLogger("raftsched.worker")
@@ -47,6 +49,7 @@ class WorkerConfig:
     kill_grace_s: float = 2.0
     tail_bytes: int = 4096
     max_jobs: int | None = None  # stop after this many jobs (tests, benches)
+    fresh_process: bool = False  # a new interpreter per Python job instead of the pool
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -69,6 +72,16 @@ class Agent:
         self.worker_id = config.worker_id or default_worker_id()
         self.client = AsyncClient(config.cluster, token=config.token, timeout_s=30.0)
         self.running: dict[str, JobRun] = {}
+        self.pool = (
+            None
+            if config.fresh_process
+            else PyPool(
+                size=config.concurrency,
+                imports=config.imports,
+                kill_grace_s=config.kill_grace_s,
+                tail_bytes=config.tail_bytes,
+            )
+        )
         self.draining = False
         self.stop_now = False
         self.jobs_done = 0
@@ -113,6 +126,8 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await registration
             await self.client.close()
+            if self.pool is not None:
+                await self.pool.close()
         log.info("worker %s: stopped after %d jobs", self.worker_id, self.jobs_done)
         return 0
 
@@ -192,6 +207,7 @@ class Agent:
             tail_bytes=self.config.tail_bytes,
             kill_grace_s=self.config.kill_grace_s,
             imports=self.config.imports,
+            pool=self.pool,
         )
         self.running[lease.job_id] = run
         self._spawn(self._job(run))

@@ -47,20 +47,18 @@ def invoke(fn: Callable[..., Any], ctx: JobContext, args: list[Any], kwargs: dic
     return fn(*args, **kwargs)
 
 
-def main(argv: list[str]) -> int:
-    spec_path, result_path = Path(argv[0]), Path(argv[1])
-    spec = json.loads(spec_path.read_text())
+def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one job spec in this process; the answer to write back (never raises)."""
     ctx = JobContext(**spec["context"])
-    answer: dict[str, Any]
     try:
         for name in spec.get("imports", []):
             importlib.import_module(name)
         fn = resolve(spec["call"])
         value = invoke(fn, ctx, list(spec["args"]), dict(spec["kwargs"]))
         json.dumps(value)  # must be JSON: fail here with a clear error, not in the worker
-        answer = {"ok": True, "result": value}
+        return {"ok": True, "result": value}
     except Exception as exc:  # the task's own failure, reported to the cluster
-        answer = {
+        return {
             "ok": False,
             "error": {
                 "type": type(exc).__name__,
@@ -69,6 +67,11 @@ def main(argv: list[str]) -> int:
             },
             "retryable": getattr(exc, "retryable", True) is not False,
         }
+
+
+def main(argv: list[str]) -> int:
+    spec_path, result_path = Path(argv[0]), Path(argv[1])
+    answer = run_spec(json.loads(spec_path.read_text()))
     result_path.write_text(json.dumps(answer))
     return 0
 

@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=4096,
         help="stdout/stderr bytes kept per shell job (default 4096)",
     )
+    p.add_argument(
+        "--fresh-process",
+        action="store_true",
+        help="run each Python job in a new interpreter (no state shared between jobs; "
+        "costs an interpreter start per job) instead of the pool of long-lived children",
+    )
     p.add_argument("--max-jobs", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO")
     return p
@@ -95,6 +101,7 @@ def main(argv: list[str]) -> int:
             kill_grace_s=args.kill_grace,
             tail_bytes=args.tail_bytes,
             max_jobs=args.max_jobs,
+            fresh_process=args.fresh_process,
         )
         for name in config.imports:  # fail fast, before leasing anything
             importlib.import_module(name)

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from raftsched.client import Lease
+from raftsched.worker.pool import PoolAnswer, PyPool
+from raftsched.worker.tail import Tail
 
 SUCCEEDED, FAILED, TIMED_OUT, STOPPED = "succeeded", "failed", "timeout", "stopped"
 
@@ -42,24 +44,6 @@ class Outcome:
 
 class BadPayload(ValueError):
     """The payload names no runnable job (no `cmd`, no `call`, wrong types)."""
-
-
-class Tail:
-    """The last `limit` bytes written to it."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.buf = bytearray()
-        self.truncated = False
-
-    def add(self, chunk: bytes) -> None:
-        self.buf += chunk
-        if len(self.buf) > self.limit:
-            del self.buf[: len(self.buf) - self.limit]
-            self.truncated = True
-
-    def text(self) -> str:
-        return self.buf.decode("utf-8", "replace")
 
 
 def job_env(lease: Lease, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -103,8 +87,10 @@ class JobRun:
         tail_bytes: int = 4096,
         kill_grace_s: float = 2.0,
         imports: list[str] | None = None,
+        pool: PyPool | None = None,
     ) -> None:
         self.lease = lease
+        self.pool = pool
         self.tail_bytes = tail_bytes
         self.kill_grace_s = kill_grace_s
         self.imports = imports or []
@@ -179,6 +165,12 @@ class JobRun:
                 "max_attempts": self.lease.max_attempts,
             },
         }
+        if self.pool is not None:
+            env = {k: v for k, v in job_env(self.lease).items() if k.startswith("RAFTSCHED_")}
+            ended = await self.pool.run(
+                {**spec, "env": env}, timeout_s=self._timeout_s(), stopped=self._stopped
+            )
+            return self._pooled_outcome(payload, ended)
         with tempfile.TemporaryDirectory(prefix="raftsched-job-") as tmp:
             spec_path, result_path = Path(tmp, "spec.json"), Path(tmp, "result.json")
             spec_path.write_text(json.dumps(spec))
@@ -211,6 +203,36 @@ class JobRun:
             retryable=bool(answer.get("retryable", True)),
         )
 
+    def _timeout_s(self) -> float | None:
+        return self.lease.timeout_ms / 1000 if self.lease.timeout_ms else None
+
+    def _pooled_outcome(self, payload: dict[str, Any], ended: PoolAnswer) -> Outcome:
+        if self._stop_requested or ended.kind == "stopped":
+            return Outcome(STOPPED)
+        if ended.kind == "timeout":
+            return Outcome(
+                TIMED_OUT,
+                error={
+                    "kind": "timeout",
+                    "timeout_ms": self.lease.timeout_ms,
+                    "stderr": ended.stderr,
+                },
+                retryable=payload.get("retry_on_timeout", True) is not False,
+            )
+        if ended.kind == "crash" or ended.answer is None:
+            return Outcome(
+                FAILED,
+                error={"kind": "crash", "exit_code": ended.exit_code, "stderr": ended.stderr},
+            )
+        answer = ended.answer
+        if answer.get("ok"):
+            return Outcome(SUCCEEDED, result=answer.get("result"))
+        return Outcome(
+            FAILED,
+            error={**answer.get("error", {}), "stderr": answer.get("stderr", "")},
+            retryable=bool(answer.get("retryable", True)),
+        )
+
     async def _spawn(
         self, argv: list[str], env: dict[str, str], cwd: str | None
     ) -> tuple[int, Tail, Tail, bool]:
@@ -230,7 +252,7 @@ class JobRun:
             asyncio.create_task(_pump(proc.stdout, out)),
             asyncio.create_task(_pump(proc.stderr, err)),
         ]
-        timeout_s = self.lease.timeout_ms / 1000 if self.lease.timeout_ms else None
+        timeout_s = self._timeout_s()
         timed_out = False
         waiter = asyncio.create_task(proc.wait())
         stopper = asyncio.create_task(self._stopped.wait())

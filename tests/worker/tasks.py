@@ -42,3 +42,27 @@ def multiply(a: int, b: int) -> int:
 @raftsched.task(queue="deco", max_attempts=1)
 def explode(message: str) -> None:
     raise ValueError(message)
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def noisy(text: str) -> str:
+    print(text)
+    print("to stderr", file=__import__("sys").stderr)
+    return text
+
+
+def crash(code: int) -> None:
+    os._exit(code)
+
+
+def token_from_env() -> str:
+    return os.environ["RAFTSCHED_FENCING_TOKEN"]
+
+
+def touch_and_sleep(path: str, seconds: float) -> None:
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)
