@@ -118,23 +118,8 @@ class _NodeCollector(Collector):
     def __init__(self, runtime: RuntimeLike) -> None:
         self.runtime = runtime
 
-    def _snapshot(self) -> RuntimeMetrics:
-        take = getattr(self.runtime, "metrics_snapshot", None)
-        if take is not None:
-            snapshot = take()
-            assert isinstance(snapshot, RuntimeMetrics), type(snapshot)
-            return snapshot
-        st = self.runtime.status()  # a runtime without metrics_snapshot: its status only
-        return RuntimeMetrics(
-            term=st.term,
-            role=str(st.role),
-            commit_index=st.commit_index,
-            applied_index=st.applied_index,
-            snapshot_index=int(getattr(st, "snapshot_index", 0)),
-        )
-
     def collect(self) -> Iterator[Metric]:
-        yield from runtime_families(self._snapshot())
+        yield from runtime_families(self.runtime.metrics_snapshot())
         state = self.runtime.state
         jobs = GaugeMetricFamily(
             "raftsched_jobs", "Jobs on this replica by queue and state", labels=["queue", "state"]
