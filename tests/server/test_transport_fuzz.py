@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from raftsched.raft.messages import Message
-from raftsched.server.peer_conn import InboundConnection, InboundRegistry
+from raftsched.server.peer_conn import InboundConnection, InboundRegistry, OutboundConnection
 from raftsched.server.peer_control import (
     CONTROL_MAX_BYTES,
     FRAME_KIND_CONTROL,
@@ -58,6 +58,9 @@ class FakeTransport:
 
     def abort(self) -> None:
         self.aborted = True
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        assert high is None or high > 0
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
@@ -174,5 +177,30 @@ def test_frames_after_authentication(stream: list[bytes], cuts: list[int]) -> No
         # Nothing is delivered once the connection is closed.
         assert delivered_at_close in (None, len(h.delivered))
         check_invariants(h)
+
+    run(main())
+
+
+@FUZZ
+@given(st.binary(max_size=600), st.lists(st.integers(0, 600), max_size=6))
+def test_the_dialing_end_survives_a_garbage_listener(data: bytes, cuts: list[int]) -> None:
+    """Whatever a (hostile or misconfigured) listener answers, the dialer's connection never
+    raises, never opens without a valid Challenge and Welcome, and never reports a pong."""
+
+    async def main() -> None:
+        log = logging.getLogger("raftsched.transport.fuzz.dialer")
+        log.propagate = False
+        settings_ = PeerSettings(node_id=1, cluster_id=1, secret=SECRET, limits=LIMITS, log=log)
+        pongs: list[tuple[int, int]] = []
+        conn = OutboundConnection(settings_, 2, lambda s, w: pongs.append((s, w)), lambda: None)
+        transport = FakeTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        assert transport.written, "the Hello goes out at once"
+        for chunk in chunks(data, cuts):
+            conn.data_received(chunk)
+        assert not conn.is_open and pongs == []
+        assert transport.aborted == (conn.failure is not None)
+        conn.connection_lost(None)
+        assert conn.lost.done() and conn.ready.done()
 
     run(main())
