@@ -7,6 +7,7 @@ one middleware, in this order:
 1. Size: a Content-Length above the node's `max_body_bytes` is a 413 before any byte of the
    body is read (a chunked body is cut off at the same bound while it is read).
 2. Auth (auth.py), when the config turns it on: 401 without/unknown token, 403 wrong role.
+   Then the query string: a parameter the route table does not name for the route is a 400.
 3. Forwarding (proxy.py): on a follower a route marked `forward` (every mutating one but the
    local snapshot) is proxied to the leader, or answered 307 + Location when the client sends
    `X-Raft-No-Proxy: 1`; 503 + Retry-After when no leader is known. A NotLeader raised later
@@ -31,7 +32,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from . import auth, openapi
-from .api_common import RUNTIME_KEY, runtime_of
+from .api_common import RUNTIME_KEY, check_query, runtime_of
 from .api_routes_config import QUEUE_CONFIG_LOCK
 from .api_routes_leases import LONG_POLLS, LongPolls
 from .api_routes_meta import METRICS_KEY, OPENAPI_KEY
@@ -96,6 +97,7 @@ def _make_middleware(
                     auth.check(
                         request.headers.get("Authorization"), route.role, token_roles(runtime)
                     )
+                check_query(request, frozenset(f.name for f in route.query))
                 resp = await _dispatch(request, handler, route, runtime)
         except web.HTTPRedirection as redirect:
             resp = web.Response(status=redirect.status, headers=redirect.headers)

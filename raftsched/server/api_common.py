@@ -27,7 +27,6 @@ from .http_errors import ApiError, bad_request, to_api_error
 
 RUNTIME_KEY = web.AppKey("runtime", RuntimeLike)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-READ_QUERY = frozenset({"consistency"})
 _DIGITS = re.compile(r"[0-9]+")
 
 

@@ -19,8 +19,6 @@ from aiohttp import web
 from raftsched.sched import parse as p
 
 from .api_common import (
-    READ_QUERY,
-    check_query,
     idempotency_key,
     json_response,
     merge_path,
@@ -38,13 +36,11 @@ QUEUE_FIELDS = ("max_in_flight", "lease_ms", "max_attempts", "paused")
 
 
 async def list_queues(request: web.Request) -> web.Response:
-    check_query(request, READ_QUERY)
     state = await read_point(request)
     return json_response({"queues": state.queue_docs()})
 
 
 async def get_queue(request: web.Request) -> web.Response:
-    check_query(request, READ_QUERY)
     name = path_name(request, "queue", "queue")
     state = await read_point(request)
     queue = state.queues.get(name)
@@ -82,13 +78,11 @@ def _schedule_doc(request: web.Request, name: str) -> dict[str, Any] | None:
 
 
 async def list_schedules(request: web.Request) -> web.Response:
-    check_query(request, READ_QUERY)
     state = await read_point(request)
     return json_response({"schedules": state.schedule_docs()})
 
 
 async def get_schedule(request: web.Request) -> web.Response:
-    check_query(request, READ_QUERY)
     name = path_name(request, "name", "name")
     await read_point(request)
     doc = _schedule_doc(request, name)

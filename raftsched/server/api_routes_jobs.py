@@ -21,8 +21,6 @@ from raftsched.sched import parse as p
 from raftsched.sched.job import job_doc
 
 from .api_common import (
-    READ_QUERY,
-    check_query,
     idempotency_key,
     json_response,
     merge_path,
@@ -41,7 +39,6 @@ SCAN_CHUNK = 4_096  # jobs looked at between yields to the event loop
 SCAN_BUDGET = 16 * SCAN_CHUNK  # jobs looked at per request at most (then a cursor)
 DEFAULT_LIST_LIMIT = 100
 JOB_STATES = ("waiting", "scheduled", "pending", "leased", "succeeded", "dead", "cancelled")
-_LIST_QUERY = READ_QUERY | {"queue", "state", "limit", "after"}
 
 
 def limits_of(request: web.Request) -> Limits:
@@ -93,7 +90,6 @@ async def submit_workflow(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    check_query(request, READ_QUERY)
     job_id = path_job_id(request, limits_of(request))
     state = await read_point(request)
     doc = state.get_job(job_id)
@@ -138,7 +134,6 @@ async def scan_jobs(
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    check_query(request, _LIST_QUERY)
     limits = limits_of(request)
     queue = query_str(request, "queue", p.NAME_RE, limits.max_id_chars)
     state_name = request.query.get("state") or None

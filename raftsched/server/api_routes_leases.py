@@ -40,8 +40,6 @@ from raftsched.sched import Lease, SchedulerState
 from raftsched.sched import parse as p
 
 from .api_common import (
-    READ_QUERY,
-    check_query,
     idempotency_key,
     json_response,
     merge_path,
@@ -171,6 +169,5 @@ async def worker_heartbeat(request: web.Request) -> web.Response:
 
 
 async def list_workers(request: web.Request) -> web.Response:
-    check_query(request, READ_QUERY)
     state = await read_point(request)
     return json_response({"workers": state.worker_docs()})

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .api_common import check_query, json_response
+from .api_common import json_response
 from .metrics_http import CONTENT_TYPE, ApiMetrics
 
 METRICS_KEY = web.AppKey("api_metrics", ApiMetrics)
@@ -18,11 +18,9 @@ OPENAPI_KEY = web.AppKey("openapi_document", dict[str, Any])
 
 
 async def metrics(request: web.Request) -> web.Response:
-    check_query(request, frozenset())
     body = request.app[METRICS_KEY].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    check_query(request, frozenset())
     return json_response(request.app[OPENAPI_KEY])
