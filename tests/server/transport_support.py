@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -84,7 +85,8 @@ async def start_node(
     peers: Mapping[int, tuple[str, int]] | None = None,
     secret: bytes = SECRET,
     limits: TransportLimits = FAST_LIMITS,
-    **kwargs: object,
+    ssl_server: ssl.SSLContext | None = None,
+    ssl_client: ssl.SSLContext | None = None,
 ) -> Node:
     inbox: list[Message] = []
     transport = PeerTransport(
@@ -96,7 +98,8 @@ async def start_node(
         on_message=inbox.append,
         limits=limits,
         cluster_id=CLUSTER_ID,
-        **kwargs,  # type: ignore[arg-type]
+        ssl_server=ssl_server,
+        ssl_client=ssl_client,
     )
     await transport.start()
     return Node(node_id=node_id, transport=transport, inbox=inbox)
