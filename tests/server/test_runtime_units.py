@@ -1,0 +1,143 @@
+"""Unit tests of the runtime's small parts: quorum-median stamps, the ticker, the member
+directory, backup files, the log mirror, config errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from raftsched.raft.storage import MemoryStorage
+from raftsched.raft.types import Entry, EntryKind, HardState, Membership, Snapshot, SnapshotMeta
+from raftsched.server.config import ConfigError, PeerInfo, build_config
+from raftsched.server.membership import MemberDirectory
+from raftsched.server.mirror import mirror_of
+from raftsched.server.snapshots import BackupFormatError, decode_backup, encode_backup
+from raftsched.server.stamp import QuorumClock, median_low
+from raftsched.server.ticker import Ticker
+
+LOG = logging.getLogger("test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    offset_ms: float
+    rtt_ms: float = 1.0
+    age_s: float = 0.5
+
+
+class FakeWall:
+    def __init__(self, ms: float) -> None:
+        self.ms = ms
+
+    def __call__(self) -> float:
+        return self.ms
+
+
+def test_stamp_is_the_median_so_one_bad_clock_cannot_move_it() -> None:
+    wall = FakeWall(1_000_000)
+    clock = QuorumClock(node_id=1, max_sample_age_s=5, wall_ms=wall)
+    # Peer 3's clock is an hour ahead: the median of (ours, +10, +3600000) is ours + 10.
+    stamp = clock.stamp_ms({1, 2, 3}, {2: Sample(10), 3: Sample(3_600_000)})
+    assert stamp == 1_000_010
+    # Our own clock an hour ahead (the leader's clock is the bad one): peers outvote it.
+    wall.ms = 1_000_000 + 3_600_000
+    stamp = clock.stamp_ms({1, 2, 3}, {2: Sample(-3_600_000), 3: Sample(-3_599_990)})
+    assert stamp == 1_000_010  # the median: peer 3's reading, not ours
+    assert clock.skew_ms == 3_599_990  # the metric shows this node's clock is off
+
+
+def test_stamp_never_goes_backwards_and_falls_back_without_a_quorum() -> None:
+    wall = FakeWall(5_000)
+    clock = QuorumClock(node_id=1, max_sample_age_s=5, wall_ms=wall)
+    assert clock.stamp_ms({1, 2, 3}, {}) == 5_000  # no samples: our clock
+    assert clock.fallbacks == 1
+    wall.ms = 4_000  # our clock stepped back
+    assert clock.stamp_ms({1, 2, 3}, {}) == 5_000
+    stale = {2: Sample(100, age_s=60), 3: Sample(100, age_s=60)}
+    wall.ms = 6_000
+    assert clock.stamp_ms({1, 2, 3}, stale) == 6_000  # stale samples do not vote
+    assert median_low([3.0, 1.0, 2.0, 4.0]) == 2.0
+
+
+def test_ticker_does_not_catch_up_missed_ticks() -> None:
+    async def run() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        ticks: list[float] = []
+        ticker = Ticker(loop=loop, interval_s=0.01, on_tick=lambda: ticks.append(loop.time()))
+        ticker.start()
+        await asyncio.sleep(0.05)
+        before = len(ticks)
+        time.sleep(0.2)  # the loop is blocked for 20 ticks
+        await asyncio.sleep(0.015)
+        after = len(ticks)
+        ticker.stop()
+        return after - before, ticker.late_ticks
+
+    burst, late = asyncio.run(run())
+    assert burst <= 3, f"{burst} ticks fired right after the stall: a catch-up burst"
+    assert late >= 15
+
+
+def test_member_directory_learns_persists_and_reads_cluster_docs(tmp_path: Path) -> None:
+    own = PeerInfo(("127.0.0.1", 9101), "http://127.0.0.1:8101")
+    d = MemberDirectory(node_id=1, own=own, initial={}, data_dir=tmp_path, log=LOG)
+    assert d.missing({1, 2}) == [2]
+    doc = {"members": [{"node_id": 2, "peer_addr": "127.0.0.1:9102",
+                        "http_url": "http://127.0.0.1:8102"},
+                       {"node_id": 3, "peer_addr": "bad"}, "junk", {"node_id": True}]}
+    assert d.learn_from_cluster_doc(doc)
+    assert d.peers_for({1, 2, 3}) == {2: ("127.0.0.1", 9102)}
+    again = MemberDirectory(node_id=1, own=own, initial={}, data_dir=tmp_path, log=LOG)
+    assert again.http_url(2) == "http://127.0.0.1:8102"
+    (tmp_path / "members.json").write_text("{not json")
+    broken = MemberDirectory(node_id=1, own=own, initial={}, data_dir=tmp_path, log=LOG)
+    assert broken.missing({2}) == [2]
+
+
+def test_backup_round_trip_and_refusals() -> None:
+    meta = SnapshotMeta(index=42, term=3, membership=Membership(voters=frozenset({1, 2, 3}),
+                                                               removed=frozenset({4})))
+    blob = encode_backup(cluster_id=7, snapshot=Snapshot(meta, b"state"))
+    cluster_id, snap = decode_backup(blob)
+    assert cluster_id == 7 and snap.meta == meta and snap.data == b"state"
+    for bad in (b"", b"\xc1", blob[:-3], encode_backup(cluster_id=1, snapshot=Snapshot(
+            SnapshotMeta(1, 1, Membership(voters=frozenset())), b""))):
+        with pytest.raises(BackupFormatError):
+            decode_backup(bad)
+
+
+def test_mirror_matches_a_log_compacted_below_its_snapshot() -> None:
+    disk = MemoryStorage(Membership(voters=frozenset({1})))
+    disk.append([Entry(1, i, EntryKind.NORMAL, b"x%d" % i) for i in range(1, 21)])
+    disk.set_hard_state(HardState(term=1, vote=1, commit=20))
+    disk.create_snapshot(15, Membership(voters=frozenset({1})), b"snap")
+    disk.compact(10)  # keep 5 entries below the snapshot
+    mirror = mirror_of(disk)
+    assert mirror.first_index() == 11 and mirror.last_index() == 20
+    assert mirror.snapshot() == disk.snapshot()
+    assert mirror.entries(11, 21, 1 << 30) == disk.entries(11, 21, 1 << 30)
+    assert mirror.initial_state()[0] == HardState(term=1, vote=1, commit=20)
+
+
+@pytest.mark.parametrize(("raw", "key"), [
+    ({"node_id": 0}, "node_id"),
+    ({"fsync": "sometimes"}, "fsync"),
+    ({"raft": {"tick_ms": "fast"}}, "raft.tick_ms"),
+    ({"raft": {"nope": 1}}, "raft.nope"),
+    ({"peers": {"x": {}}}, "peers.x"),
+    ({"peers": {"2": {"peer_addr": "h:1"}}}, "peers.2.http_url"),
+    ({"tokens": {"abc": "admin"}}, "tokens.abc"),
+    ({"secret": "short"}, "secret"),
+    ({"http_url": "ftp://x"}, "http_url"),
+])
+def test_config_errors_name_the_key(raw: dict[str, object], key: str) -> None:
+    base: dict[str, object] = {"node_id": 1, "data_dir": "d", "peer_addr": "127.0.0.1:1",
+                               "http_addr": "127.0.0.1:2", "secret": "0123456789abcdef"}
+    with pytest.raises(ConfigError) as info:
+        build_config({**base, **raw})
+    assert info.value.key == key, info.value
