@@ -325,8 +325,12 @@ class InboundConnection(asyncio.Protocol):
             self._timer = None
 
     def _write(self, data: bytes) -> None:
-        assert self._transport is not None
-        self._transport.write(data)
+        transport = self._transport
+        assert transport is not None
+        # Closing already (aborted, or the peer hung up and connection_lost is queued): uvloop
+        # raises on a write to a closed handle; the frame is moot anyway.
+        if not transport.is_closing():
+            transport.write(data)
 
     def reject(self, reason: str) -> None:
         """Closes the connection for the peer's fault, with the one log line it gets."""
@@ -442,9 +446,17 @@ class OutboundConnection(asyncio.Protocol):
         if not self.lost.done():
             self.lost.set_result(None)
 
+    @property
+    def writable(self) -> bool:
+        """False once this end or the peer closed, even before connection_lost runs."""
+        transport = self._transport
+        return self._state is not _CLOSED and transport is not None and not transport.is_closing()
+
     def write(self, data: bytes) -> None:
-        assert self._transport is not None
-        self._transport.write(data)
+        """Writes whole frames; dropped if the connection is closing (see `writable`)."""
+        if self.writable:
+            assert self._transport is not None
+            self._transport.write(data)
 
     def fail(self, reason: str, *, peer_fault: bool = False) -> None:
         """Closes the connection; the link logs `failure` once."""

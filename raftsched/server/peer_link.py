@@ -105,8 +105,8 @@ class PeerLink:
     def _flush(self) -> None:
         self._flush_scheduled = False
         conn = self.conn
-        if conn is None or conn.paused or not self._pieces:
-            return
+        if conn is None or conn.paused or not self._pieces or not conn.writable:
+            return  # a closing connection: the queue is discarded (and counted) when it ends
         data = b"".join(self._pieces)
         self._pieces.clear()
         self.queue_bytes = 0

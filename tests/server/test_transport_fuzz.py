@@ -20,6 +20,7 @@ from raftsched.server.peer_control import (
     FRAME_KIND_CONTROL,
     FRAME_PREFIX,
     Challenge,
+    Ping,
     Welcome,
     decode_control,
     encode_control,
@@ -58,6 +59,9 @@ class FakeTransport:
 
     def abort(self) -> None:
         self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.aborted
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         assert high is None or high > 0
@@ -202,5 +206,32 @@ def test_the_dialing_end_survives_a_garbage_listener(data: bytes, cuts: list[int
         assert transport.aborted == (conn.failure is not None)
         conn.connection_lost(None)
         assert conn.lost.done() and conn.ready.done()
+
+    run(main())
+
+
+def test_no_write_reaches_a_closing_transport() -> None:
+    """After this end failed the connection (or the peer hung up, before connection_lost
+    runs), pings and queued frames are dropped, not written: uvloop raises on a closed
+    handle. (FakeTransport.write asserts it is never called after abort.)"""
+
+    async def main() -> None:
+        log = logging.getLogger("raftsched.transport.fuzz.closing")
+        log.propagate = False
+        settings_ = PeerSettings(node_id=1, cluster_id=1, secret=SECRET, limits=LIMITS, log=log)
+        conn = OutboundConnection(settings_, 2, lambda s, w: None, lambda: None)
+        transport = FakeTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        writable_before = conn.writable
+        conn.fail("test")
+        assert writable_before and not conn.writable
+        conn.write(b"\x00\x00\x00\x02\x02\x90")  # must not reach the transport
+
+        h = harness()
+        authenticate(h)
+        h.transport.abort()  # as if the peer reset: closing, connection_lost not yet run
+        h.conn.data_received(encode_control(Ping(seq=1)))  # the Pong is dropped, no raise
+        assert h.warnings() == []
+        h.conn.connection_lost(None)
 
     run(main())
