@@ -29,7 +29,7 @@ from . import records
 from .errors import CorruptStorageError
 from .files import DiskIO
 from .logindex import LogIndex
-from .records import RecordType, Stop, StopKind, WalState
+from .records import Bad, RecordType, Stop, StopKind, WalState
 from .seal import SealSummary, decode_seal, find_seal
 from .segment import SEGMENT_NAME, Segment
 
@@ -93,25 +93,22 @@ class _Replay:
 
     def segment(self, seg: Segment, buf: bytes, is_last: bool) -> bool:
         """Replay one segment file; False when it was a torn creation and got removed."""
-        checked = records.check_at(buf, 0)
-        if isinstance(checked, str) or checked[0] is not RecordType.SEGMENT_HEADER:
-            reason = (
-                checked
-                if isinstance(checked, str)
-                else f"a SEGMENT_HEADER, found {checked[0].name}"
-            )
-            stop = records.classify_stop(buf, 0, reason)
+        checked = records.inspect_at(buf, 0)
+        if isinstance(checked, Bad):
+            stop = records.classify_stop(buf, 0, checked)
             if is_last and stop.kind is StopKind.TORN:
                 self.log.warning(
                     "storage recovery: %s has no complete header (%s): a crash while creating"
                     " it; removing the file",
                     seg.path,
-                    reason,
+                    checked.reason,
                 )
                 self.io.unlink(seg.path)
                 self.io.fsync_dir(seg.path.parent)
                 return False
             raise CorruptStorageError(seg.path, 0, stop.reason)
+        if checked[0] is not RecordType.SEGMENT_HEADER:
+            raise CorruptStorageError(seg.path, 0, f"a SEGMENT_HEADER, found {checked[0].name}")
         header_end = checked[1]
         seq, state = WalState.unpack(buf, records.HEADER_BYTES)
         if seq != seg.seq or state.last_index + 1 != seg.first:
@@ -206,6 +203,7 @@ class _Replay:
         unpack_entry = _QQ.unpack_from
         crc32c = records.crc32c
         entry_tag = records.ENTRY_TAG
+        type_and_magic = records.TYPE_AND_MAGIC
         hb = records.HEADER_BYTES
         count = 0
         while offset < size:
@@ -216,7 +214,11 @@ class _Replay:
             if offset + hb <= size:
                 crc, length, tag = unpack_header(buf, offset)
                 end = offset + hb + length
-                if tag == entry_tag and end <= size and crc32c(view[offset + 4 : end]) == crc:
+                if (
+                    tag & type_and_magic == entry_tag
+                    and end <= size
+                    and crc32c(view[offset + 4 : end]) == crc
+                ):
                     term, idx = unpack_entry(buf, offset + hb)
                     if idx == index.last + 1 and seg.offsets:
                         seg.offsets.append(offset)
@@ -226,8 +228,8 @@ class _Replay:
                         self._entry(seg, offset, idx, term)
                     offset = end
                     continue
-            checked = records.check_at(buf, offset)
-            if isinstance(checked, str):
+            checked = records.inspect_at(buf, offset)
+            if isinstance(checked, Bad):
                 self._stop(seg, records.classify_stop(buf, offset, checked), is_last)
                 break
             rtype, end = checked

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from raftsched.raft.types import HardState, Membership
+from raftsched.raft.types import Entry, EntryKind, HardState, Membership
 from raftsched.storage import (
     CorruptStorageError,
     DiskStorage,
@@ -76,6 +76,29 @@ def test_torn_tail_is_truncated_at_every_cut_of_the_last_record(
             reopened.close()
             reopened = DiskStorage.open(copy)
             check_entries(reopened, 14)
+        reopened.close()
+        shutil.rmtree(copy)
+
+
+def test_a_torn_entry_whose_payload_holds_a_valid_record_is_still_torn(tmp_path: Path) -> None:
+    # A client may submit any bytes, including a well-formed log record: a crash while
+    # writing that entry must not look like "a valid record after a bad one".
+    source = tmp_path / "source"
+    build(source, 5)
+    forged = records.encode_entry(1, 6, 0, b"forged") * 3
+    storage = DiskStorage.open(source)
+    storage.append([Entry(1, 6, EntryKind.NORMAL, b"x" * 40 + forged)])
+    storage.sync()
+    storage.close()
+    (segment,) = _segments(source)
+    size = segment.stat().st_size
+    start = _record_offsets(segment)[-1]
+    for cut in range(start + 1, size):
+        copy = tmp_path / f"cut{cut}"
+        shutil.copytree(source, copy)
+        os.truncate(copy / segment.name, cut)
+        reopened = DiskStorage.open(copy)
+        assert reopened.last_index() == 5, cut
         reopened.close()
         shutil.rmtree(copy)
 
