@@ -82,6 +82,181 @@ def error_codes() -> dict[str, list[str]]:
     return {status: sorted(codes) for status, codes in sorted(merged.items())}
 
 
+def _obj(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _list_of(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": schema}
+
+
+JsonSchema = dict[str, Any]
+INT: JsonSchema = {"type": "integer"}
+STR: JsonSchema = {"type": "string"}
+BOOL: JsonSchema = {"type": "boolean"}
+ANY: JsonSchema = {}  # any JSON value
+NULL_INT: JsonSchema = {"type": ["integer", "null"]}
+NULL_STR: JsonSchema = {"type": ["string", "null"]}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Job": _obj(
+        {
+            "id": STR,
+            "seq": INT,
+            "queue": STR,
+            "state": {
+                "enum": [
+                    "waiting",
+                    "scheduled",
+                    "pending",
+                    "leased",
+                    "succeeded",
+                    "dead",
+                    "cancelled",
+                ]
+            },
+            "reason": NULL_STR,
+            "workflow": NULL_STR,
+            "payload": ANY,
+            "priority": INT,
+            "run_at": INT,
+            "max_attempts": INT,
+            "backoff": _obj({"initial_ms": INT, "multiplier": {"type": "number"}, "max_ms": INT}),
+            "lease_ms": INT,
+            "timeout_ms": NULL_INT,
+            "depends_on": _list_of(STR),
+            "tags": _list_of(STR),
+            "result": ANY,
+            "error": ANY,
+            "attempts": INT,
+            "token": INT,
+            "lease_expires_at": NULL_INT,
+            "worker_id": NULL_STR,
+            "created_at": INT,
+            "updated_at": INT,
+            "ended_at": NULL_INT,
+            "events": _list_of(_obj({"at": INT, "state": STR, "token": INT})),
+            "created": {"type": "boolean", "description": "submit answers only"},
+        },
+        ("id", "queue", "state"),
+    ),
+    "LeaseGrant": _obj(
+        {
+            "job_id": STR,
+            "queue": STR,
+            "payload": ANY,
+            "token": INT,
+            "lease_expires_at": INT,
+            "attempt": INT,
+            "max_attempts": INT,
+            "timeout_ms": NULL_INT,
+            "tags": _list_of(STR),
+            "job": _ref("Job"),
+        },
+        ("job_id", "token", "lease_expires_at"),
+    ),
+    "Outcome": _obj({"id": STR, "state": STR, "token": INT, "attempts": INT, "run_at": INT}),
+    "Queue": _obj(
+        {
+            "name": STR,
+            "config": _obj(
+                {
+                    "max_in_flight": NULL_INT,
+                    "lease_ms": NULL_INT,
+                    "max_attempts": NULL_INT,
+                    "paused": BOOL,
+                }
+            ),
+            "counts": {"type": "object", "additionalProperties": INT},
+        }
+    ),
+    "Worker": _obj(
+        {
+            "id": STR,
+            "capacity": INT,
+            "queues": _list_of(STR),
+            "ttl_ms": INT,
+            "last_seen_at": INT,
+            "registered_at": INT,
+            "expires_at": INT,
+            "leased": _list_of(STR),
+        }
+    ),
+    "Schedule": _obj(
+        {
+            "name": STR,
+            "cron": STR,
+            "timezone": STR,
+            "template": {"type": "object"},
+            "misfire": STR,
+            "misfire_cap": INT,
+            "misfire_grace_ms": NULL_INT,
+            "paused": BOOL,
+            "next_fire_at": NULL_INT,
+            "fired_through": INT,
+            "missed_fires": INT,
+            "last_error": NULL_STR,
+        }
+    ),
+    "ClusterView": _obj(
+        {
+            "node_id": INT,
+            "role": STR,
+            "term": INT,
+            "leader_id": NULL_INT,
+            "leader_http_url": NULL_STR,
+            "commit_index": INT,
+            "applied_index": INT,
+            "members": _list_of(
+                _obj(
+                    {
+                        "node_id": INT,
+                        "voter": BOOL,
+                        "http_url": NULL_STR,
+                        "match_index": NULL_INT,
+                        "lag": NULL_INT,
+                    }
+                )
+            ),
+        }
+    ),
+}
+JOBS = _obj({"jobs": _list_of(_ref("Job"))})
+ANSWERS: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/v1/jobs"): _obj({"job": _ref("Job")}),
+    ("POST", "/v1/jobs:batch"): JOBS,
+    ("POST", "/v1/workflows"): _obj({"workflow": STR, "jobs": _list_of(_ref("Job"))}),
+    ("GET", "/v1/jobs"): _obj({"jobs": _list_of(_ref("Job")), "next_after": NULL_INT}),
+    ("GET", "/v1/jobs/{id}"): _ref("Job"),
+    ("POST", "/v1/jobs/{id}/cancel"): _obj({"job": _ref("Job")}),
+    ("POST", "/v1/jobs/{id}/heartbeat"): _obj(
+        {"job_id": STR, "token": INT, "lease_expires_at": INT}
+    ),
+    ("POST", "/v1/jobs/{id}/complete"): _ref("Outcome"),
+    ("POST", "/v1/jobs/{id}/fail"): _ref("Outcome"),
+    ("POST", "/v1/queues/{queue}/lease"): _obj({"leases": _list_of(_ref("LeaseGrant"))}),
+    ("GET", "/v1/queues"): _obj({"queues": _list_of(_ref("Queue"))}),
+    ("GET", "/v1/queues/{queue}"): _obj({"queue": _ref("Queue")}),
+    ("PUT", "/v1/queues/{queue}"): _obj({"queue": _ref("Queue")}),
+    ("POST", "/v1/workers/{id}/heartbeat"): _obj({"worker": _ref("Worker")}),
+    ("GET", "/v1/workers"): _obj({"workers": _list_of(_ref("Worker"))}),
+    ("PUT", "/v1/schedules/{name}"): _obj({"schedule": _ref("Schedule"), "created": BOOL}),
+    ("GET", "/v1/schedules"): _obj({"schedules": _list_of(_ref("Schedule"))}),
+    ("GET", "/v1/schedules/{name}"): _obj({"schedule": _ref("Schedule")}),
+    ("DELETE", "/v1/schedules/{name}"): _obj({"deleted": STR}),
+    ("POST", "/v1/schedules/{name}/backfill"): _obj(
+        {"created": _list_of(STR), "skipped": _list_of(STR)}
+    ),
+    ("GET", "/v1/cluster"): _ref("ClusterView"),
+}
+
+
 RAFT_HEADERS = {
     "X-Raft-Leader": {
         "description": "the leader's node id as this node knows it (may be empty)",
@@ -173,10 +348,18 @@ def _parameters(r: RouteLike) -> list[dict[str, Any]]:
     return params
 
 
+def _success(r: RouteLike) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": r.answer, "headers": RAFT_HEADERS}
+    schema = ANSWERS.get((r.method, r.path))
+    if schema is not None:
+        answer["content"] = {"application/json": {"schema": schema}}
+    return answer
+
+
 def _operation(r: RouteLike, codes: dict[str, list[str]]) -> dict[str, Any]:
     error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     responses: dict[str, Any] = {
-        str(r.ok): {"description": r.answer, "headers": RAFT_HEADERS},
+        str(r.ok): _success(r),
         **{
             status: {
                 "description": ERROR_TEXT.get(status, "error"),
@@ -234,7 +417,7 @@ def document(routes: Iterable[RouteLike]) -> dict[str, Any]:
             "Location instead. Errors: {error: {code, message, details}}.",
         },
         "components": {
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": {"Error": ERROR_SCHEMA, **SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from raftsched.sched import JobSpec, Lease, Limits, Refused, SubmitJobs
-from raftsched.server import api_routes_jobs
+from raftsched.server import api_routes_jobs, openapi
 from raftsched.server.api import build_app
 from raftsched.server.api_table import ROUTES
 from raftsched.server.auth import hash_token
@@ -775,3 +776,16 @@ async def test_stored_refusal_is_not_raised_itself(rt_client: Any) -> None:
         await _err(await c.post("/v1/jobs/ghost/cancel", headers=h), 404, "not_found")
     [(_, stored, _)] = rt.state.idempotency.entries.values()
     assert isinstance(stored, Refused) and stored.error.__traceback__ is None
+
+
+async def test_openapi_answer_schemas_match_the_routes() -> None:
+    routes = {(r.method, r.path) for r in ROUTES}
+    assert set(openapi.ANSWERS) <= routes  # no schema for a route that does not exist
+    doc = openapi.document(ROUTES)
+    text = json.dumps(doc)
+    for ref in set(re.findall(r'"#/components/schemas/(\w+)"', text)):
+        assert ref in doc["components"]["schemas"], ref
+    job_answer = doc["paths"]["/v1/jobs/{id}"]["get"]["responses"]["200"]
+    assert job_answer["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Job"
+    }
