@@ -14,6 +14,7 @@ jepsen tests (interfaces.md).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -107,7 +108,8 @@ class LocalCluster:
         for node_id in self.members:
             self.start_node(node_id)
 
-    def start_node(self, node_id: int) -> None:
+    def start_node(self, node_id: int, env: dict[str, str] | None = None) -> None:
+        """Start (or restart) a node; `env` adds environment variables (failpoints)."""
         node = self.nodes[node_id]
         assert node.proc is None or node.proc.poll() is not None, f"node {node_id} is running"
         specs = [self.nodes[i].spec for i in self.members if i in self.nodes]
@@ -120,7 +122,8 @@ class LocalCluster:
             node.log.close()
         node.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         node.proc = subprocess.Popen(argv, stdout=node.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     env={**os.environ, **env} if env else None)
         node.paused = False
 
     def add_node(self, node_id: int) -> NodeSpec:

@@ -173,6 +173,35 @@ def test_paused_leader_steps_down_and_serves_no_stale_read(cluster: LocalCluster
     assert cluster.get(leader, "/v1/jobs/during-pause").status == 200
 
 
+def test_sigterm_leader_under_load_exits_zero_and_loses_nothing(cluster: LocalCluster) -> None:
+    leader = cluster.wait_for_leader()
+    with Submitters(cluster, "sigterm") as subs:
+        subs.wait_for(30)
+        assert cluster.terminate(leader) == 0, cluster.logs()
+        subs.wait_for(len(subs.acked) + 30)
+    log = cluster.log_path(leader).read_text()
+    assert "transferring leadership" in log and "stopped cleanly" in log
+    _all_up(cluster)
+    _assert_all_present(cluster, subs.acked)
+
+
+def test_disk_full_follower_exits_nonzero_then_recovers(cluster: LocalCluster) -> None:
+    leader = cluster.wait_for_leader()
+    victim = cluster.followers(leader)[0]
+    cluster.terminate(victim)
+    cluster.start_node(victim, env={"RAFTSCHED_FAILPOINT_ENOSPC_AFTER_BYTES": "20000"})
+    with Submitters(cluster, "enospc") as subs:
+        proc = cluster.nodes[victim].proc
+        assert proc is not None
+        cluster.wait_until(f"node {victim} to stop on a full disk",
+                           lambda: proc.poll() is not None, 60)
+        subs.wait_for(len(subs.acked) + 20)
+    assert proc.returncode == 1
+    assert "storage failure, the node stops" in cluster.log_path(victim).read_text()
+    _all_up(cluster)  # restarted without the failpoint: recovers what it had synced
+    _assert_all_present(cluster, subs.acked)
+
+
 def _segments(cluster: LocalCluster, node: int) -> list[Path]:
     return sorted(cluster.files.data_dir(node).glob("*.wal"))
 
