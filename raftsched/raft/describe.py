@@ -101,16 +101,13 @@ def describe_snapshot(snapshot: Snapshot) -> str:
 def _describe_append_response(m: AppendEntriesResponse) -> str:
     if m.success:
         return f"accept, match {m.match_index}"
-    if m.match_index == 0:
-        # A rejection of index 0 (which always matches): a node without a configuration
-        # asking for a snapshot, or the answer to a leader of an older term.
-        return "reject prev 0 (needs a snapshot, or the sender's term is stale)"
-    if m.reject_hint_term == 0:
-        return f"reject prev {m.match_index}: log ends at {m.reject_hint_index}"
-    return (
-        f"reject prev {m.match_index}: terms differ, hint"
-        f" {m.reject_hint_index}@t{m.reject_hint_term}"
-    )
+    if m.needs_snapshot:
+        return "reject: no configuration yet, needs a snapshot"
+    if m.stale_term_notice:
+        return "reject: the receiver's term is stale"
+    if m.hint_term == 0:
+        return f"reject prev {m.rejected_index}: log ends at {m.hint_index}"
+    return f"reject prev {m.rejected_index}: terms differ, hint {m.hint_index}@t{m.hint_term}"
 
 
 def _describe_body(m: Message) -> str:

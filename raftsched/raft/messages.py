@@ -1,4 +1,5 @@
-"""The messages Raft nodes exchange. Frozen slotted dataclasses, dispatched with `match`.
+"""The messages Raft nodes exchange. Frozen slotted dataclasses, dispatched with `match`,
+built with keyword arguments only (a message's meaning must not hang on argument order).
 
 Every message carries the sender's `term`, `src` and `dst`. A node that receives a message with
 a higher term adopts that term first (§5.1), except for the PreVote exchange, which never
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from .types import Entry, Membership, NodeId
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AppendEntries:
     """Leader -> follower: replicate `entries` after (prev_index, prev_term) (§5.3).
 
@@ -32,31 +33,43 @@ class AppendEntries:
     commit: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AppendEntriesResponse:
-    """Follower -> leader. On success `match_index` is the last index the follower now holds
-    durably in agreement with the leader (it is sent only after persisting).
+    """Follower -> leader: the answer to an AppendEntries (or to a snapshot chunk whose
+    entries the follower already holds). Sent only after the follower persisted what it
+    acknowledges.
 
-    On rejection the follower gives a hint for fast backtracking (§5.3, "the follower can
-    include the term of the conflicting entry and the first index it stores for that term"):
-    `reject_hint_index` is where the leader should probe next, `reject_hint_term` the term
-    of the follower's entry there (0 when the follower's log is simply shorter).
+    Success: `match_index` is the last index the follower now holds durably in agreement
+    with the leader. The rejection fields are all zero / False.
 
-    Also on rejection, `match_index` carries the prev_index that was rejected, so the leader
-    can tell a stale rejection from a current one. A rejection of prev_index 0 (which always
-    matches) means "I have no configuration yet, send me a snapshot" (a brand-new node).
+    Rejection (`success` False; `match_index` 0), exactly one of:
+    - log mismatch (§5.3): `rejected_index` is the prev_index that did not match, so the
+      leader can tell a stale rejection from a current one; `hint_index` is where the
+      leader should probe next and `hint_term` the follower's term there (0 when the
+      follower's log simply ends at `hint_index`). The optimisation at the end of §5.3.
+    - `needs_snapshot`: the follower has no configuration yet (a brand-new node) and can
+      only start from a snapshot, which carries one.
+    - neither (`rejected_index` 0): the answer to a leader of an older term; only `term`
+      matters (the stale leader steps down).
     """
 
     term: int
     src: NodeId
     dst: NodeId
     success: bool
-    match_index: int
-    reject_hint_index: int = 0
-    reject_hint_term: int = 0
+    match_index: int = 0
+    rejected_index: int = 0
+    hint_index: int = 0
+    hint_term: int = 0
+    needs_snapshot: bool = False
+
+    @property
+    def stale_term_notice(self) -> bool:
+        """A rejection that says only "your term is old"."""
+        return not self.success and not self.needs_snapshot and self.rejected_index == 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestVote:
     """Candidate -> voter (§5.2), or pre-candidate -> voter when `pre_vote` (diss. §9.6).
 
@@ -74,7 +87,7 @@ class RequestVote:
     transfer: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestVoteResponse:
     term: int
     src: NodeId
@@ -83,7 +96,7 @@ class RequestVoteResponse:
     pre_vote: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Heartbeat:
     """Leader -> follower, every heartbeat interval. `commit` is min(leader commit, the
     follower's match index), so a follower never learns a commit index beyond what it holds.
@@ -96,7 +109,7 @@ class Heartbeat:
     context: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HeartbeatResponse:
     """Follower -> leader: echoes `context`, proving the leader was still leader when it sent
     the heartbeat (ReadIndex, §6.4)."""
@@ -107,7 +120,7 @@ class HeartbeatResponse:
     context: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InstallSnapshot:
     """Leader -> follower: one chunk of a snapshot (§7). Chunks are sent in order; `offset`
     is the byte offset of `data` in the whole snapshot; `done` marks the last chunk.
@@ -124,7 +137,7 @@ class InstallSnapshot:
     done: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InstallSnapshotResponse:
     """Follower -> leader: `next_offset` is the byte offset the follower expects next (after
     the last chunk: the snapshot's total size); `success` False means restart from 0."""
@@ -137,7 +150,7 @@ class InstallSnapshotResponse:
     success: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TimeoutNow:
     """Leader -> transfer target: start an election now, ignoring the election timer and
     the leader lease (diss. §3.10)."""
@@ -147,7 +160,7 @@ class TimeoutNow:
     dst: NodeId
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReadIndexRequest:
     """Follower -> leader: please confirm a read index for my read `context` (§6.4)."""
 
@@ -157,7 +170,7 @@ class ReadIndexRequest:
     context: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReadIndexResponse:
     """Leader -> follower: `index` is the confirmed read index for `context`; `index` 0
     means refused (the leader has not yet committed an entry of its term, or lost leadership)."""

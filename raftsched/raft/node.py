@@ -376,7 +376,9 @@ class RaftNode:
                 raise ProposalDroppedError("too many reads are waiting for confirmation")
             self._leader_read(self._id, context)
         elif self._leader:
-            self._send(ReadIndexRequest(self._term, self._id, self._leader, context))
+            self._send(
+                ReadIndexRequest(term=self._term, src=self._id, dst=self._leader, context=context)
+            )
         else:
             raise NotLeaderError(0, self._term)
 
@@ -395,7 +397,7 @@ class RaftNode:
         self._transferee = to
         self._transfer_elapsed = 0
         if self._progress[to].match_index == self.log.last_index():
-            self._send(TimeoutNow(self._term, self._id, to))
+            self._send(TimeoutNow(term=self._term, src=self._id, dst=to))
         else:
             self._send_append(to, send_if_empty=True)
 
@@ -598,7 +600,13 @@ class RaftNode:
             if voter != self._id:
                 self._send(
                     RequestVote(
-                        request_term, self._id, voter, last_index, last_term, pre_vote, transfer
+                        term=request_term,
+                        src=self._id,
+                        dst=voter,
+                        last_index=last_index,
+                        last_term=last_term,
+                        pre_vote=pre_vote,
+                        transfer=transfer,
                     )
                 )
 
@@ -627,9 +635,15 @@ class RaftNode:
         is stale; drop the rest."""
         if isinstance(m, _LEADER_MESSAGES):
             # A deposed leader (e.g. after a partition) learns the new term and steps down.
-            self._send(AppendEntriesResponse(self._term, self._id, m.src, False, 0))
+            self._send(
+                AppendEntriesResponse(term=self._term, src=self._id, dst=m.src, success=False)
+            )
         elif isinstance(m, RequestVote) and m.pre_vote:
-            self._send(RequestVoteResponse(self._term, self._id, m.src, False, True))
+            self._send(
+                RequestVoteResponse(
+                    term=self._term, src=self._id, dst=m.src, granted=False, pre_vote=True
+                )
+            )
 
     def _handle_vote_request(self, m: RequestVote) -> None:
         if m.pre_vote:
@@ -642,13 +656,23 @@ class RaftNode:
             can_vote = self._vote == m.src or (self._vote == 0 and self._leader == 0)
         if can_vote and self._log_up_to_date(m.last_index, m.last_term):
             if m.pre_vote:
-                self._send(RequestVoteResponse(m.term, self._id, m.src, True, True))
+                self._send(
+                    RequestVoteResponse(
+                        term=m.term, src=self._id, dst=m.src, granted=True, pre_vote=True
+                    )
+                )
             else:
                 self._vote = m.src
                 self._election_elapsed = 0
-                self._send(RequestVoteResponse(self._term, self._id, m.src, True, False))
+                self._send(
+                    RequestVoteResponse(term=self._term, src=self._id, dst=m.src, granted=True)
+                )
         else:
-            self._send(RequestVoteResponse(self._term, self._id, m.src, False, m.pre_vote))
+            self._send(
+                RequestVoteResponse(
+                    term=self._term, src=self._id, dst=m.src, granted=False, pre_vote=m.pre_vote
+                )
+            )
 
     def _step_leader(self, m: Message) -> None:
         match m:
@@ -660,7 +684,7 @@ class RaftNode:
                 self._handle_snapshot_response(m)
             case ReadIndexRequest():
                 if len(self._reads) + len(self._waiting_reads) >= MAX_PENDING_READS:
-                    self._send(ReadIndexResponse(self._term, self._id, m.src, m.context, 0))
+                    self._refuse_read(m)
                 else:
                     self._leader_read(m.src, m.context)
             case _:
@@ -703,7 +727,7 @@ class RaftNode:
                     # §3.10: the leader handed over; skip PreVote and the lease.
                     self._campaign(pre_vote=False, transfer=True)
             case ReadIndexRequest():
-                self._send(ReadIndexResponse(self._term, self._id, m.src, m.context, 0))
+                self._refuse_read(m)
             case ReadIndexResponse():
                 if m.index > 0:
                     self._read_states.append(ReadState(m.context, m.index))
@@ -732,18 +756,28 @@ class RaftNode:
         if not self._has_config():
             # A new node knows no configuration yet: it must start from a snapshot, which
             # carries one. Rejecting prev index 0 (which always matches) asks for it.
-            self._send(AppendEntriesResponse(self._term, self._id, m.src, False, 0, 0, 0))
+            self._send(
+                AppendEntriesResponse(
+                    term=self._term, src=self._id, dst=m.src, success=False, needs_snapshot=True
+                )
+            )
             return
         if prev_index < log.committed:
             # Everything up to commit matches any leader's log (§5.4, Leader Completeness).
-            self._send(AppendEntriesResponse(self._term, self._id, m.src, True, log.committed))
+            self._accept_append(m.src, log.committed)
             return
         if not log.match_term(prev_index, m.prev_term):
             # §5.3 consistency check failed: reject with a hint for fast backtracking.
             hint_index, hint_term = self._reject_hint(prev_index, m.prev_term)
             self._send(
                 AppendEntriesResponse(
-                    self._term, self._id, m.src, False, prev_index, hint_index, hint_term
+                    term=self._term,
+                    src=self._id,
+                    dst=m.src,
+                    success=False,
+                    rejected_index=prev_index,
+                    hint_index=hint_index,
+                    hint_term=hint_term,
                 )
             )
             return
@@ -751,7 +785,14 @@ class RaftNode:
         if entries:
             self._append_from_leader(prev_index, entries)
         log.commit_to(min(m.commit, last_new))
-        self._send(AppendEntriesResponse(self._term, self._id, m.src, True, last_new))
+        self._accept_append(m.src, last_new)
+
+    def _accept_append(self, leader: NodeId, match_index: int) -> None:
+        self._send(
+            AppendEntriesResponse(
+                term=self._term, src=self._id, dst=leader, success=True, match_index=match_index
+            )
+        )
 
     def _reject_hint(self, prev_index: int, prev_term: int) -> tuple[int, int]:
         """Where the leader should probe next, and our term there (§5.3 optimisation).
@@ -807,20 +848,25 @@ class RaftNode:
     def _handle_heartbeat(self, m: Heartbeat) -> None:
         log = self.log
         log.commit_to(min(m.commit, log.last_index()))
-        self._send(HeartbeatResponse(self._term, self._id, m.src, m.context))
+        self._send(HeartbeatResponse(term=self._term, src=self._id, dst=m.src, context=m.context))
 
     def _handle_snapshot_chunk(self, m: InstallSnapshot) -> None:
         log = self.log
         if m.snapshot_index <= log.committed and self._has_config():
             # Already hold everything it covers: tell the leader where we are instead.
-            self._send(AppendEntriesResponse(self._term, self._id, m.src, True, log.committed))
+            self._accept_append(m.src, log.committed)
             return
         outcome = self._snapshot_receiver.receive(m)
         if outcome.snapshot is not None:
             self._restore(outcome.snapshot)
         self._send(
             InstallSnapshotResponse(
-                self._term, self._id, m.src, m.snapshot_index, outcome.next_offset, outcome.success
+                term=self._term,
+                src=self._id,
+                dst=m.src,
+                snapshot_index=m.snapshot_index,
+                next_offset=outcome.next_offset,
+                success=outcome.success,
             )
         )
 
@@ -924,7 +970,11 @@ class RaftNode:
             progress = self._progress[peer]
             peer_commit = min(commit, progress.match_index)
             progress.sent_commit = max(progress.sent_commit, peer_commit)
-            self._eager.append(Heartbeat(self._term, self._id, peer, peer_commit, context))
+            self._eager.append(
+                Heartbeat(
+                    term=self._term, src=self._id, dst=peer, commit=peer_commit, context=context
+                )
+            )
 
     def _send_append(self, peer: NodeId, send_if_empty: bool) -> bool:
         """Send `peer` the entries from its next index (or a snapshot if they are
@@ -949,7 +999,13 @@ class RaftNode:
             return False
         self._eager.append(
             AppendEntries(
-                self._term, self._id, peer, prev_index, prev_term, tuple(entries), log.committed
+                term=self._term,
+                src=self._id,
+                dst=peer,
+                prev_index=prev_index,
+                prev_term=prev_term,
+                entries=tuple(entries),
+                commit=log.committed,
             )
         )
         progress.sent_commit = log.committed
@@ -974,15 +1030,15 @@ class RaftNode:
         meta = snapshot.meta
         self._eager.append(
             InstallSnapshot(
-                self._term,
-                self._id,
-                peer,
-                meta.index,
-                meta.term,
-                meta.membership,
-                offset,
-                chunk,
-                offset + len(chunk) >= len(snapshot.data),
+                term=self._term,
+                src=self._id,
+                dst=peer,
+                snapshot_index=meta.index,
+                snapshot_term=meta.term,
+                membership=meta.membership,
+                offset=offset,
+                data=chunk,
+                done=offset + len(chunk) >= len(snapshot.data),
             )
         )
 
@@ -993,15 +1049,15 @@ class RaftNode:
         progress.recent_active = True
         log = self.log
         if not m.success:
-            if m.match_index == 0:
-                # Index 0 always matches: the follower has no configuration yet and needs
-                # a snapshot, which carries one.
+            if m.needs_snapshot:
+                # The follower has no configuration yet; a snapshot carries one.
                 if progress.state is not ProgressState.SNAPSHOT:
                     self._send_snapshot(m.src, progress)
                 return
-            # On a rejection, match_index carries the prev_index that was rejected.
-            hint_next = self._next_index_from_hint(m.reject_hint_index, m.reject_hint_term)
-            if progress.decrease_to(m.match_index, hint_next):
+            if m.stale_term_notice:
+                return  # meant for a leader of an older term (this node, earlier)
+            hint_next = self._next_index_from_hint(m.hint_index, m.hint_term)
+            if progress.decrease_to(m.rejected_index, hint_next):
                 self._send_append(m.src, send_if_empty=True)
             return
         if m.match_index > log.last_index():
@@ -1035,7 +1091,7 @@ class RaftNode:
         campaign now. Checked wherever its match index grows: append answers and the end
         of an InstallSnapshot (a snapshot may cover the whole log, so no append follows)."""
         if peer == self._transferee and self._progress[peer].match_index == self.log.last_index():
-            self._send(TimeoutNow(self._term, self._id, peer))
+            self._send(TimeoutNow(term=self._term, src=self._id, dst=peer))
 
     def _next_index_from_hint(self, hint_index: int, hint_term: int) -> int:
         """The follower's entry at hint_index has hint_term (0: its log ends there).
@@ -1174,7 +1230,18 @@ class RaftNode:
         if requester == self._id:
             self._read_states.append(ReadState(context, index))
         else:
-            self._send(ReadIndexResponse(self._term, self._id, requester, context, index))
+            self._send(
+                ReadIndexResponse(
+                    term=self._term, src=self._id, dst=requester, context=context, index=index
+                )
+            )
+
+    def _refuse_read(self, m: ReadIndexRequest) -> None:
+        """Index 0: refused (not the leader, or too many reads wait); the requester
+        produces no ReadState and its caller retries."""
+        self._send(
+            ReadIndexResponse(term=self._term, src=self._id, dst=m.src, context=m.context, index=0)
+        )
 
     # ------------------------------------------------------------------ membership
 

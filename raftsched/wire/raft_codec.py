@@ -3,7 +3,11 @@
 Theory of operation. Every record is ONE msgpack array whose first two elements are the
 format version and a fixed type tag, followed by the type's fields in a fixed order:
 
-    [FORMAT_VERSION, tag, field_1, ..., field_n]
+    [version, tag, field_1, ..., field_n]
+
+Messages (tags 1-11) carry MESSAGE_FORMAT_VERSION; the records written to disk (tags 32-34)
+carry STORAGE_FORMAT_VERSION, so a change of the message layout does not make existing data
+directories unreadable. Each decoder accepts exactly its record's current version.
 
 Positional arrays (never string-keyed maps) keep the encoding compact and the decoder simple.
 Field values use only four msgpack kinds: unsigned int, bool, bin (bytes stay bytes, never str)
@@ -13,12 +17,13 @@ and array. Two compound values appear inside records:
     membership  [voters, learners, removed]          each a strictly ascending array of ids
 
 The tag table (`TAG_BY_TYPE`) and each type's field order (`FIELDS_BY_TYPE`) are the wire
-format: never renumber a tag or reorder a field. A change of layout bumps FORMAT_VERSION.
+format: never renumber a tag or reorder a field. A change of layout bumps the version of
+its kind of record (message version 2: AppendEntriesResponse got its own rejection fields).
 
     tag  record                    fields after [version, tag]
       1  AppendEntries             term src dst prev_index prev_term entries commit
-      2  AppendEntriesResponse     term src dst success match_index reject_hint_index
-                                   reject_hint_term
+      2  AppendEntriesResponse     term src dst success match_index rejected_index
+                                   hint_index hint_term needs_snapshot
       3  RequestVote               term src dst last_index last_term pre_vote transfer
       4  RequestVoteResponse       term src dst granted pre_vote
       5  Heartbeat                 term src dst commit context
@@ -39,7 +44,9 @@ terms, indexes and offsets are non-negative; node ids (src, dst, membership) are
 are known EntryKind values; memberships are canonical and disjoint; the entries of an
 AppendEntries are contiguous from prev_index + 1 with terms that are at least 1, never
 decrease, and never exceed the message's term, which is itself >= prev_term (§5.3: a leader
-sends its own log, in order, and holds no entry newer than its term); no map, str or ext
+sends its own log, in order, and holds no entry newer than its term); an
+AppendEntriesResponse is a success (only match_index set) or one kind of rejection (only
+the rejection fields set; needs_snapshot excludes the others); no map, str or ext
 anywhere; no trailing bytes; sizes within `DecodeLimits`, checked before anything is
 allocated (see `_RecordReader`: a hostile array header cannot make the decoder allocate).
 Anything else raises `WireDecodeError` naming the record and field, and never another
@@ -78,7 +85,8 @@ from ..raft.messages import (
 from ..raft.types import Entry, EntryKind, HardState, Membership, SnapshotMeta
 from .errors import WireDecodeError, WireError
 
-FORMAT_VERSION: Final = 1
+MESSAGE_FORMAT_VERSION: Final = 2  # 2: AppendEntriesResponse rejection fields
+STORAGE_FORMAT_VERSION: Final = 1  # HardState, SnapshotMeta, Entry (on disk)
 
 # Never renumber: these numbers are on disks and on the wire.
 TAG_BY_TYPE: Final[dict[type[Any], int]] = {
@@ -123,8 +131,10 @@ FIELDS_BY_TYPE: Final[dict[type[Any], tuple[tuple[str, str], ...]]] = {
         *_ADDRESSED,
         ("success", BOOL),
         ("match_index", UINT),
-        ("reject_hint_index", UINT),
-        ("reject_hint_term", UINT),
+        ("rejected_index", UINT),
+        ("hint_index", UINT),
+        ("hint_term", UINT),
+        ("needs_snapshot", BOOL),
     ),
     RequestVote: (
         *_ADDRESSED,
@@ -159,6 +169,11 @@ FIELDS_BY_TYPE: Final[dict[type[Any], tuple[tuple[str, str], ...]]] = {
     Entry: (("term", UINT), ("index", UINT), ("kind", ENTRY_KIND), ("data", BYTES)),
 }
 assert set(FIELDS_BY_TYPE) == set(TAG_BY_TYPE), "every tagged type has a field layout"
+_NAMES_BY_TYPE: Final = {cls: tuple(name for name, _ in f) for cls, f in FIELDS_BY_TYPE.items()}
+VERSION_BY_TYPE: Final[dict[type[Any], int]] = {
+    cls: MESSAGE_FORMAT_VERSION if cls in MESSAGE_TYPES else STORAGE_FORMAT_VERSION
+    for cls in TAG_BY_TYPE
+}
 assert len(TYPE_BY_TAG) == len(TAG_BY_TYPE), "tags are unique"
 
 _APPEND_ENTRIES_SCALARS: Final = tuple(
@@ -246,7 +261,7 @@ def _check_for_encoding(cls: type[Any], name: str, kind: str, value: object) -> 
 
 def _fields_for_encoding(obj: Any) -> list[Any]:
     cls = type(obj)
-    out: list[Any] = [FORMAT_VERSION, TAG_BY_TYPE[cls]]
+    out: list[Any] = [VERSION_BY_TYPE[cls], TAG_BY_TYPE[cls]]
     for name, kind in FIELDS_BY_TYPE[cls]:
         value = getattr(obj, name)
         if kind == MEMBERSHIP:
@@ -266,7 +281,7 @@ def encode_message(msg: Message) -> bytes:
             _check_for_encoding(AppendEntries, name, kind, getattr(msg, name))
         return _pack(
             [
-                FORMAT_VERSION,
+                MESSAGE_FORMAT_VERSION,
                 TAG_BY_TYPE[AppendEntries],
                 msg.term,
                 msg.src,
@@ -280,6 +295,8 @@ def encode_message(msg: Message) -> bytes:
         )
     if type(msg) not in MESSAGE_TYPES:
         raise WireError(f"cannot encode {type(msg).__name__}: not a Raft message")
+    if type(msg) is AppendEntriesResponse and (problem := _append_response_problem(msg)):
+        raise WireError(f"cannot encode AppendEntriesResponse: {problem}")
     return _pack(_fields_for_encoding(msg), type(msg).__name__)
 
 
@@ -537,14 +554,15 @@ def _read_record(data: bytes, limits: DecodeLimits, expected: type[Any] | None) 
     version = reader.value("format version")
     if type(version) is not int:
         raise WireDecodeError(f"format version must be an int, got {_kind_name(version)}")
-    if version != FORMAT_VERSION:
-        raise WireDecodeError(
-            f"unsupported format version {version} (this build reads {FORMAT_VERSION})"
-        )
     tag = reader.value("tag")
     if type(tag) is not int or tag not in TYPE_BY_TAG:
         raise WireDecodeError(f"unknown record tag {_kind_name(tag)}")
     cls = TYPE_BY_TAG[tag]
+    if version != VERSION_BY_TYPE[cls]:
+        raise WireDecodeError(
+            f"unsupported format version {version} for {cls.__name__}"
+            f" (this build reads {VERSION_BY_TYPE[cls]})"
+        )
     if expected is None and tag not in MESSAGE_TAGS:
         raise WireDecodeError(f"record tag {tag} ({cls.__name__}) is not a message")
     if expected is not None and cls is not expected:
@@ -565,7 +583,7 @@ def _read_record(data: bytes, limits: DecodeLimits, expected: type[Any] | None) 
         else:
             values.append(_SCALAR_CHECKERS[kind](reader.value(where), where))
     reader.finish()
-    return cls(*values)
+    return cls(**dict(zip(_NAMES_BY_TYPE[cls], values, strict=True)))
 
 
 def decode_message(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Message:
@@ -575,7 +593,25 @@ def decode_message(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Messag
         raise WireDecodeError(
             f"AppendEntries.prev_term {msg.prev_term} exceeds the message term {msg.term}"
         )
+    if type(msg) is AppendEntriesResponse and (problem := _append_response_problem(msg)):
+        raise WireDecodeError(f"AppendEntriesResponse: {problem}")
     return msg
+
+
+def _append_response_problem(msg: AppendEntriesResponse) -> str:
+    """Why `msg` mixes a success with a rejection, or two kinds of rejection ('' if not)."""
+    rejection = (msg.rejected_index, msg.hint_index, msg.hint_term, msg.needs_snapshot)
+    if msg.success:
+        if any(rejection):
+            return "a success carries no rejection fields"
+        return ""
+    if msg.match_index:
+        return "a rejection carries no match_index"
+    if msg.needs_snapshot and any(rejection[:3]):
+        return "needs_snapshot carries no rejected_index or hint"
+    if not msg.rejected_index and (msg.hint_index or msg.hint_term):
+        return "a hint needs the rejected_index it answers"
+    return ""
 
 
 def decode_hard_state(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> HardState:

@@ -87,7 +87,9 @@ def test_a_later_ready_acknowledging_unsynced_entries_must_sync() -> None:
     # entries is still being written must not come back with must_sync=False.
     node, storage = make_node(2)
     entries = (Entry(1, 1, EntryKind.NORMAL, b"a"),)
-    append = AppendEntries(1, 1, 2, 0, 0, entries, 0)
+    append = AppendEntries(
+        term=1, src=1, dst=2, prev_index=0, prev_term=0, entries=entries, commit=0
+    )
     node.step(append)
     rd1 = node.ready()
     assert rd1.entries and rd1.must_sync
@@ -172,3 +174,16 @@ def test_reads_queued_without_a_quorum_are_served_when_the_leader_becomes_the_on
     assert cluster.apps[1].read_states == [ReadState(11, 1), ReadState(12, 1)]
     cluster.read_index(1, 13)  # the bound has room again
     assert cluster.apps[1].read_states[-1] == ReadState(13, 2)
+
+
+def test_a_stale_term_notice_does_not_make_the_leader_send_a_snapshot() -> None:
+    # Found while giving rejections their own fields: a rejection that only says "your
+    # term is old" (sent to this node when it led an older term) used to read as "needs
+    # a snapshot" (match_index 0) once this node led the notice's term.
+    cluster = Cluster()
+    cluster.elect(1)
+    leader = cluster.node(1)
+    leader.step(AppendEntriesResponse(term=1, src=2, dst=1, success=False))
+    cluster.process(1)
+    assert not [m for m in cluster.queue if isinstance(m, InstallSnapshot)]
+    assert leader.status().match[2] == leader.log.last_index()

@@ -41,35 +41,71 @@ CMD = Entry(2, 6, EntryKind.NORMAL, b"set x")
 CONF = Entry(2, 7, EntryKind.CONFIG, encode_conf_change(ConfChange(ConfChangeKind.REMOVE, 3)))
 ONE_OF_EACH: list[tuple[Message, str]] = [
     (
-        AppendEntries(2, 1, 2, 4, 1, (NOOP, CMD, CONF), 4),
+        AppendEntries(
+            term=2, src=1, dst=2, prev_index=4, prev_term=1, entries=(NOOP, CMD, CONF), commit=4
+        ),
         '1->2 t2 AppendEntries prev 4@t1 entries 5..7 [5@t2 noop, 6@t2 "set x",'
         " 7@t2 config remove 3] commit 4",
     ),
-    (AppendEntriesResponse(2, 2, 1, True, 7), "2->1 t2 AppendEntriesResponse accept, match 7"),
     (
-        AppendEntriesResponse(2, 2, 1, False, 9, 6, 1),
+        AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=7),
+        "2->1 t2 AppendEntriesResponse accept, match 7",
+    ),
+    (
+        AppendEntriesResponse(
+            term=2, src=2, dst=1, success=False, rejected_index=9, hint_index=6, hint_term=1
+        ),
         "2->1 t2 AppendEntriesResponse reject prev 9: terms differ, hint 6@t1",
     ),
     (
-        AppendEntriesResponse(2, 2, 1, False, 9, 4, 0),
+        AppendEntriesResponse(
+            term=2, src=2, dst=1, success=False, rejected_index=9, hint_index=4, hint_term=0
+        ),
         "2->1 t2 AppendEntriesResponse reject prev 9: log ends at 4",
     ),
-    (RequestVote(3, 1, 2, 7, 2, pre_vote=True), "1->2 t3 PreVote last 7@t2"),
-    (RequestVote(3, 1, 2, 7, 2, transfer=True), "1->2 t3 RequestVote last 7@t2 (transfer)"),
-    (RequestVoteResponse(3, 2, 1, False), "2->1 t3 RequestVoteResponse rejected"),
-    (Heartbeat(2, 1, 2, 6, 4), "1->2 t2 Heartbeat commit 6 read-round 4"),
-    (HeartbeatResponse(2, 2, 1, 4), "2->1 t2 HeartbeatResponse read-round 4"),
     (
-        InstallSnapshot(2, 1, 3, 9, 2, Membership(frozenset({1, 2, 3})), 4, b"abcd", True),
+        RequestVote(term=3, src=1, dst=2, last_index=7, last_term=2, pre_vote=True),
+        "1->2 t3 PreVote last 7@t2",
+    ),
+    (
+        RequestVote(term=3, src=1, dst=2, last_index=7, last_term=2, transfer=True),
+        "1->2 t3 RequestVote last 7@t2 (transfer)",
+    ),
+    (
+        RequestVoteResponse(term=3, src=2, dst=1, granted=False),
+        "2->1 t3 RequestVoteResponse rejected",
+    ),
+    (
+        Heartbeat(term=2, src=1, dst=2, commit=6, context=4),
+        "1->2 t2 Heartbeat commit 6 read-round 4",
+    ),
+    (HeartbeatResponse(term=2, src=2, dst=1, context=4), "2->1 t2 HeartbeatResponse read-round 4"),
+    (
+        InstallSnapshot(
+            term=2,
+            src=1,
+            dst=3,
+            snapshot_index=9,
+            snapshot_term=2,
+            membership=Membership(frozenset({1, 2, 3})),
+            offset=4,
+            data=b"abcd",
+            done=True,
+        ),
         "1->3 t2 InstallSnapshot 9@t2 bytes 4..8, done (voters 1,2,3)",
     ),
     (
-        InstallSnapshotResponse(2, 3, 1, 9, 0, False),
+        InstallSnapshotResponse(
+            term=2, src=3, dst=1, snapshot_index=9, next_offset=0, success=False
+        ),
         "3->1 t2 InstallSnapshotResponse 9: restart from 0",
     ),
-    (TimeoutNow(2, 1, 3), "1->3 t2 TimeoutNow"),
-    (ReadIndexRequest(2, 3, 1, 11), "3->1 t2 ReadIndexRequest context 11"),
-    (ReadIndexResponse(2, 1, 3, 11, 0), "1->3 t2 ReadIndexResponse context 11 refused"),
+    (TimeoutNow(term=2, src=1, dst=3), "1->3 t2 TimeoutNow"),
+    (ReadIndexRequest(term=2, src=3, dst=1, context=11), "3->1 t2 ReadIndexRequest context 11"),
+    (
+        ReadIndexResponse(term=2, src=1, dst=3, context=11, index=0),
+        "1->3 t2 ReadIndexResponse context 11 refused",
+    ),
 ]
 
 
@@ -99,8 +135,8 @@ def test_ready_line_and_its_messages() -> None:
         hard_state=HardState(2, 1, 5),
         entries=(CMD,),
         snapshot=None,
-        messages=(AppendEntriesResponse(2, 1, 2, True, 6),),
-        eager_messages=(Heartbeat(2, 1, 3, 5),),
+        messages=(AppendEntriesResponse(term=2, src=1, dst=2, success=True, match_index=6),),
+        eager_messages=(Heartbeat(term=2, src=1, dst=3, commit=5),),
         committed_entries=(NOOP,),
         read_states=(ReadState(8, 5),),
         must_sync=True,

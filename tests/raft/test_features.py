@@ -121,7 +121,7 @@ def test_no_change_before_an_entry_of_the_term_commits() -> None:
     the configuration until it has committed an entry of its own term (its no-op)."""
     node, storage = make_node(pre_vote=False)
     node.campaign()
-    node.step(RequestVoteResponse(node.term, 2, 1, True))
+    node.step(RequestVoteResponse(term=node.term, src=2, dst=1, granted=True))
     assert node.role is Role.LEADER
     drain(node, storage)
     with pytest.raises(MembershipChangeError, match="of its term"):
@@ -161,11 +161,31 @@ def test_uncommitted_config_is_used_and_reverted_on_truncation() -> None:
     server falls back to the previous configuration."""
     node, storage = make_node(2)
     remove_3 = Entry(1, 2, EntryKind.CONFIG, encode_conf_change(ConfChange(REMOVE, 3)))
-    node.step(AppendEntries(1, 1, 2, 0, 0, (Entry(1, 1, EntryKind.NOOP, b""), remove_3), 1))
+    node.step(
+        AppendEntries(
+            term=1,
+            src=1,
+            dst=2,
+            prev_index=0,
+            prev_term=0,
+            entries=(Entry(1, 1, EntryKind.NOOP, b""), remove_3),
+            commit=1,
+        )
+    )
     drain(node, storage)
     assert node.membership.voters == {1, 2} and node.status().commit == 1
     # A leader of term 2 (node 3, elected in the old configuration) overwrites index 2.
-    node.step(AppendEntries(2, 3, 2, 1, 1, (Entry(2, 2, EntryKind.NOOP, b""),), 1))
+    node.step(
+        AppendEntries(
+            term=2,
+            src=3,
+            dst=2,
+            prev_index=1,
+            prev_term=1,
+            entries=(Entry(2, 2, EntryKind.NOOP, b""),),
+            commit=1,
+        )
+    )
     drain(node, storage)
     assert node.membership.voters == {1, 2, 3}
     assert storage.entries(2, 3, 100)[0].kind is EntryKind.NOOP
@@ -262,9 +282,23 @@ def test_follower_keeps_log_after_matching_snapshot() -> None:
     are retained" - no snapshot is installed, the commit index moves forward."""
     node, storage = make_node(2)
     three = tuple(Entry(1, i, EntryKind.NORMAL, b"x") for i in (1, 2, 3))
-    node.step(AppendEntries(1, 1, 2, 0, 0, three, 0))
+    node.step(
+        AppendEntries(term=1, src=1, dst=2, prev_index=0, prev_term=0, entries=three, commit=0)
+    )
     drain(node, storage)
-    node.step(InstallSnapshot(1, 1, 2, 2, 1, Membership(frozenset({1, 2, 3})), 0, b"s", True))
+    node.step(
+        InstallSnapshot(
+            term=1,
+            src=1,
+            dst=2,
+            snapshot_index=2,
+            snapshot_term=1,
+            membership=Membership(frozenset({1, 2, 3})),
+            offset=0,
+            data=b"s",
+            done=True,
+        )
+    )
     readies = drain(node, storage)
     assert all(rd.snapshot is None for rd in readies)
     assert storage.last_index() == 3 and node.status().commit == 2
@@ -275,11 +309,37 @@ def test_follower_with_conflicting_log_discards_it_for_snapshot() -> None:
     its entire log; it is all superseded by the snapshot." """
     node, storage = make_node(2)
     three = tuple(Entry(1, i, EntryKind.NORMAL, b"x") for i in (1, 2, 3))
-    node.step(AppendEntries(1, 1, 2, 0, 0, three, 0))
+    node.step(
+        AppendEntries(term=1, src=1, dst=2, prev_index=0, prev_term=0, entries=three, commit=0)
+    )
     drain(node, storage)
-    node.step(InstallSnapshot(2, 1, 2, 5, 2, Membership(frozenset({1, 2, 3})), 0, b"ab", False))
+    node.step(
+        InstallSnapshot(
+            term=2,
+            src=1,
+            dst=2,
+            snapshot_index=5,
+            snapshot_term=2,
+            membership=Membership(frozenset({1, 2, 3})),
+            offset=0,
+            data=b"ab",
+            done=False,
+        )
+    )
     assert not [rd.snapshot for rd in drain(node, storage) if rd.snapshot]
-    node.step(InstallSnapshot(2, 1, 2, 5, 2, Membership(frozenset({1, 2, 3})), 2, b"cd", True))
+    node.step(
+        InstallSnapshot(
+            term=2,
+            src=1,
+            dst=2,
+            snapshot_index=5,
+            snapshot_term=2,
+            membership=Membership(frozenset({1, 2, 3})),
+            offset=2,
+            data=b"cd",
+            done=True,
+        )
+    )
     [snapshot] = [rd.snapshot for rd in drain(node, storage) if rd.snapshot]
     assert snapshot.data == b"abcd" and snapshot.meta.index == 5
     assert storage.first_index() == 6 and storage.last_index() == 5
@@ -471,7 +531,7 @@ def test_without_prevote_a_rejoining_node_disrupts() -> None:
 def test_prevote_does_not_change_voter_terms() -> None:
     """Dissertation §9.6: a PreVote request carries term+1 but nobody adopts it."""
     node, storage = make_node(check_quorum=False)
-    node.step(RequestVote(5, 2, 1, 0, 0, pre_vote=True))
+    node.step(RequestVote(term=5, src=2, dst=1, last_index=0, last_term=0, pre_vote=True))
     [rd] = drain(node, storage)
     [reply] = rd.messages
     assert isinstance(reply, RequestVoteResponse)
@@ -493,13 +553,13 @@ def test_leader_lease_ignores_vote_requests() -> None:
     """Dissertation §4.2.3 / §6.2: a follower that heard from a leader within the election
     timeout ignores (pre)vote requests, unless they come from a leadership transfer."""
     node, storage = make_node(2)
-    node.step(Heartbeat(1, 1, 2, 0))
-    node.step(RequestVote(2, 3, 2, 5, 1))
-    node.step(RequestVote(2, 3, 2, 5, 1, pre_vote=True))
+    node.step(Heartbeat(term=1, src=1, dst=2, commit=0))
+    node.step(RequestVote(term=2, src=3, dst=2, last_index=5, last_term=1))
+    node.step(RequestVote(term=2, src=3, dst=2, last_index=5, last_term=1, pre_vote=True))
     replies = [m for rd in drain(node, storage) for m in rd.messages]
     assert [type(m) for m in replies] == [HeartbeatResponse]
     assert node.term == 1
-    node.step(RequestVote(2, 3, 2, 5, 1, transfer=True))
+    node.step(RequestVote(term=2, src=3, dst=2, last_index=5, last_term=1, transfer=True))
     assert node.term == 2 and node.status().leader == 0
 
 
@@ -535,9 +595,19 @@ def test_commit_only_ready_needs_no_sync() -> None:
     """ready.py: `must_sync` is False when a Ready only moves the commit index: nothing
     that a message promises changed on disk."""
     node, storage = make_node(2)
-    node.step(AppendEntries(1, 1, 2, 0, 0, (Entry(1, 1, EntryKind.NOOP, b""),), 0))
+    node.step(
+        AppendEntries(
+            term=1,
+            src=1,
+            dst=2,
+            prev_index=0,
+            prev_term=0,
+            entries=(Entry(1, 1, EntryKind.NOOP, b""),),
+            commit=0,
+        )
+    )
     drain(node, storage)
-    node.step(Heartbeat(1, 1, 2, commit=1))
+    node.step(Heartbeat(term=1, src=1, dst=2, commit=1))
     [rd] = drain(node, storage)
     assert rd.hard_state == HardState(1, 0, 1) and not rd.must_sync
     assert [e.index for e in rd.committed_entries] == [1]
@@ -549,14 +619,46 @@ def test_no_entries_are_acknowledged_alongside_an_unsent_snapshot() -> None:
     resends them), never acknowledged in that Ready."""
     node, storage = make_node(2)
     membership = Membership(frozenset({1, 2, 3}))
-    node.step(InstallSnapshot(1, 1, 2, 5, 1, membership, 0, b"snap", True))
-    node.step(AppendEntries(1, 1, 2, 5, 1, (Entry(1, 6, EntryKind.NORMAL, b"a"),), 6))
+    node.step(
+        InstallSnapshot(
+            term=1,
+            src=1,
+            dst=2,
+            snapshot_index=5,
+            snapshot_term=1,
+            membership=membership,
+            offset=0,
+            data=b"snap",
+            done=True,
+        )
+    )
+    node.step(
+        AppendEntries(
+            term=1,
+            src=1,
+            dst=2,
+            prev_index=5,
+            prev_term=1,
+            entries=(Entry(1, 6, EntryKind.NORMAL, b"a"),),
+            commit=6,
+        )
+    )
     rd = node.ready()
     assert rd.snapshot is not None and not rd.entries
     assert not [m for m in rd.messages if getattr(m, "match_index", 0) == 6]
     storage.apply_snapshot(rd.snapshot)
     node.advance(rd)
-    node.step(AppendEntries(1, 1, 2, 5, 1, (Entry(1, 6, EntryKind.NORMAL, b"a"),), 6))
+    node.step(
+        AppendEntries(
+            term=1,
+            src=1,
+            dst=2,
+            prev_index=5,
+            prev_term=1,
+            entries=(Entry(1, 6, EntryKind.NORMAL, b"a"),),
+            commit=6,
+        )
+    )
     rd2, rd3 = drain(node, storage)
     assert [e.index for e in rd2.entries] == [6]
     assert [e.index for e in rd3.committed_entries] == [6]  # durable first, then applied

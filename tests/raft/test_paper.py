@@ -46,7 +46,7 @@ def test_higher_term_makes_any_role_a_follower(role: Role) -> None:
     if role is not Role.FOLLOWER:
         node.campaign()
     if role is Role.LEADER:
-        node.step(RequestVoteResponse(1, 2, 1, True))
+        node.step(RequestVoteResponse(term=1, src=2, dst=1, granted=True))
     assert node.role is role
     node.step(Heartbeat(term=5, src=3, dst=1, commit=0))
     assert (node.role, node.term, node.leader) == (Role.FOLLOWER, 5, 3)
@@ -57,7 +57,11 @@ def test_stale_term_messages_are_rejected() -> None:
     """§5.1: "If a server receives a request with a stale term number, it rejects the
     request." The answer carries the newer term so the stale leader steps down."""
     node, storage = make_node(storage=storage_with_log([1, 2]))
-    node.step(AppendEntries(1, 2, 1, 2, 2, (normal(3, 1),), 3))
+    node.step(
+        AppendEntries(
+            term=1, src=2, dst=1, prev_index=2, prev_term=2, entries=(normal(3, 1),), commit=3
+        )
+    )
     readies = drain(node, storage)
     assert storage.last_index() == 2  # nothing appended
     [reply] = outbox(readies)
@@ -146,9 +150,9 @@ def test_candidate_needs_a_majority(
     node, _ = make_node(voters=range(1, size + 1), pre_vote=False)
     node.campaign()
     for voter in grants:
-        node.step(RequestVoteResponse(1, voter, 1, True))
+        node.step(RequestVoteResponse(term=1, src=voter, dst=1, granted=True))
     for voter in rejects:
-        node.step(RequestVoteResponse(1, voter, 1, False))
+        node.step(RequestVoteResponse(term=1, src=voter, dst=1, granted=False))
     assert node.role is expected
 
 
@@ -157,9 +161,9 @@ def test_one_vote_per_term_first_come_first_served() -> None:
     first-come-first-served basis." A repeated request from the same candidate is granted
     again (the first answer may have been lost)."""
     node, storage = make_node(check_quorum=False)
-    node.step(RequestVote(1, 2, 1, 0, 0))
-    node.step(RequestVote(1, 3, 1, 0, 0))
-    node.step(RequestVote(1, 2, 1, 0, 0))
+    node.step(RequestVote(term=1, src=2, dst=1, last_index=0, last_term=0))
+    node.step(RequestVote(term=1, src=3, dst=1, last_index=0, last_term=0))
+    node.step(RequestVote(term=1, src=2, dst=1, last_index=0, last_term=0))
     readies = drain(node, storage)
     answers = [(m.dst, m.granted) for m in outbox(readies) if isinstance(m, RequestVoteResponse)]
     assert answers == [(2, True), (3, False), (2, True)]
@@ -172,7 +176,7 @@ def test_candidate_accepts_leader_of_its_term() -> None:
     state." """
     node, _ = make_node(pre_vote=False)
     node.campaign()
-    node.step(AppendEntries(1, 3, 1, 0, 0, (), 0))
+    node.step(AppendEntries(term=1, src=3, dst=1, prev_index=0, prev_term=0, entries=(), commit=0))
     assert (node.role, node.leader, node.term) == (Role.FOLLOWER, 3, 1)
 
 
@@ -192,7 +196,7 @@ def test_leader_sends_heartbeats_every_interval() -> None:
     their authority." Heartbeats are eager: they promise nothing about the leader's disk."""
     node, storage = make_node(heartbeat_interval_ticks=2, pre_vote=False)
     node.campaign()
-    node.step(RequestVoteResponse(1, 2, 1, True))
+    node.step(RequestVoteResponse(term=1, src=2, dst=1, granted=True))
     drain(node, storage)
     node.tick()
     assert not [m for m in outbox(drain(node, storage)) if isinstance(m, Heartbeat)]
@@ -222,8 +226,16 @@ def test_follower_rejects_append_when_prev_does_not_match() -> None:
     """§5.3 consistency check: "If the follower does not find an entry in its log with the
     same index and term, then it refuses the new entries." """
     node, storage = make_node(storage=storage_with_log([1, 1, 2]))
-    node.step(AppendEntries(3, 2, 1, 3, 3, (normal(4, 3),), 0))
-    node.step(AppendEntries(3, 2, 1, 5, 3, (normal(6, 3),), 0))
+    node.step(
+        AppendEntries(
+            term=3, src=2, dst=1, prev_index=3, prev_term=3, entries=(normal(4, 3),), commit=0
+        )
+    )
+    node.step(
+        AppendEntries(
+            term=3, src=2, dst=1, prev_index=5, prev_term=3, entries=(normal(6, 3),), commit=0
+        )
+    )
     replies = outbox(drain(node, storage))
     assert [r.success for r in replies if isinstance(r, AppendEntriesResponse)] == [False, False]
     assert log_terms(storage) == [1, 1, 2]
@@ -234,10 +246,24 @@ def test_follower_truncates_conflicting_suffix() -> None:
     terms), delete the existing entry and all that follow it"; entries already present
     are kept (a stale, shorter append does not truncate)."""
     node, storage = make_node(storage=storage_with_log([1, 1, 2, 2, 2]))
-    node.step(AppendEntries(3, 2, 1, 2, 1, (normal(3, 3), normal(4, 3)), 0))
+    node.step(
+        AppendEntries(
+            term=3,
+            src=2,
+            dst=1,
+            prev_index=2,
+            prev_term=1,
+            entries=(normal(3, 3), normal(4, 3)),
+            commit=0,
+        )
+    )
     drain(node, storage)
     assert log_terms(storage) == [1, 1, 3, 3]
-    node.step(AppendEntries(3, 2, 1, 2, 1, (normal(3, 3),), 0))  # stale duplicate
+    node.step(
+        AppendEntries(
+            term=3, src=2, dst=1, prev_index=2, prev_term=1, entries=(normal(3, 3),), commit=0
+        )
+    )  # stale duplicate
     [rd] = drain(node, storage)
     assert log_terms(storage) == [1, 1, 3, 3]
     [reply] = rd.messages
@@ -248,7 +274,11 @@ def test_follower_commit_is_capped_by_last_new_entry() -> None:
     """§5.3 / Figure 2: "If leaderCommit > commitIndex, set commitIndex =
     min(leaderCommit, index of last new entry)." """
     node, storage = make_node(storage=storage_with_log([1, 1, 1, 1]))
-    node.step(AppendEntries(1, 2, 1, 1, 1, (normal(2, 1),), 4))
+    node.step(
+        AppendEntries(
+            term=1, src=2, dst=1, prev_index=1, prev_term=1, entries=(normal(2, 1),), commit=4
+        )
+    )
     drain(node, storage)
     assert node.status().commit == 2
 
@@ -257,7 +287,11 @@ def test_follower_replies_only_after_persisting() -> None:
     """§5.3 + Ready contract: a follower's AppendEntriesResponse is in `messages` of the
     same Ready as the entries it acknowledges, so it goes out after the fsync."""
     node, _ = make_node()
-    node.step(AppendEntries(1, 2, 1, 0, 0, (normal(1, 1),), 0))
+    node.step(
+        AppendEntries(
+            term=1, src=2, dst=1, prev_index=0, prev_term=0, entries=(normal(1, 1),), commit=0
+        )
+    )
     rd = node.ready()
     assert [e.index for e in rd.entries] == [1] and rd.must_sync
     [reply] = rd.messages
@@ -321,7 +355,7 @@ def test_vote_requires_up_to_date_log(
     whichever log is longer is more up-to-date." """
     node, storage = make_node(storage=storage_with_log(voter_terms), check_quorum=False)
     last_index, last_term = candidate_last
-    node.step(RequestVote(3, 2, 1, last_index, last_term))
+    node.step(RequestVote(term=3, src=2, dst=1, last_index=last_index, last_term=last_term))
     [reply] = outbox(drain(node, storage))
     assert isinstance(reply, RequestVoteResponse) and reply.granted is granted
 
@@ -364,7 +398,17 @@ def _figure8(node_cls: type[RaftNode]) -> Cluster:
     # The append S1 sends once backtracking reaches index 2 (its no-op travels later).
     [old_entry] = cluster.storages[1].entries(2, 3, 1 << 20)
     for follower in (2, 3):
-        cluster.node(follower).step(AppendEntries(3, 1, follower, 1, 1, (old_entry,), 1))
+        cluster.node(follower).step(
+            AppendEntries(
+                term=3,
+                src=1,
+                dst=follower,
+                prev_index=1,
+                prev_term=1,
+                entries=(old_entry,),
+                commit=1,
+            )
+        )
         cluster.process(follower)
     cluster.stabilize()
     assert log_terms(cluster.storages[3]) == [1, 1]

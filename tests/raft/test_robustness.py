@@ -29,16 +29,42 @@ IDS = st.integers(-1, 6)
 TERMS = st.integers(0, 4)
 INDEXES = st.integers(-3, 30)
 
+ADDRESSED = {"term": TERMS, "src": IDS, "dst": IDS}
+BOOLS = st.booleans()
+
+# Any field values, also combinations the codec refuses (mixed success and rejection).
 RESPONSES: st.SearchStrategy[Message] = st.one_of(
-    st.builds(AppendEntriesResponse, TERMS, IDS, IDS, st.booleans(), INDEXES, INDEXES, TERMS),
-    st.builds(RequestVoteResponse, TERMS, IDS, IDS, st.booleans(), st.booleans()),
-    st.builds(HeartbeatResponse, TERMS, IDS, IDS, INDEXES),
-    st.builds(InstallSnapshotResponse, TERMS, IDS, IDS, INDEXES, INDEXES, st.booleans()),
-    st.builds(ReadIndexRequest, TERMS, IDS, IDS, INDEXES),
-    st.builds(ReadIndexResponse, TERMS, IDS, IDS, INDEXES, INDEXES),
-    st.builds(TimeoutNow, TERMS, IDS, IDS),
-    st.builds(RequestVote, TERMS, IDS, IDS, INDEXES, TERMS, st.booleans(), st.booleans()),
-    st.builds(Heartbeat, TERMS, IDS, IDS, INDEXES, INDEXES),
+    st.builds(
+        AppendEntriesResponse,
+        **ADDRESSED,
+        success=BOOLS,
+        match_index=INDEXES,
+        rejected_index=INDEXES,
+        hint_index=INDEXES,
+        hint_term=TERMS,
+        needs_snapshot=BOOLS,
+    ),
+    st.builds(RequestVoteResponse, **ADDRESSED, granted=BOOLS, pre_vote=BOOLS),
+    st.builds(HeartbeatResponse, **ADDRESSED, context=INDEXES),
+    st.builds(
+        InstallSnapshotResponse,
+        **ADDRESSED,
+        snapshot_index=INDEXES,
+        next_offset=INDEXES,
+        success=BOOLS,
+    ),
+    st.builds(ReadIndexRequest, **ADDRESSED, context=INDEXES),
+    st.builds(ReadIndexResponse, **ADDRESSED, context=INDEXES, index=INDEXES),
+    st.builds(TimeoutNow, **ADDRESSED),
+    st.builds(
+        RequestVote,
+        **ADDRESSED,
+        last_index=INDEXES,
+        last_term=TERMS,
+        pre_vote=BOOLS,
+        transfer=BOOLS,
+    ),
+    st.builds(Heartbeat, **ADDRESSED, commit=INDEXES, context=INDEXES),
 )
 
 

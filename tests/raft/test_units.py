@@ -227,7 +227,17 @@ def test_snapshot_receiver_reassembles_in_order_and_resyncs() -> None:
     members = Membership(frozenset({1, 2}))
 
     def chunk(offset: int, data: bytes, done: bool, term: int = 1) -> InstallSnapshot:
-        return InstallSnapshot(term, 1, 2, 9, 1, members, offset, data, done)
+        return InstallSnapshot(
+            term=term,
+            src=1,
+            dst=2,
+            snapshot_index=9,
+            snapshot_term=1,
+            membership=members,
+            offset=offset,
+            data=data,
+            done=done,
+        )
 
     receiver = SnapshotReceiver()
     assert receiver.receive(chunk(3, b"def", False)).success is False  # unknown: restart

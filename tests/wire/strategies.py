@@ -2,7 +2,8 @@
 
 Each strategy generates only values the codec must accept (`raft_codec.py` docstring): ids
 positive, terms and indexes non-negative, memberships disjoint, AppendEntries entries
-contiguous from prev_index + 1 with non-decreasing terms no newer than the message's term.
+contiguous from prev_index + 1 with non-decreasing terms no newer than the message's term,
+an AppendEntriesResponse either a success or exactly one kind of rejection.
 Integers reach both ends of msgpack's range (0 and 2**64 - 1) so width bugs show up.
 """
 
@@ -33,6 +34,7 @@ UINT64_MAX = (1 << 64) - 1
 
 # Mostly small values (what real clusters send) plus the extremes.
 uints = st.one_of(st.integers(0, 1000), st.integers(0, UINT64_MAX), st.just(UINT64_MAX))
+positive_uints = st.one_of(st.integers(1, 1000), st.integers(1, UINT64_MAX))
 node_ids = st.one_of(st.integers(1, 9), st.integers(1, UINT64_MAX))
 small_bytes = st.binary(max_size=64)
 entry_kinds = st.sampled_from(EntryKind)
@@ -104,12 +106,17 @@ def _addressed(cls: type[Any], **fields: st.SearchStrategy[Any]) -> st.SearchStr
 
 MESSAGE_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     AppendEntries: append_entries(),
-    AppendEntriesResponse: _addressed(
-        AppendEntriesResponse,
-        success=st.booleans(),
-        match_index=uints,
-        reject_hint_index=uints,
-        reject_hint_term=uints,
+    AppendEntriesResponse: st.one_of(
+        _addressed(AppendEntriesResponse, success=st.just(True), match_index=uints),
+        _addressed(
+            AppendEntriesResponse,
+            success=st.just(False),
+            rejected_index=positive_uints,
+            hint_index=uints,
+            hint_term=uints,
+        ),
+        _addressed(AppendEntriesResponse, success=st.just(False), needs_snapshot=st.just(True)),
+        _addressed(AppendEntriesResponse, success=st.just(False)),  # a stale-term notice
     ),
     RequestVote: _addressed(
         RequestVote,

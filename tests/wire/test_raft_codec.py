@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from raftsched.raft.messages import (
     MESSAGE_TYPES,
     AppendEntries,
+    AppendEntriesResponse,
     Heartbeat,
     InstallSnapshot,
     Message,
@@ -24,7 +25,8 @@ from raftsched.raft.types import Entry, EntryKind, HardState, Membership, Snapsh
 from raftsched.wire.errors import WireDecodeError, WireError
 from raftsched.wire.raft_codec import (
     FIELDS_BY_TYPE,
-    FORMAT_VERSION,
+    MESSAGE_FORMAT_VERSION,
+    STORAGE_FORMAT_VERSION,
     TAG_BY_TYPE,
     DecodeLimits,
     decode_entry,
@@ -128,26 +130,42 @@ def test_membership_encoding_is_canonical(meta: SnapshotMeta) -> None:
 
 def test_append_entries_layout_is_positional() -> None:
     assert msgpack.unpackb(encode_message(APPEND)) == [
-        FORMAT_VERSION, 1, 7, 1, 2, 10, 6,
+        MESSAGE_FORMAT_VERSION, 1, 7, 1, 2, 10, 6,
         [[6, 11, 0, b"cmd0"], [7, 12, 0, b"cmd1"]],
         9,
     ]  # fmt: skip
 
 
 def test_install_snapshot_layout_has_sorted_membership() -> None:
-    msg = InstallSnapshot(3, 1, 2, 40, 2, MEMBERSHIP, 0, b"state", True)
+    msg = InstallSnapshot(
+        term=3,
+        src=1,
+        dst=2,
+        snapshot_index=40,
+        snapshot_term=2,
+        membership=MEMBERSHIP,
+        offset=0,
+        data=b"state",
+        done=True,
+    )
     assert msgpack.unpackb(encode_message(msg)) == [
-        FORMAT_VERSION, 7, 3, 1, 2, 40, 2, [[1, 2, 3], [5], [4]], 0, b"state", True,
+        MESSAGE_FORMAT_VERSION, 7, 3, 1, 2, 40, 2, [[1, 2, 3], [5], [4]], 0, b"state", True,
     ]  # fmt: skip
 
 
 def test_hard_state_and_snapshot_meta_layouts() -> None:
-    assert msgpack.unpackb(encode_hard_state(HardState(5, 2, 4))) == [FORMAT_VERSION, 32, 5, 2, 4]
+    assert msgpack.unpackb(encode_hard_state(HardState(5, 2, 4))) == [
+        STORAGE_FORMAT_VERSION,
+        32,
+        5,
+        2,
+        4,
+    ]
     assert msgpack.unpackb(encode_snapshot_meta(SnapshotMeta(9, 3, MEMBERSHIP))) == [
-        FORMAT_VERSION, 33, 9, 3, [[1, 2, 3], [5], [4]],
+        STORAGE_FORMAT_VERSION, 33, 9, 3, [[1, 2, 3], [5], [4]],
     ]  # fmt: skip
     assert msgpack.unpackb(encode_entry(Entry(2, 8, EntryKind.CONFIG, b"c"))) == [
-        FORMAT_VERSION, 34, 2, 8, 2, b"c",
+        STORAGE_FORMAT_VERSION, 34, 2, 8, 2, b"c",
     ]  # fmt: skip
 
 
@@ -164,14 +182,14 @@ def test_tags_are_frozen() -> None:
 
 def test_data_stays_bin_and_encoding_is_compact() -> None:
     raw = encode_message(TimeoutNow(term=1, src=2, dst=3))
-    assert raw == bytes([0x95, FORMAT_VERSION, 9, 1, 2, 3])  # fixarray of 5 fixints
+    assert raw == bytes([0x95, MESSAGE_FORMAT_VERSION, 9, 1, 2, 3])  # fixarray of 5 fixints
     raw = encode_message(APPEND)
     assert b"\xc4\x04cmd0" in raw  # bin 8, never str
 
 
 # --- strict decoding: each bad input is refused with a message naming the problem -------------
 
-HEARTBEAT_FIELDS = [FORMAT_VERSION, 5, 3, 1, 2, 8, 0]  # Heartbeat(term 3, 1->2, commit 8)
+HEARTBEAT_FIELDS = [MESSAGE_FORMAT_VERSION, 5, 3, 1, 2, 8, 0]  # Heartbeat(term 3, 1->2, commit 8)
 
 
 def with_field(base: list[Any], position: int, value: Any) -> list[Any]:
@@ -183,7 +201,7 @@ def with_field(base: list[Any], position: int, value: Any) -> list[Any]:
 def append_fields(
     entries_raw: Any, term: int = 7, prev_index: int = 10, prev_term: int = 6
 ) -> list[Any]:
-    return [FORMAT_VERSION, 1, term, 1, 2, prev_index, prev_term, entries_raw, 9]
+    return [MESSAGE_FORMAT_VERSION, 1, term, 1, 2, prev_index, prev_term, entries_raw, 9]
 
 
 BAD_MESSAGES: list[tuple[str, bytes, str]] = [
@@ -197,9 +215,35 @@ BAD_MESSAGES: list[tuple[str, bytes, str]] = [
     ("a str field", pack(with_field(HEARTBEAT_FIELDS, 5, "8")), "Heartbeat.commit: malformed"),
     ("an ext", pack(msgpack.ExtType(1, b"x")), "record: expected an array"),
     ("an ext field", pack(with_field(HEARTBEAT_FIELDS, 5, msgpack.ExtType(1, b"x"))), "malformed"),
-    ("no tag", pack([FORMAT_VERSION]), "no [version, tag]"),
-    ("future version", pack(with_field(HEARTBEAT_FIELDS, 0, 2)), "unsupported format version 2"),
+    ("no tag", pack([MESSAGE_FORMAT_VERSION]), "no [version, tag]"),
+    ("future version", pack(with_field(HEARTBEAT_FIELDS, 0, 3)), "unsupported format version 3"),
+    ("old message version", pack(with_field(HEARTBEAT_FIELDS, 0, 1)), "version 1 for Heartbeat"),
     ("bool version", pack(with_field(HEARTBEAT_FIELDS, 0, True)), "format version must be"),
+    (
+        "success with a rejection field",
+        pack([MESSAGE_FORMAT_VERSION, 2, 3, 1, 2, True, 5, 4, 0, 0, False]),
+        "a success carries no rejection fields",
+    ),
+    (
+        "rejection with a match index",
+        pack([MESSAGE_FORMAT_VERSION, 2, 3, 1, 2, False, 5, 6, 4, 1, False]),
+        "a rejection carries no match_index",
+    ),
+    (
+        "needs_snapshot with a hint",
+        pack([MESSAGE_FORMAT_VERSION, 2, 3, 1, 2, False, 0, 6, 4, 1, True]),
+        "needs_snapshot carries no rejected_index or hint",
+    ),
+    (
+        "hint without a rejected index",
+        pack([MESSAGE_FORMAT_VERSION, 2, 3, 1, 2, False, 0, 0, 4, 1, False]),
+        "a hint needs the rejected_index",
+    ),
+    (
+        "version-1 AppendEntriesResponse layout",
+        pack([MESSAGE_FORMAT_VERSION, 2, 3, 1, 2, False, 6, 4, 1]),
+        "AppendEntriesResponse: expected 9 fields, got 7",
+    ),
     ("unknown tag", pack(with_field(HEARTBEAT_FIELDS, 1, 99)), "unknown record tag"),
     ("bool tag", pack(with_field(HEARTBEAT_FIELDS, 1, True)), "unknown record tag"),
     ("hard state as message", encode_hard_state(HardState()), "is not a message"),
@@ -212,12 +256,12 @@ BAD_MESSAGES: list[tuple[str, bytes, str]] = [
     ("zero node id", pack(with_field(HEARTBEAT_FIELDS, 3, 0)), "Heartbeat.src"),
     (
         "int for bool",
-        pack([FORMAT_VERSION, 4, 3, 1, 2, 1, False]),
+        pack([MESSAGE_FORMAT_VERSION, 4, 3, 1, 2, 1, False]),
         "RequestVoteResponse.granted: expected a bool",
     ),
     (
         "bytes for bool",
-        pack([FORMAT_VERSION, 4, 3, 1, 2, False, b"\x01"]),
+        pack([MESSAGE_FORMAT_VERSION, 4, 3, 1, 2, False, b"\x01"]),
         "RequestVoteResponse.pre_vote",
     ),
     (
@@ -242,32 +286,32 @@ BAD_MESSAGES: list[tuple[str, bytes, str]] = [
     ("prev_term newer than term", pack(append_fields([], prev_term=8)), "prev_term 8 exceeds"),
     (
         "membership overlap",
-        pack([FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1, 2], [2], []], 0, b"", True]),
+        pack([MESSAGE_FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1, 2], [2], []], 0, b"", True]),
         "ids [2] are voter and learner",
     ),
     (
         "removed member",
-        pack([FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1, 2], [], [1]], 0, b"", True]),
+        pack([MESSAGE_FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1, 2], [], [1]], 0, b"", True]),
         "removed ids [1] are still members",
     ),
     (
         "membership unsorted",
-        pack([FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[2, 1], [], []], 0, b"", True]),
+        pack([MESSAGE_FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[2, 1], [], []], 0, b"", True]),
         "strictly ascending",
     ),
     (
         "membership duplicate",
-        pack([FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1, 1], [], []], 0, b"", True]),
+        pack([MESSAGE_FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1, 1], [], []], 0, b"", True]),
         "strictly ascending",
     ),
     (
         "membership zero id",
-        pack([FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[0], [], []], 0, b"", True]),
+        pack([MESSAGE_FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[0], [], []], 0, b"", True]),
         "InstallSnapshot.membership.voters[0]",
     ),
     (
         "membership of two parts",
-        pack([FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1], []], 0, b"", True]),
+        pack([MESSAGE_FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1], []], 0, b"", True]),
         "expected [voters, learners, removed]",
     ),
 ]
@@ -283,13 +327,15 @@ def test_bad_message_is_refused_with_a_clear_error(data: bytes, problem: str) ->
 
 def test_bad_fixtures_differ_from_a_good_one_only_in_the_flaw() -> None:
     # Guards the table above: the unflawed versions of its fixtures decode.
-    assert decode_message(pack(HEARTBEAT_FIELDS)) == Heartbeat(3, 1, 2, 8, 0)
+    assert decode_message(pack(HEARTBEAT_FIELDS)) == Heartbeat(
+        term=3, src=1, dst=2, commit=8, context=0
+    )
     decoded = decode_message(pack(append_fields([[6, 11, 0, b""], [7, 12, 1, b"x"]])))
     assert isinstance(decoded, AppendEntries)
     assert [e.kind for e in decoded.entries] == [EntryKind.NORMAL, EntryKind.NOOP]
-    ok = pack([FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1, 2], [3], [4]], 0, b"", True])
+    ok = pack([MESSAGE_FORMAT_VERSION, 7, 3, 1, 2, 4, 2, [[1, 2], [3], [4]], 0, b"", True])
     assert isinstance(decode_message(ok), InstallSnapshot)
-    assert decode_message(pack([FORMAT_VERSION, 4, 3, 1, 2, True, False])).granted is True  # type: ignore[union-attr]
+    assert decode_message(pack([MESSAGE_FORMAT_VERSION, 4, 3, 1, 2, True, False])).granted is True  # type: ignore[union-attr]
 
 
 def test_records_of_another_type_are_refused() -> None:
@@ -298,13 +344,13 @@ def test_records_of_another_type_are_refused() -> None:
     with pytest.raises(WireDecodeError, match="expected a SnapshotMeta record, got HardState"):
         decode_snapshot_meta(encode_hard_state(HardState(1, 0, 0)))
     with pytest.raises(WireDecodeError, match="term and index start at 1"):
-        decode_entry(pack([FORMAT_VERSION, 34, 0, 1, 0, b""]))
+        decode_entry(pack([STORAGE_FORMAT_VERSION, 34, 0, 1, 0, b""]))
 
 
 def test_hard_state_vote_may_be_zero_but_not_negative() -> None:
-    assert decode_hard_state(pack([FORMAT_VERSION, 32, 4, 0, 2])) == HardState(4, 0, 2)
+    assert decode_hard_state(pack([STORAGE_FORMAT_VERSION, 32, 4, 0, 2])) == HardState(4, 0, 2)
     with pytest.raises(WireDecodeError, match=r"HardState\.vote"):
-        decode_hard_state(pack([FORMAT_VERSION, 32, 4, -1, 2]))
+        decode_hard_state(pack([STORAGE_FORMAT_VERSION, 32, 4, -1, 2]))
 
 
 # --- size limits ------------------------------------------------------------------------------
@@ -319,7 +365,9 @@ def test_message_bytes_limit() -> None:
 
 
 def test_entries_per_message_limit() -> None:
-    msg = AppendEntries(7, 1, 2, 0, 0, entries(0, [7] * 5), 0)
+    msg = AppendEntries(
+        term=7, src=1, dst=2, prev_index=0, prev_term=0, entries=entries(0, [7] * 5), commit=0
+    )
     with pytest.raises(WireDecodeError, match=r"entries: 5 elements exceed the limit of 4"):
         decode_message(encode_message(msg), DecodeLimits(max_entries_per_message=4))
     assert decode_message(encode_message(msg), DecodeLimits(max_entries_per_message=5)) == msg
@@ -330,7 +378,7 @@ def test_huge_array_header_is_refused_without_allocating() -> None:
     with pytest.raises(WireDecodeError):
         decode_message(b"\xdd\xff\xff\xff\xff")
     with pytest.raises(WireDecodeError):
-        decode_message(bytes([0x92, FORMAT_VERSION]) + b"\xc6\xff\xff\xff\xff")
+        decode_message(bytes([0x92, MESSAGE_FORMAT_VERSION]) + b"\xc6\xff\xff\xff\xff")
 
 
 NESTED_BIG_ARRAYS = b"\xdc\xff\xff" * 1000  # 1,000 nested headers, each "65,535 elements"
@@ -340,9 +388,9 @@ NESTED_BIG_ARRAYS = b"\xdc\xff\xff" * 1000  # 1,000 nested headers, each "65,535
     "data",
     [
         NESTED_BIG_ARRAYS,
-        bytes([0x97, FORMAT_VERSION, 5]) + NESTED_BIG_ARRAYS,  # as a scalar field
+        bytes([0x97, MESSAGE_FORMAT_VERSION, 5]) + NESTED_BIG_ARRAYS,  # as a scalar field
         # As the entries of an AppendEntries: the entries header itself is within limits.
-        bytes([0x99, FORMAT_VERSION, 1, 7, 1, 2, 10, 6]) + NESTED_BIG_ARRAYS,
+        bytes([0x99, MESSAGE_FORMAT_VERSION, 1, 7, 1, 2, 10, 6]) + NESTED_BIG_ARRAYS,
     ],
     ids=["record", "field", "entries"],
 )
@@ -385,16 +433,80 @@ def test_non_bytes_input_is_a_decode_error() -> None:
         (Heartbeat(term=-1, src=1, dst=2, commit=0), "Heartbeat.term"),
         (Heartbeat(term=1, src=0, dst=2, commit=0), "Heartbeat.src"),
         (Heartbeat(term=1 << 64, src=1, dst=2, commit=0), "Heartbeat"),
-        (RequestVote(1, 1, 2, 0, 0, pre_vote=1), "RequestVote.pre_vote"),  # type: ignore[arg-type]
-        (AppendEntries(7, 1, 2, 10, 6, entries(11, [7]), 0), "breaks log order"),
-        (AppendEntries(7, 1, 2, 10, 6, entries(10, [8]), 0), "breaks log order"),
-        (AppendEntries(7, 1, 2, 10, 6, entries(10, [7, 6]), 0), "breaks log order"),
-        (AppendEntries(True, 1, 2, 10, 0, (), 0), "AppendEntries.term"),
+        (
+            RequestVote(term=1, src=1, dst=2, last_index=0, last_term=0, pre_vote=1),  # type: ignore[arg-type]
+            "RequestVote.pre_vote",
+        ),
+        (
+            AppendEntries(
+                term=7, src=1, dst=2, prev_index=10, prev_term=6, entries=entries(11, [7]), commit=0
+            ),
+            "breaks log order",
+        ),
+        (
+            AppendEntries(
+                term=7, src=1, dst=2, prev_index=10, prev_term=6, entries=entries(10, [8]), commit=0
+            ),
+            "breaks log order",
+        ),
+        (
+            AppendEntries(
+                term=7,
+                src=1,
+                dst=2,
+                prev_index=10,
+                prev_term=6,
+                entries=entries(10, [7, 6]),
+                commit=0,
+            ),
+            "breaks log order",
+        ),
+        (
+            AppendEntries(
+                term=True, src=1, dst=2, prev_index=10, prev_term=0, entries=(), commit=0
+            ),
+            "AppendEntries.term",
+        ),
     ],
 )
 def test_encoding_refuses_unrepresentable_messages(msg: Message, problem: str) -> None:
     with pytest.raises(WireError, match=problem):
         encode_message(msg)
+
+
+@pytest.mark.parametrize(
+    ("msg", "problem"),
+    [
+        (
+            AppendEntriesResponse(term=1, src=2, dst=1, success=True, match_index=3, hint_index=2),
+            "a success carries no rejection fields",
+        ),
+        (
+            AppendEntriesResponse(term=1, src=2, dst=1, success=False, match_index=3),
+            "a rejection carries no match_index",
+        ),
+        (
+            AppendEntriesResponse(
+                term=1, src=2, dst=1, success=False, rejected_index=3, needs_snapshot=True
+            ),
+            "needs_snapshot carries no rejected_index",
+        ),
+    ],
+)
+def test_encoding_refuses_mixed_append_responses(msg: Message, problem: str) -> None:
+    with pytest.raises(WireError, match=problem):
+        encode_message(msg)
+
+
+def test_append_response_rejection_layout() -> None:
+    msg = AppendEntriesResponse(
+        term=3, src=2, dst=1, success=False, rejected_index=9, hint_index=6, hint_term=2
+    )
+    assert msgpack.unpackb(encode_message(msg)) == [
+        MESSAGE_FORMAT_VERSION, 2, 3, 2, 1, False, 0, 9, 6, 2, False,
+    ]  # fmt: skip
+    assert decode_message(encode_message(msg)) == msg
+    assert MESSAGE_FORMAT_VERSION == 2 and STORAGE_FORMAT_VERSION == 1
 
 
 def test_encoding_a_non_message_is_refused() -> None:
@@ -404,6 +516,10 @@ def test_encoding_a_non_message_is_refused() -> None:
 
 def test_encoding_refuses_entries_of_term_zero_and_bad_membership_ids() -> None:
     with pytest.raises(WireError, match="breaks log order"):
-        encode_message(AppendEntries(0, 1, 2, 0, 0, entries(0, [0]), 0))
+        encode_message(
+            AppendEntries(
+                term=0, src=1, dst=2, prev_index=0, prev_term=0, entries=entries(0, [0]), commit=0
+            )
+        )
     with pytest.raises(WireError, match=r"SnapshotMeta\.membership: node id 0"):
         encode_snapshot_meta(SnapshotMeta(1, 1, Membership(frozenset({0, 1}))))

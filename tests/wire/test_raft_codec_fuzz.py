@@ -21,8 +21,8 @@ from raftsched.raft.messages import AppendEntries
 from raftsched.raft.types import HardState
 from raftsched.wire.errors import WireDecodeError
 from raftsched.wire.raft_codec import (
-    FORMAT_VERSION,
     TYPE_BY_TAG,
+    VERSION_BY_TYPE,
     decode_entry,
     decode_hard_state,
     decode_message,
@@ -87,7 +87,7 @@ msgpack_values = st.recursive(
 )
 # Values near what the codec expects: a valid header, then random fields.
 plausible_records = st.builds(
-    lambda tag, fields: [FORMAT_VERSION, tag, *fields],
+    lambda tag, fields: [VERSION_BY_TYPE[TYPE_BY_TAG[tag]], tag, *fields],
     st.sampled_from(sorted(TYPE_BY_TAG)),
     st.lists(
         st.one_of(
