@@ -58,7 +58,7 @@ def test_reads_are_consistent_while_the_writer_works(
     try:
         rng = random.Random(1)
         term = 1
-        for step in range(400):
+        for step in range(250):
             last = storage.last_index()
             first = max(storage.snapshot().meta.index + 1, last + 1 - rng.randint(0, 5))
             if first <= last:
