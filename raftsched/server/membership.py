@@ -38,6 +38,7 @@ class MemberDirectory:
         self._known.update(self._load())
         self._known.update(initial)
         self._known[node_id] = own
+        self.version = 0  # bumped on every change (status caches key on it)
 
     def _load(self) -> dict[int, PeerInfo]:
         if self._path is None or not self._path.exists():
@@ -70,6 +71,7 @@ class MemberDirectory:
         if node_id == self.node_id or self._known.get(node_id) == info:
             return False
         self._known[node_id] = info
+        self.version += 1
         self._log.info("member %d is at %s (http %s)", node_id, info.peer_addr_text,
                        info.http_url)
         self._save()

@@ -51,7 +51,7 @@ from raftsched.raft.messages import Message
 from raftsched.raft.node import RaftNode
 from raftsched.raft.ready import Ready
 from raftsched.raft.storage import MemoryStorage, persist_ready
-from raftsched.raft.types import ConfChange, Membership, Role, Snapshot, SnapshotMeta
+from raftsched.raft.types import ConfChange, Membership, Role, Snapshot, SnapshotMeta, Status
 from raftsched.sched import Command, Ok, Refused, Result, SchedulerState, Tick
 
 from .api_runtime import RuntimeMetrics
@@ -162,6 +162,8 @@ class Runtime:
         self.disk_healthy = True
         self.fatal: asyncio.Future[BaseException] | None = None
         self.counters = Counters()
+        self._stamps_refused_seen = 0
+        self._members_cache: tuple[tuple[Membership, int], list[MemberStatus]] | None = None
         self.fsync_histogram = FsyncHistogram()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -356,18 +358,7 @@ class Runtime:
             return RuntimeStatus(self.node_id, "starting", 0, None, None, 0, 0, 0, 0,
                                  shutting_down=self.shutting_down)
         st = core.status()
-        is_leader = st.role is Role.LEADER
-        members = []
-        for nid in sorted(st.membership.members):
-            match = st.match.get(nid) if is_leader else None
-            if is_leader and nid == self.node_id:
-                match = st.last_index
-            info = self.directory.get(nid)
-            members.append(MemberStatus(
-                node_id=nid, voter=nid in st.membership.voters,
-                peer_addr=info.peer_addr_text if info is not None else None,
-                http_url=info.http_url if info is not None else None,
-                match_index=match, lag=None if match is None else st.last_index - match))
+        members = self._member_status(st)
         return RuntimeStatus(
             node_id=self.node_id,
             role=st.role.value,
@@ -386,6 +377,27 @@ class Runtime:
             shutting_down=self.shutting_down,
         )
 
+    def _member_status(self, st: Status) -> list[MemberStatus]:
+        """Members with addresses; cached on followers (the API calls status() for the
+        headers of every response), fresh on the leader (match indexes move)."""
+        is_leader = st.role is Role.LEADER
+        key = (st.membership, self.directory.version)
+        if not is_leader and self._members_cache is not None and self._members_cache[0] == key:
+            return self._members_cache[1]
+        members = []
+        for nid in sorted(st.membership.members):
+            match = st.match.get(nid) if is_leader else None
+            if is_leader and nid == self.node_id:
+                match = st.last_index
+            info = self.directory.get(nid)
+            members.append(MemberStatus(
+                node_id=nid, voter=nid in st.membership.voters,
+                peer_addr=info.peer_addr_text if info is not None else None,
+                http_url=info.http_url if info is not None else None,
+                match_index=match, lag=None if match is None else st.last_index - match))
+        self._members_cache = None if is_leader else (key, members)
+        return members
+
     def metrics_snapshot(self) -> RuntimeMetrics:
         st = self.status()
         stats: Mapping[int, Any] = {}
@@ -396,7 +408,6 @@ class Runtime:
             stats = peer_stats()
         if transport is not None and self.loop is not None:
             samples = transport.clock_samples()
-        skew = getattr(self.app.state, "clock_skew", None)
         return RuntimeMetrics(
             term=st.term, role=st.role, commit_index=st.commit_index,
             applied_index=st.applied_index, snapshot_index=st.snapshot_index,
@@ -406,7 +417,7 @@ class Runtime:
             peer_queue_bytes={p: s.queue_bytes for p, s in stats.items()},
             peer_dropped_total={p: s.dropped for p, s in stats.items()},
             peer_connected={p: s.connected for p, s in stats.items()},
-            stamps_refused_total=int(getattr(skew, "refused", 0) or 0),
+            stamps_refused_total=self._stamps_refused(),
             clock_skew_ms={p: s.offset_ms for p, s in samples.items()},
         )
 
@@ -669,10 +680,23 @@ class Runtime:
         if applied:
             self.counters.entries_applied += applied
             self._wake_workers()
+            refused = self._stamps_refused()
+            if refused != self._stamps_refused_seen:
+                self.log.warning(
+                    "the state machine clamped %d leader stamp(s) beyond its per-entry clock "
+                    "step (a leader clock far ahead?); %d so far",
+                    refused - self._stamps_refused_seen, refused)
+                self._stamps_refused_seen = refused
         for read_state in rd.read_states:
             if read_state.context in self._reads:
                 heapq.heappush(self._reads_by_index, (read_state.index, read_state.context))
         self._serve_reads()
+
+    def _stamps_refused(self) -> int:
+        """Entries whose stamp the state machine clamped (replicated: the same everywhere)."""
+        skew = getattr(self.app.state, "clock_skew", None)
+        value = getattr(skew, "refused_entries", 0)
+        return value if isinstance(value, int) else 0
 
     def _fail_waiters_up_to(self, index: int) -> None:
         for idx in [i for i in self._waiters if i <= index]:
