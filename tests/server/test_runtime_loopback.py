@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from raftsched.raft.messages import Message
 from raftsched.raft.storage import MemoryStorage
 from raftsched.sched import JobSpec, Ok, SubmitJobs
 from raftsched.server.config import NodeConfig, PeerInfo, RaftSettings, RuntimeLimits
-from raftsched.server.errors import NoLeader, NotLeader
+from raftsched.server.errors import NoLeader, NotLeader, OutcomeUnknown, Overloaded
 from raftsched.server.runtime import Runtime
 from raftsched.server.stamp import ClockSampleLike
 from raftsched.wire.raft_codec import decode_message, encode_message
@@ -77,7 +78,8 @@ def _config(node_id: int, ids: list[int], tmp: Path) -> NodeConfig:
                       http_url=f"http://127.0.0.1:{8000 + node_id}",
                       cluster_secret=b"0123456789abcdef", peers=peers,
                       raft=RaftSettings(tick_ms=10, election_ticks=10),
-                      limits=RuntimeLimits(read_timeout_s=0.5, shutdown_grace_s=1.0))
+                      limits=RuntimeLimits(read_timeout_s=0.5, shutdown_grace_s=1.0,
+                                           propose_timeout_s=1.0))
 
 
 @pytest_asyncio.fixture
@@ -161,3 +163,23 @@ async def test_isolated_follower_read_fails_with_no_leader(cluster: Loopback) ->
     cluster.cut.add(follower.node_id)
     with pytest.raises(NoLeader):
         await follower.read_barrier()
+
+
+async def test_proposals_past_the_bound_are_overloaded(cluster: Loopback) -> None:
+    leader = await _leader(cluster)
+    bound = 20
+    leader.config = replace(leader.config,
+                            limits=replace(leader.config.limits, max_inflight_proposals=bound))
+    tasks = [asyncio.create_task(leader.propose(_submit(f"o{i}"))) for i in range(bound + 5)]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    overloaded = [r for r in results if isinstance(r, Overloaded)]
+    assert len(overloaded) == 5 and all(r.retry_after_s > 0 for r in overloaded)
+    assert sum(isinstance(r, Ok) for r in results) == bound
+
+
+async def test_partitioned_leader_answers_outcome_unknown(cluster: Loopback) -> None:
+    leader = await _leader(cluster)
+    cluster.cut.add(leader.node_id)
+    with pytest.raises(OutcomeUnknown):
+        await leader.propose(_submit("lost-or-not"))
+    cluster.cut.clear()
