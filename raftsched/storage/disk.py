@@ -321,12 +321,13 @@ class DiskStorage:
                 self._trim_cache()
         self._delete_dead_files(dead)
 
-    def close(self) -> None:
-        """Sync what is pending (unless the disk failed), then release files and the lock."""
+    def close(self, *, sync: bool = True) -> None:
+        """Sync what is pending (unless the disk failed, or `sync=False`: then the unsynced
+        writes are dropped, as a crash would), then release files and the lock."""
         if self._closed:
             return
         try:
-            if self._io.failure is None:
+            if sync and self._io.failure is None:
                 self.sync()
         finally:
             self._closed = True

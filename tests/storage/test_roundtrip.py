@@ -1,12 +1,14 @@
 """DiskStorage against MemoryStorage as the model: the same answers to every read method
 after any sequence of appends (including conflicting ones that truncate across segments),
-hard states, snapshots (taken and installed), compactions, syncs and reopens.
+hard states, snapshots (taken and installed), compactions, syncs, reopens and crashes (a
+crash drops the writes since the last sync: the model goes back to its copy at that sync).
 
 Segments are tiny (4 KiB) and the decoded tail cache is shrunk, so the runs cross many
 segments, seal them, delete them after compaction, and read entries back from the files."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 from pathlib import Path
@@ -37,6 +39,7 @@ class StorageMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="raftsched-storage-"))
         self.model = MemoryStorage()
+        self.durable = copy.deepcopy(self.model)  # the model as of the last sync
         self.disk = DiskStorage.open(self.dir, identity=(7, 1), segment_bytes=SEGMENT_BYTES)
         self.max_term = 1
 
@@ -100,10 +103,18 @@ class StorageMachine(RuleBasedStateMachine):
     @rule()
     def sync(self) -> None:
         self.disk.sync()
+        self.durable = copy.deepcopy(self.model)
 
     @rule()
     def reopen(self) -> None:
         self.disk.close()
+        self.durable = copy.deepcopy(self.model)
+        self.disk = DiskStorage.open(self.dir, identity=(7, 1), segment_bytes=SEGMENT_BYTES)
+
+    @rule()
+    def crash(self) -> None:
+        self.disk.close(sync=False)
+        self.model = copy.deepcopy(self.durable)
         self.disk = DiskStorage.open(self.dir, identity=(7, 1), segment_bytes=SEGMENT_BYTES)
 
     # -- reads ----------------------------------------------------------------------------
