@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -221,7 +222,14 @@ class ClusterOps:
         token = internal_read_token(self.rt.config.cluster_secret)
         headers = {"Authorization": f"Bearer {token}"}
         timeout = aiohttp.ClientTimeout(total=DISCOVERY_TIMEOUT_S)
-        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+        tls = self.rt.config.tls
+        connector = None
+        if tls is not None:  # https members: trust the cluster CA
+            ctx = ssl.create_default_context(cafile=str(tls.ca_file))
+            ctx.check_hostname = False
+            connector = aiohttp.TCPConnector(ssl=ctx)
+        async with aiohttp.ClientSession(headers=headers, timeout=timeout,
+                                         connector=connector) as session:
             while not self._stopped:
                 await asyncio.sleep(DISCOVERY_INTERVAL_S)
                 members = self.rt.core.membership.members

@@ -104,6 +104,16 @@ class RuntimeLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """Optional TLS: mutual TLS between peers (cluster CA), and HTTPS for the API if `http`."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    http: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     node_id: int
     data_dir: Path
@@ -121,6 +131,7 @@ class NodeConfig:
     limits: RuntimeLimits = field(default_factory=RuntimeLimits)
     log_level: str = "INFO"
     log_file: Path | None = None
+    tls: TlsSettings | None = None
 
     @property
     def initial_voters(self) -> frozenset[int]:
@@ -138,7 +149,7 @@ class NodeConfig:
 _TOP_KEYS: Final = frozenset({
     "node_id", "cluster_id", "data_dir", "peer_addr", "http_addr", "http_url", "secret_file",
     "secret", "fsync", "join", "auth", "tokens", "tokens_file", "peers", "raft", "limits",
-    "log_level", "log_file",
+    "log_level", "log_file", "tls",
 })
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -286,6 +297,24 @@ def _tokens(raw: Mapping[str, Any]) -> dict[str, str]:
     return tokens
 
 
+def _tls(raw: object) -> TlsSettings | None:
+    if raw is None:
+        return None
+    table = _table("tls", raw)
+    unknown = sorted(set(table) - {"cert_file", "key_file", "ca_file", "http"})
+    if unknown:
+        raise ConfigError(f"tls.{unknown[0]}", "unknown key")
+    files = []
+    for name in ("cert_file", "key_file", "ca_file"):
+        if name not in table:
+            raise ConfigError(f"tls.{name}", "is required when [tls] is given")
+        path = Path(_str(f"tls.{name}", table[name]))
+        if not path.is_file():
+            raise ConfigError(f"tls.{name}", f"no such file: {path}")
+        files.append(path)
+    return TlsSettings(files[0], files[1], files[2], _bool("tls.http", table.get("http", False)))
+
+
 def build_config(raw: Mapping[str, Any]) -> NodeConfig:
     """Validate a merged file + flags mapping into a NodeConfig."""
     unknown = sorted(set(raw) - _TOP_KEYS)
@@ -307,6 +336,8 @@ def build_config(raw: Mapping[str, Any]) -> NodeConfig:
     if auth and not tokens:
         raise ConfigError("tokens", "auth is on (a non-loopback http_addr) but no token is "
                                     "configured; add tokens or set auth = false")
+    tls = _tls(raw.get("tls"))
+    scheme = "https" if tls is not None and tls.http else "http"
     level = str(raw.get("log_level", "INFO")).upper()
     if level not in _LOG_LEVELS:
         raise ConfigError("log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
@@ -316,7 +347,7 @@ def build_config(raw: Mapping[str, Any]) -> NodeConfig:
         data_dir=Path(_str("data_dir", raw["data_dir"])),
         peer_addr=peer_addr,
         http_addr=http_addr,
-        http_url=_url("http_url", raw.get("http_url", f"http://{http_addr[0]}:{http_addr[1]}")),
+        http_url=_url("http_url", raw.get("http_url", f"{scheme}://{http_addr[0]}:{http_addr[1]}")),
         cluster_secret=secret,
         peers=_peers(raw.get("peers", {}), node_id),
         fsync=fsync,
@@ -327,6 +358,7 @@ def build_config(raw: Mapping[str, Any]) -> NodeConfig:
         limits=_settings("limits", RuntimeLimits, raw.get("limits", {})),
         log_level=level,
         log_file=Path(_str("log_file", raw["log_file"])) if "log_file" in raw else None,
+        tls=tls,
     )
     if config.raft.election_ticks <= config.raft.heartbeat_ticks:
         raise ConfigError("raft.election_ticks", "must exceed raft.heartbeat_ticks")

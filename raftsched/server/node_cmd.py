@@ -24,6 +24,7 @@ import contextlib
 import gc
 import logging
 import signal
+import ssl
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -67,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     auth = p.add_mutually_exclusive_group()
     auth.add_argument("--auth", dest="auth", action="store_true", default=None)
     auth.add_argument("--no-auth", dest="auth", action="store_false")
+    p.add_argument("--tls-cert", help="PEM certificate (peers: mutual TLS; see --tls-http)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    p.add_argument("--tls-ca", help="PEM CA that signs every node's certificate")
+    p.add_argument("--tls-http", action="store_true", default=None,
+                   help="also serve the HTTP API over TLS (https)")
     p.add_argument("--tick-ms", type=int)
     p.add_argument("--election-ticks", type=int)
     p.add_argument("--snapshot-entries", type=int)
@@ -122,6 +128,10 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         "auth": args.auth, "raft": raft or None, "log_level": args.log_level,
         "log_file": args.log_file,
     }
+    tls = {k: v for k, v in (("cert_file", args.tls_cert), ("key_file", args.tls_key),
+                             ("ca_file", args.tls_ca), ("http", args.tls_http)) if v is not None}
+    if tls:
+        named["tls"] = tls
     for key, value in sets.items():
         if named.get(key) is None:
             named[key] = value
@@ -162,6 +172,7 @@ async def serve(config: NodeConfig) -> int:
     from raftsched.storage import CorruptStorageError, StorageError  # noqa: PLC0415
 
     from .api import build_app  # noqa: PLC0415
+    from .tls import tls_contexts  # noqa: PLC0415
     from .transport import PeerTransport, TransportLimits  # noqa: PLC0415
 
     log = logging.getLogger(f"raftsched.node{config.node_id}")
@@ -183,6 +194,18 @@ async def serve(config: NodeConfig) -> int:
     except OSError as exc:
         log.critical("refusing to start: data dir %s: %s", config.data_dir, exc)
         return EXIT_FAILURE
+    ssl_server = ssl_client = http_ssl = None
+    if config.tls is not None:
+        try:
+            ssl_server, ssl_client = tls_contexts(config.tls.cert_file, config.tls.key_file,
+                                                  config.tls.ca_file)
+            if config.tls.http:
+                http_ssl, _ = tls_contexts(config.tls.cert_file, config.tls.key_file,
+                                           config.tls.ca_file, require_client_cert=False)
+        except (OSError, ssl.SSLError) as exc:
+            log.critical("refusing to start: TLS: %s", exc)
+            storage.close()
+            return EXIT_FAILURE
     runtime = Runtime(config, storage, log=log)
     transport = PeerTransport(
         node_id=config.node_id, cluster_secret=config.cluster_secret,
@@ -190,6 +213,7 @@ async def serve(config: NodeConfig) -> int:
         peers={pid: p.peer_addr for pid, p in config.peers.items()},
         on_message=runtime.deliver,
         limits=TransportLimits(max_queue_bytes_per_peer=config.limits.peer_queue_bytes),
+        ssl_server=ssl_server, ssl_client=ssl_client,
         log=logging.getLogger("raftsched.transport"), cluster_id=config.cluster_id)
     runtime.attach_transport(transport)
     runner: web.AppRunner | None = None
@@ -199,7 +223,7 @@ async def serve(config: NodeConfig) -> int:
         runner = web.AppRunner(build_app(runtime), access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, config.http_addr[0], config.http_addr[1],
-                           shutdown_timeout=config.limits.shutdown_grace_s)
+                           shutdown_timeout=config.limits.shutdown_grace_s, ssl_context=http_ssl)
         try:
             await site.start()
         except OSError as exc:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from raftsched.server.config import ConfigError, load_config
-from tests.server.procs import free_ports
+from tests.server.procs import LocalCluster, free_ports
+from tests.server.transport_support import self_signed
 
 SECRET = "0123456789abcdef0123456789abcdef"
 
@@ -90,3 +91,17 @@ def test_flags_override_file_and_auth_defaults(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(cfg, {"typo_key": 1})
     assert info.value.key == "typo_key"
+
+
+def test_peers_over_mutual_tls(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)  # its own CA: every node presents the same cert
+    tls = ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(cert)]
+    with LocalCluster(tmp_path / "tls", nodes=3, extra_args=tls) as cluster:
+        leader = cluster.wait_for_leader(timeout_s=30)
+        follower = cluster.followers(leader)[0]
+        res = cluster.post(follower, "/v1/jobs", {"id": "over-tls", "queue": "q"})
+        assert res.status == 201, res.body
+        assert cluster.get(leader, "/v1/jobs/over-tls").status == 200
+    bad = _run([*_flags(tmp_path, data="bad-tls"), "--tls-cert", str(tmp_path / "missing.pem"),
+                "--tls-key", str(key), "--tls-ca", str(cert)])
+    assert bad.returncode == 2 and "tls.cert_file" in bad.stderr
