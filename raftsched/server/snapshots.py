@@ -21,6 +21,7 @@ dir from it after checking the checksum and the structure.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -117,6 +118,7 @@ async def serialize_off_loop(serialize: Callable[[], bytes], scratch: Path) -> b
     if pid == 0:  # the child: no loop, no logging, no signal handlers of the parent
         code = 1
         try:
+            gc.disable()  # a collection would touch (and so copy) every page of the heap
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
