@@ -42,7 +42,7 @@ from raftsched.raft.types import (
 
 from .config import ConfigError, PeerInfo, internal_read_token, parse_addr
 from .errors import ClusterRefused, NoLeader, OutcomeUnknown
-from .snapshots import encode_backup, write_file_durably
+from .snapshots import encode_backup, serialize_off_loop, write_file_durably
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -207,8 +207,14 @@ class ClusterOps:
         if term is None:  # compacted below a snapshot: its own term is recorded there
             term = rt.mirror.snapshot().meta.term
         meta = SnapshotMeta(index=index, term=term, membership=core.membership_at(index))
+        if len(rt.app.state.jobs) >= rt.config.raft.snapshot_fork_min_jobs:
+            # Forked now, before any await: the child sees the state at `index`.
+            app_data = await serialize_off_loop(
+                rt.app.snapshot, rt.config.data_dir / f"backup-serializing-{index}.tmp")
+        else:
+            app_data = rt.app.snapshot()
         blob = encode_backup(cluster_id=rt.config.cluster_id,
-                             snapshot=Snapshot(meta=meta, data=rt.app.snapshot()))
+                             snapshot=Snapshot(meta=meta, data=app_data))
         directory = rt.config.data_dir / BACKUP_DIR
         path = directory / f"backup-{index:020d}.snap"
         await asyncio.get_running_loop().run_in_executor(None, _write_backup, directory, path,
