@@ -4,6 +4,8 @@ Theory of operation. Three kinds of asyncio tasks share one `AsyncClient` (which
 leader and retries 503s / connection errors against any node with backoff):
 - the registration loop heartbeats the worker (capacity = concurrency, queues) every ttl/3;
 - the lease loop asks for up to the free capacity with a long poll, rotating over the queues;
+  while jobs run and fewer than a quarter of the slots are free it lingers up to
+  `lease_linger_ms` for more, so one lease (one Raft entry) fills several slots;
 - one task per leased job runs it in a child process (runner.JobRun: a shell command in a new
   process, a Python callable in one of the pool's long-lived children, pool.py) while a lease
   heartbeat renews the lease every third of its remaining time. A 409 on renewal, or the local
@@ -33,6 +35,8 @@ from raftsched.worker.pool import PyPool
 from raftsched.worker.runner import STOPPED, SUCCEEDED, JobRun, Outcome
 
 log = logging.getLogger("raftsched.worker")
+# Lease once a quarter of the slots is free (or after the linger time, or when idle).
+LEASE_BATCH_FRACTION = 4
 
 
 @dataclass(frozen=True)
@@ -50,12 +54,15 @@ class WorkerConfig:
     tail_bytes: int = 4096
     max_jobs: int | None = None  # stop after this many jobs (tests, benches)
     fresh_process: bool = False  # a new interpreter per Python job instead of the pool
+    lease_linger_ms: int = 20  # how long a few free slots wait for more before leasing
 
     def __post_init__(self) -> None:
         if not self.queues:
             raise ValueError("at least one --queue is required")
         if self.concurrency < 1:
             raise ValueError("--concurrency must be >= 1")
+        if self.lease_linger_ms < 0:
+            raise ValueError("--lease-linger-ms must be >= 0")
 
 
 def default_worker_id() -> str:
@@ -163,6 +170,24 @@ class Agent:
     def _free(self) -> int:
         return self.config.concurrency - len(self.running)
 
+    def _lease_batch_min(self) -> int:
+        return max(1, self.config.concurrency // LEASE_BATCH_FRACTION)
+
+    async def _linger(self) -> int:
+        """Wait up to `lease_linger_ms` for more slots to free up, so that one lease request
+        (one Raft entry) fills several slots instead of one each: with short jobs, slots
+        free up one completion at a time. Returns the free slots."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.lease_linger_ms / 1000
+        while self.running and self._free() < self._lease_batch_min() and not self.draining:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            self._capacity_free.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._capacity_free.wait(), remaining)
+        return self._free()
+
     def _done_enough(self) -> bool:
         return self.config.max_jobs is not None and self.jobs_done >= self.config.max_jobs
 
@@ -175,6 +200,8 @@ class Agent:
                 self._capacity_free.clear()
                 await self._capacity_free.wait()
                 continue
+            if self.running and free < self._lease_batch_min():
+                free = await self._linger()
             queue = queues[turn % len(queues)]
             turn += 1
             wait_ms = self.config.long_poll_ms // len(queues)

@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run each Python job in a new interpreter (no state shared between jobs; "
         "costs an interpreter start per job) instead of the pool of long-lived children",
     )
+    p.add_argument(
+        "--lease-linger-ms",
+        type=int,
+        default=20,
+        help="while jobs run, wait up to this long for a quarter of the slots to be free "
+        "before leasing, so one lease fills several slots (default 20)",
+    )
     p.add_argument("--max-jobs", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO")
     return p
@@ -102,6 +109,7 @@ def main(argv: list[str]) -> int:
             tail_bytes=args.tail_bytes,
             max_jobs=args.max_jobs,
             fresh_process=args.fresh_process,
+            lease_linger_ms=args.lease_linger_ms,
         )
         for name in config.imports:  # fail fast, before leasing anything
             importlib.import_module(name)

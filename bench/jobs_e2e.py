@@ -1,0 +1,294 @@
+"""`python -m bench.jobs_e2e`: end-to-end jobs/s through a real local cluster and real workers.
+
+What one run measures, for 1, 2 and 4 worker processes of concurrency 32 each:
+  a fresh queue; the workers started and warmed up (their pools of Python children started by
+  a warm-up round that is not counted); then the clock starts, N jobs `{"call":
+  "operator:add", "args": [1, 2]}` (a trivial Python callable) are submitted through the batch
+  endpoint (POST /v1/jobs:batch, `--batch` jobs per request, a few requests in flight), the
+  workers lease in batches (up to their free capacity per long-poll request), run each job in
+  their pool and complete it with its token; the clock stops when the queue counts N
+  succeeded (polled on the leader). jobs/s = N / that time.
+
+The cluster is 3 `raftsched node` processes on loopback started by this bench (fsync always),
+the same way `raftsched dev` and the tests start them (raftsched/server/local_nodes.py). The
+machine, the command and every figure go to bench/results/jobs_e2e.json and jobs_e2e.md.
+Goal (issue 10): 10x RQ's 548 jobs/s with 2 workers measured on this machine class.
+
+    python -m bench.jobs_e2e                 # 3000 jobs per worker count
+    python -m bench.jobs_e2e --jobs 500      # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]  # no stubs in the venv (as bench/sched_apply.py)
+
+from bench.machine import machine_line
+from raftsched.client import AsyncClient
+from raftsched.server.local_nodes import NodeSpec, get_json, node_argv, prepare_files
+
+RESULTS_DIR = Path(__file__).parent / "results"
+RQ_2_WORKERS_JOBS_S = 548  # RQ drain rate with 2 workers on this machine class (issue 10)
+GOAL_JOBS_S = 10 * RQ_2_WORKERS_JOBS_S
+WORKER_COUNTS = (1, 2, 4)
+CONCURRENCY = 32
+JOB = {"call": "operator:add", "args": [1, 2]}
+SUBMITS_IN_FLIGHT = 4
+LEADER_DEADLINE_S = 60.0
+DRAIN_DEADLINE_S = 600.0
+POLL_S = 0.05
+
+
+def free_ports(count: int) -> list[int]:
+    import socket  # noqa: PLC0415 - only here
+
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class Cluster:
+    """3 node processes on free loopback ports; stopped by pid."""
+
+    def __init__(self, base: Path, nodes: int, fsync: str) -> None:
+        self.files = prepare_files(base)
+        ports = free_ports(2 * nodes)
+        self.specs = [NodeSpec(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(nodes)]
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.fsync = fsync
+
+    @property
+    def urls(self) -> list[str]:
+        return [s.url for s in self.specs]
+
+    def start(self) -> None:
+        for spec in self.specs:
+            log = open(self.files.log_file(f"node{spec.node_id}"), "ab")  # noqa: SIM115
+            argv = node_argv(spec, self.specs, self.files, fsync=self.fsync)
+            self.procs.append(
+                subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            )
+        deadline = time.monotonic() + LEADER_DEADLINE_S
+        while self.leader_url() is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no leader after {LEADER_DEADLINE_S}s: {self.files.base}/logs")
+            time.sleep(0.1)
+
+    def leader_url(self) -> str | None:
+        for spec in self.specs:
+            doc = get_json(f"{spec.url}/v1/cluster", timeout_s=1.0)
+            if isinstance(doc, dict) and doc.get("role") == "leader":
+                return spec.url
+        return None
+
+    def stop(self) -> None:
+        stop_all(self.procs)
+
+
+def stop_all(procs: Sequence[subprocess.Popen[bytes]], deadline_s: float = 20.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    end = time.monotonic() + deadline_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def start_workers(
+    urls: list[str], queue: str, count: int, logs: Path
+) -> list[subprocess.Popen[bytes]]:
+    procs = []
+    for i in range(count):
+        argv = [
+            sys.executable, "-m", "raftsched.cli", "worker",
+            "--cluster", ",".join(urls), "--queue", queue,
+            "--concurrency", str(CONCURRENCY), "--id", f"{queue}-w{i}",
+            "--log-level", "WARNING",
+        ]  # fmt: skip
+        log = open(logs / f"{queue}-w{i}.log", "ab")  # noqa: SIM115
+        procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU (user + system) used so far by these processes and their live children."""
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                t = p.cpu_times()
+                total += t.user + t.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+async def commit_index(client: AsyncClient) -> int:
+    doc = await client.cluster()
+    return int(doc["commit_index"]) if isinstance(doc, dict) else 0
+
+
+async def succeeded(client: AsyncClient, queue: str) -> int:
+    doc = await client.get_queue(queue)
+    return int(doc["counts"]["succeeded"]) if isinstance(doc, dict) else 0
+
+
+async def submit_all(client: AsyncClient, queue: str, prefix: str, jobs: int, batch: int) -> None:
+    sem = asyncio.Semaphore(SUBMITS_IN_FLIGHT)
+
+    async def one(start: int) -> None:
+        async with sem:
+            docs = [
+                {"id": f"{queue}-{prefix}-{i}", "queue": queue, "payload": JOB}
+                for i in range(start, min(jobs, start + batch))
+            ]
+            await client.submit_batch(docs)
+
+    await asyncio.gather(*(one(s) for s in range(0, jobs, batch)))
+
+
+async def wait_done(client: AsyncClient, queue: str, total: int) -> float:
+    deadline = time.monotonic() + DRAIN_DEADLINE_S
+    while (done := await succeeded(client, queue)) < total:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{queue}: {done}/{total} succeeded after {DRAIN_DEADLINE_S}s")
+        await asyncio.sleep(POLL_S)
+    return time.monotonic()
+
+
+async def measure(
+    cluster: Cluster, workers: int, jobs: int, batch: int, logs: Path
+) -> dict[str, Any]:
+    urls = cluster.urls
+    node_pids = [p.pid for p in cluster.procs]
+    queue = f"bench-w{workers}"
+    procs = start_workers(urls, queue, workers, logs)
+    try:
+        async with AsyncClient(urls, timeout_s=60.0) as client:
+            warm = workers * CONCURRENCY * 2  # starts every pool child before the clock runs
+            await submit_all(client, queue, "warm", warm, batch)
+            await wait_done(client, queue, warm)
+            index0 = await commit_index(client)
+            worker_pids = [p.pid for p in procs]
+            nodes_cpu0, workers_cpu0 = cpu_seconds(node_pids), cpu_seconds(worker_pids)
+            cpu0 = time.process_time()
+            t0 = time.monotonic()
+            await submit_all(client, queue, "job", jobs, batch)
+            submitted = time.monotonic()
+            t1 = await wait_done(client, queue, warm + jobs)
+            entries = await commit_index(client) - index0
+            nodes_cpu = cpu_seconds(node_pids) - nodes_cpu0
+            workers_cpu = cpu_seconds(worker_pids) - workers_cpu0
+        elapsed = t1 - t0
+        return {
+            "workers": workers,
+            "concurrency": CONCURRENCY,
+            "jobs": jobs,
+            "seconds": round(elapsed, 3),
+            "jobs_per_s": round(jobs / elapsed, 1),
+            "submit_seconds": round(submitted - t0, 3),
+            "bench_cpu_s": round(time.process_time() - cpu0, 3),
+            # Raft entries committed meanwhile (submit batches, leases, completes, ticks,
+            # worker heartbeats): what each job costs the log.
+            "raft_entries": entries,
+            "entries_per_job": round(entries / jobs, 3),
+            # CPU per job, which the machine's other load does not change: the 3 nodes
+            # together, and the workers with their pool children.
+            "nodes_cpu_ms_per_job": round(nodes_cpu * 1000 / jobs, 3),
+            "workers_cpu_ms_per_job": round(workers_cpu * 1000 / jobs, 3),
+            "machine_load_1m": round(psutil.getloadavg()[0], 2),
+        }
+    finally:
+        stop_all(procs)
+
+
+def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [
+        "# End-to-end jobs/s (submit batch -> lease batch -> run a Python callable -> complete)",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Machine: {meta['machine']}  ",
+        f"Date: {meta['date']}  ",
+        f"Cluster: {meta['nodes']} nodes on loopback, fsync {meta['fsync']}; workers of "
+        f"concurrency {CONCURRENCY}; {meta['jobs']} jobs per row, batches of {meta['batch']}",
+        "",
+        "| workers | jobs/s | seconds | Raft entries/job | nodes CPU ms/job | workers CPU "
+        "ms/job | load (1 min) | goal (10x RQ's 548/s, 2 workers) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        goal = f"{GOAL_JOBS_S:,} ({'met' if r['jobs_per_s'] >= GOAL_JOBS_S else 'NOT met'})"
+        lines.append(
+            f"| {r['workers']} | {r['jobs_per_s']:,} | {r['seconds']} | {r['entries_per_job']} | "
+            f"{r['nodes_cpu_ms_per_job']} | {r['workers_cpu_ms_per_job']} | "
+            f"{r['machine_load_1m']} | "
+            f"{goal if r['workers'] == 2 else ''} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.jobs_e2e", description=__doc__)
+    p.add_argument("--jobs", type=int, default=3000, help="jobs per worker count (default 3000)")
+    p.add_argument("--batch", type=int, default=500, help="jobs per batch submit (default 500)")
+    p.add_argument("--workers", default=",".join(map(str, WORKER_COUNTS)))
+    p.add_argument("--fsync", choices=["always", "never"], default="always")
+    p.add_argument("--keep", action="store_true", help="keep the cluster's data dir and logs")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = p.parse_args(argv)
+    base = Path(tempfile.mkdtemp(prefix="raftsched-bench-jobs-"))
+    cluster = Cluster(base, 3, args.fsync)
+    rows = []
+    try:
+        cluster.start()
+        for workers in (int(w) for w in args.workers.split(",")):
+            row = asyncio.run(measure(cluster, workers, args.jobs, args.batch, base / "logs"))
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    finally:
+        cluster.stop()
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            print(f"data and logs kept in {base}", file=sys.stderr)
+    meta = {
+        "command": "python -m bench.jobs_e2e "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine_line(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "nodes": 3,
+        "fsync": args.fsync,
+        "jobs": args.jobs,
+        "batch": args.batch,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "jobs_e2e.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    (args.out / "jobs_e2e.md").write_text(render(rows, meta))
+    print(render(rows, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
