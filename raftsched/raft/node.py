@@ -922,7 +922,7 @@ class RaftNode:
                     self._become_follower(self._term, 0)  # cannot reach a majority: step down
                     return
                 for progress in self._progress.values():
-                    progress.recent_active = False
+                    progress.start_activity_period()
         if self._transferee:
             self._transfer_elapsed += 1
             if self._transfer_elapsed >= timeout:
@@ -969,7 +969,7 @@ class RaftNode:
         for peer in self._peers:
             progress = self._progress[peer]
             peer_commit = min(commit, progress.match_index)
-            progress.sent_commit = max(progress.sent_commit, peer_commit)
+            progress.sent_commit_index(peer_commit)
             self._eager.append(
                 Heartbeat(
                     term=self._term, src=self._id, dst=peer, commit=peer_commit, context=context
@@ -1008,12 +1008,11 @@ class RaftNode:
                 commit=log.committed,
             )
         )
-        progress.sent_commit = log.committed
+        progress.sent_commit_index(log.committed)
         if entries:
             progress.sent_entries(entries[-1].index)
             return True
-        if progress.state is ProgressState.PROBE:
-            progress.probe_sent = True
+        progress.sent_probe()
         return False
 
     def _send_snapshot(self, peer: NodeId, progress: Progress) -> None:
@@ -1046,7 +1045,7 @@ class RaftNode:
         progress = self._progress.get(m.src)
         if progress is None:
             return
-        progress.recent_active = True
+        progress.mark_active()
         log = self.log
         if not m.success:
             if m.needs_snapshot:
@@ -1082,8 +1081,8 @@ class RaftNode:
                 return
         while self._send_append(m.src, send_if_empty=False):
             pass
-        if progress.sent_commit < log.committed and not progress.inflight:
-            self._send_append(m.src, send_if_empty=True)  # it missed the latest commit
+        if progress.missed_commit(log.committed):
+            self._send_append(m.src, send_if_empty=True)
         self._maybe_send_timeout_now(m.src)
 
     def _maybe_send_timeout_now(self, peer: NodeId) -> None:
@@ -1118,36 +1117,29 @@ class RaftNode:
         progress = self._progress.get(m.src)
         if progress is None:
             return
-        progress.recent_active = True
+        progress.mark_active()
         if progress.state is ProgressState.SNAPSHOT:
-            # A chunk or its answer may be lost: resend when no answer came in a whole
-            # heartbeat round (`probe_sent` marks an answer since the last one).
-            if progress.probe_sent:
-                progress.probe_sent = False
-            else:
+            if progress.snapshot_chunk_stalled():
                 self._send_snapshot_chunk(m.src, progress)
         else:
-            progress.probe_sent = False
-            if progress.state is ProgressState.REPLICATE and progress.paused:
-                progress.inflight.popleft()  # let one append through: the window may be lost
+            progress.unblock_after_heartbeat()
             if progress.match_index < self.log.last_index():
                 self._send_append(m.src, send_if_empty=True)
-        if m.context > progress.read_ack_round:
-            progress.read_ack_round = m.context
+        if progress.ack_read_round(m.context):
             self._release_confirmed_reads()
 
     def _handle_snapshot_response(self, m: InstallSnapshotResponse) -> None:
         progress = self._progress.get(m.src)
         if progress is None:
             return
-        progress.recent_active = True
+        progress.mark_active()
         snapshot = progress.snapshot
         if progress.state is not ProgressState.SNAPSHOT or snapshot is None:
             return
         if snapshot.meta.index != m.snapshot_index or m.next_offset < 0:
             return
         if not m.success:
-            progress.snapshot_offset = 0
+            progress.restart_snapshot()
             self._send_snapshot_chunk(m.src, progress)
         elif m.next_offset >= len(snapshot.data):
             # Installed (the answer to the last chunk goes out after the follower's fsync).
@@ -1158,11 +1150,8 @@ class RaftNode:
                 while self._send_append(m.src, send_if_empty=False):
                     pass
                 self._maybe_send_timeout_now(m.src)
-        elif m.next_offset != progress.snapshot_offset:
-            # Usually forward; backward when the follower lost chunks (it restarted).
+        elif progress.snapshot_acked(m.next_offset):
             # A stale answer only costs a resent chunk: the follower knows best.
-            progress.snapshot_offset = m.next_offset
-            progress.probe_sent = True
             self._send_snapshot_chunk(m.src, progress)
 
     def _commit_and_broadcast(self) -> None:
@@ -1175,7 +1164,7 @@ class RaftNode:
         committed = self.log.committed
         for peer in self._peers:
             progress = self._progress[peer]
-            if progress.sent_commit < committed and not progress.inflight:
+            if progress.missed_commit(committed):
                 self._send_append(peer, send_if_empty=True)
         membership = self._configs.current
         if self._id not in membership.voters and self._configs.last_change_index <= (

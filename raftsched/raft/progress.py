@@ -14,6 +14,11 @@ Theory of operation (the etcd-raft model). Each follower is in one of three stat
 `match_index` only grows: it is what the follower has durably stored in agreement with the
 leader. `next_index` is always > `match_index`.
 
+Ownership: the fields are public for reading only. Every change goes through a method here
+(the "NB" etcd's tracker/progress.go leaves for the future): node.py says what happened
+(`sent_entries`, `update_match`, `decrease_to`, `unblock_after_heartbeat`, ...) and this
+class decides the transition. tests/raft/test_units.py checks that node.py writes no field.
+
 Stale answers. Links may reorder and duplicate (UDP-like), so an answer may be about an
 append sent long ago, before the leader last changed its mind. Every state change therefore
 needs an answer that is about the current state or is news: a success moves PROBE to
@@ -128,6 +133,69 @@ class Progress:
             self.inflight.append(last_index)
         elif self.state is ProgressState.PROBE:
             self.probe_sent = True
+
+    def sent_probe(self) -> None:
+        """An append without entries went out; in PROBE it is the outstanding probe."""
+        if self.state is ProgressState.PROBE:
+            self.probe_sent = True
+
+    def sent_commit_index(self, commit: int) -> None:
+        """An append or heartbeat told the follower the commit index `commit`."""
+        self.sent_commit = max(self.sent_commit, commit)
+
+    def missed_commit(self, commit: int) -> bool:
+        """True when the follower has no append in flight that will bring it `commit`, and
+        was never told it: the leader must send an (empty) append."""
+        return self.sent_commit < commit and not self.inflight
+
+    def mark_active(self) -> None:
+        """The follower answered something (CheckQuorum counts it for this period)."""
+        self.recent_active = True
+
+    def start_activity_period(self) -> None:
+        """A new CheckQuorum period (an election timeout) begins."""
+        self.recent_active = False
+
+    def ack_read_round(self, read_round: int) -> bool:
+        """The follower echoed read round `read_round` (§6.4). Returns True if that is news."""
+        if read_round <= self.read_ack_round:
+            return False
+        self.read_ack_round = read_round
+        return True
+
+    def unblock_after_heartbeat(self) -> None:
+        """A heartbeat answer arrived in PROBE or REPLICATE: the follower is alive, so an
+        answer that never came was lost. Allow another probe; with a full window, free one
+        slot (the window's answers may all be lost)."""
+        assert self.state is not ProgressState.SNAPSHOT
+        self.probe_sent = False
+        if self.state is ProgressState.REPLICATE and self.paused:
+            self.inflight.popleft()
+
+    def snapshot_chunk_stalled(self) -> bool:
+        """A heartbeat answer arrived in SNAPSHOT. True when no chunk was answered during the
+        whole heartbeat round before it: the current chunk (or its answer) is lost, resend.
+        `probe_sent` marks "a chunk was answered since the last heartbeat answer"."""
+        assert self.state is ProgressState.SNAPSHOT
+        answered = self.probe_sent
+        self.probe_sent = False
+        return not answered
+
+    def snapshot_acked(self, next_offset: int) -> bool:
+        """The follower expects `next_offset` next. Returns True when that moves the
+        transfer (usually forward; backward when the follower lost chunks by restarting),
+        so the chunk at the new offset is to be sent."""
+        assert self.state is ProgressState.SNAPSHOT and next_offset >= 0
+        if next_offset == self.snapshot_offset:
+            return False
+        self.snapshot_offset = next_offset
+        self.probe_sent = True
+        return True
+
+    def restart_snapshot(self) -> None:
+        """The follower refused a chunk (e.g. it lost the earlier ones): start over."""
+        assert self.state is ProgressState.SNAPSHOT
+        self.snapshot_offset = 0
 
     def decrease_to(self, rejected_prev_index: int, hint_next_index: int) -> bool:
         """The follower rejected an append whose prev index was `rejected_prev_index`;

@@ -3,8 +3,12 @@ MemoryStorage and the conf-change encoding."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
+import raftsched.raft.node
 from raftsched.raft import decode_conf_change, encode_conf_change
 from raftsched.raft.errors import CompactedError, MembershipChangeError, UnavailableError
 from raftsched.raft.log import RaftLog
@@ -24,6 +28,7 @@ from raftsched.raft.types import (
     EntryKind,
     HardState,
     Membership,
+    Snapshot,
     SnapshotMeta,
 )
 
@@ -99,6 +104,72 @@ def test_progress_rejection_moves_back_and_detects_stale_ones() -> None:
     assert not progress.decrease_to(rejected_prev_index=12, hint_next_index=7)
     assert progress.decrease_to(rejected_prev_index=8, hint_next_index=2)
     assert progress.next_index == 6  # never below match + 1
+
+
+def test_progress_heartbeat_answers_unblock_and_detect_stalled_chunks() -> None:
+    progress = Progress(next_index=1, max_inflight=1)
+    progress.sent_probe()
+    assert is_paused(progress)
+    progress.unblock_after_heartbeat()  # the probe or its answer was lost
+    assert not is_paused(progress)
+    progress.become_replicate()
+    progress.sent_entries(4)
+    assert is_paused(progress)
+    progress.unblock_after_heartbeat()  # a full window whose answers may all be lost
+    assert not is_paused(progress) and progress.next_index == 5
+    snapshot = Snapshot(SnapshotMeta(9, 1, Membership(frozenset({1, 2}))), b"abcdef")
+    progress.become_snapshot(snapshot)
+    assert progress.snapshot_chunk_stalled()  # no chunk answered in the last round
+    assert progress.snapshot_acked(3) and not progress.snapshot_acked(3)
+    assert not progress.snapshot_chunk_stalled()  # a chunk was answered this round
+    assert progress.snapshot_chunk_stalled()
+    progress.restart_snapshot()
+    assert progress.snapshot_offset == 0
+
+
+def test_progress_commit_and_read_round_bookkeeping() -> None:
+    progress = Progress(next_index=1, max_inflight=2)
+    assert progress.missed_commit(3)
+    progress.sent_commit_index(3)
+    progress.sent_commit_index(2)  # never backwards
+    assert not progress.missed_commit(3) and progress.missed_commit(4)
+    progress.become_replicate()
+    progress.sent_entries(5)
+    assert not progress.missed_commit(4)  # the append in flight will bring it
+    assert progress.ack_read_round(2) and not progress.ack_read_round(2)
+    assert not progress.ack_read_round(1) and progress.read_ack_round == 2
+    progress.start_activity_period()
+    assert not progress.recent_active
+    progress.mark_active()
+    assert progress.recent_active
+
+
+def test_node_never_writes_progress_fields() -> None:
+    """Progress owns its transitions (progress.py): node.py may read its fields but never
+    assign them or mutate its containers."""
+    path = Path(raftsched.raft.node.__file__)
+    tree = ast.parse(path.read_text())
+    fields = set(Progress.__slots__)
+    offences = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.stmt | ast.expr):
+            continue
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        for target in targets:
+            if isinstance(target, ast.Attribute) and target.attr in fields:
+                offences.append(f"line {node.lineno}: assigns .{target.attr}")
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Attribute)
+            and node.func.value.attr == "inflight"
+        ):
+            offences.append(f"line {node.lineno}: calls inflight.{node.func.attr}")
+    assert not offences, offences
 
 
 def test_memory_storage_append_truncates_conflicts_and_compacts() -> None:
