@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
+from raftsched.sched import Limits
 from raftsched.server.auth import ROLES, hash_token
 
 FsyncPolicy = Literal["always", "never"]
@@ -132,6 +133,10 @@ class NodeConfig:
     log_level: str = "INFO"
     log_file: Path | None = None
     tls: TlsSettings | None = None
+    # The scheduler's replicated settings a new cluster starts with (sched.Limits fields):
+    # the first leader proposes them in the Bootstrap entry; later only UpdateSettings
+    # changes them, so this table matters on the nodes of a new cluster only.
+    sched: Limits = field(default_factory=Limits)
 
     @property
     def initial_voters(self) -> frozenset[int]:
@@ -149,7 +154,7 @@ class NodeConfig:
 _TOP_KEYS: Final = frozenset({
     "node_id", "cluster_id", "data_dir", "peer_addr", "http_addr", "http_url", "secret_file",
     "secret", "fsync", "join", "auth", "tokens", "tokens_file", "peers", "raft", "limits",
-    "log_level", "log_file", "tls",
+    "log_level", "log_file", "tls", "sched",
 })
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -315,6 +320,19 @@ def _tls(raw: object) -> TlsSettings | None:
     return TlsSettings(files[0], files[1], files[2], _bool("tls.http", table.get("http", False)))
 
 
+def _sched_limits(raw: object) -> Limits:
+    table = _table("sched", raw)
+    known = {f.name for f in fields(Limits)}
+    for name, value in table.items():
+        if name not in known:
+            raise ConfigError(f"sched.{name}", "unknown key (see raftsched/sched/limits.py)")
+        _int(f"sched.{name}", value)
+    try:
+        return Limits(**table)
+    except (AssertionError, TypeError) as exc:
+        raise ConfigError("sched", f"invalid settings: {exc}") from None
+
+
 def build_config(raw: Mapping[str, Any]) -> NodeConfig:
     """Validate a merged file + flags mapping into a NodeConfig."""
     unknown = sorted(set(raw) - _TOP_KEYS)
@@ -359,6 +377,7 @@ def build_config(raw: Mapping[str, Any]) -> NodeConfig:
         log_level=level,
         log_file=Path(_str("log_file", raw["log_file"])) if "log_file" in raw else None,
         tls=tls,
+        sched=_sched_limits(raw.get("sched", {})),
     )
     if config.raft.election_ticks <= config.raft.heartbeat_ticks:
         raise ConfigError("raft.election_ticks", "must exceed raft.heartbeat_ticks")

@@ -53,6 +53,7 @@ from raftsched.raft.ready import Ready
 from raftsched.raft.storage import MemoryStorage, persist_ready
 from raftsched.raft.types import ConfChange, Membership, Role, Snapshot, SnapshotMeta, Status
 from raftsched.sched import Command, Ok, Refused, Result, SchedulerState, Tick
+from raftsched.sched.commands import Bootstrap
 
 from .api_runtime import RuntimeMetrics
 from .cluster_ops import ClusterOps
@@ -320,16 +321,21 @@ class Runtime:
         self._kick()
 
     def _maybe_propose_tick(self) -> None:
+        """The leader's own entries: the Bootstrap settings of a new cluster (until one is
+        applied), then a Tick whenever due work waits (SPEC §4). One at a time."""
         if self._tick_in_flight:
             return
-        due_ms = self.app.next_deadline_ms()
-        if due_ms is None:
-            return
-        stamp = self.stamp()
-        if due_ms > stamp:
-            return
+        state = self.app.state
+        command: Command
+        if not state.bootstrapped:
+            command = Bootstrap(settings=self.config.sched)
+        else:
+            stamp = self.stamp()
+            if not state.has_due_work(stamp):
+                return
+            command = Tick()
         try:
-            future = self.propose_entry(Tick(), stamp)
+            future = self.propose_entry(command, self.stamp())
         except (NotLeader, NoLeader, Overloaded):
             return
         self._tick_in_flight = True

@@ -102,7 +102,8 @@ async def _leader(net: Loopback, timeout_s: float = 5.0) -> Runtime:
         while True:
             leaders = [rt for i, rt in net.nodes.items()
                        if i not in net.cut and rt.status().role == "leader"]
-            if len(leaders) == 1:
+            # Settled: its Bootstrap entry (proposed on election) is applied.
+            if len(leaders) == 1 and leaders[0].state.bootstrapped:
                 return leaders[0]
             await asyncio.sleep(0.01)
 
@@ -183,3 +184,19 @@ async def test_partitioned_leader_answers_outcome_unknown(cluster: Loopback) -> 
     with pytest.raises(OutcomeUnknown):
         await leader.propose(_submit("lost-or-not"))
     cluster.cut.clear()
+
+
+async def test_leader_bootstraps_settings_and_ticks_due_work(cluster: Loopback) -> None:
+    leader = await _leader(cluster)
+    async with asyncio.timeout(5):
+        while not all(rt.state.bootstrapped for rt in cluster.nodes.values()):
+            await asyncio.sleep(0.01)
+    assert leader.state.limits == leader.config.sched
+    spec = JobSpec(id="delayed", queue="q", delay_ms=300)
+    assert isinstance(await leader.propose(SubmitJobs(jobs=(spec,))), Ok)
+    assert leader.state.jobs["delayed"].state == "scheduled"
+    # Nothing else is proposed: only the leader's Tick can promote the job when it falls due.
+    async with asyncio.timeout(5):
+        while leader.state.jobs["delayed"].state != "pending":
+            await asyncio.sleep(0.02)
+    assert leader.counters.ticks_proposed >= 2  # the Bootstrap, then at least one Tick
