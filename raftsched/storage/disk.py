@@ -99,7 +99,9 @@ class DiskStorage:
         if disk.power_loss:
             logger.warning("storage: power-loss failpoint on: writes wait in memory until fsync")
         data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        if not data_dir.is_dir():
+            data_dir.mkdir(parents=True)
+            disk.fsync_dir(data_dir.parent)  # the new directory's own entry is durable too
         lock_fd = _lock(data_dir)
         try:
             _check_identity(data_dir, identity, disk, logger)
