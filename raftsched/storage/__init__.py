@@ -1,7 +1,13 @@
 """Durable Raft storage: a segmented write-ahead log on local disk (docs/storage.md)."""
 
-from .disk import DiskStorage, StorageInUseError
-from .errors import CorruptStorageError, StorageError, StorageFatalError, StorageIdentityError
+from .disk import DiskStorage
+from .errors import (
+    CorruptStorageError,
+    StorageError,
+    StorageFatalError,
+    StorageIdentityError,
+    StorageInUseError,
+)
 
 __all__ = [
     "CorruptStorageError",

@@ -38,7 +38,7 @@ from ..raft.errors import CompactedError, UnavailableError
 from ..raft.storage import UNLIMITED_BYTES, limit_by_bytes
 from ..raft.types import Entry, EntryKind, HardState, Membership, Snapshot, SnapshotMeta
 from . import records
-from .errors import CorruptStorageError, StorageError, StorageIdentityError
+from .errors import CorruptStorageError, StorageIdentityError, StorageInUseError
 from .files import DiskIO
 from .logindex import LogIndex
 from .records import RecordType, WalState
@@ -60,10 +60,6 @@ _EMPTY_SNAPSHOT: Final = Snapshot(SnapshotMeta(0, 0, Membership(frozenset())), b
 _ENTRY_KINDS: Final = tuple(EntryKind)
 _TERM: Final = attrgetter("term")
 _DATA: Final = attrgetter("data")
-
-
-class StorageInUseError(StorageError):
-    """Another process holds this data directory open."""
 
 
 class DiskStorage:

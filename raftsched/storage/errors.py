@@ -8,6 +8,7 @@
   data that is gone (PostgreSQL's "fsyncgate"): the storage refuses every later call and
   the node must exit non-zero. What was acknowledged before stays on disk.
 - `StorageIdentityError`: the directory belongs to another cluster or node.
+- `StorageInUseError`: another process has the directory open.
 """
 
 from __future__ import annotations
@@ -35,3 +36,7 @@ class StorageFatalError(StorageError):
 
 class StorageIdentityError(StorageError):
     """The data directory was created for another (cluster_id, node_id)."""
+
+
+class StorageInUseError(StorageError):
+    """Another process holds this data directory open (an flock on its LOCK file)."""
