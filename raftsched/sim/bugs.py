@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 
 from raftsched.raft.config import RaftConfig
-from raftsched.raft.messages import Message
+from raftsched.raft.messages import Heartbeat, Message
 from raftsched.raft.node import RaftNode
 from raftsched.raft.ready import Ready
 from raftsched.raft.types import HardState, Membership, NodeId
@@ -60,6 +60,25 @@ class ReadWithoutQuorumNode(RaftNode):
         self._emit_read_state(requester, context, index)
 
 
+class EagerBeforeDurableNode(RaftNode):
+    """Sends eager messages (the leader's appends and heartbeats) even while its term and
+    vote are not durable yet (issue 6 defect 1): a single voter that elects itself tells
+    its learners about a term a power loss can make it reuse."""
+
+    def _may_send_eagerly(self) -> bool:
+        return True
+
+
+class HeartbeatIgnoredNode(RaftNode):
+    """Does not restart the election timer on heartbeats (issue 6 defect 5): a follower
+    that only hears heartbeats from a live leader campaigns anyway."""
+
+    def _restart_election_timer(self, m: Message) -> None:
+        if isinstance(m, Heartbeat):
+            return
+        super()._restart_election_timer(m)
+
+
 def _factory(cls: type[RaftNode]) -> CoreFactory:
     def make(config: RaftConfig, disk: SimDisk, rng: random.Random) -> RaftCore:
         return cls(config, disk, rng)
@@ -74,8 +93,8 @@ class ForgetfulVoteDisk(SimDisk):
     """Loses the persisted vote on every crash (PySyncObj #84/#201): a restarted node may
     vote twice in one term."""
 
-    def crash(self) -> None:
-        super().crash()
+    def crash(self, keep_ops: int = 0, torn_entries: int | None = None) -> None:
+        super().crash(keep_ops, torn_entries)
         for image in (self.current, self.durable):
             hs = image.hard_state
             image.hard_state = HardState(term=hs.term, vote=0, commit=hs.commit)
@@ -134,6 +153,11 @@ class Bug:
     disk_factory: DiskFactory = default_disk
     workload: str = "kv"  # the workload that exposes it (run.py uses it unless told otherwise)
     sched_app_class: type[SimSchedApp] | None = None
+    hook: str = ""  # the RaftNode hook the bug overrides (the core must have it)
+
+    def available(self) -> bool:
+        """False when the core lacks the hook this bug overrides (an older core)."""
+        return not self.hook or hasattr(RaftNode, self.hook)
 
 
 BUGS: dict[str, Bug] = {
@@ -158,6 +182,19 @@ BUGS: dict[str, Bug] = {
             "read-without-quorum",
             "confirm ReadIndex reads without a heartbeat round (§6.4)",
             core_factory=_factory(ReadWithoutQuorumNode),
+        ),
+        Bug(
+            "eager-before-durable",
+            "the leader sends its appends before its new term is durable (issue 6 defect 1; "
+            "reachable with a single voter)",
+            core_factory=_factory(EagerBeforeDurableNode),
+            hook="_may_send_eagerly",
+        ),
+        Bug(
+            "heartbeat-ignored",
+            "heartbeats do not restart a follower's election timer (issue 6 defect 5)",
+            core_factory=_factory(HeartbeatIgnoredNode),
+            hook="_restart_election_timer",
         ),
         Bug(
             "ack-before-sync",

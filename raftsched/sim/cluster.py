@@ -32,6 +32,8 @@ from .node_host import CoreFactory, HostTimings, NodeHost, RaftCore
 @dataclass(slots=True)
 class ClusterOptions:
     nodes: int = 3
+    voters: int = 0  # founders that vote (the rest start as learners); 0: all of them
+    tick_drift: float = 0.0  # each host's tick period is off by up to this fraction
     election_timeout_ticks: int = 10
     heartbeat_interval_ticks: int = 1
     timings: HostTimings = field(default_factory=HostTimings)
@@ -81,7 +83,12 @@ class SimCluster:
         self.checker = InvariantChecker() if options.check_invariants else None
         self.network = Network(loop, random.Random(rng.getrandbits(64)), self._route)
         self.hosts: dict[NodeId, NodeHost] = {}
-        self.bootstrap = Membership(voters=frozenset(range(1, options.nodes + 1)))
+        voters = options.voters or options.nodes
+        assert 1 <= voters <= options.nodes
+        self.bootstrap = Membership(
+            voters=frozenset(range(1, voters + 1)),
+            learners=frozenset(range(voters + 1, options.nodes + 1)),
+        )
         self._next_node_id = options.nodes + 1
         self._read_context = 0
         self.leader_changes = 0
@@ -89,7 +96,7 @@ class SimCluster:
         # from inside that node's Ready processing (its first messages are in flight).
         self.leader_listeners: list[Callable[[NodeId, int], None]] = []
         self._last_leader: tuple[int, NodeId] = (0, 0)
-        for node_id in sorted(self.bootstrap.voters):
+        for node_id in sorted(self.bootstrap.members):
             self._add_host(node_id, self.bootstrap)
 
     # -- tracing ------------------------------------------------------------------------
@@ -131,6 +138,9 @@ class SimCluster:
             next_read_context=self._next_context,
             app_kind=self.app_kind,
         )
+        if opts.tick_drift:
+            drift = self.rng.uniform(-opts.tick_drift, opts.tick_drift)
+            host.tick_units = UNITS_PER_TICK * (1.0 + drift)
         self.hosts[node_id] = host
         if self.checker is not None:
             self.checker.register_disk(node_id, disk)
@@ -175,6 +185,18 @@ class SimCluster:
         return best[1] if best is not None else None
 
     # -- HostObserver (forwarded to the checker, plus the trace) -------------------------
+
+    def on_handed(self, node_id: NodeId, rd: Ready, status: Status) -> None:
+        assert self.checker is not None
+        self.checker.on_handed(node_id, rd, status)
+
+    def on_send(self, node_id: NodeId, msg: Message) -> None:
+        assert self.checker is not None
+        self.checker.on_send(node_id, msg)
+
+    def before_persist(self, node_id: NodeId, rd: Ready) -> None:
+        assert self.checker is not None
+        self.checker.before_persist(node_id, rd)
 
     def on_persist(self, node_id: NodeId, rd: Ready) -> None:
         assert self.checker is not None

@@ -4,8 +4,13 @@ Theory of operation: the disk holds two images of the node's Raft storage (snaps
 state, log). `current` is what the node reads and writes: every write lands there at once.
 `durable` is what survives a crash: writes since the last `sync` wait in an ordered journal
 and are replayed onto `durable` by `sync` (so one sync covers all of them: group commit).
-`crash` throws the journal away and makes `current` a copy of `durable`, which is exactly
+`crash` makes `current` a copy of `durable` after replaying an arbitrary prefix of the
+journal onto it (what the page cache happened to write back before the power went), and
+may tear the record after that prefix: a torn append keeps only some of its entries, as a
+write-ahead log that truncates a torn tail record on start would. `crash(keep_ops=0)` is
 "lose every write not yet synced". Entries are immutable and shared by both images.
+Writes are journalled in order and the log is one sequential file, so a crash can never
+keep a later write without the earlier ones.
 
 `SimDisk` is the `WritableStorage` the core and the node host see. With
 `track_durability=False` it keeps one image only (the benchmark, where nothing crashes).
@@ -137,6 +142,9 @@ class SimDisk:
         self.track_durability = track_durability
         self.durable = self.current.clone() if track_durability else self.current
         self._journal: list[Callable[[LogImage], None]] = []
+        # The entries of each journalled append (empty for other writes): what a torn
+        # append record can keep a prefix of.
+        self._journal_entries: list[tuple[Entry, ...]] = []
         self.syncs = 0
         self.crashes = 0
 
@@ -162,15 +170,16 @@ class SimDisk:
 
     # -- WritableStorage ----------------------------------------------------------------
 
-    def _write(self, op: Callable[[LogImage], None]) -> None:
+    def _write(self, op: Callable[[LogImage], None], entries: tuple[Entry, ...] = ()) -> None:
         op(self.current)
         if self.track_durability:
             self._journal.append(op)
+            self._journal_entries.append(entries)
 
     def append(self, entries: tuple[Entry, ...] | list[Entry]) -> None:
         if entries:
             batch = tuple(entries)
-            self._write(lambda image: image.append(batch))
+            self._write(lambda image: image.append(batch), batch)
 
     def set_hard_state(self, hard_state: HardState) -> None:
         self._write(lambda image: image.set_hard_state(hard_state))
@@ -198,19 +207,38 @@ class SimDisk:
     def has_unsynced_writes(self) -> bool:
         return bool(self._journal)
 
+    def unsynced_writes(self) -> int:
+        return len(self._journal)
+
     def sync(self) -> None:
         """fsync: everything written so far becomes durable."""
         self.syncs += 1
         for op in self._journal:
             op(self.durable)
         self._journal.clear()
+        self._journal_entries.clear()
 
-    def crash(self) -> None:
-        """Power loss: unsynced writes vanish; the node restarts from the durable image."""
+    def crash(self, keep_ops: int = 0, torn_entries: int | None = None) -> None:
+        """Power loss: the first `keep_ops` unsynced writes reached the platter, the rest
+        vanish; `torn_entries`: the next write, if it is an append, was torn after that
+        many of its entries (its other writes are lost). The node restarts from the
+        durable image."""
+        assert 0 <= keep_ops <= len(self._journal), (keep_ops, len(self._journal))
         self.crashes += 1
-        self._journal.clear()
         if self.track_durability:
+            for op in self._journal[:keep_ops]:
+                op(self.durable)
+            if torn_entries is not None and keep_ops < len(self._journal):
+                batch = self._journal_entries[keep_ops][:torn_entries]
+                if batch:
+                    self.durable.append(batch)
             self.current = self.durable.clone()
+        self._journal.clear()
+        self._journal_entries.clear()
+
+    def pending_append_sizes(self) -> list[int]:
+        """Entries per unsynced write (0 for a non-append): to choose a tear point."""
+        return [len(batch) for batch in self._journal_entries]
 
     def durable_hard_state(self) -> HardState:
         return self.durable.hard_state

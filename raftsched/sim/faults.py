@@ -26,6 +26,13 @@ Kinds:
   election-crash at the next election, a voter crashes the moment the leader is known (its
                  vote is on disk, the leader's first appends are not) and restarts at once;
                  the leader is isolated for a while, so the others elect again
+  walk           a membership walk: voters removed (each replaced by a fresh learner)
+                 down to 1 voter + learners or 2 voters, then learners promoted back
+  disk-stall     a node's fsyncs (often the leader's) stall for 1-3 election timeouts
+  clock-jump     the leader's wall clock (what it stamps entries with) jumps by 1-60 s
+                 either way, and back a while later
+Crashes keep an arbitrary prefix of the unsynced writes half of the time, and may tear
+the record after it (disk.py).
 Snapshots and compaction are not faults: hosts take them at a threshold under load.
 `heal` ends everything at the start of the liveness phase.
 """
@@ -65,6 +72,9 @@ class FaultKind(enum.Enum):
     BRIDGE = "bridge"
     ELECTION_CRASH = "election-crash"
     TRANSFER = "transfer"
+    WALK = "walk"
+    DISK_STALL = "disk-stall"
+    CLOCK_JUMP = "clock-jump"
 
 
 DEFAULT_WEIGHTS: dict[FaultKind, float] = {
@@ -83,6 +93,9 @@ DEFAULT_WEIGHTS: dict[FaultKind, float] = {
     FaultKind.POWER_LOSS: 1.5,
     FaultKind.BRIDGE: 2.0,
     FaultKind.ELECTION_CRASH: 2.0,
+    FaultKind.WALK: 1.0,
+    FaultKind.DISK_STALL: 1.5,
+    FaultKind.CLOCK_JUMP: 1.0,
 }
 
 
@@ -166,6 +179,13 @@ class Nemesis:
                 elif action_name == "resume" and host_or_none.paused:
                     host_or_none.resume()
                     self._cluster.trace(f"nemesis: node {host_or_none.node_id} resumed")
+
+        self._cluster.loop.call_later(delay, end)
+
+    def _later_jump(self, delay: int, host: NodeHost, jump_ms: int) -> None:
+        def end() -> None:
+            host.clock_skew_ms += jump_ms
+            self._cluster.trace(f"nemesis: clock of node {host.node_id} jumps {jump_ms:+d} ms")
 
         self._cluster.loop.call_later(delay, end)
 
@@ -344,6 +364,32 @@ class Nemesis:
             case FaultKind.MEMBERSHIP:
                 if not self.membership.begin(rng):
                     return False
+            case FaultKind.WALK:
+                if not self.membership.begin(rng, walk=True):
+                    return False
+            case FaultKind.DISK_STALL:
+                candidates = [h for h in members if h.up]
+                if not candidates:
+                    return False
+                victim = (
+                    leader if leader is not None and rng.random() < 0.5 else rng.choice(candidates)
+                )
+                timeout = cluster.options.election_timeout_ticks
+                stall = rng.randint(timeout + 1, 3 * timeout) * UNITS_PER_TICK
+                victim.disk_stall_until = max(victim.disk_stall_until, cluster.loop.now + stall)
+                cluster.trace(
+                    f"nemesis: disk of node {victim.node_id} stalls for {stall // UNITS_PER_TICK} "
+                    "ticks"
+                )
+            case FaultKind.CLOCK_JUMP:
+                if leader is None:
+                    return False
+                jump_ms = rng.choice((-1, 1)) * rng.randint(1_000, 60_000)
+                leader.clock_skew_ms += jump_ms
+                cluster.trace(f"nemesis: clock of leader {leader.node_id} jumps {jump_ms:+d} ms")
+                self._later_jump(
+                    self._ticks(p.partition_ticks_min, p.partition_ticks_max), leader, -jump_ms
+                )
             case FaultKind.TRANSFER:
                 if leader is None:
                     return False
@@ -396,6 +442,7 @@ class Nemesis:
         for host in cluster.hosts.values():
             if host.retired:
                 continue
+            host.disk_stall_until = 0  # fsyncs already scheduled still complete at their time
             if not host.up:
                 host.start()
             elif host.paused:

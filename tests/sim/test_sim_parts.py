@@ -59,13 +59,13 @@ def _network(seed: int = 1) -> tuple[EventLoop, Network, list[Message]]:
 def test_network_partition_is_directed_and_drops_in_flight() -> None:
     loop, net, got = _network()
     net.cut(1, 2)
-    net.send(Heartbeat(1, 1, 2, 0))
-    net.send(Heartbeat(1, 2, 1, 0))
+    net.send(Heartbeat(term=1, src=1, dst=2, commit=0))
+    net.send(Heartbeat(term=1, src=2, dst=1, commit=0))
     loop.run_until(100)
     assert [(m.src, m.dst) for m in got] == [(2, 1)]
     # A partition made while a message is in flight swallows it.
     net.heal()
-    net.send(Heartbeat(1, 1, 3, 0))
+    net.send(Heartbeat(term=1, src=1, dst=3, commit=0))
     net.partition([1], [2, 3])
     loop.run_until(200)
     assert len(got) == 1
@@ -75,11 +75,11 @@ def test_network_partition_is_directed_and_drops_in_flight() -> None:
 def test_network_duplicates_and_loses_by_probability() -> None:
     loop, net, got = _network()
     net.conditions = NetworkConditions(duplicate_probability=1.0)
-    net.send(Heartbeat(1, 1, 2, 0))
+    net.send(Heartbeat(term=1, src=1, dst=2, commit=0))
     loop.run_until(100)
     assert len(got) == 2
     net.conditions = NetworkConditions(loss_probability=1.0)
-    net.send(Heartbeat(1, 1, 2, 0))
+    net.send(Heartbeat(term=1, src=1, dst=2, commit=0))
     loop.run_until(200)
     assert len(got) == 2
 
@@ -88,13 +88,13 @@ def test_network_links_are_fifo_unless_reordering() -> None:
     loop, net, got = _network(seed=7)
     net.conditions = NetworkConditions(delay_units_min=1, delay_units_max=50)
     for i in range(20):
-        net.send(Heartbeat(1, 1, 2, commit=i))
+        net.send(Heartbeat(term=1, src=1, dst=2, commit=i))
     loop.run_until(1000)
     assert [m.commit for m in got if isinstance(m, Heartbeat)] == list(range(20))
     got.clear()
     net.conditions = NetworkConditions(reorder_probability=0.5)
     for i in range(20):
-        net.send(Heartbeat(1, 1, 2, commit=i))
+        net.send(Heartbeat(term=1, src=1, dst=2, commit=i))
     loop.run_until(2000)
     commits = [m.commit for m in got if isinstance(m, Heartbeat)]
     assert sorted(commits) == list(range(20))
@@ -106,7 +106,7 @@ def test_network_without_fifo_reorders_with_random_delays() -> None:
     net.fifo_links = False
     net.conditions = NetworkConditions(delay_units_min=1, delay_units_max=50)
     for i in range(20):
-        net.send(Heartbeat(1, 1, 2, commit=i))
+        net.send(Heartbeat(term=1, src=1, dst=2, commit=i))
     loop.run_until(1000)
     commits = [m.commit for m in got if isinstance(m, Heartbeat)]
     assert sorted(commits) == list(range(20))
