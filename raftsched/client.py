@@ -1,9 +1,11 @@
 """Python client for the raftsched HTTP API (SPEC §5): `AsyncClient` (aiohttp) and `Client` (sync).
 
 Theory of operation: every route is one method that builds a request and parses the answer
-into a dataclass. `_call` sends it to the node believed to be the leader; a 307 moves that
-belief to the `Location` given, a 503 / connection error / timeout moves it to the next node
-and retries with backoff until the call's deadline. A mutating request always carries an
+into a dataclass. `call` sends it to the node believed to be the leader with
+`X-Raft-No-Proxy: 1`, so a follower answers 307 instead of relaying it; the 307 moves that
+belief to the `Location` given (later calls go straight to the leader); a 503, a connection
+error, a timeout or a redirect loop (stale leader views) moves it to the next node and retries
+with backoff until the call's deadline. A mutating request always carries an
 `Idempotency-Key` (the caller's, or one generated per call) and every retry reuses it, so a
 retry after an unknown outcome can never apply twice. Error answers become typed exceptions
 (`NotFound`, `Conflict`, `StaleToken`, `Overloaded`, `NoLeader`, `Unauthorized`,
@@ -27,6 +29,8 @@ T = TypeVar("T")
 JSON = Any  # a decoded JSON value
 
 DEFAULT_TIMEOUT_S = 30.0
+NO_PROXY_HEADER = "X-Raft-No-Proxy"
+MAX_REDIRECTS = 5  # consecutive 307s before backing off
 RESETTABLE_QUEUE_FIELDS = ("max_in_flight", "lease_ms", "max_attempts")
 # Answers that mean "the job's lease is gone": the worker must stop, not report.
 LEASE_LOST_CODES = frozenset({"stale_token", "lease_expired", "not_leased"})
@@ -116,6 +120,10 @@ def _error_for(status: int, body: JSON, retry_after_s: float | None) -> ApiError
     if status == 503:
         return NoLeader(status, code, message, details)
     return ApiError(status, code, message, details)
+
+
+class _Retry(Exception):
+    """Internal: leave the response context and go to the backoff step of `call`."""
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -302,7 +310,9 @@ class AsyncClient:
     async def call(self, c: Call) -> JSON:
         """Send `c`, following the leader and retrying until the call's deadline."""
         key = c.idempotency_key or (str(uuid.uuid4()) if c.mutating else None)
-        headers = {"Accept": "application/json"}
+        # No-Proxy: a follower answers 307 + Location instead of relaying the request, so
+        # the client learns the leader and talks to it directly (no second HTTP hop).
+        headers = {"Accept": "application/json", NO_PROXY_HEADER: "1"}
         if key:
             headers["Idempotency-Key"] = key
         if self.token:
@@ -311,6 +321,7 @@ class AsyncClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s + (c.timeout_s or 0.0)
         delay = 0.05
+        redirects = 0
         last: ApiError | None = None
         while True:
             base = self._target()
@@ -327,7 +338,14 @@ class AsyncClient:
                 ) as resp:
                     if resp.status in (307, 308) and "Location" in resp.headers:
                         self._leader_url = _origin(resp.headers["Location"])
-                        continue
+                        redirects += 1
+                        if redirects <= MAX_REDIRECTS:
+                            continue
+                        # Nodes disagree on the leader (an election is settling): back off.
+                        redirects = 0
+                        last = NoLeader(307, "redirect_loop", "leader views disagree", {})
+                        self._rotate()
+                        raise _Retry()
                     raw = await resp.read()
                     self.last_headers = dict(resp.headers)
                     ctype = resp.headers.get("Content-Type", "")
@@ -348,6 +366,8 @@ class AsyncClient:
                         raise err
                     last = err
                     self._rotate()
+            except _Retry:
+                pass
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 last = Unavailable(0, "unreachable", f"{base}: {exc!r}", {"url": base})
                 self._rotate()

@@ -42,6 +42,7 @@ class FakeApi:
         self.token = token
         self.fail_next: list[int] = []
         self.redirect_to: str | None = None
+        self.no_proxy_seen = False  # a request asked for 307 instead of proxying
         self.requests: list[tuple[str, str, str | None]] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -110,6 +111,7 @@ class FakeApi:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests.append((request.method, request.path, request.headers.get("Idempotency-Key")))
+        self.no_proxy_seen = self.no_proxy_seen or request.headers.get("X-Raft-No-Proxy") == "1"
         if self.fail_next:
             status = self.fail_next.pop(0)
             return web.json_response(

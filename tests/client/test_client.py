@@ -199,3 +199,19 @@ def test_get_schedule(client: Client) -> None:
     assert doc["name"] == "gs" and doc["cron"] == "0 3 * * *" and doc["next_fire_at"]
     with pytest.raises(NotFound):
         client.get_schedule("absent")
+
+
+def test_client_asks_followers_not_to_proxy_and_survives_a_redirect_loop() -> None:
+    with FakeApi() as a, FakeApi() as b:
+        a.redirect_to, b.redirect_to = b.url, a.url  # stale views pointing at each other
+        with Client(a.url, timeout_s=0.5) as c, pytest.raises(NoLeader):
+            c.queues()
+        assert 5 < len(a.requests) + len(b.requests) < 200  # bounded, with backoff
+        a.redirect_to = None
+        with Client(b.url, timeout_s=3.0) as c:
+            assert "queues" in c.queues()
+
+
+def test_the_no_proxy_header_is_sent(api: FakeApi, client: Client) -> None:
+    client.queues()
+    assert api.no_proxy_seen
