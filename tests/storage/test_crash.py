@@ -345,3 +345,26 @@ def test_real_full_file_system(small_tmpfs: Path, tmp_path: Path) -> None:
     moved.sync()
     check_entries(moved, moved.last_index())
     moved.close()
+
+
+def test_a_new_segment_torn_in_its_header_is_removed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    build(tmp_path, 100, batch=100, segment_bytes=4096)  # one sync: fills and seals it
+    storage = DiskStorage.open(tmp_path, segment_bytes=4096)
+    storage.append(entries(101, 1))
+    storage.sync()  # creates the second segment
+    storage.close()
+    newest = _segments(tmp_path)[-1]
+    assert len(_segments(tmp_path)) == 2
+    os.truncate(newest, 7)  # the crash hit while its header was being written
+    with caplog.at_level(logging.INFO, logger="raftsched.storage"):
+        reopened = DiskStorage.open(tmp_path, segment_bytes=4096)
+    assert not newest.exists() and reopened.last_index() == 100
+    assert any("no complete header" in r.message for r in caplog.records)
+    reopened.append(entries(101, 2))
+    reopened.sync()
+    reopened.close()
+    again = DiskStorage.open(tmp_path)
+    check_entries(again, 102)
+    again.close()
