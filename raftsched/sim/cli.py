@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .bugs import BUGS, UnknownBugError
-from .run import WORKLOAD_KINDS, RunResult, SimConfig, run_seed
+from .node_host import HostTimings
+from .run import TOPOLOGIES, WORKLOAD_KINDS, RunResult, SimConfig, run_seed
 
 EXIT_VIOLATION = 1
 EXIT_USAGE = 2
@@ -93,6 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
         "TCP transport; reordering then also happens outside chaos faults",
     )
     parser.add_argument(
+        "--serial-host",
+        action="store_true",
+        help="drive each core with the serial host (a Ready that must be synced blocks "
+        "everything until its fsync) instead of the default pipelined host that models "
+        "the networked runtime (storage worker, overlapping Readys)",
+    )
+    parser.add_argument(
+        "--topology",
+        choices=TOPOLOGIES,
+        default="mixed",
+        help="the founding configuration: all voters, 1 voter + learners, 2 voters + "
+        "learners, or mixed (chosen per seed, mostly all voters; default)",
+    )
+    parser.add_argument(
+        "--allow-unknown",
+        action="store_true",
+        help="do not fail when the linearizability checker gives up on a history (its time "
+        "budget); such histories are reported as unknown, never as valid",
+    )
+    parser.add_argument(
         "--verbose",
         action="store_true",
         help="print the readable event trace of every run (use with --seed)",
@@ -106,18 +127,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def replay_command(result: RunResult, ticks: int, unordered_links: bool = False) -> str:
-    parts = ["python -m raftsched.sim", f"--seed {result.seed}", f"--nodes {result.nodes}"]
+def replay_command(
+    result: RunResult,
+    ticks: int,
+    unordered_links: bool = False,
+    *,
+    serial_host: bool = False,
+    topology: str = "mixed",
+) -> str:
+    """The command that replays `result` with a trace (works outside the venv)."""
+    parts = ["scripts/sim", f"--seed {result.seed}", f"--nodes {result.nodes}"]
     if result.workload_kind != "kv":
         parts.append(f"--workload {result.workload_kind}")
     if ticks != 300:
         parts.append(f"--ticks {ticks}")
     if unordered_links:
         parts.append("--unordered-links")
+    if serial_host:
+        parts.append("--serial-host")
+    if topology != "mixed":
+        parts.append(f"--topology {topology}")
     if result.bug:
         parts.append(f"--bug {result.bug}")
     parts.append("--verbose")
     return " ".join(parts)
+
+
+def _distinct(violations: list[str], limit: int) -> list[str]:
+    """The first `limit` violations, each told once (the same finding on several nodes
+    differs only in numbers: keep the first of each shape)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for text in violations:
+        shape = "".join("#" if c.isdigit() else c for c in text)
+        if shape in seen:
+            continue
+        seen.add(shape)
+        out.append(text)
+        if len(out) == limit:
+            break
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,17 +223,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bug=args.bug,
                 fifo_links=not args.unordered_links,
                 workload_kind=args.workload,
+                timings=HostTimings(pipelined=not args.serial_host),
+                topology=args.topology,
             )
             result = run_seed(config, trace_sink=sink)
             results.append(result)
             if not result.ok:
                 failures.append(result)
-                progress.console.print(f"[red]seed {seed}: {result.violations[0]}")
             progress.update(task, advance=1, status=f"{len(failures)} failing")
             if failures and stop_at_first:
                 break
 
     elapsed = time.monotonic() - started
+    unknown = [r for r in results if r.unknown]
     faults: dict[str, int] = {}
     for r in results:
         for kind, n in r.faults_by_kind.items():
@@ -195,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"elections {sum(r.elections for r in results)}  "
         f"faults {sum(r.faults_injected for r in results)}  "
         f"membership changes {sum(r.membership_changes for r in results)}  "
-        f"violations {len(failures)}  ({elapsed:.1f}s)"
+        f"violations {len(failures)}  unknown {len(unknown)}  ({elapsed:.1f}s)"
     )
     sched = [r.sched for r in results if r.sched is not None]
     if sched:
@@ -212,12 +263,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print("faults by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(faults.items())))
     if len(seeds) == 1:
         console.print(f"trace hash {results[0].trace_hash}")
+
+    def replay(r: RunResult) -> str:
+        return replay_command(
+            r,
+            args.ticks,
+            args.unordered_links,
+            serial_host=args.serial_host,
+            topology=args.topology,
+        )
+
     for r in failures:
         console.print(f"[red]VIOLATION[/red] seed {r.seed}:")
-        for text in r.violations[:5]:
+        for text in _distinct(r.violations, 5):
             console.print(f"  - {text}")
-        console.print(f"  replay: {replay_command(r, args.ticks, args.unordered_links)}")
-    return EXIT_VIOLATION if failures else 0
+        console.print(f"  replay: {replay(r)}")
+    for r in unknown:
+        console.print(
+            f"[yellow]UNKNOWN[/yellow] seed {r.seed}: the linearizability checker gave up "
+            f"(not counted as valid)  replay: {replay(r)}"
+        )
+    if failures:
+        return EXIT_VIOLATION
+    if unknown and not args.allow_unknown:
+        console.print(
+            f"{len(unknown)} histories unknown: failing (pass --allow-unknown to accept them)"
+        )
+        return EXIT_VIOLATION
+    return 0
 
 
 if __name__ == "__main__":

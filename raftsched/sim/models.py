@@ -33,8 +33,9 @@ Register convention (RegisterModel and KVModel), for `Event` values:
                                        FAIL: the compare failed. A definite compare-failed
                                        answer means the cas changed nothing, so the checker
                                        may drop it like any other FAIL.
-The initial value of every register is None. Lists and dicts in values are frozen to
-tuples and sorted item tuples, so JSON round-trips compare equal.
+The initial value of every register is None. Values are frozen (`freeze`) so that they
+compare exactly as JSON values: arrays and objects by content but never with each other,
+booleans never equal to numbers; JSON round-trips compare equal.
 """
 
 from __future__ import annotations
@@ -100,12 +101,58 @@ class Model(Protocol[State]):
     def describe_state(self, state: State) -> str: ...
 
 
+@dataclass(frozen=True, slots=True)
+class JsonBool:
+    """A frozen JSON boolean: never equal to the numbers 1 and 0 (Python's True == 1)."""
+
+    value: bool
+
+    def __repr__(self) -> str:
+        return "true" if self.value else "false"
+
+
+class FrozenList(tuple[Hashable, ...]):
+    """A frozen JSON array: equal only to another array with equal items."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is FrozenList and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(("array", tuple(self)))
+
+
+class FrozenObject(tuple[tuple[str, Hashable], ...]):
+    """A frozen JSON object, as its (key, value) pairs sorted by key: equal only to another
+    object with the same pairs (never to an array of pairs)."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is FrozenObject and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(("object", tuple(self)))
+
+
 def freeze(value: Any) -> Hashable:
-    """A hashable, value-comparable form of a JSON-like value."""
+    """A hashable form of a JSON-like value that compares exactly as JSON values do: a
+    boolean is not a number, an object is not an array of pairs, an array is not a set.
+    Numbers compare by value (JSON has one number type: 1 == 1.0)."""
+    if isinstance(value, bool):
+        return JsonBool(value)
     if isinstance(value, list | tuple):
-        return tuple(freeze(item) for item in value)
+        return FrozenList(freeze(item) for item in value)
     if isinstance(value, dict):
-        return tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
+        items = ((str(k), freeze(v)) for k, v in value.items())
+        return FrozenObject(sorted(items, key=lambda kv: kv[0]))
     if isinstance(value, set | frozenset):
         return frozenset(freeze(item) for item in value)
     assert isinstance(value, Hashable), f"unfreezable value {value!r}"

@@ -92,6 +92,10 @@ class RunResult:
     workload_kind: str = "kv"
     sched: SchedCounters | None = None  # the scheduler workload's counters
 
+    # The linearizability checker gave up at its time budget: the history is neither
+    # valid nor invalid. Never counted as valid (the CLI fails unless --allow-unknown).
+    unknown: bool = False
+
     @property
     def ok(self) -> bool:
         return not self.violations
@@ -249,9 +253,16 @@ def run_seed(
             loop.run_until(quiet_end, stop=lambda: bool(checker.violations))
 
     linearizable: bool | None = None
+    unknown = False
     history = clients.history if isinstance(clients, ClientPool) else []
     if config.check_linearizability and kind == "kv" and not checker.violations:
         linearizable = _check_linearizable(history, config, checker.violation)
+        unknown = linearizable is None
+        if unknown:
+            cluster.trace(
+                "linearizability: UNKNOWN (the checker gave up after "
+                f"{config.linearizability_time_limit_s:g} s; not counted as valid)"
+            )
 
     if inspect is not None:
         inspect(cluster)
@@ -269,6 +280,7 @@ def run_seed(
         trace_hash=_final_hash(cluster, loop),
         history=history,
         linearizable=linearizable,
+        unknown=unknown,
         workload_kind=kind,
         sched=sched_checks.counters if sched_checks is not None else None,
     )

@@ -2,7 +2,7 @@
 
 Seeds run in-process and stop at the first violation, so a well-tuned fault schedule keeps
 this fast. The budget in the assertion is what the CLI promises
-(`python -m raftsched.sim --bug NAME --seeds 200` exits non-zero).
+(`scripts/sim --bug NAME --seeds 200` exits non-zero).
 """
 
 from __future__ import annotations

@@ -916,3 +916,41 @@ def test_ten_thousand_operations_check_fast() -> None:
     assert elapsed < 3.0, f"10k operations took {elapsed:.2f}s"  # typically ~0.1-0.3 s
     mutated = check(mutate_one_read(events, random.Random(1)))
     assert mutated.ok is False
+
+
+# -- exact value equality (JSON types kept apart) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        (True, 1),
+        (False, 0),
+        (1, True),
+        ({"a": 1}, [["a", 1]]),
+        ([["a", 1]], {"a": 1}),
+        ([1, 2], {1, 2}),
+        ({"a": True}, {"a": 1}),
+    ],
+)
+def test_a_read_of_a_different_json_type_is_not_linearizable(written: object, read: object) -> None:
+    """The old freeze turned lists and dicts into plain tuples (and Python has True == 1),
+    so these reads of a value never written passed."""
+    history = [
+        Event(1, EventType.INVOKE, "write", "k", written, 0),
+        Event(1, EventType.OK, "write", "k", None, 1),
+        Event(2, EventType.INVOKE, "read", "k", None, 2),
+        Event(2, EventType.OK, "read", "k", read, 3),
+    ]
+    assert check_history(history, model=KVModel()).ok is False
+
+
+@pytest.mark.parametrize("value", [True, 1, 1.5, "x", None, [1, [2]], {"a": [1, {"b": False}]}])
+def test_a_json_round_trip_reads_back_equal(value: object) -> None:
+    history = [
+        Event(1, EventType.INVOKE, "write", "k", value, 0),
+        Event(1, EventType.OK, "write", "k", None, 1),
+        Event(2, EventType.INVOKE, "read", "k", None, 2),
+        Event(2, EventType.OK, "read", "k", json.loads(json.dumps(value)), 3),
+    ]
+    assert check_history(history, model=KVModel()).ok is True

@@ -24,8 +24,8 @@ from raftsched.sim.sched_checks import SchedChecks
 
 def _failures(results: list[RunResult]) -> list[str]:
     return [
-        f"seed {r.seed} ({r.nodes} nodes): {r.violations[0]}\n  replay: python -m "
-        f"raftsched.sim --seed {r.seed} --nodes {r.nodes} --workload sched --verbose"
+        f"seed {r.seed} ({r.nodes} nodes): {r.violations[0]}\n  replay: scripts/sim "
+        f"--seed {r.seed} --nodes {r.nodes} --workload sched --verbose"
         for r in results
         if not r.ok
     ]

@@ -17,7 +17,7 @@ CHUNKS = 8  # 200 seeds per cluster size
 def _failures(results: list[RunResult]) -> list[str]:
     return [
         f"seed {r.seed} ({r.nodes} nodes): {r.violations[0]}\n"
-        f"  replay: python -m raftsched.sim --seed {r.seed} --nodes {r.nodes} --verbose"
+        f"  replay: scripts/sim --seed {r.seed} --nodes {r.nodes} --verbose"
         for r in results
         if not r.ok
     ]
