@@ -311,7 +311,7 @@ def cmd_schedules(c: Any, a: argparse.Namespace) -> Any:
 
 def cmd_cluster(c: Any, a: argparse.Namespace) -> Any:
     if a.action in ("members", "status"):
-        return c.cluster()
+        return c.cluster(leader=True)  # the leader knows every member's match index and lag
     if a.action == "add":
         if a.node_id is None or not a.peer_addr or not a.http_url:
             raise UsageError("cluster add needs NODE_ID --peer-addr --http-url")
@@ -324,7 +324,7 @@ def cmd_cluster(c: Any, a: argparse.Namespace) -> Any:
 
 
 def cmd_status(c: Any, a: argparse.Namespace) -> Any:
-    return {"cluster": c.cluster(), "queues": c.queues()}
+    return {"cluster": c.cluster(leader=True), "queues": c.queues()}
 
 
 def cmd_backup(c: Any, a: argparse.Namespace) -> Any:

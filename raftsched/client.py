@@ -638,8 +638,15 @@ class AsyncClient:
 
     # -- cluster --
 
-    async def cluster(self) -> JSON:
-        return await self.call(Call("GET", "/v1/cluster"))
+    async def cluster(self, *, leader: bool = False) -> JSON:
+        """The answering node's view (GET /v1/cluster is not forwarded). `leader=True`: the
+        leader's view, which alone knows each member's match index and lag."""
+        view = await self.call(Call("GET", "/v1/cluster"))
+        url = view.get("leader_http_url") if isinstance(view, dict) else None
+        if leader and view.get("role") != "leader" and isinstance(url, str) and url:
+            self._leader_url = url.rstrip("/")
+            view = await self.call(Call("GET", "/v1/cluster"))
+        return view
 
     async def add_member(self, node_id: int, *, peer_addr: str, http_url: str) -> JSON:
         body = {"node_id": node_id, "peer_addr": peer_addr, "http_url": http_url}
@@ -772,8 +779,8 @@ class Client:
     def backfill(self, name: str, **kw: Any) -> JSON:
         return self._run(self._a.backfill(name, **kw))
 
-    def cluster(self) -> JSON:
-        return self._run(self._a.cluster())
+    def cluster(self, *, leader: bool = False) -> JSON:
+        return self._run(self._a.cluster(leader=leader))
 
     def add_member(self, node_id: int, **kw: Any) -> JSON:
         return self._run(self._a.add_member(node_id, **kw))
