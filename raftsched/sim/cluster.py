@@ -102,10 +102,16 @@ class SimCluster:
     # -- tracing ------------------------------------------------------------------------
 
     def trace(self, text: str) -> None:
-        line = f"[{self.loop.now / UNITS_PER_TICK:9.1f}] {text}"
+        line = f"[{self.loop.now / UNITS_PER_TICK:8.1f} ticks] {text}"
         self._trace_hash.update(line.encode())
         if self._trace_sink is not None:
             self._trace_sink(line)
+
+    def detail(self, text: str) -> None:
+        """A core-level line (raft/describe.py) for the verbose trace only: not hashed, so
+        a verbose replay has the same trace hash as the run it replays."""
+        if self._trace_sink is not None:
+            self._trace_sink(f"[{self.loop.now / UNITS_PER_TICK:8.1f} ticks]   {text}")
 
     def trace_hash(self) -> str:
         return self._trace_hash.hexdigest()
@@ -138,6 +144,8 @@ class SimCluster:
             next_read_context=self._next_context,
             app_kind=self.app_kind,
         )
+        if self._trace_sink is not None:
+            host.detail = self.detail
         if opts.tick_drift:
             drift = self.rng.uniform(-opts.tick_drift, opts.tick_drift)
             host.tick_units = UNITS_PER_TICK * (1.0 + drift)

@@ -29,6 +29,8 @@ Kinds:
   walk           a membership walk: voters removed (each replaced by a fresh learner)
                  down to 1 voter + learners or 2 voters, then learners promoted back
   disk-stall     a node's fsyncs (often the leader's) stall for 1-3 election timeouts
+  client-cut     clients cannot reach one node (often the leader): requests and answers
+                 are lost, clients time out and retry elsewhere
   clock-jump     the leader's wall clock (what it stamps entries with) jumps by 1-60 s
                  either way, and back a while later
 Crashes keep an arbitrary prefix of the unsynced writes half of the time, and may tear
@@ -75,6 +77,7 @@ class FaultKind(enum.Enum):
     WALK = "walk"
     DISK_STALL = "disk-stall"
     CLOCK_JUMP = "clock-jump"
+    CLIENT_CUT = "client-cut"
 
 
 DEFAULT_WEIGHTS: dict[FaultKind, float] = {
@@ -96,6 +99,7 @@ DEFAULT_WEIGHTS: dict[FaultKind, float] = {
     FaultKind.WALK: 1.0,
     FaultKind.DISK_STALL: 1.5,
     FaultKind.CLOCK_JUMP: 1.0,
+    FaultKind.CLIENT_CUT: 1.5,
 }
 
 
@@ -176,6 +180,9 @@ class Nemesis:
                 elif action_name == "restart" and not host_or_none.up:
                     host_or_none.start()
                     self._cluster.trace(f"nemesis: node {host_or_none.node_id} restarted")
+                elif action_name == "client-heal" and not host_or_none.client_reachable:
+                    host_or_none.client_reachable = True
+                    self._cluster.trace(f"nemesis: clients reach node {host_or_none.node_id}")
                 elif action_name == "resume" and host_or_none.paused:
                     host_or_none.resume()
                     self._cluster.trace(f"nemesis: node {host_or_none.node_id} resumed")
@@ -381,6 +388,22 @@ class Nemesis:
                     f"nemesis: disk of node {victim.node_id} stalls for {stall // UNITS_PER_TICK} "
                     "ticks"
                 )
+            case FaultKind.CLIENT_CUT:
+                candidates = [h for h in members if h.client_reachable]
+                if not candidates:
+                    return False
+                victim = (
+                    leader
+                    if leader is not None and leader.client_reachable and rng.random() < 0.6
+                    else rng.choice(candidates)
+                )
+                victim.client_reachable = False
+                cluster.trace(f"nemesis: clients cut off from node {victim.node_id}")
+                self._later(
+                    self._ticks(p.partition_ticks_min, p.partition_ticks_max),
+                    "client-heal",
+                    victim,
+                )
             case FaultKind.CLOCK_JUMP:
                 if leader is None:
                     return False
@@ -443,6 +466,7 @@ class Nemesis:
             if host.retired:
                 continue
             host.disk_stall_until = 0  # fsyncs already scheduled still complete at their time
+            host.client_reachable = True
             if not host.up:
                 host.start()
             elif host.paused:

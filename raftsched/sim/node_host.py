@@ -45,8 +45,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from raftsched.raft.config import RaftConfig
+from raftsched.raft.describe import describe_entry, describe_message, describe_ready
 from raftsched.raft.errors import NotLeaderError, ProposalDroppedError, RaftError
-from raftsched.raft.messages import Message
+from raftsched.raft.messages import Heartbeat, HeartbeatResponse, Message
 from raftsched.raft.ready import Ready
 from raftsched.raft.storage import persist_ready
 from raftsched.raft.types import ConfChange, Entry, Membership, NodeId, Status
@@ -161,6 +162,7 @@ class NodeHost:
         self.tick_units = float(UNITS_PER_TICK)  # tick drift changes it per host
         self._next_tick_at = 0.0
         self.disk_stall_until = 0  # a disk-stall fault: no write completes before then
+        self.client_reachable = True  # False: a client partition cuts this node off
         # Pipelined mode: Readys handed out and not finished, in order; how many of them
         # the storage worker has taken; completions deferred while paused.
         self._pipeline: deque[Ready] = deque()
@@ -168,6 +170,8 @@ class NodeHost:
         self._worker_busy = False
         self._deferred: list[Callable[[], None]] = []
         self.send_unsynced_early = rng.random() < 0.5
+        # The verbose trace's core-level lines (cluster.py `detail`); None: not tracing.
+        self.detail: Callable[[str], None] | None = None
         self._inbox: deque[Callable[[], None]] = deque()
         self.core: RaftCore | None = None
         self.app: ReplicatedApp = app_kind.restore(b"", 0)
@@ -255,14 +259,23 @@ class NodeHost:
 
     def propose(self, request: object, reply: ReplyCallback) -> None:
         """Propose a request of this host's app kind (kv: a kv.Command)."""
-        if not self.up:
+        if not self.up or not self.client_reachable:
             return  # the client will time out
-        self._input(lambda: self._propose_now(request, reply))
+        self._input(lambda: self._propose_now(request, self._to_client(reply)))
 
     def read(self, key: str, reply: ReplyCallback) -> None:
-        if not self.up:
+        if not self.up or not self.client_reachable:
             return
-        self._input(lambda: self._read_now(key, reply))
+        self._input(lambda: self._read_now(key, self._to_client(reply)))
+
+    def _to_client(self, reply: ReplyCallback) -> ReplyCallback:
+        """Answers are lost while clients cannot reach this node (a client partition)."""
+
+        def send(answer: Reply) -> None:
+            if self.client_reachable:
+                reply(answer)
+
+        return send
 
     def call(self, action: Callable[[RaftCore], None]) -> None:
         """Run an administrative action (membership change, transfer) on the core."""
@@ -291,6 +304,8 @@ class NodeHost:
     def _send_msg(self, msg: Message) -> None:
         if self._observer is not None:
             self._observer.on_send(self.node_id, msg)
+        if self.detail is not None and not _routine(msg):
+            self.detail(f"send {describe_message(msg)}")
         self._send(msg)
 
     def _input(self, action: Callable[[], None]) -> None:
@@ -378,6 +393,10 @@ class NodeHost:
         rd = core.ready()
         if self._observer is not None:
             self._observer.on_handed(self.node_id, rd, core.status())
+        if self.detail is not None and (
+            rd.hard_state or rd.entries or rd.snapshot or rd.committed_entries or rd.read_states
+        ):
+            self.detail(f"node {self.node_id} {describe_ready(rd)}")
         for msg in self._early_messages(rd):
             self._send_msg(msg)
         return rd
@@ -492,6 +511,8 @@ class NodeHost:
     def _apply(self, entry: Entry) -> None:
         if entry.index <= self.app.applied_index:
             return  # already covered by a snapshot restored on this incarnation
+        if self.detail is not None:
+            self.detail(f"node {self.node_id} applies {describe_entry(entry)}")
         answer = self.app.apply_entry(entry)
         if self._observer is not None:
             self._observer.on_apply(self.node_id, entry, self.app.chain_hash)
@@ -533,3 +554,8 @@ class NodeHost:
     def applied_membership(self) -> Membership:
         """The configuration in force at the applied index: committed."""
         return self._core().membership_at(self.app.applied_index)
+
+
+def _routine(msg: Message) -> bool:
+    """Heartbeats outside read rounds: every tick, too many to show in a trace."""
+    return isinstance(msg, Heartbeat | HeartbeatResponse) and not msg.context
