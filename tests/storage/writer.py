@@ -1,12 +1,17 @@
-"""A writer process for the kill tests: appends, syncs, and reports each synced index.
+"""A writer process for the kill tests: appends (sometimes overwriting its tail with a new
+term, as a follower does for a new leader), syncs, and reports on stdout.
 
     python -m tests.storage.writer DATA_DIR SEED
 
 It reopens DATA_DIR (recovering whatever the previous, killed, writer left), then loops:
-append a random batch of entries with `helpers.payload` data, set the hard state, now and
-then take a snapshot and compact behind it, sync, and only then print the last index on
-stdout. Every printed index was acknowledged, so it must survive a SIGKILL at any point.
-Segments are tiny so that kills land during seals, segment creation and deletion too.
+
+    print "W first count term"     the write it is about to make (an intent, not an ack)
+    append entries first..first+count-1 of `term` (replacing any >= first), set the hard
+    state, now and then take a snapshot and compact behind it, sync
+    print "S last"                 acknowledged: everything above is durable
+
+Entry data is `entry_data(index, term)`, so a checker can tell every entry apart. Segments
+are tiny so that kills land during seals, segment creation and deletion too.
 """
 
 from __future__ import annotations
@@ -16,13 +21,17 @@ import random
 import sys
 from pathlib import Path
 
-from raftsched.raft.types import HardState, Membership
+from raftsched.raft.types import Entry, EntryKind, HardState, Membership
 from raftsched.storage import DiskStorage
 
-from .helpers import entries
+from .helpers import payload
 
 SEGMENT_BYTES = 8192
 IDENTITY = (3, 1)
+
+
+def entry_data(index: int, term: int) -> bytes:
+    return payload(index) + b"@%d" % term
 
 
 def run(data_dir: Path, seed: int, out_fd: int) -> None:
@@ -32,14 +41,25 @@ def run(data_dir: Path, seed: int, out_fd: int) -> None:
     term = storage.hard_state().term + 1
     while True:
         last = storage.last_index()
-        storage.append(entries(last + 1, rng.randint(1, 40), term))
-        last = storage.last_index()
+        back = rng.randint(1, 8) if rng.random() < 0.3 else 0
+        first = max(storage.snapshot().meta.index + 1, last + 1 - back)
+        if first <= last:
+            term += 1  # only a newer term overwrites entries
+        count = rng.randint(1, 40)
+        os.write(out_fd, b"W %d %d %d\n" % (first, count, term))
+        storage.append(
+            [
+                Entry(term, i, EntryKind.NORMAL, entry_data(i, term))
+                for i in range(first, first + count)
+            ]
+        )
+        last = first + count - 1
         storage.set_hard_state(HardState(term, 1, last))
         if rng.random() < 0.1 and last > storage.snapshot().meta.index + 50:
             storage.create_snapshot(last - 20, Membership(frozenset({1})), b"app" * 50)
             storage.compact(last - 40)
         storage.sync()
-        os.write(out_fd, f"{last}\n".encode())
+        os.write(out_fd, b"S %d\n" % last)
 
 
 def main(argv: list[str]) -> int:
