@@ -633,8 +633,9 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"raftsched {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (Unavailable, TimeoutError) as exc:
+        message = exc.message if isinstance(exc, Unavailable) else str(exc)
         return _fail(
-            args, code="unavailable", message=str(exc), details={}, status=0, rc=EXIT_UNAVAILABLE
+            args, code="unavailable", message=message, details={}, status=0, rc=EXIT_UNAVAILABLE
         )
     except ApiError as exc:
         return _fail(

@@ -369,7 +369,8 @@ class AsyncClient:
             except _Retry:
                 pass
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                last = Unavailable(0, "unreachable", f"{base}: {exc!r}", {"url": base})
+                text = str(exc) or type(exc).__name__
+                last = Unavailable(0, "unreachable", f"{base}: {text}", {"url": base})
                 self._rotate()
             now = loop.time()
             wait = min(max(retry_after or 0.0, delay), 1.0)
