@@ -98,7 +98,18 @@ class LocalCluster:
 
     def __enter__(self) -> LocalCluster:
         self.start()
+        try:
+            self.wait_serving()
+        except BaseException:
+            self.stop()
+            raise
         return self
+
+    def wait_serving(self, timeout_s: float = 30.0) -> None:
+        """Until every running node answers GET /v1/cluster."""
+        self.wait_until("every running node to serve HTTP", lambda: all(
+            self.status(i) is not None for i in self.nodes
+            if self.alive(i) and not self.nodes[i].paused), timeout_s)
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
