@@ -179,6 +179,9 @@ class Runtime:
         loop = self.loop = asyncio.get_running_loop()
         self.fatal = loop.create_future()
         self._bootstrap_storage()
+        scratch = self.config.data_dir / SNAPSHOT_SCRATCH
+        if scratch.exists():  # a serializer child outlived a killed process
+            scratch.unlink()
         thread = self.thread = StorageThread(self.storage, loop=loop, on_fatal=self._on_fatal,
                                              log=self.log)
         thread.observe_fsync = self.fsync_histogram.observe

@@ -41,6 +41,7 @@ from .storage_thread import StorageThread, SyncableStorage
 BACKUP_MAGIC: Final = "raftsched-backup"
 BACKUP_VERSION: Final = 1
 BACKUP_MAX_BYTES: Final = 8 << 30
+CHILD_MAX_FD: Final = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,9 @@ async def serialize_off_loop(serialize: Callable[[], bytes], scratch: Path) -> b
         try:
             gc.disable()  # a collection would touch (and so copy) every page of the heap
             signal.set_wakeup_fd(-1)
+            # Drop the inherited sockets and files: if the parent is killed meanwhile, its
+            # ports must be free for the restarted node at once, not when this child ends.
+            os.closerange(3, CHILD_MAX_FD)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             data = serialize()
