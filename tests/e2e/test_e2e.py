@@ -12,6 +12,7 @@ import itertools
 import json
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -360,3 +361,54 @@ def test_cron_fires_exactly_once_per_fire_time_across_a_leader_kill(
         "the restarted node to catch up",
         lambda: (st := cluster.status(old)) is not None and st["leader_id"] not in (None, 0),
     )
+
+
+def test_misfire_policies_across_a_whole_cluster_outage(
+    client: Client, cluster: LocalCluster
+) -> None:
+    """Every node kill -9'd for a few seconds: fire times that fell due while no node was up
+    are all fired late under fire_all, at most one under fire_once, none under skip (their
+    lateness is past the 500 ms grace); never twice."""
+    names = {"skip": "mf-skip", "fire_once": "mf-once", "fire_all": "mf-all"}
+    policies = tuple(names)
+    for policy, name in names.items():
+        client.put_schedule(
+            name,
+            cron="* * * * * *",
+            template={"queue": f"e2e-{name}"},
+            misfire=policy,
+            misfire_grace_ms=500,
+        )
+
+    def times(policy: str) -> list[int]:
+        return fire_times(client, f"e2e-{names[policy]}", names[policy])
+
+    wait_for("a fire of each", lambda: all(times(p) for p in policies))
+    nodes = list(cluster.running())
+    down_ms = int(time.time() * 1000)
+    for node in nodes:
+        cluster.kill(node)
+    outage_end = time.monotonic() + 4.0  # the outage itself is what is tested
+    wait_for("the outage to last 4 s", lambda: time.monotonic() >= outage_end, timeout=10)
+    for node in nodes:
+        cluster.start_node(node)
+    cluster.wait_for_leader(timeout_s=30)
+    up_ms = int(time.time() * 1000)
+    wait_for(
+        "two fires of each after the restart",
+        lambda: all(sum(t > up_ms for t in times(p)) >= 2 for p in policies),
+        timeout=30,
+    )
+    for name in names.values():
+        client.delete_schedule(name)
+    # Fire times no node was up to fire on time (a second of margin at each end).
+    missed = range((down_ms // 1000 + 2) * 1000, (up_ms // 1000 - 1) * 1000, 1000)
+    assert len(missed) >= 2, (down_ms, up_ms)
+    fired = {p: times(p) for p in policies}
+    for policy, got in fired.items():
+        assert len(got) == len(set(got)), policy
+    all_times = sorted(fired["fire_all"])
+    assert [b - a for a, b in itertools.pairwise(all_times) if b - a != 1000] == [], all_times
+    assert set(missed) <= set(all_times)
+    assert len(set(missed) & set(fired["fire_once"])) <= 1, fired["fire_once"]
+    assert set(missed) & set(fired["skip"]) == set(), fired["skip"]
