@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import heapq
 import logging
 import random
 from collections import deque
@@ -52,7 +51,7 @@ from raftsched.raft.node import RaftNode
 from raftsched.raft.ready import Ready
 from raftsched.raft.storage import MemoryStorage, persist_ready
 from raftsched.raft.types import ConfChange, Membership, Role, Snapshot, SnapshotMeta, Status
-from raftsched.sched import Command, Ok, Refused, Result, SchedulerState, Tick
+from raftsched.sched import Command, Refused, Result, SchedulerState, Tick
 from raftsched.sched.commands import Bootstrap
 
 from .api_runtime import RuntimeMetrics
@@ -66,6 +65,7 @@ from .snapshots import SnapshotInfo, Snapshotter
 from .stamp import ClockSampleLike, QuorumClock
 from .storage_thread import StorageThread, SyncableStorage
 from .ticker import Ticker
+from .waiters import Waiters
 
 RETRY_AFTER_OVERLOADED_S: Final = 0.2
 SNAPSHOT_SCRATCH: Final = "snapshot-serializing.tmp"
@@ -113,13 +113,6 @@ class RuntimeStatus:
 
 
 @dataclass(slots=True)
-class _Waiter:
-    term: int
-    future: asyncio.Future[Result]
-    config_change: bool = False  # a CONFIG entry: answered with Ok(None) when applied
-
-
-@dataclass(slots=True)
 class _InFlight:
     ready: Ready
     done: bool
@@ -151,10 +144,7 @@ class Runtime:
         self.cluster = ClusterOps(self)
         self._drain_scheduled = False
         self._pipeline: deque[_InFlight] = deque()
-        self._waiters: dict[int, _Waiter] = {}  # log index -> the proposal waiting there
-        self._reads: dict[int, asyncio.Future[None]] = {}  # read context -> waiter
-        self._reads_by_index: list[tuple[int, int]] = []  # heap of (index, context)
-        self._next_read_context = 1
+        self.waiters = Waiters()
         self._work_events: dict[str, asyncio.Event] = {}
         self._tick_in_flight = False
         self._last_view: tuple[Role, int, int] = (Role.FOLLOWER, 0, 0)
@@ -253,7 +243,7 @@ class Runtime:
                     self._kick()
                 except Exception as exc:
                     self.log.warning("leadership transfer before shutdown failed: %s", exc)
-        while (self._waiters or self._reads) and loop.time() < deadline:
+        while self.waiters and loop.time() < deadline:
             await asyncio.sleep(0.01)
         if core is not None and core.role is Role.LEADER:
             # A transfer completes within an election timeout or is abandoned by the core.
@@ -285,15 +275,7 @@ class Runtime:
         self._on_fatal(exc)
 
     def _fail_all(self, exc: Exception) -> None:
-        for waiter in self._waiters.values():
-            if not waiter.future.done():
-                waiter.future.set_exception(exc)
-        self._waiters.clear()
-        for fut in self._reads.values():
-            if not fut.done():
-                fut.set_exception(exc)
-        self._reads.clear()
-        self._reads_by_index.clear()
+        self.waiters.fail_all(exc)
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -421,7 +403,7 @@ class Runtime:
             term=st.term, role=st.role, commit_index=st.commit_index,
             applied_index=st.applied_index, snapshot_index=st.snapshot_index,
             proposals_total=dict(self.counters.proposals),
-            proposals_in_flight=len(self._waiters),
+            proposals_in_flight=len(self.waiters.proposals),
             fsync_seconds=self.fsync_histogram.snapshot(),
             peer_queue_bytes={p: s.queue_bytes for p, s in stats.items()},
             peer_dropped_total={p: s.dropped for p, s in stats.items()},
@@ -458,24 +440,23 @@ class Runtime:
         loop = self.loop
         if core is None or loop is None:
             raise NoLeader("the node is not running")
-        if len(self._reads) >= self.config.limits.max_pending_reads:
+        if len(self.waiters.reads) >= self.config.limits.max_pending_reads:
             raise Overloaded(RETRY_AFTER_OVERLOADED_S, "reads waiting for confirmation")
-        context = self._next_read_context
-        self._next_read_context += 1
+        context, future = self.waiters.new_read(loop)
         try:
             core.read_index(context)
         except NotLeaderError:
+            self.waiters.drop_read(context)
             raise NoLeader() from None
         except ProposalDroppedError as exc:
+            self.waiters.drop_read(context)
             raise Overloaded(RETRY_AFTER_OVERLOADED_S, str(exc)) from None
-        future: asyncio.Future[None] = loop.create_future()
-        self._reads[context] = future
         self._kick()
         try:
             async with asyncio.timeout(self.config.limits.read_timeout_s):
                 await future
         except TimeoutError:
-            self._reads.pop(context, None)
+            self.waiters.drop_read(context)
             raise NoLeader("no leader confirmed the read in time") from None
 
     async def wait_for_work(self, queue: str, timeout_s: float) -> None:
@@ -558,18 +539,14 @@ class Runtime:
         return self.wait_applied(index, term, config_change=True)
 
     def _check_room(self) -> None:
-        if len(self._waiters) >= self.config.limits.max_inflight_proposals:
+        if len(self.waiters.proposals) >= self.config.limits.max_inflight_proposals:
             self.counters.count("overloaded")
             raise Overloaded(RETRY_AFTER_OVERLOADED_S, "proposals in flight")
 
     def wait_applied(self, index: int, term: int, *,
                      config_change: bool = False) -> asyncio.Future[Result]:
         assert self.loop is not None
-        future: asyncio.Future[Result] = self.loop.create_future()
-        old = self._waiters.get(index)
-        if old is not None and not old.future.done():  # our own older-term entry: overwritten
-            old.future.set_exception(OutcomeUnknown())
-        self._waiters[index] = _Waiter(term, future, config_change)
+        future = self.waiters.add_proposal(self.loop, index, term, config_change=config_change)
         self._kick()
         return future
 
@@ -668,24 +645,16 @@ class Runtime:
             self.log.info("restoring the state machine from a snapshot at index %d",
                           rd.snapshot.meta.index)
             app.restore(rd.snapshot.data)
-            self._fail_waiters_up_to(app.applied_index)
-        waiters = self._waiters
+            self.waiters.fail_up_to(app.applied_index)
+        waiters = self.waiters
         applied = 0
         for entry in rd.committed_entries:
             if entry.index <= app.applied_index:
                 continue  # covered by a restored snapshot
             answer = app.apply(entry)
             applied += 1
-            waiter = waiters.pop(entry.index, None) if waiters else None
-            if waiter is None or waiter.future.done():
-                continue
-            if waiter.term != entry.term:  # another leader's entry took this index
-                waiter.future.set_exception(OutcomeUnknown())
-            elif answer is not None:
-                waiter.future.set_result(answer.result)
-            else:
-                assert waiter.config_change, f"no answer for the entry at {entry.index}"
-                waiter.future.set_result(Ok(None))
+            if waiters.proposals:
+                waiters.applied(entry, answer.result if answer is not None else None)
         if applied:
             self.counters.entries_applied += applied
             self._wake_workers()
@@ -697,30 +666,14 @@ class Runtime:
                     refused - self._stamps_refused_seen, refused)
                 self._stamps_refused_seen = refused
         for read_state in rd.read_states:
-            if read_state.context in self._reads:
-                heapq.heappush(self._reads_by_index, (read_state.index, read_state.context))
-        self._serve_reads()
+            waiters.confirmed(read_state)
+        waiters.serve_reads(app.applied_index)
 
     def _stamps_refused(self) -> int:
         """Entries whose stamp the state machine clamped (replicated: the same everywhere)."""
         skew = getattr(self.app.state, "clock_skew", None)
         value = getattr(skew, "refused_entries", 0)
         return value if isinstance(value, int) else 0
-
-    def _fail_waiters_up_to(self, index: int) -> None:
-        for idx in [i for i in self._waiters if i <= index]:
-            waiter = self._waiters.pop(idx)
-            if not waiter.future.done():
-                waiter.future.set_exception(OutcomeUnknown())
-
-    def _serve_reads(self) -> None:
-        heap = self._reads_by_index
-        applied = self.app.applied_index
-        while heap and heap[0][0] <= applied:
-            _, context = heapq.heappop(heap)
-            future = self._reads.pop(context, None)
-            if future is not None and not future.done():
-                future.set_result(None)
 
     def _on_view_change(self, view: tuple[Role, int, int]) -> None:
         role, term, leader = view

@@ -12,13 +12,24 @@ from pathlib import Path
 import pytest
 
 from raftsched.raft.storage import MemoryStorage
-from raftsched.raft.types import Entry, EntryKind, HardState, Membership, Snapshot, SnapshotMeta
+from raftsched.raft.types import (
+    Entry,
+    EntryKind,
+    HardState,
+    Membership,
+    ReadState,
+    Snapshot,
+    SnapshotMeta,
+)
+from raftsched.sched import Ok
 from raftsched.server.config import ConfigError, PeerInfo, build_config
+from raftsched.server.errors import OutcomeUnknown, ShuttingDown
 from raftsched.server.membership import MemberDirectory
 from raftsched.server.mirror import mirror_of
 from raftsched.server.snapshots import BackupFormatError, decode_backup, encode_backup
 from raftsched.server.stamp import QuorumClock, median_low
 from raftsched.server.ticker import Ticker
+from raftsched.server.waiters import Waiters
 
 LOG = logging.getLogger("test")
 
@@ -141,3 +152,37 @@ def test_config_errors_name_the_key(raw: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         build_config({**base, **raw})
     assert info.value.key == key, info.value
+
+
+def test_waiters_answer_their_own_entry_and_fail_overwritten_ones() -> None:
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        w = Waiters()
+        mine = w.add_proposal(loop, 5, 2)
+        overwritten = w.add_proposal(loop, 6, 2)
+        conf = w.add_proposal(loop, 7, 2, config_change=True)
+        covered = w.add_proposal(loop, 9, 2)
+        assert w.applied(Entry(2, 5, EntryKind.NORMAL, b""), Ok("answer")) is True
+        assert w.applied(Entry(3, 6, EntryKind.NORMAL, b""), Ok("theirs")) is False
+        assert w.applied(Entry(2, 7, EntryKind.CONFIG, b""), None) is True
+        assert w.applied(Entry(2, 8, EntryKind.NORMAL, b""), Ok(1)) is None
+        w.fail_up_to(9)  # a snapshot covered index 9
+        answer = await mine
+        assert isinstance(answer, Ok) and answer.value == "answer"
+        assert isinstance(await conf, Ok)
+        for future in (overwritten, covered):
+            with pytest.raises(OutcomeUnknown):
+                await future
+        ctx_a, read_a = w.new_read(loop)
+        ctx_b, read_b = w.new_read(loop)
+        assert ctx_b > ctx_a > 0
+        w.confirmed(ReadState(ctx_a, 10))
+        w.confirmed(ReadState(ctx_b, 12))
+        w.serve_reads(11)
+        assert read_a.done() and not read_b.done()
+        w.fail_all(ShuttingDown())
+        with pytest.raises(ShuttingDown):
+            await read_b
+        assert len(w) == 0
+
+    asyncio.run(run())
