@@ -85,6 +85,8 @@ class DiskStorage:
             raise ValueError(f"fsync must be 'always' or 'never' (unsafe), not {fsync!r}")
         if not 4096 <= segment_bytes <= MAX_SEALED_OFFSET // 4:
             raise ValueError(f"segment_bytes must be in 4096..{MAX_SEALED_OFFSET // 4}")
+        if identity is not None and not all(0 < part < 1 << 64 for part in identity):
+            raise ValueError(f"identity (cluster_id, node_id) must be positive, not {identity}")
         logger = log or logging.getLogger(LOGGER_NAME)
         disk = io or DiskIO.from_env(fsync=fsync == "always", log=logger)
         if not disk.fsync_enabled:

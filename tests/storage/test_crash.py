@@ -285,6 +285,8 @@ def test_identity_is_recorded_and_checked_and_the_directory_is_locked(tmp_path: 
         DiskStorage.open(tmp_path, identity=(5, 3))
     DiskStorage.open(tmp_path, identity=(5, 2)).close()
     DiskStorage.open(tmp_path).close()  # no identity given: not checked
+    with pytest.raises(ValueError, match="positive"):
+        DiskStorage.open(tmp_path, identity=(0, 2))
 
 
 def test_unsafe_policy_is_logged_as_unsafe(
