@@ -3,12 +3,14 @@
 Theory of operation: every figure is wall-clock time on a real directory (default: a fresh
 temp dir under --dir, so the same disk for all of them) with fsync policy "always".
 
-- floor: a plain loop of os.write(128 bytes) + os.fsync on one file: the most fsyncs per
-  second this disk gives a single writer. No storage design beats it at one entry per sync.
 - ready sizes 1, 16, 256: each iteration persists one Ready of R 100-byte entries plus a
   hard state (commit moves), then `sync()`: one write and one fdatasync (group commit).
   Reported: entries/s, fsyncs/s, bytes written per entry (record framing overhead included,
   segment headers and seals amortized).
+- floor, measured in rounds alternating with each ready size (a shared disk's speed varies
+  a lot within a minute, so both see the same load): a plain loop of os.write(128 bytes) +
+  os.fsync on one file, and the same with os.fdatasync: the most syncs per second this disk
+  gives a single writer. The ratio uses the faster of the two.
 - open: a data dir of --open-entries 100-byte entries (written with the unsafe policy
   "never", that part is not timed), closed, then `DiskStorage.open` timed: sealed segments
   are checked with one CRC32C call each and indexed from their SEAL summaries.
@@ -44,50 +46,76 @@ FLOOR_RECORD_BYTES = 128  # one 100-byte entry plus its framing, roughly
 GOAL_FLOOR_RATIO = 1.3
 GOAL_ENTRIES_PER_S_AT_256 = 100_000
 GOAL_OPEN_S = 2.0
+ROUNDS = 5
 
 
-def measure_floor(data_dir: Path, iterations: int, *, data_only: bool) -> dict[str, float]:
-    """The raw loop; `data_only` uses fdatasync (what DiskStorage calls) instead of fsync."""
-    flush = os.fdatasync if data_only else os.fsync
-    path = data_dir / "floor.bin"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    record = b"x" * FLOOR_RECORD_BYTES
-    try:
+class FloorLoop:
+    """The raw floor: os.write of one small record + os.fsync (or os.fdatasync, what
+    DiskStorage calls) on one file of the same directory."""
+
+    def __init__(self, path: Path, *, data_only: bool) -> None:
+        self._path = path
+        self._flush = os.fdatasync if data_only else os.fsync
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def run(self, iterations: int) -> float:
+        """Seconds for `iterations` write + flush pairs."""
+        record = b"x" * FLOOR_RECORD_BYTES
         start = time.perf_counter()
         for _ in range(iterations):
-            os.write(fd, record)
-            flush(fd)
-        elapsed = time.perf_counter() - start
-    finally:
-        os.close(fd)
-        path.unlink()
-    return {"iterations": iterations, "seconds": elapsed, "fsyncs_per_s": iterations / elapsed}
+            os.write(self._fd, record)
+            self._flush(self._fd)
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        os.close(self._fd)
+        self._path.unlink()
 
 
-def measure_ready_size(data_dir: Path, ready_size: int, syncs: int) -> dict[str, float]:
+def measure_ready_size(
+    data_dir: Path, ready_size: int, syncs: int, rounds: int = ROUNDS
+) -> dict[str, float]:
+    """Storage and both floors measured in alternating rounds, so a change in the machine's
+    load during the run hits all three alike (a shared disk varies 10x within a minute)."""
     payload = b"p" * ENTRY_BYTES
+    per_round = max(1, syncs // rounds)
     batches = [
         [Entry(1, i, EntryKind.NORMAL, payload) for i in range(first, first + ready_size)]
-        for first in range(1, syncs * ready_size + 1, ready_size)
+        for first in range(1, per_round * rounds * ready_size + 1, ready_size)
     ]
     storage = DiskStorage.open(data_dir / f"ready{ready_size}")
+    floors = {
+        "fsync": FloorLoop(data_dir / "floor_fsync.bin", data_only=False),
+        "fdatasync": FloorLoop(data_dir / "floor_fdatasync.bin", data_only=True),
+    }
+    floor_s = dict.fromkeys(floors, 0.0)
     fsyncs, written = storage.fsync_count, storage.bytes_written
-    start = time.perf_counter()
-    for batch in batches:
-        storage.append(batch)
-        storage.set_hard_state(HardState(1, 1, batch[0].index))
-        storage.sync()
-    elapsed = time.perf_counter() - start
+    elapsed = 0.0
+    try:
+        for r in range(rounds):
+            for name, loop in floors.items():
+                floor_s[name] += loop.run(per_round)
+            start = time.perf_counter()
+            for batch in batches[r * per_round : (r + 1) * per_round]:
+                storage.append(batch)
+                storage.set_hard_state(HardState(1, 1, batch[0].index))
+                storage.sync()
+            elapsed += time.perf_counter() - start
+    finally:
+        for loop in floors.values():
+            loop.close()
     fsyncs, written = storage.fsync_count - fsyncs, storage.bytes_written - written
     storage.close()
-    entries = syncs * ready_size
+    entries = len(batches) * ready_size
     return {
         "ready_size": ready_size,
-        "syncs": syncs,
+        "syncs": len(batches),
         "seconds": elapsed,
         "entries_per_s": entries / elapsed,
         "fsyncs_per_s": fsyncs / elapsed,
         "bytes_per_entry": written / entries,
+        "floor_fsync_per_s": per_round * rounds / floor_s["fsync"],
+        "floor_fdatasync_per_s": per_round * rounds / floor_s["fdatasync"],
     }
 
 
@@ -112,16 +140,10 @@ def measure_open(data_dir: Path, entries: int, batch: int = 4096) -> dict[str, f
     return {"entries": entries, "segments": segments, "open_s": elapsed}
 
 
-def run(
-    data_dir: Path, *, floor_iterations: int, syncs: dict[int, int], open_entries: int
-) -> dict[str, Any]:
-    floor = measure_floor(data_dir, floor_iterations, data_only=False)
-    floor_data = measure_floor(data_dir, floor_iterations, data_only=True)
+def run(data_dir: Path, *, syncs: dict[int, int], open_entries: int) -> dict[str, Any]:
     ready = [measure_ready_size(data_dir, r, syncs[r]) for r in READY_SIZES]
     opened = measure_open(data_dir, open_entries)
     return {
-        "floor": floor,
-        "floor_fdatasync": floor_data,
         "ready": ready,
         "open": opened,
         "entry_bytes": ENTRY_BYTES,
@@ -129,8 +151,6 @@ def run(
 
 
 def render(result: dict[str, Any], machine: str, command: str, where: str) -> str:
-    # Compare with the faster of the two raw loops: the stricter goal.
-    floor = max(result["floor"]["fsyncs_per_s"], result["floor_fdatasync"]["fsyncs_per_s"])
     lines = [
         "# raftsched storage benchmark (DiskStorage, fsync always)",
         "",
@@ -139,16 +159,16 @@ def render(result: dict[str, Any], machine: str, command: str, where: str) -> st
         f"Disk: {where}  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
-        f"Raw floor, os.write({FLOOR_RECORD_BYTES} B) + os.fsync loop:"
-        f" {result['floor']['fsyncs_per_s']:,.0f} fsyncs/s; with os.fdatasync:"
-        f" {result['floor_fdatasync']['fsyncs_per_s']:,.0f} fsyncs/s. The ratios below use"
-        f" the faster one ({floor:,.0f}/s).",
+        f"Raw floor: a loop of os.write({FLOOR_RECORD_BYTES} B) + os.fsync, and the same with"
+        " os.fdatasync, on the same disk, measured in rounds alternating with the storage's"
+        " (so load changes hit both). floor / fsyncs compares with the faster of the two.",
         "",
         f"| Ready size ({result['entry_bytes']}-byte entries) | entries/s | fsyncs/s |"
-        " floor / fsyncs | bytes per entry | goal |",
-        "|---:|---:|---:|---:|---:|---|",
+        " floor fsync/s (fsync, fdatasync) | floor / fsyncs | bytes per entry | goal |",
+        "|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in result["ready"]:
+        floor = max(r["floor_fsync_per_s"], r["floor_fdatasync_per_s"])
         ratio = floor / r["fsyncs_per_s"] if r["fsyncs_per_s"] else float("inf")
         if r["ready_size"] == 1:
             goal = f"floor/fsyncs <= {GOAL_FLOOR_RATIO} ({_met(ratio <= GOAL_FLOOR_RATIO)})"
@@ -159,6 +179,7 @@ def render(result: dict[str, Any], machine: str, command: str, where: str) -> st
             goal = ""
         lines.append(
             f"| {r['ready_size']} | {r['entries_per_s']:,.0f} | {r['fsyncs_per_s']:,.0f} |"
+            f" {r['floor_fsync_per_s']:,.0f}, {r['floor_fdatasync_per_s']:,.0f} |"
             f" {ratio:.2f} | {r['bytes_per_entry']:.1f} | {goal} |"
         )
     opened = result["open"]
@@ -194,14 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        syncs, floor_iterations, open_entries = {1: 50, 16: 20, 256: 10}, 50, 20_000
+        syncs, open_entries = {1: 50, 16: 20, 256: 10}, 20_000
     else:
-        syncs, floor_iterations, open_entries = {1: 1000, 16: 500, 256: 400}, 1000, 1_000_000
+        syncs, open_entries = {1: 1000, 16: 500, 256: 400}, 1_000_000
     scratch = Path(tempfile.mkdtemp(prefix="raftsched-bench-storage-", dir=args.dir))
     try:
-        result = run(
-            scratch, floor_iterations=floor_iterations, syncs=syncs, open_entries=open_entries
-        )
+        result = run(scratch, syncs=syncs, open_entries=open_entries)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     command = "python -m bench.storage" + (" --quick" if args.quick else "")
