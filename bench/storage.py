@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ FLOOR_RECORD_BYTES = 128  # one 100-byte entry plus its framing, roughly
 GOAL_FLOOR_RATIO = 1.3
 GOAL_ENTRIES_PER_S_AT_256 = 100_000
 GOAL_OPEN_S = 2.0
-ROUNDS = 5
+ROUND_SYNCS = 25  # syncs per alternating round: short rounds track load changes closely
 
 
 class FloorLoop:
@@ -72,12 +73,11 @@ class FloorLoop:
         self._path.unlink()
 
 
-def measure_ready_size(
-    data_dir: Path, ready_size: int, syncs: int, rounds: int = ROUNDS
-) -> dict[str, float]:
+def measure_ready_size(data_dir: Path, ready_size: int, syncs: int) -> dict[str, float]:
     """Storage and both floors measured in alternating rounds, so a change in the machine's
     load during the run hits all three alike (a shared disk varies 10x within a minute)."""
     payload = b"p" * ENTRY_BYTES
+    rounds = max(1, syncs // ROUND_SYNCS)
     per_round = max(1, syncs // rounds)
     batches = [
         [Entry(1, i, EntryKind.NORMAL, payload) for i in range(first, first + ready_size)]
@@ -88,19 +88,25 @@ def measure_ready_size(
         "fsync": FloorLoop(data_dir / "floor_fsync.bin", data_only=False),
         "fdatasync": FloorLoop(data_dir / "floor_fdatasync.bin", data_only=True),
     }
-    floor_s = dict.fromkeys(floors, 0.0)
+    seconds = dict.fromkeys([*floors, "storage"], 0.0)
     fsyncs, written = storage.fsync_count, storage.bytes_written
-    elapsed = 0.0
+
+    def storage_round(r: int) -> float:
+        start = time.perf_counter()
+        for batch in batches[r * per_round : (r + 1) * per_round]:
+            storage.append(batch)
+            storage.set_hard_state(HardState(1, 1, batch[0].index))
+            storage.sync()
+        return time.perf_counter() - start
+
+    steps: list[tuple[str, Callable[[int], float]]] = [
+        *((name, lambda _r, loop=loop: loop.run(per_round)) for name, loop in floors.items()),
+        ("storage", storage_round),
+    ]
     try:
-        for r in range(rounds):
-            for name, loop in floors.items():
-                floor_s[name] += loop.run(per_round)
-            start = time.perf_counter()
-            for batch in batches[r * per_round : (r + 1) * per_round]:
-                storage.append(batch)
-                storage.set_hard_state(HardState(1, 1, batch[0].index))
-                storage.sync()
-            elapsed += time.perf_counter() - start
+        for r in range(rounds):  # rotate the order too: no side always goes first
+            for name, step in steps[r % 3 :] + steps[: r % 3]:
+                seconds[name] += step(r)
     finally:
         for loop in floors.values():
             loop.close()
@@ -110,12 +116,12 @@ def measure_ready_size(
     return {
         "ready_size": ready_size,
         "syncs": len(batches),
-        "seconds": elapsed,
-        "entries_per_s": entries / elapsed,
-        "fsyncs_per_s": fsyncs / elapsed,
+        "seconds": seconds["storage"],
+        "entries_per_s": entries / seconds["storage"],
+        "fsyncs_per_s": fsyncs / seconds["storage"],
         "bytes_per_entry": written / entries,
-        "floor_fsync_per_s": per_round * rounds / floor_s["fsync"],
-        "floor_fdatasync_per_s": per_round * rounds / floor_s["fdatasync"],
+        "floor_fsync_per_s": per_round * rounds / seconds["fsync"],
+        "floor_fdatasync_per_s": per_round * rounds / seconds["fdatasync"],
     }
 
 
