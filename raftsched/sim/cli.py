@@ -259,6 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"stale tokens refused {sum(c.stale_refused for c in sched)}  "
             f"lagging stamps {sum(c.lagging_stamps for c in sched)}"
         )
+        console.print(
+            f"scheduler: reads checked {sum(c.reads for c in sched)}  "
+            f"bad tokens refused {sum(c.bad_tokens_refused for c in sched)}  "
+            f"reused keys refused {sum(c.key_reuses_refused for c in sched)}  "
+            f"queue reconfigurations {sum(c.queue_configs for c in sched)}"
+        )
     if faults:
         console.print("faults by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(faults.items())))
     if len(seeds) == 1:

@@ -117,6 +117,11 @@ class FaultProfile:
     pause_ticks_min: int = 5
     pause_ticks_max: int = 50
     chaos_ticks_max: int = 40
+    # A clock jump moves the stamping leader's wall clock by up to this much either way.
+    # The scheduler's clock is the largest stamp applied (SPEC §4), so a forward jump makes
+    # every later deadline wait for real time to catch up: the sched workload keeps it
+    # small enough for its liveness bound.
+    clock_jump_ms_max: int = 60_000
     loss_probability_max: float = 0.3
     duplicate_probability_max: float = 0.2
     reorder_probability_max: float = 0.3
@@ -407,7 +412,9 @@ class Nemesis:
             case FaultKind.CLOCK_JUMP:
                 if leader is None:
                     return False
-                jump_ms = rng.choice((-1, 1)) * rng.randint(1_000, 60_000)
+                jump_ms = rng.choice((-1, 1)) * rng.randint(
+                    min(1_000, p.clock_jump_ms_max), p.clock_jump_ms_max
+                )
                 leader.clock_skew_ms += jump_ms
                 cluster.trace(f"nemesis: clock of leader {leader.node_id} jumps {jump_ms:+d} ms")
                 self._later_jump(

@@ -18,6 +18,7 @@ every job required to reach a terminal state within the liveness bound.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ from .sched_workload import SchedClients, SchedWorkload
 WORKLOAD_KINDS = ("kv", "sched")
 TOPOLOGIES = ("mixed", "voters", "1-voter", "2-voters")
 SCHED_SNAPSHOT_CHUNK_BYTES = 2048
+# A forward jump of the stamping leader's clock delays every later scheduler deadline by as
+# much (the state clock is the largest stamp): kept within the liveness bound.
+SCHED_CLOCK_JUMP_MS_MAX = 5_000
 
 
 @dataclass(slots=True)
@@ -167,7 +171,10 @@ def run_seed(
             lambda: cluster.hosts,
             cluster.trace,
         )
-    nemesis = Nemesis(cluster, random.Random(rng.getrandbits(64)), config.profile)
+    profile = config.profile
+    if kind == "sched":
+        profile = dataclasses.replace(profile, clock_jump_ms_max=SCHED_CLOCK_JUMP_MS_MAX)
+    nemesis = Nemesis(cluster, random.Random(rng.getrandbits(64)), profile)
     if isinstance(clients, SchedClients) and config.skew_one_clock:
         clients.skew_one_clock()
     cluster.trace(f"seed {config.seed}: {config.nodes} nodes, bug {config.bug or 'none'}")

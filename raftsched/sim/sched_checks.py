@@ -32,6 +32,8 @@ from raftsched.sched import Command, Complete, Fail, HeartbeatLease, Lease, Ok, 
 from raftsched.sched.job import TERMINAL
 from raftsched.wire.envelope import SchedEntry
 
+from .sched_invariants import ReadFacts, replica_violations
+
 HASH_EVERY_INDEXES = 8
 """Whole-state hashes cost a snapshot: compare replicas at every 8th index, not each one."""
 
@@ -47,6 +49,10 @@ class SchedCounters:
     stale_refused: int = 0  # token operations refused as stale_token / lease_expired
     stale_attempts: int = 0  # token operations a stalled worker sent after its lease ran out
     lagging_stamps: int = 0  # applied stamps behind the state-machine clock
+    reads: int = 0  # ReadIndex reads of jobs checked against what clients were told
+    bad_tokens_refused: int = 0  # wrong or future tokens quoted on purpose, refused
+    key_reuses_refused: int = 0  # idempotency keys reused with another body, refused
+    queue_configs: int = 0  # ConfigureQueue commands acknowledged
     refusals: dict[str, int] = field(default_factory=dict)
 
 
@@ -66,6 +72,7 @@ class SchedChecks:
         self._grants: dict[str, list[tuple[int, int]]] = {}  # job -> [(index, token)]
         self._accepted: dict[str, list[_TokenOp]] = {}  # job -> accepted token operations
         self._completed_token: dict[str, int] = {}
+        self.facts = ReadFacts()
 
     def bind(self, report: Callable[[str], None]) -> None:
         self.report = report
@@ -106,6 +113,8 @@ class SchedChecks:
                         f"{command.job_id} with token {command.token} at index {entry.index}, "
                         f"current token {None if job is None else job.token}"
                     )
+        for text in replica_violations(state, command, result):
+            self.report(f"{text} (index {entry.index})")
         if entry.index % HASH_EVERY_INDEXES == 0:
             digest = app.state_hash()
             seen = self._hashes.setdefault(entry.index, digest)

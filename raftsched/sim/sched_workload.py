@@ -31,6 +31,7 @@ from raftsched.sched import (
     Backoff,
     Command,
     Complete,
+    ConfigureQueue,
     Fail,
     HeartbeatLease,
     JobSpec,
@@ -82,6 +83,14 @@ class SchedWorkload:
     ticker_timeout_units: int = 20 * UNITS_PER_TICK
     # A skewed node's clock offset: |skew| drawn from this range, either sign.
     skew_ms: tuple[int, int] = (1_000, 5_000)
+    # Token operations that quote a wrong (another job's) or future token on purpose.
+    bad_token_probability: float = 0.05
+    # Submits that reuse an earlier idempotency key with a different body.
+    key_reuse_probability: float = 0.08
+    readers: int = 1  # clients reading job documents through ReadIndex
+    read_think_units: tuple[int, int] = (10, 60)
+    # The operator reconfigures the queue (max_in_flight, pause) every so often.
+    operator_think_units: tuple[int, int] = (200, 600)
 
 
 @dataclass(slots=True)
@@ -113,9 +122,12 @@ class SchedClients:
         self._hosts = hosts
         self._trace = trace
         self.checks = checks
-        self.finishing = False
+        self._finishing = False
         self.stopped = False
         self._calls: dict[int, _Call] = {}  # call id -> call
+        self._reads: dict[int, tuple[str, str, int, int]] = {}  # id -> (actor, job, t0, tries)
+        self._read_token = 0
+        self._submitted_keys: dict[str, list[tuple[str, list[str]]]] = {}  # actor -> (key, ids)
         self._next_call = 0
         self._next_attempt = 0
         self._leader_guess: dict[str, NodeId] = {}
@@ -138,7 +150,38 @@ class SchedClients:
             actor = f"w{n}"
             self._held[actor] = 0
             self._loop.call_later(rng.randint(1, 50), functools.partial(self._register, actor))
+        for n in range(wl.readers):
+            actor = f"r{n}"
+            self._loop.call_later(rng.randint(50, 150), functools.partial(self._read, actor))
+        lo, hi = wl.operator_think_units
+        self._loop.call_later(rng.randint(lo, hi), self._operate)
         self._loop.call_later(UNITS_PER_TICK, self._tick)
+
+    @property
+    def finishing(self) -> bool:
+        return self._finishing
+
+    @finishing.setter
+    def finishing(self, value: bool) -> None:
+        if value and not self._finishing:
+            self._loop.call_later(UNITS_PER_TICK, self._restore_queue)
+        self._finishing = value
+
+    def _restore_queue(self) -> None:
+        """Healing: the queue must serve again so every job can end. Re-checked until the
+        end, as an earlier pause may still be in flight and apply after a resume."""
+        if self.stopped:
+            return
+        self._loop.call_later(20 * UNITS_PER_TICK, self._restore_queue)
+        leader = next((h for h in self._hosts().values() if _leads(h)), None)
+        if leader is None or any(c.actor == "op" for c in self._calls.values()):
+            return
+        app = leader.app
+        assert isinstance(app, SchedApp)
+        queue = app.state.queues.get(QUEUE)
+        if queue is not None and (queue.config.paused or queue.config.max_in_flight is not None):
+            resume = ConfigureQueue(QUEUE, max_in_flight=None, paused=False)
+            self._call("op", resume, self._configured)
 
     def skew_one_clock(self) -> tuple[NodeId, int]:
         """Give one node a skewed wall clock: its stamps run ahead or lag behind."""
@@ -150,8 +193,8 @@ class SchedClients:
         return node_id, skew_ms
 
     def pending_count(self) -> int:
-        """Operations still waiting for an outcome (lease polls excluded)."""
-        return sum(1 for c in self._calls.values() if not c.background)
+        """Operations still waiting for an outcome (lease polls excluded), reads included."""
+        return sum(1 for c in self._calls.values() if not c.background) + len(self._reads)
 
     def operations(self) -> int:
         return self._requests
@@ -272,9 +315,36 @@ class SchedClients:
                     depends_on=deps,
                 )
             )
+        earlier = self._submitted_keys.get(actor)
+        if earlier and rng.random() < wl.key_reuse_probability:
+            # The same key with another body: must be refused, never applied as new jobs.
+            key, first_ids = rng.choice(earlier)
+            reuse = SubmitJobs(tuple(specs), idempotency_key=key)
+            done = functools.partial(self._key_reused, actor, n, key, first_ids)
+            self._call(actor, reuse, done)
+            return
         command = SubmitJobs(tuple(specs), idempotency_key=f"{actor}-{n}")
         ids = [s.id or "" for s in specs]
         self._call(actor, command, functools.partial(self._submitted, actor, n, ids))
+
+    def _key_reused(  # noqa: PLR0917 - a functools.partial callback: positional by design
+        self, actor: str, n: int, key: str, first_ids: list[str], result: Result | None, index: int
+    ) -> None:
+        self._tell(actor, f"submit reusing key {key}", result, index)
+        if isinstance(result, Refused):
+            self.checks.refused(result.code)
+            self.checks.counters.key_reuses_refused += result.code == "idempotency_key_reused"
+        elif isinstance(result, Ok):
+            got = [job["id"] for job in result.value["jobs"]]
+            if got != first_ids:
+                self.checks.report(
+                    f"idempotency: key {key} reused with a different body created jobs {got} "
+                    f"(the key first created {first_ids})"
+                )
+        lo, hi = self.workload.submit_think_units
+        self._loop.call_later(
+            self._rng.randint(lo, hi), functools.partial(self._submit, actor, n + 1)
+        )
 
     def _submitted(
         self, actor: str, n: int, ids: list[str], result: Result | None, index: int
@@ -285,6 +355,9 @@ class SchedClients:
             assert got == ids, (got, ids)
             self.checks.submitted(got, index)
             self._acked[actor].extend(got)
+            self._submitted_keys.setdefault(actor, []).append((f"{actor}-{n}", got))
+            for job_id in got:
+                self.checks.facts.learned(job_id, "exists", self._loop.now)
         elif isinstance(result, Refused):
             self.checks.refused(result.code)
         lo, hi = self.workload.submit_think_units
@@ -324,6 +397,7 @@ class SchedClients:
         for grant in grants:
             job_id, token = str(grant["job_id"]), int(grant["token"])
             self.checks.granted(job_id, token, index)
+            self.checks.facts.learned(job_id, "token", self._loop.now, token)
             self._held[actor] += 1
             self._work(actor, job_id, token)
 
@@ -348,7 +422,35 @@ class SchedClients:
                     "heartbeat", job_id, token, index=index, result=result, stale_attempt=False
                 )
 
+        quoted = self._maybe_bad_token(job_id, token)
+        if quoted != token:
+            self._bad_token_op(actor, HeartbeatLease(job_id, quoted), job_id, quoted)
         self._call(actor, HeartbeatLease(job_id, token), done)
+
+    def _maybe_bad_token(self, job_id: str, token: int) -> int:
+        """Usually `token`; sometimes a future one or one of another job (a confused worker)."""
+        rng = self._rng
+        if rng.random() >= self.workload.bad_token_probability:
+            return token
+        if rng.random() < 0.5:
+            return token + rng.randint(1, 10_000)  # from the future: no lease has it yet
+        return max(1, token - rng.randint(1, token))  # an older index: another lease's token
+
+    def _bad_token_op(self, actor: str, command: Command, job_id: str, quoted: int) -> None:
+        """Send a token operation quoting a token this worker does not hold: it must be
+        refused (the replicas' stale-token check catches an acceptance too)."""
+
+        def done(result: Result | None, index: int) -> None:
+            self._tell(
+                actor, f"bad token {type(command).__name__} {job_id}/{quoted}", result, index
+            )
+            if isinstance(result, Refused):
+                self.checks.refused(result.code)
+                self.checks.counters.bad_tokens_refused += 1
+            # Accepted: a future token may since have become a real lease's token; the
+            # replicas' check (sched_checks.py) judges acceptance against the exact state.
+
+        self._call(actor, command, done)
 
     def _finish(self, actor: str, job_id: str, token: int, stalled: bool) -> None:
         rng, wl = self._rng, self.workload
@@ -359,6 +461,12 @@ class SchedClients:
             retryable = rng.random() >= wl.fatal_fail_probability
             command = Fail(job_id, token, error={"by": actor}, retryable=retryable)
         op = "complete" if isinstance(command, Complete) else "fail"
+        quoted = self._maybe_bad_token(job_id, token)
+        if quoted != token and not stalled:
+            # A confused worker quotes a token it does not hold (besides its real report).
+            self._bad_token_op(
+                actor, Complete(job_id, quoted, result={"by": actor}), job_id, quoted
+            )
 
         def done(result: Result | None, index: int) -> None:
             self._tell(
@@ -368,11 +476,102 @@ class SchedClients:
                 self.checks.token_op(
                     op, job_id, token, index=index, result=result, stale_attempt=stalled
                 )
+            if op == "complete" and isinstance(result, Ok):
+                self.checks.facts.learned(job_id, "succeeded", self._loop.now)
             self._held[actor] -= 1
             if self._held[actor] == 0:
                 self._lease(actor)
 
         self._call(actor, command, done)
+
+    # -- readers (ReadIndex, dissertation §6.4) ----------------------------------------------
+
+    def _read(self, actor: str) -> None:
+        if self.finishing or self.stopped:
+            return
+        jobs = [j for ids in self._acked.values() for j in ids]
+        lo, hi = self.workload.read_think_units
+        self._loop.call_later(self._rng.randint(lo, hi), functools.partial(self._read, actor))
+        if not jobs:
+            return
+        job_id = self._rng.choice(jobs)
+        self._read_token += 1
+        read_id = self._read_token
+        self._reads[read_id] = (actor, job_id, self._loop.now, 0)
+        self._read_attempt(read_id)
+
+    def _read_attempt(self, read_id: int) -> None:
+        entry = self._reads.get(read_id)
+        if entry is None or self.stopped:
+            return
+        actor, job_id, invoked_at, tries = entry
+        self._reads[read_id] = (actor, job_id, invoked_at, tries + 1)
+        hosts = [h for h in self._hosts().values() if not h.retired]
+        self._loop.call_later(
+            self.workload.timeout_units, lambda: self._read_timeout(read_id, tries + 1)
+        )
+        if not hosts:
+            return
+        host = self._rng.choice(hosts)  # followers forward the ReadIndex to their leader
+
+        def reply(r: Reply) -> None:
+            self._loop.call_later(
+                self._rng.randint(1, 3), lambda: self._read_reply(read_id, tries + 1, r)
+            )
+
+        self._loop.call_later(self._rng.randint(1, 3), lambda: host.read(job_id, reply))
+
+    def _read_reply(self, read_id: int, attempt: int, reply: Reply) -> None:
+        entry = self._reads.get(read_id)
+        if entry is None or entry[3] != attempt:
+            return
+        _, job_id, invoked_at, _ = entry
+        if not reply.ok:
+            self._read_retry(read_id)
+            return
+        del self._reads[read_id]
+        self.checks.counters.reads += 1
+        for text in self.checks.facts.check_read(job_id, reply.value, invoked_at):
+            self.checks.report(text)
+
+    def _read_timeout(self, read_id: int, attempt: int) -> None:
+        entry = self._reads.get(read_id)
+        if entry is not None and entry[3] == attempt:
+            self._read_retry(read_id)
+
+    def _read_retry(self, read_id: int) -> None:
+        entry = self._reads[read_id]
+        if not self.finishing and entry[3] >= self.workload.max_attempts_per_request:
+            del self._reads[read_id]  # a read that fails has no effect: nothing to record
+            return
+        # A late answer to this attempt is still a real ReadIndex answer: accepted until
+        # the retry starts the next attempt.
+        self._loop.call_later(self.workload.retry_units, lambda: self._read_attempt(read_id))
+
+    # -- the operator -----------------------------------------------------------------------
+
+    def _operate(self) -> None:
+        """Reconfigure the queue now and then: limit leases in flight, or pause it briefly."""
+        if self.finishing or self.stopped:
+            return
+        rng, wl = self._rng, self.workload
+        roll = rng.random()
+        command: ConfigureQueue
+        if roll < 0.25:
+            command = ConfigureQueue(QUEUE, max_in_flight=None, paused=True)
+        elif roll < 0.7:
+            command = ConfigureQueue(QUEUE, max_in_flight=rng.randint(1, 4), paused=False)
+        else:
+            command = ConfigureQueue(QUEUE, max_in_flight=None, paused=False)
+        self._call("op", command, self._configured)
+        lo, hi = wl.operator_think_units
+        delay = rng.randint(lo // 4, hi // 4) if command.paused else rng.randint(lo, hi)
+        self._loop.call_later(delay, self._operate)
+
+    def _configured(self, result: Result | None, index: int) -> None:
+        self._tell("op", "configure queue", result, index)
+        if isinstance(result, Ok):
+            self.checks.counters.queue_configs += 1
 
     # -- the ticker -----------------------------------------------------------------------
 
@@ -400,3 +599,8 @@ class SchedClients:
     def _ticked(self, node_id: NodeId, since: int, reply: Reply) -> None:
         if self._ticks_outstanding.get(node_id) == since:
             del self._ticks_outstanding[node_id]
+
+
+def _leads(host: NodeHost) -> bool:
+    status = host.status()
+    return status is not None and status.role is Role.LEADER and not host.paused

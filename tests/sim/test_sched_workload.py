@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 
 from raftsched.raft.types import Entry, EntryKind
-from raftsched.sched import JobSpec, Lease, Ok, SubmitJobs, Tick
+from raftsched.sched import ConfigureQueue, JobSpec, Lease, Ok, SchedulerState, SubmitJobs, Tick
 from raftsched.sched.errors import StaleToken
 from raftsched.sched.result import Refused
 from raftsched.sim.app import AppAnswer
@@ -20,6 +20,7 @@ from raftsched.sim.cli import main
 from raftsched.sim.run import RunResult, SimConfig, run_seed
 from raftsched.sim.sched_app import SchedAppKind, SchedRequest, SimSchedApp
 from raftsched.sim.sched_checks import SchedChecks
+from raftsched.sim.sched_invariants import replica_violations
 
 
 def _failures(results: list[RunResult]) -> list[str]:
@@ -31,7 +32,7 @@ def _failures(results: list[RunResult]) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(("nodes", "seeds"), [(3, 40), (5, 20)])
+@pytest.mark.parametrize(("nodes", "seeds"), [(3, 24), (5, 12)])
 def test_seeds_keep_the_scheduler_promises(nodes: int, seeds: int) -> None:
     results = [
         run_seed(SimConfig(seed=seed, nodes=nodes, workload_kind="sched"))
@@ -47,6 +48,12 @@ def test_seeds_keep_the_scheduler_promises(nodes: int, seeds: int) -> None:
     assert sum(c.stale_refused for c in counters) > seeds
     assert sum(c.lagging_stamps for c in counters) > seeds
     assert sum(r.faults_injected for r in results) > 5 * seeds
+    # ...and what it checks was exercised: ReadIndex reads judged against what clients were
+    # told, wrong/future tokens and reused idempotency keys refused, the queue reconfigured.
+    assert sum(c.reads for c in counters) > 5 * seeds
+    assert sum(c.bad_tokens_refused for c in counters) > 0
+    assert sum(c.key_reuses_refused for c in counters) > 0
+    assert sum(c.queue_configs for c in counters) > seeds
 
 
 def test_same_seed_same_trace_and_state() -> None:
@@ -70,6 +77,20 @@ def test_the_any_token_bug_is_caught() -> None:
     assert len(caught) >= 10, caught
     # The bug, not the schedule, fails those seeds.
     assert run_seed(SimConfig(seed=caught[0], workload_kind="sched")).ok
+
+
+def test_stale_reads_are_caught_in_the_sched_workload() -> None:
+    """ReadIndex without the heartbeat round (read-without-quorum): a deposed leader serves
+    a job document older than what a client was already told."""
+    result = next(
+        r
+        for r in (
+            run_seed(SimConfig(seed=s, bug="read-without-quorum", workload_kind="sched"))
+            for s in range(1, 41)
+        )
+        if not r.ok
+    )
+    assert any("stale read" in v for v in result.violations), result.violations[:3]
 
 
 def test_the_local_clock_bug_is_caught_by_the_state_hashes() -> None:
@@ -178,3 +199,27 @@ def test_checks_count_refused_stale_tokens_without_violation() -> None:
     checks.token_op("complete", "j", 20, index=26, result=Ok({}), stale_attempt=False)
     assert not seen
     assert checks.counters.stale_refused == 1 and checks.counters.jobs_completed == 1
+
+
+# -- the replica-side scheduler rules fail on bad states ----------------------------------------
+
+
+def _state_with_two_pending() -> SchedulerState:
+    state = SchedulerState()
+    jobs = (JobSpec(id="low", queue="q", priority=0), JobSpec(id="high", queue="q", priority=5))
+    assert isinstance(state.apply(SubmitJobs(jobs), 1, 1_000), Ok)
+    return state
+
+
+def test_lease_order_violation_is_reported() -> None:
+    state = _state_with_two_pending()
+    wrong = Ok({"leases": [{"job_id": "low", "token": 2}]})
+    texts = list(replica_violations(state, Lease("q", "w"), wrong))
+    assert any("lease order: job high" in t for t in texts), texts
+
+
+def test_a_grant_from_a_paused_queue_is_reported() -> None:
+    state = _state_with_two_pending()
+    assert isinstance(state.apply(ConfigureQueue("q", paused=True), 2, 1_000), Ok)
+    texts = list(replica_violations(state, Lease("q", "w"), Ok({"leases": [{"job_id": "high"}]})))
+    assert any("paused queue" in t for t in texts), texts
