@@ -582,11 +582,11 @@ class Runtime:
             return
         while True:
             progressed = False
-            while core.has_ready():
+            while self.disk_healthy and core.has_ready():
                 self._handle_ready(core.ready())
                 progressed = True
             pipeline = self._pipeline
-            while pipeline and pipeline[0].done:
+            while self.disk_healthy and pipeline and pipeline[0].done:
                 self._finish(pipeline.popleft().ready)
                 progressed = True
             if not progressed:
@@ -617,9 +617,9 @@ class Runtime:
         item = _InFlight(rd, done=True)
         self._pipeline.append(item)
         if rd.hard_state is not None or rd.entries or rd.snapshot is not None or rd.must_sync:
-            item.done = False
             thread = self.thread
             assert thread is not None
+            item.done = False
 
             def persisted(_result: object, _fsync_s: float) -> None:
                 item.done = True
