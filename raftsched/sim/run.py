@@ -23,6 +23,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from raftsched.raft.errors import RaftError
 from raftsched.sched.job import TERMINAL
 
 from .app import KV_APP, AppKind
@@ -32,7 +33,7 @@ from .cluster import ClusterOptions, SimCluster, default_disk, real_core_factory
 from .events import UNITS_PER_TICK, EventLoop
 from .faults import FaultProfile, Nemesis
 from .history import Event
-from .node_host import HostTimings, NodeHost
+from .node_host import HostTimings, NodeHost, RaftCore
 from .sched_app import SchedAppKind, SimSchedApp
 from .sched_checks import SchedChecks, SchedCounters
 from .sched_workload import SchedClients, SchedWorkload
@@ -76,6 +77,8 @@ class SimConfig:
     # After the liveness phase settles: ticks of healthy idling in which no node may start
     # an election or a pre-vote (a follower that hears its leader never campaigns).
     quiet_ticks: int = 40
+    # Then a leadership transfer on the healthy cluster must complete or fail explicitly.
+    check_transfer: bool = True
 
 
 @dataclass(slots=True)
@@ -258,6 +261,9 @@ def run_seed(
             checker.phase = "quiet"
             quiet_end = loop.now + config.quiet_ticks * UNITS_PER_TICK
             loop.run_until(quiet_end, stop=lambda: bool(checker.violations))
+            if not checker.violations and config.check_transfer:
+                checker.phase = "transfer"
+                _check_transfer(cluster, checker.violation)
 
     linearizable: bool | None = None
     unknown = False
@@ -291,6 +297,52 @@ def run_seed(
         workload_kind=kind,
         sched=sched_checks.counters if sched_checks is not None else None,
     )
+
+
+TRANSFER_BOUND_ELECTION_TIMEOUTS = 3
+
+
+def _check_transfer(cluster: SimCluster, report: Callable[[str], None]) -> None:
+    """On the healed, idle cluster, transfer leadership to another voter: it must take
+    over, or the core must refuse the transfer explicitly, within a few election timeouts.
+    A transfer that silently expires (issue 6 defect 2) fails the run."""
+    leader = cluster.leader()
+    status = leader.status() if leader is not None else None
+    if leader is None or status is None:
+        return
+    targets = sorted(status.membership.voters - {leader.node_id})
+    if not targets:
+        return  # a single voter: nobody to transfer to
+    target = targets[0]
+    refusals: list[str] = []
+
+    def transfer(core: RaftCore) -> None:
+        try:
+            core.transfer_leadership(target)
+        except RaftError as err:
+            refusals.append(str(err))
+
+    cluster.trace(f"transfer check: leadership {leader.node_id} -> {target}")
+    leader.call(transfer)
+    loop = cluster.loop
+    bound = TRANSFER_BOUND_ELECTION_TIMEOUTS * cluster.options.election_timeout_ticks
+    deadline = loop.now + bound * UNITS_PER_TICK
+
+    def done() -> bool:
+        new = cluster.leader()
+        return bool(refusals) or (new is not None and new.node_id == target)
+
+    while loop.now < deadline and not done():
+        loop.run_until(min(deadline, loop.now + UNITS_PER_TICK), stop=done)
+    if refusals:
+        cluster.trace(f"transfer check: refused explicitly: {refusals[0]}")
+    elif not done():
+        new = cluster.leader()
+        report(
+            f"liveness: leadership transfer {leader.node_id} -> {target} on a healthy cluster "
+            f"neither completed nor failed explicitly within {bound} ticks (leader now "
+            f"{new.node_id if new is not None else 'none'})"
+        )
 
 
 def _founding_voters(config: SimConfig, rng: random.Random) -> int:
