@@ -252,3 +252,37 @@ def test_stale_worker_completion_is_refused(api: FakeApi, tmp_path: Path) -> Non
         stop(frozen)
         if other is not None:
             stop(other)
+
+
+def test_short_jobs_are_leased_in_batches(api: FakeApi, tmp_path: Path) -> None:
+    """Slots free up one completion at a time; the lease linger makes one lease request fill
+    a quarter of the slots (or more) instead of one slot each: far fewer requests than jobs."""
+    proc = start_worker(
+        api.url,
+        ["linger"],
+        concurrency=16,
+        log=tmp_path / "w.log",
+        extra=["--lease-linger-ms", "300"],
+    )
+    try:
+        with Client(api.url, timeout_s=5.0) as c:
+            sleep = "tests.worker.tasks:sleep"
+            c.submit_batch(
+                [
+                    {
+                        "id": f"lg-{i}",
+                        "queue": "linger",
+                        "payload": {"call": sleep, "args": [i % 4 / 20]},
+                    }
+                    for i in range(120)
+                ]
+            )
+            wait_for(
+                "every job done",
+                lambda: c.get_queue("linger")["counts"]["succeeded"] == 120,
+                timeout=60,
+            )
+        leases = [r for r in api.requests if r[:2] == ("POST", "/v1/queues/linger/lease")]
+        assert len(leases) <= 120 // 3, len(leases)  # 80 in a run without the linger
+    finally:
+        stop(proc)
