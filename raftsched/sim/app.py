@@ -22,9 +22,12 @@ from typing import Any, Protocol
 
 from raftsched.raft.types import Entry
 
-from .kv import Applied, Command, KVStateMachine
+from .kv import MAX_SESSIONS, Applied, Command, KVStateMachine
 
 MS_PER_UNIT = 10
+SESSION_EXPIRED = "expired session"
+"""The KV app's answer to a command whose session was evicted: it was not applied now, but
+an earlier attempt may have been, so the client records the outcome as unknown."""
 """Virtual time units to wall-clock ms: a tick (events.UNITS_PER_TICK units) is 100 ms."""
 
 
@@ -84,8 +87,10 @@ class KVApp:
         if outcome is None:
             return None
         key = (outcome.command.client_id, outcome.command.seq)
-        if outcome.stale or outcome.expired:
-            return AppAnswer(key, False, "stale request or expired session", definite=False)
+        if outcome.expired:
+            return AppAnswer(key, False, SESSION_EXPIRED, definite=False)
+        if outcome.stale:
+            return AppAnswer(key, False, "stale request", definite=False)
         return AppAnswer(key, True, outcome.result)
 
     def snapshot(self) -> bytes:
@@ -99,10 +104,16 @@ class KVApp:
 
 
 class KVAppKind:
+    """`max_sessions`: the session table's size (dissertation §6.3); a workload with more
+    clients than that sees sessions evicted and commands refused as expired."""
+
     name = "kv"
 
+    def __init__(self, max_sessions: int = MAX_SESSIONS) -> None:
+        self.max_sessions = max_sessions
+
     def restore(self, blob: bytes, index: int) -> ReplicatedApp:
-        return KVApp(KVStateMachine.restore(blob, index))
+        return KVApp(KVStateMachine.restore(blob, index, self.max_sessions))
 
     def encode_proposal(self, request: object, stamp_ms: int, proposer_id: int) -> bytes:
         assert isinstance(request, Command)

@@ -27,6 +27,7 @@ from typing import Any
 
 from raftsched.raft.types import NodeId
 
+from .app import SESSION_EXPIRED
 from .events import UNITS_PER_TICK, EventLoop
 from .history import Event, EventType
 from .kv import CAS, READ, REGISTER, WRITE, Command
@@ -47,6 +48,10 @@ class Workload:
     # After a timeout a client forgets its leader guess with this probability; otherwise
     # it keeps trying the node it trusts (as real clients do, and deposed leaders see).
     forget_leader_probability: float = 0.5
+    # The state machine's session table size (None: kv.MAX_SESSIONS). Fewer sessions than
+    # clients: registrations evict each other, and commands of an evicted session are
+    # refused as expired (never applied), which the history must survive.
+    max_sessions: int | None = None
 
 
 @dataclass(slots=True)
@@ -83,6 +88,7 @@ class ClientPool:
         self._pending: dict[int, _Pending] = {}  # slot -> pending op
         self._client_of_slot: dict[int, tuple[int, int]] = {}  # slot -> (client_id, seq)
         self.registrations = 0
+        self.expired_sessions = 0  # commands refused because their session was evicted
         self._leader_guess: dict[int, NodeId] = {}
         self.acked_writes: list[tuple[int, int]] = []  # (index, client_id) of OK writes/cas
         self._token = 0
@@ -196,6 +202,10 @@ class ClientPool:
         self._leader_guess[slot] = reply.leader_hint
         if not reply.definite:
             pending.maybe_applied = True
+        if reply.value == SESSION_EXPIRED and not pending.registration:
+            self.expired_sessions += 1
+            self._give_up(slot, pending)  # retrying with an evicted session never succeeds
+            return
         self._retry_or_give_up(slot, pending)
 
     def _timeout(self, slot: int, token: int) -> None:
@@ -219,6 +229,10 @@ class ClientPool:
         if self.finishing or pending.attempts < self.workload.max_attempts:
             self._loop.call_later(self.workload.retry_units, lambda: self._attempt(slot))
             return
+        self._give_up(slot, pending)
+
+    def _give_up(self, slot: int, pending: _Pending) -> None:
+        pending.token = 0
         del self._pending[slot]
         command = pending.command
         if command.op == READ or not pending.maybe_applied:

@@ -69,9 +69,9 @@ class Applied:
 class KVStateMachine:
     """A key-value map plus client sessions plus the chained hash of the applied log."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_sessions: int = MAX_SESSIONS) -> None:
         self.data: dict[str, Any] = {}
-        self.sessions = SessionTable(MAX_SESSIONS)
+        self.sessions = SessionTable(max_sessions)
         self.applied_index = 0
         self.chain_hash = CHAIN_HASH_START
 
@@ -138,9 +138,9 @@ class KVStateMachine:
         return blob
 
     @staticmethod
-    def restore(blob: bytes, index: int) -> KVStateMachine:
+    def restore(blob: bytes, index: int, max_sessions: int = MAX_SESSIONS) -> KVStateMachine:
         """Rebuild from a snapshot taken at `index` (an empty blob: the empty state)."""
-        kv = KVStateMachine()
+        kv = KVStateMachine(max_sessions)
         if not blob:
             assert index == 0, f"an empty snapshot must be at index 0, not {index}"
             return kv

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from raftsched.raft.errors import RaftError
 from raftsched.sched.job import TERMINAL
 
-from .app import KV_APP, AppKind
+from .app import KV_APP, AppKind, KVAppKind
 from .bugs import Bug, get_bug
 from .clients import ClientPool, Workload
 from .cluster import ClusterOptions, SimCluster, default_disk, real_core_factory
@@ -102,6 +102,7 @@ class RunResult:
     # The linearizability checker gave up at its time budget: the history is neither
     # valid nor invalid. Never counted as valid (the CLI fails unless --allow-unknown).
     unknown: bool = False
+    expired_sessions: int = 0  # kv: commands refused because their session was evicted
 
     @property
     def ok(self) -> bool:
@@ -125,6 +126,8 @@ def run_seed(
     )
     sched_checks: SchedChecks | None = None
     app_kind: AppKind = KV_APP
+    if config.workload.max_sessions is not None:
+        app_kind = KVAppKind(config.workload.max_sessions)
     if kind == "sched":
         sched_checks = SchedChecks()
         app_class = bug.sched_app_class if bug is not None else None
@@ -294,6 +297,7 @@ def run_seed(
         history=history,
         linearizable=linearizable,
         unknown=unknown,
+        expired_sessions=clients.expired_sessions if isinstance(clients, ClientPool) else 0,
         workload_kind=kind,
         sched=sched_checks.counters if sched_checks is not None else None,
     )
