@@ -71,8 +71,8 @@ class PeerInfo:
 
 @dataclass(frozen=True, slots=True)
 class RaftSettings:
-    tick_ms: int = 50
-    election_ticks: int = 10  # election timeout in [10, 20) ticks = 0.5 .. 1 s
+    tick_ms: int = 30
+    election_ticks: int = 10  # election timeout in [10, 20) ticks = 0.3 .. 0.6 s
     heartbeat_ticks: int = 1
     max_entries_per_append: int = 4096
     max_bytes_per_append: int = 1 << 20

@@ -76,7 +76,7 @@ class _Node:
 
 class LocalCluster:
     def __init__(self, base: Path, *, nodes: int = 3, fsync: str = "always",
-                 tick_ms: int = 50, election_ticks: int = 10,
+                 tick_ms: int = 30, election_ticks: int = 10,
                  extra_args: Sequence[str] = ()) -> None:
         self.base = base
         self.files: ClusterFiles = prepare_files(base)
