@@ -12,9 +12,9 @@ leader and retries 503s / connection errors against any node with backoff):
   estimate of the expiry passing without a renewal (partitioned), means the lease is lost: the
   child's process group is killed and nothing is reported (another worker owns the job now).
 At the end the job reports complete(result) or fail(error, retryable) with its lease's token.
-Drain (first SIGTERM/SIGINT): stop leasing, let running jobs finish for `drain_grace_s`, then
-stop the rest and fail them as retryable so another worker can lease them at once. A second
-signal skips the grace period.
+Drain (first SIGTERM/SIGINT): stop leasing (a grant from a poll already in flight joins the
+running jobs), let running jobs finish for `drain_grace_s`, then stop the rest and fail them as
+retryable so another worker can lease them at once. A second signal skips the grace period.
 """
 
 from __future__ import annotations
@@ -164,9 +164,6 @@ class Agent:
             except ApiError as exc:
                 log.warning("worker heartbeat failed: %s", exc)
 
-    def _draining(self) -> bool:
-        return self.draining
-
     def _free(self) -> int:
         return self.config.concurrency - len(self.running)
 
@@ -218,8 +215,11 @@ class Agent:
                     await asyncio.wait_for(self._stop_event.wait(), 1.0)
                 continue
             for lease in leases:
-                if self._draining():  # granted while we were asked to drain: hand it back
-                    self._spawn(self._release(lease, "worker draining"))
+                # A grant from a poll already in flight when the drain began is run like the
+                # other running jobs (handing it back would spend one of its attempts); only a
+                # stop-now hands it back at once.
+                if self.stop_now:
+                    self._spawn(self._release(lease, "worker stopping"))
                 else:
                     self._start(lease)
 

@@ -243,7 +243,7 @@ def test_sigterm_drain_loses_nothing(client: Client, urls: str, tmp_path: Path) 
         assert proc.wait(20) == 0
         assert [client.get_job(f"dr{i}").state for i in range(2)] == ["succeeded"] * 2
         later = client.get_job("dr-later")
-        assert later.state in ("pending", "scheduled"), later.raw  # released, not lost
+        assert later.state == "pending" and later.attempts == 0, later.raw  # never leased
         assert later.result is None
     finally:
         stop(proc)

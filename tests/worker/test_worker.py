@@ -187,7 +187,7 @@ def test_sigterm_drains_without_losing_jobs(api: FakeApi, tmp_path: Path) -> Non
             assert proc.wait(20) == 0
             assert [c.get_job(f"d{i}").state for i in range(2)] == ["succeeded"] * 2
             later = c.get_job("d-later")
-            assert later.state in ("pending", "scheduled"), later.raw  # released, not lost
+            assert later.state == "pending" and later.attempts == 0, later.raw  # never leased
     finally:
         stop(proc)
 
