@@ -263,7 +263,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"scheduler: reads checked {sum(c.reads for c in sched)}  "
             f"bad tokens refused {sum(c.bad_tokens_refused for c in sched)}  "
             f"reused keys refused {sum(c.key_reuses_refused for c in sched)}  "
-            f"queue reconfigurations {sum(c.queue_configs for c in sched)}"
+            f"queue reconfigurations {sum(c.queue_configs for c in sched)}  "
+            f"backfills {sum(c.backfills for c in sched)}  "
+            f"cron fires {sum(c.cron_fires for c in sched)}"
+        )
+    campaigns: dict[str, dict[str, int]] = {}
+    for r in results:
+        for phase, counts in r.campaigns.items():
+            total = campaigns.setdefault(phase, {"votes": 0, "pre-votes": 0})
+            for kind, n in counts.items():
+                total[kind] += n
+    if campaigns:
+        console.print(
+            "campaigns by phase: "
+            + ", ".join(
+                f"{phase} {c['votes']} elections / {c['pre-votes']} pre-votes"
+                for phase, c in campaigns.items()
+            )
         )
     if faults:
         console.print("faults by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(faults.items())))

@@ -103,6 +103,8 @@ class RunResult:
     # valid nor invalid. Never counted as valid (the CLI fails unless --allow-unknown).
     unknown: bool = False
     expired_sessions: int = 0  # kv: commands refused because their session was evicted
+    # phase -> {"votes": n, "pre-votes": n}: campaigns started in each run phase
+    campaigns: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -298,6 +300,7 @@ def run_seed(
         linearizable=linearizable,
         unknown=unknown,
         expired_sessions=clients.expired_sessions if isinstance(clients, ClientPool) else 0,
+        campaigns={phase: dict(counts) for phase, counts in checker.campaigns.items()},
         workload_kind=kind,
         sched=sched_checks.counters if sched_checks is not None else None,
     )

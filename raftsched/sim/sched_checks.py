@@ -28,7 +28,18 @@ from dataclasses import dataclass, field
 
 from raftsched.app import SchedApp
 from raftsched.raft.types import Entry
-from raftsched.sched import Command, Complete, Fail, HeartbeatLease, Lease, Ok, Refused, Result
+from raftsched.sched import (
+    Command,
+    Complete,
+    Fail,
+    HeartbeatLease,
+    Lease,
+    Ok,
+    PutSchedule,
+    Refused,
+    Result,
+    SchedulerState,
+)
 from raftsched.sched.job import TERMINAL
 from raftsched.wire.envelope import SchedEntry
 
@@ -53,6 +64,8 @@ class SchedCounters:
     bad_tokens_refused: int = 0  # wrong or future tokens quoted on purpose, refused
     key_reuses_refused: int = 0  # idempotency keys reused with another body, refused
     queue_configs: int = 0  # ConfigureQueue commands acknowledged
+    backfills: int = 0  # Backfill commands acknowledged
+    cron_fires: int = 0  # cron jobs on the leader at the end
     refusals: dict[str, int] = field(default_factory=dict)
 
 
@@ -73,6 +86,10 @@ class SchedChecks:
         self._accepted: dict[str, list[_TokenOp]] = {}  # job -> accepted token operations
         self._completed_token: dict[str, int] = {}
         self.facts = ReadFacts()
+        self.cron_acked = False  # the workload's schedule was acknowledged
+        self.cron_policy = ""  # its misfire policy (set by the workload)
+        self._cron_created_ms: int | None = None  # state clock when the schedule was created
+        self._cron_puts: set[int] = set()  # indexes of PutSchedule entries applied
 
     def bind(self, report: Callable[[str], None]) -> None:
         self.report = report
@@ -113,6 +130,10 @@ class SchedChecks:
                         f"{command.job_id} with token {command.token} at index {entry.index}, "
                         f"current token {None if job is None else job.token}"
                     )
+        if isinstance(command, PutSchedule) and isinstance(result, Ok):
+            self._cron_puts.add(entry.index)
+            if result.value.get("created") and self._cron_created_ms is None:
+                self._cron_created_ms = state.clock_ms
         for text in replica_violations(state, command, result):
             self.report(f"{text} (index {entry.index})")
         if entry.index % HASH_EVERY_INDEXES == 0:
@@ -186,6 +207,53 @@ class SchedChecks:
                 f"{granted_token} was granted"
             )
 
+    def on_sched_apply_put_for_test(self, *, created_ms: int, index: int) -> None:
+        """What applying the schedule's creation at `index` records (unit tests)."""
+        self._cron_created_ms = created_ms
+        self._cron_puts.add(index)
+
+    def backfilled(self, from_ms: int, to_ms: int, value: dict[str, object]) -> None:
+        """A backfill of [from_ms, to_ms] answered Ok: it made only fire times in the range."""
+        self.counters.backfills += 1
+        created = value.get("created")
+        assert isinstance(created, list)
+        for job_id in created:
+            t = _fire_ms(str(job_id))
+            if t is None or t % CRON_EVERY_MS or not from_ms <= t <= to_ms:
+                self.report(f"cron: backfill of [{from_ms}, {to_ms}] created job {job_id}")
+
+    def check_cron(self, state: SchedulerState) -> None:
+        """Fire counts per misfire policy, on the leader's converged state."""
+        created = self._cron_created_ms
+        schedule = state.schedules.get(CRON_NAME)
+        record = state.fire_records.get(CRON_NAME)
+        if created is None or schedule is None or record is None:
+            return
+        fires = {t for j in state.jobs if (t := _fire_ms(j)) is not None}
+        self.counters.cron_fires += len(fires)
+        wrong = sorted(t for t in fires if t % CRON_EVERY_MS or t > state.clock_ms)
+        if wrong:
+            self.report(f"cron: jobs for times that are not due fire times: {wrong[:5]}")
+        due = set(
+            range(
+                created - created % CRON_EVERY_MS + CRON_EVERY_MS,
+                record.watermark_ms + 1,
+                CRON_EVERY_MS,
+            )
+        )
+        if schedule.catchup is not None or len(self._cron_puts) != 1:
+            return  # a catch-up still running, or an update replaced the schedule midway
+        if self.cron_policy == "fire_all" and not due <= fires:
+            self.report(
+                f"cron: misfire policy fire_all missed fire times {sorted(due - fires)[:5]} "
+                f"(created at {created}, watermark {record.watermark_ms})"
+            )
+        if self.cron_policy == "fire_once" and due and not fires & due:
+            self.report(
+                f"cron: misfire policy fire_once fired none of {len(due)} due fire times "
+                f"(created at {created}, watermark {record.watermark_ms})"
+            )
+
     # -- the end --------------------------------------------------------------------------
 
     def check_final(
@@ -210,6 +278,7 @@ class SchedChecks:
                     f"({len(missing)} of {len(self.acked_jobs)})"
                 )
         if liveness and leader_id is not None and leader_id in replicas:
+            self.check_cron(replicas[leader_id].state)
             jobs = replicas[leader_id].state.jobs
             open_jobs = sorted(j.id for j in jobs.values() if j.state not in TERMINAL)
             if open_jobs:
@@ -218,6 +287,16 @@ class SchedChecks:
                     f"liveness: {len(open_jobs)} jobs not terminal after healing "
                     f"(e.g. {open_jobs[:3]}, states {sorted(states)})"
                 )
+
+
+CRON_NAME = "c"
+CRON_EVERY_MS = 5_000
+
+
+def _fire_ms(job_id: str) -> int | None:
+    """The fire time of a job of the workload's schedule (`c@<ms>`), else None."""
+    name, at, rest = job_id.partition("@")
+    return int(rest) if at and name == CRON_NAME and rest.isdigit() else None
 
 
 def _unbound(text: str) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from raftsched.app import SchedApp
 from raftsched.raft.types import NodeId, Role
 from raftsched.sched import (
+    Backfill,
     Backoff,
     Command,
     Complete,
@@ -35,22 +36,26 @@ from raftsched.sched import (
     Fail,
     HeartbeatLease,
     JobSpec,
+    JobTemplate,
     Lease,
     Ok,
+    PutSchedule,
     Refused,
     Result,
     SubmitJobs,
     Tick,
     WorkerHeartbeat,
 )
+from raftsched.sched.commands import MISFIRE_POLICIES
 
 from .app import MS_PER_UNIT
 from .events import UNITS_PER_TICK, EventLoop
 from .node_host import NodeHost, Reply
 from .sched_app import SchedRequest
-from .sched_checks import SchedChecks
+from .sched_checks import CRON_NAME, SchedChecks
 
 QUEUE = "q"
+CRON_EXPR = "*/5 * * * * *"  # every CRON_EVERY_MS (a leading seconds field)
 SIM_BACKOFF = Backoff(initial_ms=200, multiplier=2.0, max_ms=1_000)  # retries within a run
 MAX_ACKED_FOR_DEPS = 8  # dependencies are drawn from a submitter's last few acknowledged jobs
 
@@ -91,6 +96,10 @@ class SchedWorkload:
     read_think_units: tuple[int, int] = (10, 60)
     # The operator reconfigures the queue (max_in_flight, pause) every so often.
     operator_think_units: tuple[int, int] = (200, 600)
+    # A cron schedule firing every CRON_EVERY_MS into the queue, with a misfire policy
+    # drawn per run, and backfills of ranges before now.
+    cron: bool = True
+    backfill_probability: float = 0.3  # per operator turn
 
 
 @dataclass(slots=True)
@@ -128,6 +137,7 @@ class SchedClients:
         self._reads: dict[int, tuple[str, str, int, int]] = {}  # id -> (actor, job, t0, tries)
         self._read_token = 0
         self._submitted_keys: dict[str, list[tuple[str, list[str]]]] = {}  # actor -> (key, ids)
+        self.cron_misfire = "fire_all"
         self._next_call = 0
         self._next_attempt = 0
         self._leader_guess: dict[str, NodeId] = {}
@@ -155,6 +165,9 @@ class SchedClients:
             self._loop.call_later(rng.randint(50, 150), functools.partial(self._read, actor))
         lo, hi = wl.operator_think_units
         self._loop.call_later(rng.randint(lo, hi), self._operate)
+        if wl.cron:
+            self.cron_misfire = self.checks.cron_policy = rng.choice(MISFIRE_POLICIES)
+            self._loop.call_later(rng.randint(20, 80), self._put_schedule)
         self._loop.call_later(UNITS_PER_TICK, self._tick)
 
     @property
@@ -548,6 +561,45 @@ class SchedClients:
         # the retry starts the next attempt.
         self._loop.call_later(self.workload.retry_units, lambda: self._read_attempt(read_id))
 
+    # -- cron -----------------------------------------------------------------------------
+
+    def _put_schedule(self) -> None:
+        """Create the run's cron schedule (re-put, the same spec, until acknowledged)."""
+        if self.stopped or self.checks.cron_acked:
+            return
+        template = JobTemplate(queue=QUEUE, max_attempts=self.workload.max_attempts)
+        command = PutSchedule(
+            CRON_NAME, CRON_EXPR, template, misfire=self.cron_misfire, misfire_cap=1_000
+        )
+
+        def done(result: Result | None, index: int) -> None:
+            self._tell("op", f"put schedule {CRON_EXPR} {self.cron_misfire}", result, index)
+            if isinstance(result, Ok):
+                self.checks.cron_acked = True
+            elif not self.finishing:
+                self._loop.call_later(5 * UNITS_PER_TICK, self._put_schedule)
+
+        self._call("op", command, done)
+
+    def _backfill(self) -> None:
+        leader = next((h for h in self._hosts().values() if _leads(h)), None)
+        if leader is None or not self.checks.cron_acked:
+            return
+        app = leader.app
+        assert isinstance(app, SchedApp)
+        to_ms = app.state.clock_ms  # an operator looking at the cluster's clock
+        from_ms = max(0, to_ms - self._rng.randint(1_000, 30_000))
+        command = Backfill(CRON_NAME, from_ms, to_ms)
+
+        def done(result: Result | None, index: int) -> None:
+            self._tell("op", f"backfill {from_ms}..{to_ms}", result, index)
+            if isinstance(result, Ok):
+                self.checks.backfilled(from_ms, to_ms, result.value)
+            elif isinstance(result, Refused):
+                self.checks.refused(result.code)
+
+        self._call("op", command, done)
+
     # -- the operator -----------------------------------------------------------------------
 
     def _operate(self) -> None:
@@ -564,6 +616,8 @@ class SchedClients:
         else:
             command = ConfigureQueue(QUEUE, max_in_flight=None, paused=False)
         self._call("op", command, self._configured)
+        if wl.cron and rng.random() < wl.backfill_probability:
+            self._backfill()
         lo, hi = wl.operator_think_units
         delay = rng.randint(lo // 4, hi // 4) if command.paused else rng.randint(lo, hi)
         self._loop.call_later(delay, self._operate)

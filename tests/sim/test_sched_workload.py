@@ -11,7 +11,17 @@ import dataclasses
 import pytest
 
 from raftsched.raft.types import Entry, EntryKind
-from raftsched.sched import ConfigureQueue, JobSpec, Lease, Ok, SchedulerState, SubmitJobs, Tick
+from raftsched.sched import (
+    ConfigureQueue,
+    JobSpec,
+    JobTemplate,
+    Lease,
+    Ok,
+    PutSchedule,
+    SchedulerState,
+    SubmitJobs,
+    Tick,
+)
 from raftsched.sched.errors import StaleToken
 from raftsched.sched.result import Refused
 from raftsched.sim.app import AppAnswer
@@ -54,6 +64,7 @@ def test_seeds_keep_the_scheduler_promises(nodes: int, seeds: int) -> None:
     assert sum(c.bad_tokens_refused for c in counters) > 0
     assert sum(c.key_reuses_refused for c in counters) > 0
     assert sum(c.queue_configs for c in counters) > seeds
+    assert sum(c.cron_fires for c in counters) > seeds and sum(c.backfills for c in counters) > 0
 
 
 def test_same_seed_same_trace_and_state() -> None:
@@ -223,3 +234,24 @@ def test_a_grant_from_a_paused_queue_is_reported() -> None:
     assert isinstance(state.apply(ConfigureQueue("q", paused=True), 2, 1_000), Ok)
     texts = list(replica_violations(state, Lease("q", "w"), Ok({"leases": [{"job_id": "high"}]})))
     assert any("paused queue" in t for t in texts), texts
+
+
+def _cron_state(policy: str) -> SchedulerState:
+    state = SchedulerState()
+    put = PutSchedule("c", "*/5 * * * * *", JobTemplate(queue="q"), misfire=policy)
+    assert isinstance(state.apply(put, 1, 1_000), Ok)
+    assert isinstance(state.apply(Tick(), 2, 12_000), Ok)  # fire times 5 s and 10 s are due
+    return state
+
+
+def test_cron_fire_all_missing_a_fire_is_reported() -> None:
+    state = _cron_state("fire_all")
+    assert {"c@5000", "c@10000"} <= set(state.jobs)
+    checks, seen = _checks()
+    checks.cron_policy = "fire_all"
+    checks.on_sched_apply_put_for_test(created_ms=1_000, index=1)
+    checks.check_cron(state)
+    assert seen == []
+    del state.jobs["c@5000"]  # as if the catch-up had skipped it
+    checks.check_cron(state)
+    assert any("fire_all missed fire times [5000]" in s for s in seen), seen
