@@ -80,11 +80,14 @@ Heartbeat and a stale PreVote request are answered with the current term so that
 stale sender steps down.
 
 Membership: the latest configuration in the log is in force, committed or not
-(membership.py). Only voters vote, count towards quorums and campaign. Messages from ids
-outside the configuration (or removed ones) are ignored, except leader messages (our
-latest configuration may be an uncommitted one that the legitimate leader of the term
-must be able to truncate) and except on a node whose configuration is still empty (a new
-node waiting for its leader, which learns its first configuration from a snapshot).
+(membership.py). Only voters vote, count towards quorums and campaign (one exception
+below). Messages from ids whose removal is committed here are ignored, except leader
+messages (our latest configuration may be an uncommitted one that the legitimate leader
+of the term must be able to truncate); any other id is heard, as our configuration may be
+stale (a new node waits for its leader and learns its first configuration from a
+snapshot; a voter must vote for members it has not heard of yet). A voter removed by an
+uncommitted change keeps campaigning until the removal commits (dissertation §4.2.2): it
+may still be needed.
 Bootstrapping: every node of a new cluster starts over a storage whose (empty) snapshot
 carries the initial configuration (`MemoryStorage(membership)`); a node joining later
 starts with no configuration (`MemoryStorage()`) and is added with ADD_LEARNER.
@@ -533,10 +536,18 @@ class RaftNode:
     # ------------------------------------------------------------------ roles
 
     def _is_member(self, node_id: NodeId) -> bool:
+        """Whether to listen to `node_id`. Only a removal committed here is final
+        (dissertation §4.2.3: removed servers must not disrupt). Anyone else may matter:
+        an id our latest configuration does not know may be a member added in entries we
+        have not received (our configuration can be stale: a voter that cannot learn of a
+        new voter's existence must still vote for it), and a node whose removal is not
+        committed may still be needed to elect a leader (§4.2.2)."""
         membership = self._configs.current
         if node_id in membership.voters or node_id in membership.learners:
             return True
-        return not self._has_config() and node_id not in membership.removed
+        if node_id not in membership.removed:
+            return True
+        return node_id not in self._configs.at(self.log.committed).removed
 
     def _has_config(self) -> bool:
         """False on a new node that has not learned the configuration yet (every real
@@ -544,7 +555,13 @@ class RaftNode:
         return bool(self._configs.current.voters)
 
     def _promotable(self) -> bool:
-        return self._id in self._configs.current.voters
+        """May campaign: a voter of the latest configuration, or a voter whose removal is
+        not committed yet. Dissertation §4.2.2: until then it may be needed, e.g. when it
+        alone holds the entry that removes it and the other voters, still in the old
+        configuration, need its vote (which it refuses: its log is longer)."""
+        if self._id in self._configs.current.voters:
+            return True
+        return self._id in self._configs.at(self.log.committed).voters
 
     def _in_leader_lease(self) -> bool:
         return (

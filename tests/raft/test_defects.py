@@ -187,3 +187,61 @@ def test_a_stale_term_notice_does_not_make_the_leader_send_a_snapshot() -> None:
     cluster.process(1)
     assert not [m for m in cluster.queue if isinstance(m, InstallSnapshot)]
     assert leader.status().match[2] == leader.log.last_index()
+
+
+def test_a_voter_whose_removal_is_not_committed_still_campaigns() -> None:
+    # Found by test_async_storage.py (membership walks): voters {1, 2}, leader 1 removes
+    # itself while 2 is cut off, keeps appending, and restarts. Its latest configuration
+    # is {2}, so it never campaigned; 2 (still at {1, 2}) needs 1's vote, which 1 refuses
+    # (its log is longer): no leader ever again. Dissertation §4.2.2: a server must keep
+    # starting elections until the configuration that removes it is committed.
+    cluster = Cluster((1, 2))
+    cluster.elect(1)
+    cluster.isolate(2)
+    cluster.node(1).propose_conf_change(ConfChange(ConfChangeKind.REMOVE, 1))
+    cluster.process(1)
+    cluster.propose(1, b"x")
+    cluster.take()  # the appends carrying the removal are lost
+    cluster.restart(1)
+    assert cluster.node(1).membership.voters == frozenset({2})
+    cluster.heal()
+    cluster.tick(60)
+    assert cluster.leader() == 2
+    assert cluster.node(2).membership.voters == frozenset({2})
+    assert cluster.node(1).role is Role.FOLLOWER  # removed for good: it stays quiet
+    cluster.propose(2, b"y")
+    cluster.stabilize()
+    assert cluster.commands(2) == [b"x", b"y"]
+
+
+def test_a_voter_with_a_stale_configuration_still_votes_for_members_it_never_heard_of() -> None:
+    # Found by test_async_storage.py: voters {1} and learner 2. Node 3 joins and becomes a
+    # voter; 2 is promoted while cut off (it knows nothing past the initial configuration,
+    # not even that 3 exists); leader 1 removes itself and dies after only 3 got the
+    # removal. Voters {2, 3} must elect 3, but 2 ignored 3 as a non-member, and 3
+    # ignored 1 as removed although that removal is not committed: no leader ever again.
+    # Only a removal committed locally is final; any other id may be a member we have not
+    # heard of yet (dissertation §4.2.2-§4.2.3).
+    cluster = Cluster((1,), learners=(2,))
+    cluster.elect(1)
+    cluster.isolate(2)
+    cluster.add_node(3)
+    for kind, node_id in (
+        (ConfChangeKind.ADD_LEARNER, 3),
+        (ConfChangeKind.PROMOTE, 3),
+        (ConfChangeKind.PROMOTE, 2),
+        (ConfChangeKind.REMOVE, 1),
+    ):
+        cluster.node(1).propose_conf_change(ConfChange(kind, node_id))
+        cluster.process(1)
+        cluster.stabilize()
+    assert cluster.node(3).membership.voters == frozenset({2, 3})
+    assert cluster.node(2).membership.voters == frozenset({1})
+    cluster.stop(1)
+    cluster.heal()
+    cluster.tick(60, nodes=[2, 3])
+    assert cluster.leader() == 3
+    cluster.propose(3, b"after")
+    cluster.stabilize()
+    assert cluster.commands(2)[-1:] == [b"after"]
+    assert cluster.node(2).membership.voters == frozenset({2, 3})
