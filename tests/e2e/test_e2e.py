@@ -323,6 +323,41 @@ def test_cli_against_the_live_cluster(
     assert rc == 3 and json.loads(out)["error"]["code"] == "unavailable"
 
 
+def test_cli_cancel_queues_and_schedules_against_the_live_cluster(
+    capsys: pytest.CaptureFixture[str], urls: str
+) -> None:
+    rc, job = cli_json(capsys, urls, "submit", "e2e-idle", "--id", "cli-c1", "--payload", "1")
+    assert rc == 0 and job["state"] == "pending"
+    rc, job = cli_json(capsys, urls, "cancel", "cli-c1", "--reason", "not needed")
+    assert rc == 0 and job["state"] == "cancelled" and job["id"] == "cli-c1"
+    rc, err_doc = cli_json(capsys, urls, "cancel", "cli-c1")
+    assert rc == 1 and err_doc["error"]["status"] == 409
+    rc, _ = cli_json(capsys, urls, "queues", "config", "e2e-idle", "--max-in-flight", "3")
+    rc, _ = cli_json(capsys, urls, "queues", "pause", "e2e-idle")
+    rc, queue = cli_json(capsys, urls, "queues", "show", "e2e-idle")
+    assert rc == 0 and queue["config"]["max_in_flight"] == 3 and queue["config"]["paused"]
+    assert queue["counts"]["cancelled"] == 1
+    rc, out, _ = cli(capsys, "queues", "--cluster", urls)
+    assert any(line.split()[:2] == ["e2e-idle", "paused"] for line in out.splitlines())
+    rc, _ = cli_json(capsys, urls, "queues", "resume", "e2e-idle")
+    rc, queue = cli_json(capsys, urls, "queues", "show", "e2e-idle")
+    assert queue["config"]["paused"] is False and queue["config"]["max_in_flight"] == 3
+    template = '{"queue": "e2e-idle"}'
+    rc, _ = cli_json(
+        capsys, urls, "schedules", "put", "cli-s", "--cron", "0 3 * * *", "--template", template
+    )
+    assert rc == 0
+    rc, doc = cli_json(capsys, urls, "schedules")
+    assert "cli-s" in [s["name"] for s in doc["schedules"]]
+    rc, doc = cli_json(capsys, urls, "schedules", "show", "cli-s")
+    assert rc == 0 and doc["cron"] == "0 3 * * *" and doc["next_fire_at"] > 0
+    rc, out, _ = cli(capsys, "schedules", "--cluster", urls)
+    assert out.splitlines()[0].split()[:2] == ["SCHEDULE", "CRON"]
+    rc, _ = cli_json(capsys, urls, "schedules", "delete", "cli-s")
+    rc, err_doc = cli_json(capsys, urls, "schedules", "show", "cli-s")
+    assert rc == 1 and err_doc["error"]["status"] == 404
+
+
 # -- cron across a leader kill -9 (last: it moves leadership) -----------------------------------
 
 
