@@ -39,7 +39,7 @@ import gc
 import logging
 import random
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -144,6 +144,8 @@ class Runtime:
         self.cluster = ClusterOps(self)
         self._drain_scheduled = False
         self._pipeline: deque[_InFlight] = deque()
+        # Readys handed out in this drain pass, for the storage thread in one batch.
+        self._to_persist: list[tuple[Ready, Callable[[object, float], None]]] = []
         self.waiters = Waiters()
         self._work_events: dict[str, asyncio.Event] = {}
         self._tick_in_flight = False
@@ -585,6 +587,10 @@ class Runtime:
             while self.disk_healthy and core.has_ready():
                 self._handle_ready(core.ready())
                 progressed = True
+            if self._to_persist:
+                assert self.thread is not None
+                self.thread.submit_readys(self._to_persist)
+                self._to_persist = []
             pipeline = self._pipeline
             while self.disk_healthy and pipeline and pipeline[0].done:
                 self._finish(pipeline.popleft().ready)
@@ -617,15 +623,13 @@ class Runtime:
         item = _InFlight(rd, done=True)
         self._pipeline.append(item)
         if rd.hard_state is not None or rd.entries or rd.snapshot is not None or rd.must_sync:
-            thread = self.thread
-            assert thread is not None
             item.done = False
 
             def persisted(_result: object, _fsync_s: float) -> None:
                 item.done = True
                 self._drain()
 
-            thread.submit_ready(rd, persisted)
+            self._to_persist.append((rd, persisted))
 
     def _finish(self, rd: Ready) -> None:
         if rd.messages:

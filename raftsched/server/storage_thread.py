@@ -59,7 +59,7 @@ class StorageThread:
         self._loop = loop
         self._on_fatal = on_fatal
         self._log = log
-        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | list[_Job] | object] = queue.SimpleQueue()
         self._failed = False
         self.fsyncs = 0
         self.fsync_seconds_total = 0.0
@@ -67,9 +67,11 @@ class StorageThread:
         self._thread = threading.Thread(target=self._run, name="raftsched-storage", daemon=True)
         self._thread.start()
 
-    def submit_ready(self, rd: Ready, done: Callable[[Any, float], None]) -> None:
-        """Persist `rd` (and fsync if it must) after everything submitted before it."""
-        self._jobs.put(_Job(rd, None, rd.must_sync, done))
+    def submit_readys(self, readys: list[tuple[Ready, Callable[[Any, float], None]]]) -> None:
+        """Persist each Ready (and fsync if one must) after everything submitted before;
+        one queue operation for all the Readys of a loop iteration."""
+        assert readys
+        self._jobs.put([_Job(rd, None, rd.must_sync, done) for rd, done in readys])
 
     def submit_call(self, call: Callable[[], Any], done: Callable[[Any, float], None], *,
                     sync_before: bool = False) -> None:
@@ -94,8 +96,8 @@ class StorageThread:
             first = self._jobs.get()
             if first is _STOP:
                 return
-            assert isinstance(first, _Job)
-            batch: list[_Job] = [first]
+            batch: list[_Job] = []
+            _extend(batch, first)
             stop = False
             while len(batch) < MAX_BATCH_JOBS:
                 try:
@@ -105,8 +107,7 @@ class StorageThread:
                 if nxt is _STOP:
                     stop = True
                     break
-                assert isinstance(nxt, _Job)
-                batch.append(nxt)
+                _extend(batch, nxt)
             if not self._failed:
                 self._process(batch)
             if stop:
@@ -152,3 +153,11 @@ class StorageThread:
     def _complete(batch: list[_Job], results: list[Any], fsync_s: float) -> None:
         for job, result in zip(batch, results, strict=True):
             job.done(result, fsync_s)
+
+
+def _extend(batch: list[_Job], item: object) -> None:
+    if isinstance(item, list):
+        batch.extend(item)
+    else:
+        assert isinstance(item, _Job)
+        batch.append(item)
