@@ -115,6 +115,19 @@ class TlsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class UnsafeModes:
+    """Deliberately broken modes for the jepsen harness to prove its checkers catch them.
+    Never for real use: each is logged as UNSAFE at start."""
+
+    stale_reads: bool = False  # read_barrier returns at once: reads skip ReadIndex
+    ack_before_fsync: bool = False  # a Ready's messages leave before its writes are synced
+
+    @property
+    def any(self) -> bool:
+        return self.stale_reads or self.ack_before_fsync
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     node_id: int
     data_dir: Path
@@ -137,6 +150,7 @@ class NodeConfig:
     # the first leader proposes them in the Bootstrap entry; later only UpdateSettings
     # changes them, so this table matters on the nodes of a new cluster only.
     sched: Limits = field(default_factory=Limits)
+    unsafe: UnsafeModes = field(default_factory=UnsafeModes)
 
     @property
     def initial_voters(self) -> frozenset[int]:
@@ -154,7 +168,7 @@ class NodeConfig:
 _TOP_KEYS: Final = frozenset({
     "node_id", "cluster_id", "data_dir", "peer_addr", "http_addr", "http_url", "secret_file",
     "secret", "fsync", "join", "auth", "tokens", "tokens_file", "peers", "raft", "limits",
-    "log_level", "log_file", "tls", "sched",
+    "log_level", "log_file", "tls", "sched", "unsafe",
 })
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -333,6 +347,16 @@ def _sched_limits(raw: object) -> Limits:
         raise ConfigError("sched", f"invalid settings: {exc}") from None
 
 
+def _unsafe(raw: object) -> UnsafeModes:
+    table = _table("unsafe", raw)
+    known = {f.name for f in fields(UnsafeModes)}
+    for name, value in table.items():
+        if name not in known:
+            raise ConfigError(f"unsafe.{name}", f"unknown key (known: {', '.join(sorted(known))})")
+        _bool(f"unsafe.{name}", value)
+    return UnsafeModes(**table)
+
+
 def build_config(raw: Mapping[str, Any]) -> NodeConfig:
     """Validate a merged file + flags mapping into a NodeConfig."""
     unknown = sorted(set(raw) - _TOP_KEYS)
@@ -378,6 +402,7 @@ def build_config(raw: Mapping[str, Any]) -> NodeConfig:
         log_file=Path(_str("log_file", raw["log_file"])) if "log_file" in raw else None,
         tls=tls,
         sched=_sched_limits(raw.get("sched", {})),
+        unsafe=_unsafe(raw.get("unsafe", {})),
     )
     if config.raft.election_ticks <= config.raft.heartbeat_ticks:
         raise ConfigError("raft.election_ticks", "must exceed raft.heartbeat_ticks")

@@ -180,6 +180,9 @@ async def serve(config: NodeConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before anything starts: never die mid-way
         loop.add_signal_handler(sig, stop.set)
+    if config.unsafe.any:
+        log.warning("UNSAFE test modes on (%s): this node breaks raftsched's guarantees on "
+                    "purpose; for the jepsen harness only", config.unsafe)
     if config.fsync == "never":
         log.warning("fsync = never: UNSAFE, acknowledged writes can be lost on power failure "
                     "(tests and benchmarks only)")

@@ -40,7 +40,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
 from raftsched.app import SchedApp, encode_proposal
@@ -442,6 +442,8 @@ class Runtime:
         loop = self.loop
         if core is None or loop is None:
             raise NoLeader("the node is not running")
+        if self.config.unsafe.stale_reads:
+            return  # UNSAFE (jepsen's proof that stale reads are caught): no ReadIndex
         if len(self.waiters.reads) >= self.config.limits.max_pending_reads:
             raise Overloaded(RETRY_AFTER_OVERLOADED_S, "reads waiting for confirmation")
         context, future = self.waiters.new_read(loop)
@@ -618,6 +620,9 @@ class Runtime:
     def _handle_ready(self, rd: Ready) -> None:
         if rd.eager_messages:
             self._send(rd.eager_messages)
+        if self.config.unsafe.ack_before_fsync and rd.messages:
+            self._send(rd.messages)  # UNSAFE: acknowledges writes not yet durable
+            rd = replace(rd, messages=())
         persist_ready(self.mirror, rd)  # the disk gets the same writes on the storage thread
         self._apply(rd)
         item = _InFlight(rd, done=True)

@@ -18,7 +18,13 @@ import pytest_asyncio
 from raftsched.raft.messages import Message
 from raftsched.raft.storage import MemoryStorage
 from raftsched.sched import JobSpec, Ok, SubmitJobs
-from raftsched.server.config import NodeConfig, PeerInfo, RaftSettings, RuntimeLimits
+from raftsched.server.config import (
+    NodeConfig,
+    PeerInfo,
+    RaftSettings,
+    RuntimeLimits,
+    UnsafeModes,
+)
 from raftsched.server.errors import NoLeader, NotLeader, OutcomeUnknown, Overloaded
 from raftsched.server.runtime import Runtime
 from raftsched.server.stamp import ClockSampleLike
@@ -200,3 +206,12 @@ async def test_leader_bootstraps_settings_and_ticks_due_work(cluster: Loopback) 
         while leader.state.jobs["delayed"].state != "pending":
             await asyncio.sleep(0.02)
     assert leader.counters.ticks_proposed >= 2  # the Bootstrap, then at least one Tick
+
+
+async def test_unsafe_stale_reads_mode_skips_read_index(cluster: Loopback) -> None:
+    leader = await _leader(cluster)
+    follower = next(rt for rt in cluster.nodes.values() if rt is not leader)
+    cluster.cut.add(follower.node_id)
+    follower.config = replace(follower.config, unsafe=UnsafeModes(stale_reads=True))
+    async with asyncio.timeout(0.2):
+        await follower.read_barrier()  # answers at once, although no leader can confirm it
