@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -246,6 +247,25 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{r['machine_load_1m']} | "
             f"{goal if r['workers'] == 2 else ''} |"
         )
+    two = next((r for r in rows if r["workers"] == 2), rows[0] if rows else None)
+    if two is not None:
+        cpu_ms = two["nodes_cpu_ms_per_job"] + two["workers_cpu_ms_per_job"]
+        cores = os.cpu_count() or 1
+        lines += [
+            "",
+            "## What limits it",
+            "",
+            f"- Each job costs about {two['entries_per_job']} Raft entries: submits and leases "
+            "are batched, so what remains is one `complete` per job: one HTTP request to the "
+            "leader and one log entry replicated, fsynced and applied on every node.",
+            f"- CPU per job (2 workers): {two['nodes_cpu_ms_per_job']} ms in the 3 nodes + "
+            f"{two['workers_cpu_ms_per_job']} ms in the workers and their pool children = "
+            f"{cpu_ms:.2f} ms, so {cores} cores can do at most ~{cores * 1000 / cpu_ms:,.0f} "
+            "jobs/s even when idle; the load column shows how much else the machine was doing.",
+            "- Reaching the goal needs the per-job request and entry gone: a batched report "
+            "route (many completes in one request and one entry; not in the API yet) "
+            "so a worker can coalesce the completions of a few ms.",
+        ]
     return "\n".join(lines) + "\n"
 
 
