@@ -40,7 +40,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
 from raftsched.app import SchedApp, encode_proposal
@@ -50,7 +50,7 @@ from raftsched.raft.messages import Message
 from raftsched.raft.node import RaftNode
 from raftsched.raft.ready import Ready
 from raftsched.raft.storage import MemoryStorage, persist_ready
-from raftsched.raft.types import ConfChange, Membership, Role, Snapshot, SnapshotMeta, Status
+from raftsched.raft.types import ConfChange, Membership, Role, Snapshot, SnapshotMeta
 from raftsched.sched import Command, Refused, Result, SchedulerState, Tick
 from raftsched.sched.commands import Bootstrap
 
@@ -61,6 +61,7 @@ from .errors import NoLeader, NotLeader, OutcomeUnknown, Overloaded, ShuttingDow
 from .membership import MemberDirectory
 from .mirror import mirror_of
 from .runtime_metrics import Counters, FsyncHistogram
+from .runtime_status import RuntimeStatus, StatusView
 from .snapshots import SnapshotInfo, Snapshotter
 from .stamp import ClockSampleLike, QuorumClock
 from .storage_thread import StorageThread, SyncableStorage
@@ -79,37 +80,6 @@ class TransportLike(Protocol):
     def clock_samples(self) -> Mapping[int, ClockSampleLike]: ...
 
     def set_peers(self, peers: Mapping[int, tuple[str, int]]) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class MemberStatus:
-    node_id: int
-    voter: bool
-    peer_addr: str | None
-    http_url: str | None
-    match_index: int | None  # the leader's view; None on followers
-    lag: int | None  # entries behind the leader's last index (leader only)
-
-
-@dataclass(slots=True)
-class RuntimeStatus:
-    """This node's view (GET /v1/cluster; the API reads the StatusLike fields)."""
-
-    node_id: int
-    role: str
-    term: int
-    leader_id: int | None
-    leader_http_url: str | None
-    commit_index: int
-    applied_index: int
-    last_index: int
-    snapshot_index: int
-    members: list[MemberStatus] = field(default_factory=list)
-    disk_healthy: bool = True
-    fsync: str = "always"
-    clock_ms: int = 0  # the state machine's clock (the largest stamp applied)
-    clock_skew_ms: float = 0.0  # this node's wall clock minus the quorum median (leader)
-    shutting_down: bool = False
 
 
 @dataclass(slots=True)
@@ -142,6 +112,7 @@ class Runtime:
             initial=config.peers, data_dir=config.data_dir if config.data_dir.exists() else None,
             log=self.log)
         self.cluster = ClusterOps(self)
+        self._status = StatusView(self)
         self._drain_scheduled = False
         self._pipeline: deque[_InFlight] = deque()
         # Readys handed out in this drain pass, for the storage thread in one batch.
@@ -156,7 +127,6 @@ class Runtime:
         self.fatal: asyncio.Future[BaseException] | None = None
         self.counters = Counters()
         self._stamps_refused_seen = 0
-        self._members_cache: tuple[tuple[Membership, int], list[MemberStatus]] | None = None
         self.fsync_histogram = FsyncHistogram()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -346,73 +316,10 @@ class Runtime:
         return self.app.state
 
     def status(self) -> RuntimeStatus:
-        core = self._core
-        if core is None:
-            return RuntimeStatus(self.node_id, "starting", 0, None, None, 0, 0, 0, 0,
-                                 shutting_down=self.shutting_down)
-        st = core.status()
-        members = self._member_status(st)
-        return RuntimeStatus(
-            node_id=self.node_id,
-            role=st.role.value,
-            term=st.term,
-            leader_id=st.leader or None,
-            leader_http_url=self.directory.http_url(st.leader) if st.leader else None,
-            commit_index=st.commit,
-            applied_index=self.app.applied_index,
-            last_index=st.last_index,
-            snapshot_index=self.snapshotter.index if self.snapshotter is not None else 0,
-            members=members,
-            disk_healthy=self.disk_healthy,
-            fsync=self.config.fsync,
-            clock_ms=self.app.state.clock_ms,
-            clock_skew_ms=round(self.clock.skew_ms, 1),
-            shutting_down=self.shutting_down,
-        )
-
-    def _member_status(self, st: Status) -> list[MemberStatus]:
-        """Members with addresses; cached on followers (the API calls status() for the
-        headers of every response), fresh on the leader (match indexes move)."""
-        is_leader = st.role is Role.LEADER
-        key = (st.membership, self.directory.version)
-        if not is_leader and self._members_cache is not None and self._members_cache[0] == key:
-            return self._members_cache[1]
-        members = []
-        for nid in sorted(st.membership.members):
-            match = st.match.get(nid) if is_leader else None
-            if is_leader and nid == self.node_id:
-                match = st.last_index
-            info = self.directory.get(nid)
-            members.append(MemberStatus(
-                node_id=nid, voter=nid in st.membership.voters,
-                peer_addr=info.peer_addr_text if info is not None else None,
-                http_url=info.http_url if info is not None else None,
-                match_index=match, lag=None if match is None else st.last_index - match))
-        self._members_cache = None if is_leader else (key, members)
-        return members
+        return self._status.status()
 
     def metrics_snapshot(self) -> RuntimeMetrics:
-        st = self.status()
-        stats: Mapping[int, Any] = {}
-        samples: Mapping[int, ClockSampleLike] = {}
-        transport = self.transport
-        peer_stats = getattr(transport, "peer_stats", None)
-        if callable(peer_stats):
-            stats = peer_stats()
-        if transport is not None and self.loop is not None:
-            samples = transport.clock_samples()
-        return RuntimeMetrics(
-            term=st.term, role=st.role, commit_index=st.commit_index,
-            applied_index=st.applied_index, snapshot_index=st.snapshot_index,
-            proposals_total=dict(self.counters.proposals),
-            proposals_in_flight=len(self.waiters.proposals),
-            fsync_seconds=self.fsync_histogram.snapshot(),
-            peer_queue_bytes={p: s.queue_bytes for p, s in stats.items()},
-            peer_dropped_total={p: s.dropped for p, s in stats.items()},
-            peer_connected={p: s.connected for p, s in stats.items()},
-            stamps_refused_total=self._stamps_refused(),
-            clock_skew_ms={p: s.offset_ms for p, s in samples.items()},
-        )
+        return self._status.metrics()
 
     async def propose(self, command: Command) -> Result:
         """Commit `command`, wait until it is applied here, return the state machine's
@@ -503,6 +410,10 @@ class Runtime:
         return await self.cluster.backup()
 
     # -- internal API (cluster_ops.py) ----------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._core is not None
 
     @property
     def core(self) -> RaftNode:
@@ -667,7 +578,7 @@ class Runtime:
         if applied:
             self.counters.entries_applied += applied
             self._wake_workers()
-            refused = self._stamps_refused()
+            refused = self.stamps_refused()
             if refused != self._stamps_refused_seen:
                 self.log.warning(
                     "the state machine clamped %d leader stamp(s) beyond its per-entry clock "
@@ -678,7 +589,7 @@ class Runtime:
             waiters.confirmed(read_state)
         waiters.serve_reads(app.applied_index)
 
-    def _stamps_refused(self) -> int:
+    def stamps_refused(self) -> int:
         """Entries whose stamp the state machine clamped (replicated: the same everywhere)."""
         skew = getattr(self.app.state, "clock_skew", None)
         value = getattr(skew, "refused_entries", 0)

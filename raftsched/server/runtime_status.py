@@ -1,0 +1,128 @@
+"""This node's view of itself: GET /v1/cluster (`status`) and /metrics (`metrics`).
+
+The API reads `status()` for the X-Raft-Leader/X-Raft-Term headers of every response, so it
+stays cheap: a follower's member list (with addresses) is reused until the membership or the
+known addresses change; the leader's is rebuilt because match indexes move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from raftsched.raft.types import Membership, Role, Status
+
+from .api_runtime import RuntimeMetrics
+from .stamp import ClockSampleLike
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class MemberStatus:
+    node_id: int
+    voter: bool
+    peer_addr: str | None
+    http_url: str | None
+    match_index: int | None  # the leader's view; None on followers
+    lag: int | None  # entries behind the leader's last index (leader only)
+
+
+@dataclass(slots=True)
+class RuntimeStatus:
+    """This node's view (GET /v1/cluster; the API reads the StatusLike fields)."""
+
+    node_id: int
+    role: str
+    term: int
+    leader_id: int | None
+    leader_http_url: str | None
+    commit_index: int
+    applied_index: int
+    last_index: int
+    snapshot_index: int
+    members: list[MemberStatus] = field(default_factory=list)
+    disk_healthy: bool = True
+    fsync: str = "always"
+    clock_ms: int = 0  # the state machine's clock (the largest stamp applied)
+    clock_skew_ms: float = 0.0  # this node's wall clock minus the quorum median (leader)
+    shutting_down: bool = False
+
+
+class StatusView:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._members_cache: tuple[tuple[Membership, int], list[MemberStatus]] | None = None
+
+    def status(self) -> RuntimeStatus:
+        rt = self.rt
+        if not rt.started:
+            return RuntimeStatus(rt.node_id, "starting", 0, None, None, 0, 0, 0, 0,
+                                 shutting_down=rt.shutting_down)
+        st = rt.core.status()
+        members = self._member_status(st)
+        return RuntimeStatus(
+            node_id=rt.node_id,
+            role=st.role.value,
+            term=st.term,
+            leader_id=st.leader or None,
+            leader_http_url=rt.directory.http_url(st.leader) if st.leader else None,
+            commit_index=st.commit,
+            applied_index=rt.app.applied_index,
+            last_index=st.last_index,
+            snapshot_index=rt.snapshotter.index if rt.snapshotter is not None else 0,
+            members=members,
+            disk_healthy=rt.disk_healthy,
+            fsync=rt.config.fsync,
+            clock_ms=rt.app.state.clock_ms,
+            clock_skew_ms=round(rt.clock.skew_ms, 1),
+            shutting_down=rt.shutting_down,
+        )
+
+    def _member_status(self, st: Status) -> list[MemberStatus]:
+        """Members with addresses; cached on followers (the API calls status() for the
+        headers of every response), fresh on the leader (match indexes move)."""
+        is_leader = st.role is Role.LEADER
+        directory = self.rt.directory
+        key = (st.membership, directory.version)
+        if not is_leader and self._members_cache is not None and self._members_cache[0] == key:
+            return self._members_cache[1]
+        members = []
+        for nid in sorted(st.membership.members):
+            match = st.match.get(nid) if is_leader else None
+            if is_leader and nid == self.rt.node_id:
+                match = st.last_index
+            info = directory.get(nid)
+            members.append(MemberStatus(
+                node_id=nid, voter=nid in st.membership.voters,
+                peer_addr=info.peer_addr_text if info is not None else None,
+                http_url=info.http_url if info is not None else None,
+                match_index=match, lag=None if match is None else st.last_index - match))
+        self._members_cache = None if is_leader else (key, members)
+        return members
+
+    def metrics(self) -> RuntimeMetrics:
+        rt = self.rt
+        st = self.status()
+        stats: Mapping[int, Any] = {}
+        samples: Mapping[int, ClockSampleLike] = {}
+        transport = rt.transport
+        peer_stats = getattr(transport, "peer_stats", None)
+        if callable(peer_stats):
+            stats = peer_stats()
+        if transport is not None and rt.started:
+            samples = transport.clock_samples()
+        return RuntimeMetrics(
+            term=st.term, role=st.role, commit_index=st.commit_index,
+            applied_index=st.applied_index, snapshot_index=st.snapshot_index,
+            proposals_total=dict(rt.counters.proposals),
+            proposals_in_flight=len(rt.waiters.proposals),
+            fsync_seconds=rt.fsync_histogram.snapshot(),
+            peer_queue_bytes={p: s.queue_bytes for p, s in stats.items()},
+            peer_dropped_total={p: s.dropped for p, s in stats.items()},
+            peer_connected={p: s.connected for p, s in stats.items()},
+            stamps_refused_total=rt.stamps_refused(),
+            clock_skew_ms={p: s.offset_ms for p, s in samples.items()},
+        )
