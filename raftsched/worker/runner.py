@@ -46,18 +46,19 @@ class BadPayload(ValueError):
     """The payload names no runnable job (no `cmd`, no `call`, wrong types)."""
 
 
+def lease_env(lease: Lease) -> dict[str, str]:
+    """The RAFTSCHED_* variables a job sees (its lease, its fencing token)."""
+    return {
+        "RAFTSCHED_JOB_ID": lease.job_id,
+        "RAFTSCHED_ATTEMPT": str(lease.attempt),
+        "RAFTSCHED_QUEUE": lease.queue,
+        "RAFTSCHED_FENCING_TOKEN": str(lease.token),
+    }
+
+
 def job_env(lease: Lease, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(extra or {})
-    env.update(
-        {
-            "RAFTSCHED_JOB_ID": lease.job_id,
-            "RAFTSCHED_ATTEMPT": str(lease.attempt),
-            "RAFTSCHED_QUEUE": lease.queue,
-            "RAFTSCHED_FENCING_TOKEN": str(lease.token),
-        }
-    )
-    return env
+    """A child's whole environment: the worker's, the payload's `env`, then the lease's."""
+    return {**os.environ, **(extra or {}), **lease_env(lease)}
 
 
 def _shell_argv(payload: dict[str, Any]) -> list[str]:
@@ -166,7 +167,7 @@ class JobRun:
             },
         }
         if self.pool is not None:
-            env = {k: v for k, v in job_env(self.lease).items() if k.startswith("RAFTSCHED_")}
+            env = lease_env(self.lease)  # the pool child has the worker's environment
             ended = await self.pool.run(
                 {**spec, "env": env}, timeout_s=self._timeout_s(), stopped=self._stopped
             )
