@@ -43,8 +43,14 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CONCURRENCIES = (16, 64, 256)
 BATCH_JOBS = 100
 BATCH_CONCURRENCY = 8
-GOALS = {"idle_p50_ms": 1.0, "idle_p99_ms": 3.0, "submits_per_s_c64": 5_000,
-         "batch_jobs_per_s": 50_000, "failover_median_s": 0.6, "failover_p99_s": 1.5}
+GOALS = {
+    "idle_p50_ms": 1.0,
+    "idle_p99_ms": 3.0,
+    "submits_per_s_c64": 5_000,
+    "batch_jobs_per_s": 50_000,
+    "failover_median_s": 0.6,
+    "failover_p99_s": 1.5,
+}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -54,8 +60,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _submit(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
-                  path: str = "/v1/jobs") -> bool:
+async def _submit(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any], path: str = "/v1/jobs"
+) -> bool:
     async with session.post(url + path, json=body) as resp:
         await resp.read()
         return resp.status in (200, 201)
@@ -69,29 +76,42 @@ async def idle_latency(url: str, count: int) -> dict[str, float]:
             ok = await _submit(session, url, {"queue": "idle", "payload": {"i": i}})
             assert ok, "an idle submit failed"
             lats.append((time.perf_counter() - started) * 1000)
-    return {"count": count, "p50_ms": pct(lats, 0.5), "p99_ms": pct(lats, 0.99),
-            "mean_ms": statistics.fmean(lats)}
+    return {
+        "count": count,
+        "p50_ms": pct(lats, 0.5),
+        "p99_ms": pct(lats, 0.99),
+        "mean_ms": statistics.fmean(lats),
+    }
 
 
-async def throughput(url: str, concurrency: int, duration_s: float, *, batch: int = 0,
-                     ) -> dict[str, float]:
+async def throughput(
+    url: str,
+    concurrency: int,
+    duration_s: float,
+    *,
+    batch: int = 0,
+) -> dict[str, float]:
     lats: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + duration_s
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
+
         async def worker(w: int) -> None:
             nonlocal errors
             n = 0
             while time.perf_counter() < stop_at:
                 n += 1
                 if batch:
-                    body: dict[str, Any] = {"jobs": [{"queue": "batch", "payload": {"w": w}}
-                                                     for _ in range(batch)]}
+                    body: dict[str, Any] = {
+                        "jobs": [{"queue": "batch", "payload": {"w": w}} for _ in range(batch)]
+                    }
                     path = "/v1/jobs:batch"
                 else:
-                    body, path = {"queue": f"tp{concurrency}", "payload": {"w": w, "n": n}}, \
-                        "/v1/jobs"
+                    body, path = (
+                        {"queue": f"tp{concurrency}", "payload": {"w": w, "n": n}},
+                        "/v1/jobs",
+                    )
                 started = time.perf_counter()
                 try:
                     ok = await _submit(session, url, body, path)
@@ -107,9 +127,15 @@ async def throughput(url: str, concurrency: int, duration_s: float, *, batch: in
         elapsed = time.perf_counter() - began
     requests = len(lats)
     per_s = requests * (batch or 1) / elapsed
-    return {"concurrency": concurrency, "seconds": round(elapsed, 2), "requests": requests,
-            "errors": errors, "per_s": round(per_s), "p50_ms": pct(lats, 0.5),
-            "p99_ms": pct(lats, 0.99)}
+    return {
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 2),
+        "requests": requests,
+        "errors": errors,
+        "per_s": round(per_s),
+        "p50_ms": pct(lats, 0.5),
+        "p99_ms": pct(lats, 0.99),
+    }
 
 
 def failover(cluster: LocalCluster, kills: int) -> dict[str, Any]:
@@ -125,47 +151,65 @@ def failover(cluster: LocalCluster, kills: int) -> dict[str, Any]:
             node = others[i % len(others)]
             i += 1
             try:
-                res = cluster.post(node, "/v1/jobs", {"queue": "failover", "payload": {"k": k}},
-                                   timeout_s=2)
+                res = cluster.post(
+                    node, "/v1/jobs", {"queue": "failover", "payload": {"k": k}}, timeout_s=2
+                )
                 done = res.status in (200, 201)
             except OSError:
                 done = False
             if not done:
                 time.sleep(0.005)
             if time.perf_counter() - killed_at > 30:
-                raise RuntimeError("no write succeeded within 30 s of killing the leader\n"
-                                   + cluster.logs())
+                raise RuntimeError(
+                    "no write succeeded within 30 s of killing the leader\n" + cluster.logs()
+                )
         times.append(time.perf_counter() - killed_at)
         cluster.start_node(leader)
-        cluster.wait_until(f"node {leader} back", lambda n=leader: (  # type: ignore[misc]
-            (st := cluster.status(n)) is not None and st.get("leader_id")), 30)
-    return {"kills": kills, "median_s": statistics.median(times), "p99_s": pct(times, 0.99),
-            "max_s": max(times), "all_s": [round(t, 3) for t in times]}
+        cluster.wait_until(
+            f"node {leader} back",
+            lambda n=leader: (  # type: ignore[misc]
+                (st := cluster.status(n)) is not None and st.get("leader_id")
+            ),
+            30,
+        )
+    return {
+        "kills": kills,
+        "median_s": statistics.median(times),
+        "p99_s": pct(times, 0.99),
+        "max_s": max(times),
+        "all_s": [round(t, 3) for t in times],
+    }
 
 
 def render(result: dict[str, Any]) -> str:
     idle, tp, b, fo = result["idle"], result["throughput"], result["batch"], result["failover"]
     g = GOALS
     lines = [
-        "# raftsched cluster benchmark (3 nodes on loopback)", "",
+        "# raftsched cluster benchmark (3 nodes on loopback)",
+        "",
         f"Machine: {result['machine']}. fsync: {result['fsync']}. Run: `{result['command']}` "
-        f"at {result['when']}.", "",
-        "| measure | value | goal |", "|---|---|---|",
+        f"at {result['when']}.",
+        "",
+        "| measure | value | goal |",
+        "|---|---|---|",
         f"| idle submit latency p50 | {idle['p50_ms']:.2f} ms | <= {g['idle_p50_ms']} ms |",
         f"| idle submit latency p99 | {idle['p99_ms']:.2f} ms | <= {g['idle_p99_ms']} ms |",
     ]
     for row in tp:
         goal = f">= {g['submits_per_s_c64']:,}/s" if row["concurrency"] == 64 else ""
-        lines.append(f"| submits/s at concurrency {row['concurrency']} | {row['per_s']:,}/s "
-                     f"(p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "
-                     f"{row['errors']} errors) | {goal} |")
+        lines.append(
+            f"| submits/s at concurrency {row['concurrency']} | {row['per_s']:,}/s "
+            f"(p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "
+            f"{row['errors']} errors) | {goal} |"
+        )
     lines += [
         f"| batch endpoint ({BATCH_JOBS} jobs/request, {BATCH_CONCURRENCY} concurrent) | "
         f"{b['per_s']:,} jobs/s (p50 {b['p50_ms']:.1f} ms) | >= {g['batch_jobs_per_s']:,}/s |",
         f"| failover (kill -9 leader -> first write), {fo['kills']} kills | median "
         f"{fo['median_s']:.3f} s, p99 {fo['p99_s']:.3f} s, max {fo['max_s']:.3f} s | median < "
         f"{g['failover_median_s']} s, p99 < {g['failover_p99_s']} s |",
-        "", "The load generator runs on the same 2 cores as the three node processes.",
+        "",
+        "The load generator runs on the same 2 cores as the three node processes.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -183,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
-    with tempfile.TemporaryDirectory(prefix="raftsched-bench-") as tmp, \
-            LocalCluster(Path(tmp), nodes=3, fsync=args.fsync) as cluster:
+    with (
+        tempfile.TemporaryDirectory(prefix="raftsched-bench-") as tmp,
+        LocalCluster(Path(tmp), nodes=3, fsync=args.fsync) as cluster,
+    ):
         leader = cluster.wait_for_leader(timeout_s=30)
         url = cluster.url(leader)
         print(f"cluster up, leader node {leader}", flush=True)
@@ -198,10 +244,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batch: {b}", flush=True)
         fo = failover(cluster, kills)
         print(f"failover: {fo}", flush=True)
-    result = {"machine": machine_line(), "fsync": args.fsync,
-              "command": "python -m bench.cluster" + (" --quick" if args.quick else ""),
-              "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "idle": idle,
-              "throughput": tp, "batch": b, "failover": fo, "goals": GOALS}
+    result = {
+        "machine": machine_line(),
+        "fsync": args.fsync,
+        "command": "python -m bench.cluster" + (" --quick" if args.quick else ""),
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "idle": idle,
+        "throughput": tp,
+        "batch": b,
+        "failover": fo,
+        "goals": GOALS,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     md = args.out.with_suffix(".md")

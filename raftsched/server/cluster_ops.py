@@ -88,7 +88,8 @@ class ClusterOps:
             task = self._promotions.get(learner)
             if task is None or task.done():
                 self._promotions[learner] = asyncio.get_running_loop().create_task(
-                    self._promote(learner))
+                    self._promote(learner)
+                )
 
     async def _promote(self, node_id: int) -> None:
         rt = self.rt
@@ -116,8 +117,9 @@ class ClusterOps:
         if node_id in membership.members:
             raise ClusterRefused(409, "member_exists", f"node {node_id} is already a member")
         if node_id in membership.removed:
-            raise ClusterRefused(409, "id_retired",
-                                 f"node id {node_id} was removed before; ids are never reused")
+            raise ClusterRefused(
+                409, "id_retired", f"node id {node_id} was removed before; ids are never reused"
+            )
         try:
             info = PeerInfo(parse_addr("peer_addr", peer_addr), http_url.rstrip("/"))
         except ConfigError as exc:
@@ -134,8 +136,13 @@ class ClusterOps:
             raise ClusterRefused(409, "change_in_progress", str(exc)) from None
         await self._wait(future)
         self.log.info("added node %d as a learner (%s, %s)", node_id, peer_addr, http_url)
-        return {"node_id": node_id, "peer_addr": info.peer_addr_text, "http_url": info.http_url,
-                "voter": False, "promotion": "automatic once the learner has caught up"}
+        return {
+            "node_id": node_id,
+            "peer_addr": info.peer_addr_text,
+            "http_url": info.http_url,
+            "voter": False,
+            "promotion": "automatic once the learner has caught up",
+        }
 
     async def remove_member(self, node_id: int) -> dict[str, Any]:
         self._require_leader()
@@ -210,15 +217,16 @@ class ClusterOps:
         if len(rt.app.state.jobs) >= rt.config.raft.snapshot_fork_min_jobs:
             # Forked now, before any await: the child sees the state at `index`.
             app_data = await serialize_off_loop(
-                rt.app.snapshot, rt.config.data_dir / f"backup-serializing-{index}.tmp")
+                rt.app.snapshot, rt.config.data_dir / f"backup-serializing-{index}.tmp"
+            )
         else:
             app_data = rt.app.snapshot()
-        blob = encode_backup(cluster_id=rt.config.cluster_id,
-                             snapshot=Snapshot(meta=meta, data=app_data))
+        blob = encode_backup(
+            cluster_id=rt.config.cluster_id, snapshot=Snapshot(meta=meta, data=app_data)
+        )
         directory = rt.config.data_dir / BACKUP_DIR
         path = directory / f"backup-{index:020d}.snap"
-        await asyncio.get_running_loop().run_in_executor(None, _write_backup, directory, path,
-                                                         blob)
+        await asyncio.get_running_loop().run_in_executor(None, _write_backup, directory, path, blob)
         self.log.info("backup at index %d: %s (%d bytes)", index, path, len(blob))
         return str(path), hashlib.sha256(blob).hexdigest()
 
@@ -234,8 +242,9 @@ class ClusterOps:
             ctx = ssl.create_default_context(cafile=str(tls.ca_file))
             ctx.check_hostname = False
             connector = aiohttp.TCPConnector(ssl=ctx)
-        async with aiohttp.ClientSession(headers=headers, timeout=timeout,
-                                         connector=connector) as session:
+        async with aiohttp.ClientSession(
+            headers=headers, timeout=timeout, connector=connector
+        ) as session:
             while not self._stopped:
                 await asyncio.sleep(DISCOVERY_INTERVAL_S)
                 members = self.rt.core.membership.members

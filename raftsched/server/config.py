@@ -165,11 +165,31 @@ class NodeConfig:
 
 # -- parsing -----------------------------------------------------------------------------------
 
-_TOP_KEYS: Final = frozenset({
-    "node_id", "cluster_id", "data_dir", "peer_addr", "http_addr", "http_url", "secret_file",
-    "secret", "fsync", "join", "auth", "tokens", "tokens_file", "peers", "raft", "limits",
-    "log_level", "log_file", "tls", "sched", "unsafe",
-})
+_TOP_KEYS: Final = frozenset(
+    {
+        "node_id",
+        "cluster_id",
+        "data_dir",
+        "peer_addr",
+        "http_addr",
+        "http_url",
+        "secret_file",
+        "secret",
+        "fsync",
+        "join",
+        "auth",
+        "tokens",
+        "tokens_file",
+        "peers",
+        "raft",
+        "limits",
+        "log_level",
+        "log_file",
+        "tls",
+        "sched",
+        "unsafe",
+    }
+)
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -267,8 +287,10 @@ def _peers(raw: object, node_id: int) -> dict[int, PeerInfo]:
             raise ConfigError(f"{key}.http_url", "is required")
         if peer_id == node_id:
             continue  # a shared peers table may list this node too
-        peers[peer_id] = PeerInfo(parse_addr(f"{key}.peer_addr", table["peer_addr"]),
-                                  _url(f"{key}.http_url", table["http_url"]))
+        peers[peer_id] = PeerInfo(
+            parse_addr(f"{key}.peer_addr", table["peer_addr"]),
+            _url(f"{key}.http_url", table["http_url"]),
+        )
     return peers
 
 
@@ -283,8 +305,10 @@ def _read_secret(raw: Mapping[str, Any]) -> bytes:
     elif "secret" in raw:
         secret, key = _str("secret", raw["secret"]).encode(), "secret"
     else:
-        raise ConfigError("secret_file", "is required (the cluster secret peers authenticate "
-                                         "with; the same file on every node)")
+        raise ConfigError(
+            "secret_file",
+            "is required (the cluster secret peers authenticate with; the same file on every node)",
+        )
     if len(secret) < MIN_SECRET_BYTES:
         raise ConfigError(key, f"the cluster secret must be at least {MIN_SECRET_BYTES} bytes")
     return secret
@@ -376,8 +400,11 @@ def build_config(raw: Mapping[str, Any]) -> NodeConfig:
     auth = _bool("auth", raw.get("auth", auth_default))
     secret = _read_secret(raw)
     if auth and not tokens:
-        raise ConfigError("tokens", "auth is on (a non-loopback http_addr) but no token is "
-                                    "configured; add tokens or set auth = false")
+        raise ConfigError(
+            "tokens",
+            "auth is on (a non-loopback http_addr) but no token is "
+            "configured; add tokens or set auth = false",
+        )
     tls = _tls(raw.get("tls"))
     scheme = "https" if tls is not None and tls.http else "http"
     level = str(raw.get("log_level", "INFO")).upper()

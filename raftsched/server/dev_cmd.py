@@ -52,15 +52,20 @@ class Stop(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="raftsched dev",
-                                description="A local raftsched cluster on 127.0.0.1.")
+    p = argparse.ArgumentParser(
+        prog="raftsched dev", description="A local raftsched cluster on 127.0.0.1."
+    )
     p.add_argument("--nodes", type=int, choices=[3, 5], default=3)
     p.add_argument("--http-port", type=int, default=8100, help="node i serves HTTP on P+i")
     p.add_argument("--peer-port", type=int, default=9100, help="node i listens for peers on Q+i")
     p.add_argument("--data-dir", type=Path, help="default: a fresh temporary directory")
     p.add_argument("--no-worker", action="store_true", help="do not start a worker")
-    p.add_argument("--fsync", choices=["always", "never"], default="always",
-                   help="'never' is UNSAFE: acknowledged writes can be lost (benchmarks only)")
+    p.add_argument(
+        "--fsync",
+        choices=["always", "never"],
+        default="always",
+        help="'never' is UNSAFE: acknowledged writes can be lost (benchmarks only)",
+    )
     return p
 
 
@@ -83,8 +88,9 @@ def exit_reason(code: int) -> str:
 
 def start_child(name: str, argv: list[str], log_path: Path) -> Child:
     log = open(log_path, "ab")  # noqa: SIM115 - closed in stop_children
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
     return Child(name, argv, log_path, proc, log)
 
 
@@ -112,8 +118,11 @@ def report_deaths(children: Sequence[Child]) -> int:
             alive += 1
         elif not child.reported:
             child.reported = True
-            print(f"\n{child.name} (pid {child.proc.pid}) {exit_reason(code)}; last log lines "
-                  f"({child.log_path}):\n{log_tail(child.log_path)}", file=sys.stderr)
+            print(
+                f"\n{child.name} (pid {child.proc.pid}) {exit_reason(code)}; last log lines "
+                f"({child.log_path}):\n{log_tail(child.log_path)}",
+                file=sys.stderr,
+            )
     return alive
 
 
@@ -139,8 +148,10 @@ def status_line(specs: Sequence[NodeSpec]) -> str:
             if isinstance(count, int) and count:
                 totals[state] = totals.get(state, 0) + count
     jobs = " ".join(f"{k}={v}" for k, v in sorted(totals.items())) or "none"
-    return (f"leader node{leader['node_id']} term {leader['term']} commit "
-            f"{leader['commit_index']} | jobs: {jobs}")
+    return (
+        f"leader node{leader['node_id']} term {leader['term']} commit "
+        f"{leader['commit_index']} | jobs: {jobs}"
+    )
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
@@ -152,20 +163,24 @@ def main(argv: list[str]) -> int:
     temp = args.data_dir is None
     base: Path = Path(tempfile.mkdtemp(prefix="raftsched-dev-")) if temp else args.data_dir
     files = prepare_files(base)
-    specs = [NodeSpec(i, args.http_port + i, args.peer_port + i)
-             for i in range(1, args.nodes + 1)]
+    specs = [NodeSpec(i, args.http_port + i, args.peer_port + i) for i in range(1, args.nodes + 1)]
     children: list[Child] = []
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     code = 0
     try:
         if args.fsync == "never":
-            print("WARNING: --fsync never is UNSAFE: acknowledged writes can be lost",
-                  file=sys.stderr)
+            print(
+                "WARNING: --fsync never is UNSAFE: acknowledged writes can be lost", file=sys.stderr
+            )
         for spec in specs:
-            children.append(start_child(f"node{spec.node_id}",
-                                        node_argv(spec, specs, files, fsync=args.fsync),
-                                        files.log_file(f"node{spec.node_id}")))
+            children.append(
+                start_child(
+                    f"node{spec.node_id}",
+                    node_argv(spec, specs, files, fsync=args.fsync),
+                    files.log_file(f"node{spec.node_id}"),
+                )
+            )
         code = _wait_and_watch(args, specs, files, children)
     except Stop:
         print("\nstopping...", file=sys.stderr)
@@ -175,8 +190,10 @@ def main(argv: list[str]) -> int:
         stop_children(children)
         for child in children:
             if child.proc.returncode not in (0, None) and not child.reported:
-                print(f"{child.name} {exit_reason(child.proc.returncode)} while stopping",
-                      file=sys.stderr)
+                print(
+                    f"{child.name} {exit_reason(child.proc.returncode)} while stopping",
+                    file=sys.stderr,
+                )
         if temp and code == 0:
             shutil.rmtree(base, ignore_errors=True)
         else:
@@ -184,28 +201,40 @@ def main(argv: list[str]) -> int:
     return code
 
 
-def _wait_and_watch(args: argparse.Namespace, specs: Sequence[NodeSpec], files: ClusterFiles,
-                    children: list[Child]) -> int:
+def _wait_and_watch(
+    args: argparse.Namespace, specs: Sequence[NodeSpec], files: ClusterFiles, children: list[Child]
+) -> int:
     deadline = time.monotonic() + LEADER_DEADLINE_S
     while find_leader(specs) is None:
         if report_deaths(children) <= len(specs) // 2:
-            print("raftsched dev: a majority of the nodes died; see the logs above",
-                  file=sys.stderr)
+            print(
+                "raftsched dev: a majority of the nodes died; see the logs above", file=sys.stderr
+            )
             return 1
         if time.monotonic() > deadline:
-            print(f"raftsched dev: no leader after {LEADER_DEADLINE_S:.0f}s; logs in "
-                  f"{files.base / 'logs'}", file=sys.stderr)
+            print(
+                f"raftsched dev: no leader after {LEADER_DEADLINE_S:.0f}s; logs in "
+                f"{files.base / 'logs'}",
+                file=sys.stderr,
+            )
             return 1
         time.sleep(0.1)
     urls = [s.url for s in specs]
     if not args.no_worker:
         from raftsched.worker.spawn import worker_argv  # noqa: PLC0415 - optional part
 
-        children.append(start_child(
-            "worker", worker_argv(urls, WORKER_QUEUE, WORKER_CONCURRENCY, files.admin_token),
-            files.log_file("worker")))
-    print(f"ready: {' '.join(urls)} admin-token={files.admin_token} data-dir={files.base}"
-          f"{' worker=' + WORKER_QUEUE if not args.no_worker else ''}", flush=True)
+        children.append(
+            start_child(
+                "worker",
+                worker_argv(urls, WORKER_QUEUE, WORKER_CONCURRENCY, files.admin_token),
+                files.log_file("worker"),
+            )
+        )
+    print(
+        f"ready: {' '.join(urls)} admin-token={files.admin_token} data-dir={files.base}"
+        f"{' worker=' + WORKER_QUEUE if not args.no_worker else ''}",
+        flush=True,
+    )
     tty = sys.stdout.isatty()
     last_printed = 0.0
     while True:

@@ -71,16 +71,35 @@ def prepare_files(base: Path) -> ClusterFiles:
     return ClusterFiles(base, secret_file, tokens_file, admin_token)
 
 
-def node_argv(spec: NodeSpec, members: Sequence[NodeSpec], files: ClusterFiles, *,
-              fsync: str = "always", join: bool = False, extra: Sequence[str] = ()) -> list[str]:
-    argv = [sys.executable, "-m", "raftsched.cli", "node",
-            "--node-id", str(spec.node_id),
-            "--data-dir", str(files.data_dir(spec.node_id)),
-            "--peer-addr", spec.peer_addr,
-            "--http-addr", f"{HOST}:{spec.http_port}",
-            "--secret-file", str(files.secret_file),
-            "--tokens-file", str(files.tokens_file),
-            "--fsync", fsync]
+def node_argv(
+    spec: NodeSpec,
+    members: Sequence[NodeSpec],
+    files: ClusterFiles,
+    *,
+    fsync: str = "always",
+    join: bool = False,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "raftsched.cli",
+        "node",
+        "--node-id",
+        str(spec.node_id),
+        "--data-dir",
+        str(files.data_dir(spec.node_id)),
+        "--peer-addr",
+        spec.peer_addr,
+        "--http-addr",
+        f"{HOST}:{spec.http_port}",
+        "--secret-file",
+        str(files.secret_file),
+        "--tokens-file",
+        str(files.tokens_file),
+        "--fsync",
+        fsync,
+    ]
     for other in members:
         if other.node_id != spec.node_id:
             argv += ["--peer", f"{other.node_id}={other.peer_addr},{other.url}"]

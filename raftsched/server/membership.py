@@ -29,8 +29,15 @@ FILE_NAME: Final = "members.json"
 
 
 class MemberDirectory:
-    def __init__(self, *, node_id: int, own: PeerInfo, initial: Mapping[int, PeerInfo],
-                 data_dir: Path | None, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        *,
+        node_id: int,
+        own: PeerInfo,
+        initial: Mapping[int, PeerInfo],
+        data_dir: Path | None,
+        log: logging.Logger,
+    ) -> None:
         self.node_id = node_id
         self._log = log
         self._path = data_dir / FILE_NAME if data_dir is not None else None
@@ -53,8 +60,10 @@ class MemberDirectory:
     def _save(self) -> None:
         if self._path is None:
             return
-        doc = {str(k): {"peer_addr": v.peer_addr_text, "http_url": v.http_url}
-               for k, v in sorted(self._known.items())}
+        doc = {
+            str(k): {"peer_addr": v.peer_addr_text, "http_url": v.http_url}
+            for k, v in sorted(self._known.items())
+        }
         tmp = self._path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=1))
         os.replace(tmp, self._path)
@@ -72,15 +81,15 @@ class MemberDirectory:
             return False
         self._known[node_id] = info
         self.version += 1
-        self._log.info("member %d is at %s (http %s)", node_id, info.peer_addr_text,
-                       info.http_url)
+        self._log.info("member %d is at %s (http %s)", node_id, info.peer_addr_text, info.http_url)
         self._save()
         return True
 
     def peers_for(self, members: Iterable[int]) -> dict[int, tuple[str, int]]:
         """Peer addresses of `members` other than this node, where known."""
-        return {m: self._known[m].peer_addr for m in members
-                if m != self.node_id and m in self._known}
+        return {
+            m: self._known[m].peer_addr for m in members if m != self.node_id and m in self._known
+        }
 
     def known_ids(self) -> frozenset[int]:
         return frozenset(self._known)

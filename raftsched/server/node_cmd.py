@@ -49,7 +49,8 @@ GC_THRESHOLDS: Final = (50_000, 20, 100)
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="raftsched node",
-        description="Run one raftsched cluster node. Flags override the --config file.")
+        description="Run one raftsched cluster node. Flags override the --config file.",
+    )
     p.add_argument("--config", type=Path, help="TOML file (see docs/operations.md)")
     p.add_argument("--node-id", type=int)
     p.add_argument("--cluster-id", type=int)
@@ -57,27 +58,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-addr", help="host:port this node listens on for peers")
     p.add_argument("--http-addr", help="host:port of the HTTP API")
     p.add_argument("--http-url", help="URL others use to reach this node's API")
-    p.add_argument("--peer", action="append", default=[], metavar="ID=HOST:PORT,URL",
-                   help="another initial member: id, peer address and HTTP URL (repeat)")
+    p.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="ID=HOST:PORT,URL",
+        help="another initial member: id, peer address and HTTP URL (repeat)",
+    )
     p.add_argument("--secret-file", help="file holding the cluster secret (>= 16 bytes)")
     p.add_argument("--tokens-file", help="TOML: sha256 hex of a token = role")
-    p.add_argument("--fsync", choices=["always", "never"],
-                   help="'never' is UNSAFE (acknowledged writes can be lost): tests only")
-    p.add_argument("--join", action="store_true", default=None,
-                   help="a new node an existing cluster adds (starts with no membership)")
+    p.add_argument(
+        "--fsync",
+        choices=["always", "never"],
+        help="'never' is UNSAFE (acknowledged writes can be lost): tests only",
+    )
+    p.add_argument(
+        "--join",
+        action="store_true",
+        default=None,
+        help="a new node an existing cluster adds (starts with no membership)",
+    )
     auth = p.add_mutually_exclusive_group()
     auth.add_argument("--auth", dest="auth", action="store_true", default=None)
     auth.add_argument("--no-auth", dest="auth", action="store_false")
     p.add_argument("--tls-cert", help="PEM certificate (peers: mutual TLS; see --tls-http)")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--tls-ca", help="PEM CA that signs every node's certificate")
-    p.add_argument("--tls-http", action="store_true", default=None,
-                   help="also serve the HTTP API over TLS (https)")
+    p.add_argument(
+        "--tls-http",
+        action="store_true",
+        default=None,
+        help="also serve the HTTP API over TLS (https)",
+    )
     p.add_argument("--tick-ms", type=int)
     p.add_argument("--election-ticks", type=int)
     p.add_argument("--snapshot-entries", type=int)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config key, TOML value: --set raft.snapshot_entries=1000")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config key, TOML value: --set raft.snapshot_entries=1000",
+    )
     p.add_argument("--log-level")
     p.add_argument("--log-file")
     return p
@@ -113,23 +135,47 @@ def _set_flags(values: Sequence[str]) -> dict[str, Any]:
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
-    raft = {k: v for k, v in (("tick_ms", args.tick_ms), ("election_ticks", args.election_ticks),
-                              ("snapshot_entries", args.snapshot_entries)) if v is not None}
+    raft = {
+        k: v
+        for k, v in (
+            ("tick_ms", args.tick_ms),
+            ("election_ticks", args.election_ticks),
+            ("snapshot_entries", args.snapshot_entries),
+        )
+        if v is not None
+    }
     sets = _set_flags(args.set)
     for key, value in sets.items():  # tables merge with the named flags
         if key == "raft" and isinstance(value, dict):
             raft.update(value)
     sets.pop("raft", None)
     named = {
-        "node_id": args.node_id, "cluster_id": args.cluster_id, "data_dir": args.data_dir,
-        "peer_addr": args.peer_addr, "http_addr": args.http_addr, "http_url": args.http_url,
-        "peers": _peer_flags(args.peer) or None, "secret_file": args.secret_file,
-        "tokens_file": args.tokens_file, "fsync": args.fsync, "join": args.join,
-        "auth": args.auth, "raft": raft or None, "log_level": args.log_level,
+        "node_id": args.node_id,
+        "cluster_id": args.cluster_id,
+        "data_dir": args.data_dir,
+        "peer_addr": args.peer_addr,
+        "http_addr": args.http_addr,
+        "http_url": args.http_url,
+        "peers": _peer_flags(args.peer) or None,
+        "secret_file": args.secret_file,
+        "tokens_file": args.tokens_file,
+        "fsync": args.fsync,
+        "join": args.join,
+        "auth": args.auth,
+        "raft": raft or None,
+        "log_level": args.log_level,
         "log_file": args.log_file,
     }
-    tls = {k: v for k, v in (("cert_file", args.tls_cert), ("key_file", args.tls_key),
-                             ("ca_file", args.tls_ca), ("http", args.tls_http)) if v is not None}
+    tls = {
+        k: v
+        for k, v in (
+            ("cert_file", args.tls_cert),
+            ("key_file", args.tls_key),
+            ("ca_file", args.tls_ca),
+            ("http", args.tls_http),
+        )
+        if v is not None
+    }
     if tls:
         named["tls"] = tls
     for key, value in sets.items():
@@ -144,8 +190,8 @@ def open_storage(config: NodeConfig, log: logging.Logger) -> SyncableStorage:
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
     storage: SyncableStorage = DiskStorage.open(
-        config.data_dir, fsync=config.fsync, identity=(config.cluster_id, config.node_id),
-        log=log)
+        config.data_dir, fsync=config.fsync, identity=(config.cluster_id, config.node_id), log=log
+    )
     return storage
 
 
@@ -156,8 +202,9 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"raftsched node: bad configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(node_label=f"node{config.node_id}", level=config.log_level,
-                  log_file=config.log_file)
+    setup_logging(
+        node_label=f"node{config.node_id}", level=config.log_level, log_file=config.log_file
+    )
     gc.set_threshold(*GC_THRESHOLDS)
     try:
         import uvloop  # noqa: PLC0415 - optional speed-up
@@ -181,11 +228,16 @@ async def serve(config: NodeConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):  # before anything starts: never die mid-way
         loop.add_signal_handler(sig, stop.set)
     if config.unsafe.any:
-        log.warning("UNSAFE test modes on (%s): this node breaks raftsched's guarantees on "
-                    "purpose; for the jepsen harness only", config.unsafe)
+        log.warning(
+            "UNSAFE test modes on (%s): this node breaks raftsched's guarantees on "
+            "purpose; for the jepsen harness only",
+            config.unsafe,
+        )
     if config.fsync == "never":
-        log.warning("fsync = never: UNSAFE, acknowledged writes can be lost on power failure "
-                    "(tests and benchmarks only)")
+        log.warning(
+            "fsync = never: UNSAFE, acknowledged writes can be lost on power failure "
+            "(tests and benchmarks only)"
+        )
     try:
         storage = open_storage(config, log)
     except CorruptStorageError as exc:
@@ -200,24 +252,34 @@ async def serve(config: NodeConfig) -> int:
     ssl_server = ssl_client = http_ssl = None
     if config.tls is not None:
         try:
-            ssl_server, ssl_client = tls_contexts(config.tls.cert_file, config.tls.key_file,
-                                                  config.tls.ca_file)
+            ssl_server, ssl_client = tls_contexts(
+                config.tls.cert_file, config.tls.key_file, config.tls.ca_file
+            )
             if config.tls.http:
-                http_ssl, _ = tls_contexts(config.tls.cert_file, config.tls.key_file,
-                                           config.tls.ca_file, require_client_cert=False)
+                http_ssl, _ = tls_contexts(
+                    config.tls.cert_file,
+                    config.tls.key_file,
+                    config.tls.ca_file,
+                    require_client_cert=False,
+                )
         except (OSError, ssl.SSLError) as exc:
             log.critical("refusing to start: TLS: %s", exc)
             storage.close()
             return EXIT_FAILURE
     runtime = Runtime(config, storage, log=log)
     transport = PeerTransport(
-        node_id=config.node_id, cluster_secret=config.cluster_secret,
-        listen_host=config.peer_addr[0], listen_port=config.peer_addr[1],
+        node_id=config.node_id,
+        cluster_secret=config.cluster_secret,
+        listen_host=config.peer_addr[0],
+        listen_port=config.peer_addr[1],
         peers={pid: p.peer_addr for pid, p in config.peers.items()},
         on_message=runtime.deliver,
         limits=TransportLimits(max_queue_bytes_per_peer=config.limits.peer_queue_bytes),
-        ssl_server=ssl_server, ssl_client=ssl_client,
-        log=logging.getLogger("raftsched.transport"), cluster_id=config.cluster_id)
+        ssl_server=ssl_server,
+        ssl_client=ssl_client,
+        log=logging.getLogger("raftsched.transport"),
+        cluster_id=config.cluster_id,
+    )
     runtime.attach_transport(transport)
     runner: web.AppRunner | None = None
     try:
@@ -225,15 +287,28 @@ async def serve(config: NodeConfig) -> int:
         await runtime.start()
         runner = web.AppRunner(build_app(runtime), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, config.http_addr[0], config.http_addr[1],
-                           shutdown_timeout=config.limits.shutdown_grace_s, ssl_context=http_ssl)
+        site = web.TCPSite(
+            runner,
+            config.http_addr[0],
+            config.http_addr[1],
+            shutdown_timeout=config.limits.shutdown_grace_s,
+            ssl_context=http_ssl,
+        )
         try:
             await site.start()
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen for HTTP on {config.http_addr[0]}:"
-                                     f"{config.http_addr[1]}: {exc.strerror or exc}") from exc
-        log.info("serving: http %s (listening on %s:%d), peers on %s:%d, data dir %s",
-                 config.http_url, *config.http_addr, *config.peer_addr, config.data_dir)
+            raise OSError(
+                exc.errno,
+                f"cannot listen for HTTP on {config.http_addr[0]}:"
+                f"{config.http_addr[1]}: {exc.strerror or exc}",
+            ) from exc
+        log.info(
+            "serving: http %s (listening on %s:%d), peers on %s:%d, data dir %s",
+            config.http_url,
+            *config.http_addr,
+            *config.peer_addr,
+            config.data_dir,
+        )
         code = await _until_stopped(runtime, stop, log)
         await site.stop()  # stop accepting; requests in progress continue
         await runtime.shutdown()

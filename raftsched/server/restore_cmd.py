@@ -27,15 +27,18 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="raftsched restore",
-                                description="Seed a new node's data dir from a backup file.")
+    p = argparse.ArgumentParser(
+        prog="raftsched restore", description="Seed a new node's data dir from a backup file."
+    )
     p.add_argument("--backup", type=Path, required=True, help="the backup file")
     p.add_argument("--data-dir", type=Path, required=True, help="an empty or new directory")
     p.add_argument("--node-id", type=int, required=True)
     p.add_argument("--cluster-id", type=int, help="default: the backup's cluster id")
     p.add_argument("--sha256", help="expected sha256 hex (default: FILE.sha256 if present)")
-    p.add_argument("--voters", help="comma-separated node ids of the new cluster "
-                                    "(default: the backup's voters)")
+    p.add_argument(
+        "--voters",
+        help="comma-separated node ids of the new cluster (default: the backup's voters)",
+    )
     return p
 
 
@@ -98,9 +101,11 @@ def restore(args: argparse.Namespace) -> str:
         storage.sync()
     finally:
         storage.close()
-    return (f"restored {backup} (sha256 {digest}) into {data_dir}: node {args.node_id} of "
-            f"cluster {cluster}, state at index {snapshot.meta.index}, voters "
-            f"{sorted(membership.voters)}")
+    return (
+        f"restored {backup} (sha256 {digest}) into {data_dir}: node {args.node_id} of "
+        f"cluster {cluster}, state at index {snapshot.meta.index}, voters "
+        f"{sorted(membership.voters)}"
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -89,8 +89,14 @@ class _InFlight:
 
 
 class Runtime:
-    def __init__(self, config: NodeConfig, storage: SyncableStorage, *,
-                 log: logging.Logger | None = None, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        storage: SyncableStorage,
+        *,
+        log: logging.Logger | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.node_id = config.node_id
         self.config = config
         self.log = log or logging.getLogger(f"raftsched.node{config.node_id}")
@@ -104,13 +110,16 @@ class Runtime:
         self._ticker: Ticker | None = None
         self.snapshotter: Snapshotter | None = None
         self.app = SchedApp()
-        self.clock = QuorumClock(node_id=config.node_id,
-                                 max_sample_age_s=config.limits.clock_sample_max_age_s)
+        self.clock = QuorumClock(
+            node_id=config.node_id, max_sample_age_s=config.limits.clock_sample_max_age_s
+        )
         self.directory = MemberDirectory(
             node_id=config.node_id,
             own=PeerInfo(config.peer_addr, config.http_url),
-            initial=config.peers, data_dir=config.data_dir if config.data_dir.exists() else None,
-            log=self.log)
+            initial=config.peers,
+            data_dir=config.data_dir if config.data_dir.exists() else None,
+            log=self.log,
+        )
         self.cluster = ClusterOps(self)
         self._status = StatusView(self)
         self._drain_scheduled = False
@@ -144,8 +153,9 @@ class Runtime:
         scratch = self.config.data_dir / SNAPSHOT_SCRATCH
         if scratch.exists():  # a serializer child outlived a killed process
             scratch.unlink()
-        thread = self.thread = StorageThread(self.storage, loop=loop, on_fatal=self._on_fatal,
-                                             log=self.log)
+        thread = self.thread = StorageThread(
+            self.storage, loop=loop, on_fatal=self._on_fatal, log=self.log
+        )
         thread.observe_fsync = self.fsync_histogram.observe
         mirror = self.mirror = mirror_of(self.storage)
         hard_state, snapshot = mirror.initial_state()
@@ -155,14 +165,27 @@ class Runtime:
         gc.collect()
         gc.freeze()
         r = self.config.raft
-        self.snapshotter = Snapshotter(storage=self.storage, mirror=mirror, thread=thread,
-                                       every_entries=r.snapshot_entries,
-                                       keep_entries=r.snapshot_keep_entries, log=self.log)
+        self.snapshotter = Snapshotter(
+            storage=self.storage,
+            mirror=mirror,
+            thread=thread,
+            every_entries=r.snapshot_entries,
+            keep_entries=r.snapshot_keep_entries,
+            log=self.log,
+        )
         self._core = RaftNode(self._raft_config(), mirror, self._rng)
-        self.log.info("node %d started: term %d, vote %d, commit %d, snapshot %d, last %d, "
-                      "voters %s, fsync %s", self.node_id, hard_state.term, hard_state.vote,
-                      hard_state.commit, snapshot.meta.index, mirror.last_index(),
-                      sorted(self._core.membership.voters), self.config.fsync)
+        self.log.info(
+            "node %d started: term %d, vote %d, commit %d, snapshot %d, last %d, "
+            "voters %s, fsync %s",
+            self.node_id,
+            hard_state.term,
+            hard_state.vote,
+            hard_state.commit,
+            snapshot.meta.index,
+            mirror.last_index(),
+            sorted(self._core.membership.voters),
+            self.config.fsync,
+        )
         self._on_membership(self._core.membership)
         self._ticker = Ticker(loop=loop, interval_s=r.tick_ms / 1000.0, on_tick=self._on_tick)
         self._ticker.start()
@@ -186,8 +209,12 @@ class Runtime:
         """A new cluster's node starts over the empty snapshot carrying the initial voters
         (node.py "Bootstrapping"); a joining node starts with no configuration."""
         hard_state, snapshot = self.storage.initial_state()
-        fresh = (snapshot.meta.index == 0 and not snapshot.meta.membership.members
-                 and self.storage.last_index() == 0 and hard_state.term == 0)
+        fresh = (
+            snapshot.meta.index == 0
+            and not snapshot.meta.membership.members
+            and self.storage.last_index() == 0
+            and hard_state.term == 0
+        )
         if not fresh or self.config.join:
             return
         voters = self.config.initial_voters
@@ -242,8 +269,9 @@ class Runtime:
             self.fatal.set_result(exc)
 
     def _crash(self, exc: BaseException) -> None:
-        self.log.critical("internal error, the node stops: %s: %s", type(exc).__name__, exc,
-                          exc_info=exc)
+        self.log.critical(
+            "internal error, the node stops: %s: %s", type(exc).__name__, exc, exc_info=exc
+        )
         self._on_fatal(exc)
 
     def _fail_all(self, exc: Exception) -> None:
@@ -332,8 +360,9 @@ class Runtime:
                 result = await future
         except TimeoutError:
             self.counters.count("outcome_unknown")
-            raise OutcomeUnknown("the entry was not applied in time; retry with the same "
-                                 "idempotency key") from None
+            raise OutcomeUnknown(
+                "the entry was not applied in time; retry with the same idempotency key"
+            ) from None
         except OutcomeUnknown:
             self.counters.count("outcome_unknown")
             raise
@@ -458,8 +487,9 @@ class Runtime:
             self.counters.count("overloaded")
             raise Overloaded(RETRY_AFTER_OVERLOADED_S, "proposals in flight")
 
-    def wait_applied(self, index: int, term: int, *,
-                     config_change: bool = False) -> asyncio.Future[Result]:
+    def wait_applied(
+        self, index: int, term: int, *, config_change: bool = False
+    ) -> asyncio.Future[Result]:
         assert self.loop is not None
         future = self.waiters.add_proposal(self.loop, index, term, config_change=config_change)
         self._kick()
@@ -472,10 +502,14 @@ class Runtime:
             raise NoLeader("the node is not running")
         index = self.app.applied_index
         off_loop = len(self.app.state.jobs) >= self.config.raft.snapshot_fork_min_jobs
-        return await snapshotter.take(index=index, membership=core.membership_at(index),
-                                      serialize=self.app.snapshot,
-                                      on_written=core.snapshot_taken, off_loop=off_loop,
-                                      scratch=self.config.data_dir / SNAPSHOT_SCRATCH)
+        return await snapshotter.take(
+            index=index,
+            membership=core.membership_at(index),
+            serialize=self.app.snapshot,
+            on_written=core.snapshot_taken,
+            off_loop=off_loop,
+            scratch=self.config.data_dir / SNAPSHOT_SCRATCH,
+        )
 
     # -- the Ready loop --------------------------------------------------------------------
 
@@ -562,8 +596,9 @@ class Runtime:
     def _apply(self, rd: Ready) -> None:
         app = self.app
         if rd.snapshot is not None and rd.snapshot.meta.index > app.applied_index:
-            self.log.info("restoring the state machine from a snapshot at index %d",
-                          rd.snapshot.meta.index)
+            self.log.info(
+                "restoring the state machine from a snapshot at index %d", rd.snapshot.meta.index
+            )
             app.restore(rd.snapshot.data)
             self.waiters.fail_up_to(app.applied_index)
         waiters = self.waiters
@@ -583,7 +618,9 @@ class Runtime:
                 self.log.warning(
                     "the state machine clamped %d leader stamp(s) beyond its per-entry clock "
                     "step (a leader clock far ahead?); %d so far",
-                    refused - self._stamps_refused_seen, refused)
+                    refused - self._stamps_refused_seen,
+                    refused,
+                )
                 self._stamps_refused_seen = refused
         for read_state in rd.read_states:
             waiters.confirmed(read_state)

@@ -13,8 +13,21 @@ from typing import Final
 
 from .api_runtime import HistogramSnapshot
 
-FSYNC_BUCKETS_S: Final = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                          0.5, 1.0, 2.5)
+FSYNC_BUCKETS_S: Final = (
+    0.0002,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 
 
 class FsyncHistogram:
@@ -44,8 +57,11 @@ class FsyncHistogram:
 class Counters:
     """Proposal outcomes (RuntimeMetrics.proposals_total keys) and other event counts."""
 
-    proposals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("committed", "refused", "overloaded", "outcome_unknown", "not_leader"), 0))
+    proposals: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("committed", "refused", "overloaded", "outcome_unknown", "not_leader"), 0
+        )
+    )
     ticks_proposed: int = 0
     entries_applied: int = 0
     snapshots_taken: int = 0

@@ -59,8 +59,9 @@ class StatusView:
     def status(self) -> RuntimeStatus:
         rt = self.rt
         if not rt.started:
-            return RuntimeStatus(rt.node_id, "starting", 0, None, None, 0, 0, 0, 0,
-                                 shutting_down=rt.shutting_down)
+            return RuntimeStatus(
+                rt.node_id, "starting", 0, None, None, 0, 0, 0, 0, shutting_down=rt.shutting_down
+            )
         st = rt.core.status()
         members = self._member_status(st)
         return RuntimeStatus(
@@ -95,11 +96,16 @@ class StatusView:
             if is_leader and nid == self.rt.node_id:
                 match = st.last_index
             info = directory.get(nid)
-            members.append(MemberStatus(
-                node_id=nid, voter=nid in st.membership.voters,
-                peer_addr=info.peer_addr_text if info is not None else None,
-                http_url=info.http_url if info is not None else None,
-                match_index=match, lag=None if match is None else st.last_index - match))
+            members.append(
+                MemberStatus(
+                    node_id=nid,
+                    voter=nid in st.membership.voters,
+                    peer_addr=info.peer_addr_text if info is not None else None,
+                    http_url=info.http_url if info is not None else None,
+                    match_index=match,
+                    lag=None if match is None else st.last_index - match,
+                )
+            )
         self._members_cache = None if is_leader else (key, members)
         return members
 
@@ -115,8 +121,11 @@ class StatusView:
         if transport is not None and rt.started:
             samples = transport.clock_samples()
         return RuntimeMetrics(
-            term=st.term, role=st.role, commit_index=st.commit_index,
-            applied_index=st.applied_index, snapshot_index=st.snapshot_index,
+            term=st.term,
+            role=st.role,
+            commit_index=st.commit_index,
+            applied_index=st.applied_index,
+            snapshot_index=st.snapshot_index,
             proposals_total=dict(rt.counters.proposals),
             proposals_in_flight=len(rt.waiters.proposals),
             fsync_seconds=rt.fsync_histogram.snapshot(),

@@ -59,9 +59,19 @@ class BackupFormatError(ValueError):
 def encode_backup(*, cluster_id: int, snapshot: Snapshot) -> bytes:
     m = snapshot.meta.membership
     blob: bytes = msgpack.packb(
-        [BACKUP_MAGIC, BACKUP_VERSION, cluster_id, snapshot.meta.index, snapshot.meta.term,
-         sorted(m.voters), sorted(m.learners), sorted(m.removed), snapshot.data],
-        use_bin_type=True)
+        [
+            BACKUP_MAGIC,
+            BACKUP_VERSION,
+            cluster_id,
+            snapshot.meta.index,
+            snapshot.meta.term,
+            sorted(m.voters),
+            sorted(m.learners),
+            sorted(m.removed),
+            snapshot.data,
+        ],
+        use_bin_type=True,
+    )
     return blob
 
 
@@ -142,8 +152,16 @@ async def serialize_off_loop(serialize: Callable[[], bytes], scratch: Path) -> b
 
 
 class Snapshotter:
-    def __init__(self, *, storage: SyncableStorage, mirror: MemoryStorage, thread: StorageThread,
-                 every_entries: int, keep_entries: int, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        *,
+        storage: SyncableStorage,
+        mirror: MemoryStorage,
+        thread: StorageThread,
+        every_entries: int,
+        keep_entries: int,
+        log: logging.Logger,
+    ) -> None:
         assert every_entries > 0 and keep_entries >= 0
         self._storage = storage
         self._mirror = mirror
@@ -158,9 +176,16 @@ class Snapshotter:
     def due(self, applied_index: int) -> bool:
         return self.in_flight is None and applied_index - self.index >= self.every_entries
 
-    def take(self, *, index: int, membership: Membership, serialize: Callable[[], bytes],
-             on_written: Callable[[int], None], off_loop: bool,
-             scratch: Path) -> asyncio.Future[SnapshotInfo]:
+    def take(
+        self,
+        *,
+        index: int,
+        membership: Membership,
+        serialize: Callable[[], bytes],
+        on_written: Callable[[int], None],
+        off_loop: bool,
+        scratch: Path,
+    ) -> asyncio.Future[SnapshotInfo]:
         """Snapshot the state at `index` (the app's applied index, durable locally). With
         `off_loop` the state is serialized in a forked child (big states)."""
         if self.in_flight is not None:
@@ -172,9 +197,16 @@ class Snapshotter:
             future.set_result(SnapshotInfo(meta.index, meta.term, 0, 0.0))
             return future
         self.in_flight = future
-        task = loop.create_task(self._take(index, membership, serialize=serialize,
-                                           on_written=on_written, off_loop=off_loop,
-                                           scratch=scratch))
+        task = loop.create_task(
+            self._take(
+                index,
+                membership,
+                serialize=serialize,
+                on_written=on_written,
+                off_loop=off_loop,
+                scratch=scratch,
+            )
+        )
         task.add_done_callback(self._taken)
         return future
 
@@ -193,10 +225,16 @@ class Snapshotter:
                 info = SnapshotInfo(meta.index, meta.term, 0, 0.0)
             future.set_result(info)
 
-    async def _take(self, index: int, membership: Membership, *,
-                    serialize: Callable[[], bytes],
-                    on_written: Callable[[int], None], off_loop: bool,
-                    scratch: Path) -> SnapshotInfo | None:
+    async def _take(
+        self,
+        index: int,
+        membership: Membership,
+        *,
+        serialize: Callable[[], bytes],
+        on_written: Callable[[int], None],
+        off_loop: bool,
+        scratch: Path,
+    ) -> SnapshotInfo | None:
         started = time.perf_counter()
         data = await serialize_off_loop(serialize, scratch) if off_loop else serialize()
         serialized_s = time.perf_counter() - started
@@ -227,7 +265,12 @@ class Snapshotter:
         self.taken += 1
         on_written(index)
         info = SnapshotInfo(index, snap.meta.term, len(data), time.perf_counter() - started)
-        self._log.info("snapshot at index %d: %d bytes, serialized in %.3fs%s, written in "
-                       "%.3fs", index, len(data), serialized_s,
-                       " (forked child)" if off_loop else "", info.seconds - serialized_s)
+        self._log.info(
+            "snapshot at index %d: %d bytes, serialized in %.3fs%s, written in %.3fs",
+            index,
+            len(data),
+            serialized_s,
+            " (forked child)" if off_loop else "",
+            info.seconds - serialized_s,
+        )
         return info

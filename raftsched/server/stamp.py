@@ -47,8 +47,9 @@ def median_low(values: list[float]) -> float:
 
 
 class QuorumClock:
-    def __init__(self, *, node_id: int, max_sample_age_s: float,
-                 wall_ms: Callable[[], float] = _wall_ms) -> None:
+    def __init__(
+        self, *, node_id: int, max_sample_age_s: float, wall_ms: Callable[[], float] = _wall_ms
+    ) -> None:
         assert max_sample_age_s > 0
         self.node_id = node_id
         self.max_sample_age_s = max_sample_age_s
@@ -57,8 +58,7 @@ class QuorumClock:
         self.skew_ms = 0.0  # our wall clock minus the median at the last stamp
         self.fallbacks = 0  # stamps taken from our clock alone (no quorum of samples)
 
-    def stamp_ms(self, voters: Collection[int],
-                 samples: Mapping[int, ClockSampleLike]) -> int:
+    def stamp_ms(self, voters: Collection[int], samples: Mapping[int, ClockSampleLike]) -> int:
         """The stamp for the next entry this leader proposes."""
         own = self._wall_ms()
         values = [own]

@@ -53,8 +53,14 @@ _STOP = object()
 
 
 class StorageThread:
-    def __init__(self, storage: SyncableStorage, *, loop: asyncio.AbstractEventLoop,
-                 on_fatal: Callable[[BaseException], None], log: logging.Logger) -> None:
+    def __init__(
+        self,
+        storage: SyncableStorage,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        on_fatal: Callable[[BaseException], None],
+        log: logging.Logger,
+    ) -> None:
         self.storage = storage
         self._loop = loop
         self._on_fatal = on_fatal
@@ -73,8 +79,13 @@ class StorageThread:
         assert readys
         self._jobs.put([_Job(rd, None, rd.must_sync, done) for rd, done in readys])
 
-    def submit_call(self, call: Callable[[], Any], done: Callable[[Any, float], None], *,
-                    sync_before: bool = False) -> None:
+    def submit_call(
+        self,
+        call: Callable[[], Any],
+        done: Callable[[Any, float], None],
+        *,
+        sync_before: bool = False,
+    ) -> None:
         """Run `call(storage)` on this thread after everything submitted before it;
         `sync_before` first makes all earlier writes durable (a backup must not include
         an unsynced tail)."""
@@ -133,8 +144,7 @@ class StorageThread:
                 fsync_s += self._fsync()
         except BaseException as exc:  # storage errors are fatal: never retry an fsync
             self._failed = True
-            self._log.critical("storage failure, the node stops: %s: %s",
-                               type(exc).__name__, exc)
+            self._log.critical("storage failure, the node stops: %s: %s", type(exc).__name__, exc)
             self._loop.call_soon_threadsafe(self._on_fatal, exc)
             return
         self._loop.call_soon_threadsafe(self._complete, batch, results, fsync_s)

@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 
 class Ticker:
-    def __init__(self, *, loop: asyncio.AbstractEventLoop, interval_s: float,
-                 on_tick: Callable[[], None]) -> None:
+    def __init__(
+        self, *, loop: asyncio.AbstractEventLoop, interval_s: float, on_tick: Callable[[], None]
+    ) -> None:
         assert interval_s > 0
         self._loop = loop
         self.interval_s = interval_s

@@ -46,8 +46,9 @@ class Waiters:
 
     # -- proposals ------------------------------------------------------------------------
 
-    def add_proposal(self, loop: asyncio.AbstractEventLoop, index: int, term: int, *,
-                     config_change: bool = False) -> asyncio.Future[Result]:
+    def add_proposal(
+        self, loop: asyncio.AbstractEventLoop, index: int, term: int, *, config_change: bool = False
+    ) -> asyncio.Future[Result]:
         future: asyncio.Future[Result] = loop.create_future()
         old = self.proposals.get(index)
         if old is not None and not old.future.done():  # our older-term entry: overwritten

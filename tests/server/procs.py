@@ -75,14 +75,26 @@ class _Node:
 
 
 class LocalCluster:
-    def __init__(self, base: Path, *, nodes: int = 3, fsync: str = "always",
-                 tick_ms: int = 30, election_ticks: int = 10,
-                 extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        base: Path,
+        *,
+        nodes: int = 3,
+        fsync: str = "always",
+        tick_ms: int = 30,
+        election_ticks: int = 10,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.base = base
         self.files: ClusterFiles = prepare_files(base)
         self.fsync = fsync
-        self.extra = [*extra_args, "--tick-ms", str(tick_ms),
-                      "--election-ticks", str(election_ticks)]
+        self.extra = [
+            *extra_args,
+            "--tick-ms",
+            str(tick_ms),
+            "--election-ticks",
+            str(election_ticks),
+        ]
         self.nodes: dict[int, _Node] = {}
         for i in range(1, nodes + 1):
             self._define(i)
@@ -107,12 +119,19 @@ class LocalCluster:
 
     def wait_serving(self, timeout_s: float = 30.0) -> None:
         """Until every running node answers GET /v1/cluster."""
-        self.wait_until("every running node to serve HTTP", lambda: all(
-            self.status(i) is not None for i in self.nodes
-            if self.alive(i) and not self.nodes[i].paused), timeout_s)
+        self.wait_until(
+            "every running node to serve HTTP",
+            lambda: all(
+                self.status(i) is not None
+                for i in self.nodes
+                if self.alive(i) and not self.nodes[i].paused
+            ),
+            timeout_s,
+        )
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def start(self) -> None:
@@ -126,15 +145,21 @@ class LocalCluster:
         specs = [self.nodes[i].spec for i in self.members if i in self.nodes]
         if node_id not in self.members:
             specs.append(node.spec)
-        argv = node_argv(node.spec, specs, self.files, fsync=self.fsync, join=node.join,
-                         extra=self.extra)
+        argv = node_argv(
+            node.spec, specs, self.files, fsync=self.fsync, join=node.join, extra=self.extra
+        )
         log_path = self.log_path(node_id)
         if node.log is not None:
             node.log.close()
         node.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        node.proc = subprocess.Popen(argv, stdout=node.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True,
-                                     env={**os.environ, **env} if env else None)
+        node.proc = subprocess.Popen(
+            argv,
+            stdout=node.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **env} if env else None,
+        )
         node.paused = False
 
     def add_node(self, node_id: int) -> NodeSpec:
@@ -185,8 +210,9 @@ class LocalCluster:
         except subprocess.TimeoutExpired:
             node.proc.kill()
             node.proc.wait()
-            raise ClusterError(f"node {node_id} ignored SIGTERM for {timeout_s}s\n"
-                               + self.logs()) from None
+            raise ClusterError(
+                f"node {node_id} ignored SIGTERM for {timeout_s}s\n" + self.logs()
+            ) from None
 
     def restart(self, node_id: int) -> None:
         if self.alive(node_id):
@@ -233,8 +259,10 @@ class LocalCluster:
             except OSError:
                 lines = ["(no log)"]
             state = "running" if self.alive(node_id) else "stopped"
-            parts.append(f"--- node{node_id} ({state}) {self.log_path(node_id)}:\n"
-                         + "\n".join(lines[-LOG_TAIL_LINES:]))
+            parts.append(
+                f"--- node{node_id} ({state}) {self.log_path(node_id)}:\n"
+                + "\n".join(lines[-LOG_TAIL_LINES:])
+            )
         return "\n".join(parts)
 
     def status(self, node_id: int) -> dict[str, Any] | None:
@@ -243,16 +271,22 @@ class LocalCluster:
         doc = get_json(f"{self.url(node_id)}/v1/cluster", timeout_s=1.0)
         return doc if isinstance(doc, dict) else None
 
-    def wait_until(self, what: str, check: Callable[[], T | None], timeout_s: float = 20.0,
-                   interval_s: float = 0.05) -> T:
+    def wait_until(
+        self,
+        what: str,
+        check: Callable[[], T | None],
+        timeout_s: float = 20.0,
+        interval_s: float = 0.05,
+    ) -> T:
         deadline = time.monotonic() + timeout_s
         while True:
             value = check()
             if value is not None and value is not False:
                 return value
             if time.monotonic() > deadline:
-                raise ClusterError(f"timed out after {timeout_s}s waiting for {what}\n"
-                                   + self.logs())
+                raise ClusterError(
+                    f"timed out after {timeout_s}s waiting for {what}\n" + self.logs()
+                )
             time.sleep(interval_s)
 
     def leader(self) -> int | None:
@@ -275,16 +309,26 @@ class LocalCluster:
         def check() -> int | None:
             leader = self.leader()
             return leader if leader is not None and leader != not_ else None
-        return self.wait_until("a leader" + (f" other than {not_}" if not_ else ""), check,
-                               timeout_s)
+
+        return self.wait_until(
+            "a leader" + (f" other than {not_}" if not_ else ""), check, timeout_s
+        )
 
     def followers(self, leader: int) -> list[int]:
         return [i for i in self.nodes if i != leader and self.alive(i)]
 
     # -- HTTP ---------------------------------------------------------------------------
 
-    def request(self, node_id: int, method: str, path: str, body: Any = None, *,
-                headers: dict[str, str] | None = None, timeout_s: float = 15.0) -> HttpResult:
+    def request(
+        self,
+        node_id: int,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 15.0,
+    ) -> HttpResult:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url(node_id) + path, data=data, method=method)
         if data is not None:

@@ -65,16 +65,34 @@ def test_dev_cluster_lifecycle(tmp_path: Path) -> None:
     http_base = _free_base()  # node i: HTTP on base + i, peers on base + 10 + i
     peer_base = http_base + 10
     proc = subprocess.Popen(
-        [sys.executable, "-m", "raftsched.cli", "dev", "--no-worker", "--http-port",
-         str(http_base), "--peer-port", str(peer_base), "--data-dir", str(tmp_path / "dev")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        [
+            sys.executable,
+            "-m",
+            "raftsched.cli",
+            "dev",
+            "--no-worker",
+            "--http-port",
+            str(http_base),
+            "--peer-port",
+            str(peer_base),
+            "--data-dir",
+            str(tmp_path / "dev"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
     try:
         ready = _read_until(proc, "ready:", 60)
         urls = [w for w in ready.split() if w.startswith("http://")]
         assert urls == [f"http://127.0.0.1:{http_base + i}" for i in (1, 2, 3)]
         assert "admin-token=" in ready
-        req = urllib.request.Request(urls[1] + "/v1/jobs", method="POST",
-                                     data=json.dumps({"id": "dev-job", "queue": "q"}).encode())
+        req = urllib.request.Request(
+            urls[1] + "/v1/jobs",
+            method="POST",
+            data=json.dumps({"id": "dev-job", "queue": "q"}).encode(),
+        )
         with urllib.request.urlopen(req, timeout=15) as resp:
             assert resp.status == 201
         nodes = _children(proc.pid)
@@ -84,8 +102,12 @@ def test_dev_cluster_lifecycle(tmp_path: Path) -> None:
         assert "node" in report
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-        assert not [p for p in nodes[1:] if Path(f"/proc/{p}").exists()
-                    and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+        assert not [
+            p
+            for p in nodes[1:]
+            if Path(f"/proc/{p}").exists()
+            and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]
+        ]
     finally:
         if proc.poll() is None:
             proc.kill()

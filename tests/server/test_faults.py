@@ -40,8 +40,9 @@ class Submitters:
         self.failures = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                         for i in range(SUBMITTERS)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(SUBMITTERS)
+        ]
 
     def __enter__(self) -> Submitters:
         for t in self._threads:
@@ -60,14 +61,21 @@ class Submitters:
             job_id = f"{self.prefix}-{worker}-{n}"
             n += 1
             while not self._stop.is_set():
-                nodes = [i for i in self.cluster.nodes if self.cluster.alive(i)
-                         and not self.cluster.nodes[i].paused]
+                nodes = [
+                    i
+                    for i in self.cluster.nodes
+                    if self.cluster.alive(i) and not self.cluster.nodes[i].paused
+                ]
                 if not nodes:
                     time.sleep(0.05)
                     continue
                 try:
-                    res = self.cluster.post(rng.choice(nodes), "/v1/jobs",
-                                            {"id": job_id, "queue": "faults"}, timeout_s=5)
+                    res = self.cluster.post(
+                        rng.choice(nodes),
+                        "/v1/jobs",
+                        {"id": job_id, "queue": "faults"},
+                        timeout_s=5,
+                    )
                 except OSError:
                     res = None
                 if res is not None and res.status in (200, 201):
@@ -79,8 +87,9 @@ class Submitters:
                 time.sleep(0.02)
 
     def wait_for(self, count: int, timeout_s: float = 20.0) -> None:
-        self.cluster.wait_until(f"{count} acknowledged submits", lambda: len(self.acked) >= count,
-                                timeout_s)
+        self.cluster.wait_until(
+            f"{count} acknowledged submits", lambda: len(self.acked) >= count, timeout_s
+        )
 
 
 def _ids_on(cluster: LocalCluster, node: int, queue: str) -> set[str]:
@@ -102,16 +111,21 @@ def _assert_all_present(cluster: LocalCluster, ids: set[str], queue: str = "faul
     for node in [i for i in cluster.nodes if cluster.alive(i)]:
         missing = ids - _ids_on(cluster, node, queue)
         assert not missing, f"node {node} lacks acknowledged jobs {sorted(missing)[:5]}\n" + (
-            cluster.logs())
+            cluster.logs()
+        )
 
 
 def _all_up(cluster: LocalCluster) -> None:
     for node in cluster.nodes:
         if not cluster.alive(node):
             cluster.start_node(node)
-    cluster.wait_until("every node to know the leader", lambda: all(
-        (st := cluster.status(i)) is not None and st.get("leader_id")
-        for i in cluster.nodes), 30)
+    cluster.wait_until(
+        "every node to know the leader",
+        lambda: all(
+            (st := cluster.status(i)) is not None and st.get("leader_id") for i in cluster.nodes
+        ),
+        30,
+    )
 
 
 def test_kill_leader_under_concurrent_submits_loses_nothing(cluster: LocalCluster) -> None:
@@ -167,9 +181,14 @@ def test_paused_leader_steps_down_and_serves_no_stale_read(cluster: LocalCluster
     assert res.status in (200, 503), res
     if res.status == 200:
         assert res.body["id"] == "during-pause"
-    cluster.wait_until("the old leader to follow", lambda: (
-        (st := cluster.status(leader)) is not None and st["role"] == "follower"
-        and st["leader_id"] == new_leader))
+    cluster.wait_until(
+        "the old leader to follow",
+        lambda: (
+            (st := cluster.status(leader)) is not None
+            and st["role"] == "follower"
+            and st["leader_id"] == new_leader
+        ),
+    )
     assert cluster.get(leader, "/v1/jobs/during-pause").status == 200
 
 
@@ -193,8 +212,9 @@ def test_disk_full_follower_exits_nonzero_then_recovers(cluster: LocalCluster) -
     with Submitters(cluster, "enospc") as subs:
         proc = cluster.nodes[victim].proc
         assert proc is not None
-        cluster.wait_until(f"node {victim} to stop on a full disk",
-                           lambda: proc.poll() is not None, 60)
+        cluster.wait_until(
+            f"node {victim} to stop on a full disk", lambda: proc.poll() is not None, 60
+        )
         subs.wait_for(len(subs.acked) + 20)
     assert proc.returncode == 1
     assert "storage failure, the node stops" in cluster.log_path(victim).read_text()
@@ -215,13 +235,19 @@ def test_torn_wal_tail_rejoins(cluster: LocalCluster) -> None:
     cluster.start_node(victim)
     res = cluster.post(leader, "/v1/jobs", {"id": "after-torn-tail", "queue": "faults"})
     assert res.status == 201
-    cluster.wait_until(f"node {victim} to serve the new job", lambda: (
-        cluster.status(victim) is not None
-        and cluster.get(victim, "/v1/jobs/after-torn-tail").status == 200), 30)
+    cluster.wait_until(
+        f"node {victim} to serve the new job",
+        lambda: (
+            cluster.status(victim) is not None
+            and cluster.get(victim, "/v1/jobs/after-torn-tail").status == 200
+        ),
+        30,
+    )
 
 
 def test_corrupt_middle_record_refuses_to_start_naming_file_and_offset(
-        cluster: LocalCluster) -> None:
+    cluster: LocalCluster,
+) -> None:
     leader = cluster.wait_for_leader()
     victim = cluster.followers(leader)[0]
     cluster.kill(victim)

@@ -30,32 +30,52 @@ def test_grow_to_five_and_shrink_back_while_submitting(cluster: LocalCluster) ->
         for new in (4, 5):
             spec = cluster.add_node(new)
             leader = cluster.wait_for_leader()
-            res = cluster.post(leader, "/v1/cluster/members", {
-                "node_id": new, "peer_addr": spec.peer_addr, "http_url": spec.url})
+            res = cluster.post(
+                leader,
+                "/v1/cluster/members",
+                {"node_id": new, "peer_addr": spec.peer_addr, "http_url": spec.url},
+            )
             assert res.status == 202, (res.status, res.body)
-            cluster.wait_until(f"node {new} to be a voter", lambda n=new: (  # type: ignore[misc]
-                (m := _members(cluster, cluster.wait_for_leader()).get(n)) is not None
-                and m["voter"]), 30)
+            cluster.wait_until(
+                f"node {new} to be a voter",
+                lambda n=new: (  # type: ignore[misc]
+                    (m := _members(cluster, cluster.wait_for_leader()).get(n)) is not None
+                    and m["voter"]
+                ),
+                30,
+            )
         leader = cluster.wait_for_leader()
         assert sorted(_members(cluster, leader)) == [1, 2, 3, 4, 5]
         # Every node eventually knows every member's addresses (discovery).
-        cluster.wait_until("addresses everywhere", lambda: all(
-            all(m["peer_addr"] for m in _members(cluster, i).values()) and
-            len(_members(cluster, i)) == 5 for i in cluster.nodes), 30)
+        cluster.wait_until(
+            "addresses everywhere",
+            lambda: all(
+                all(m["peer_addr"] for m in _members(cluster, i).values())
+                and len(_members(cluster, i)) == 5
+                for i in cluster.nodes
+            ),
+            30,
+        )
         before = len(subs.acked)
         subs.wait_for(before + 20)
         for gone in (4, 5):
             leader = cluster.wait_for_leader()
             res = cluster.request(leader, "DELETE", f"/v1/cluster/members/{gone}")
             assert res.status == 200, (res.status, res.body)
-        cluster.wait_until("three members", lambda: sorted(
-            _members(cluster, cluster.wait_for_leader())) == [1, 2, 3], 30)
+        cluster.wait_until(
+            "three members",
+            lambda: sorted(_members(cluster, cluster.wait_for_leader())) == [1, 2, 3],
+            30,
+        )
         subs.wait_for(len(subs.acked) + 20)
     for gone in (4, 5):
         assert cluster.terminate(gone) == 0
     leader = cluster.wait_for_leader()
-    res = cluster.post(leader, "/v1/cluster/members", {
-        "node_id": 4, "peer_addr": "127.0.0.1:1", "http_url": "http://127.0.0.1:1"})
+    res = cluster.post(
+        leader,
+        "/v1/cluster/members",
+        {"node_id": 4, "peer_addr": "127.0.0.1:1", "http_url": "http://127.0.0.1:1"},
+    )
     assert res.status == 409 and res.body["error"]["code"] == "id_retired", res.body
     for node in (4, 5):
         del cluster.nodes[node]

@@ -19,24 +19,40 @@ SECRET = "0123456789abcdef0123456789abcdef"
 
 
 def _run(args: list[str], timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "raftsched.cli", "node", *args],
-                          capture_output=True, text=True, timeout=timeout_s, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "raftsched.cli", "node", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
 
 
 def _flags(tmp: Path, node_id: int = 1, *, data: str = "data") -> list[str]:
     secret = tmp / "secret"
     secret.write_text(SECRET)
     http, peer = free_ports(2)
-    return ["--node-id", str(node_id), "--data-dir", str(tmp / data),
-            "--peer-addr", f"127.0.0.1:{peer}", "--http-addr", f"127.0.0.1:{http}",
-            "--secret-file", str(secret)]
+    return [
+        "--node-id",
+        str(node_id),
+        "--data-dir",
+        str(tmp / data),
+        "--peer-addr",
+        f"127.0.0.1:{peer}",
+        "--http-addr",
+        f"127.0.0.1:{http}",
+        "--secret-file",
+        str(secret),
+    ]
 
 
 def test_bad_config_names_the_key(tmp_path: Path) -> None:
     cfg = tmp_path / "node.toml"
-    cfg.write_text('node_id = 1\ndata_dir = "d"\npeer_addr = "127.0.0.1:1"\n'
-                   'http_addr = "127.0.0.1:2"\nsecret = "' + SECRET + '"\n'
-                   "[limits]\nmax_inflight_proposals = -3\n")
+    cfg.write_text(
+        'node_id = 1\ndata_dir = "d"\npeer_addr = "127.0.0.1:1"\n'
+        'http_addr = "127.0.0.1:2"\nsecret = "' + SECRET + '"\n'
+        "[limits]\nmax_inflight_proposals = -3\n"
+    )
     res = _run(["--config", str(cfg)])
     assert res.returncode == 2
     assert "limits.max_inflight_proposals" in res.stderr
@@ -59,8 +75,12 @@ def test_port_in_use_is_named(tmp_path: Path) -> None:
 
 def test_data_dir_of_another_node_is_refused(tmp_path: Path) -> None:
     first = _flags(tmp_path, node_id=1)
-    proc = subprocess.Popen([sys.executable, "-m", "raftsched.cli", "node", *first],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raftsched.cli", "node", *first],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -76,10 +96,12 @@ def test_data_dir_of_another_node_is_refused(tmp_path: Path) -> None:
 
 def test_flags_override_file_and_auth_defaults(tmp_path: Path) -> None:
     cfg = tmp_path / "node.toml"
-    cfg.write_text('node_id = 1\ndata_dir = "d"\npeer_addr = "127.0.0.1:9101"\n'
-                   'http_addr = "127.0.0.1:8101"\nsecret = "' + SECRET + '"\n'
-                   '[peers.2]\npeer_addr = "127.0.0.1:9102"\nhttp_url = "http://127.0.0.1:8102"\n'
-                   "[raft]\ntick_ms = 20\n")
+    cfg.write_text(
+        'node_id = 1\ndata_dir = "d"\npeer_addr = "127.0.0.1:9101"\n'
+        'http_addr = "127.0.0.1:8101"\nsecret = "' + SECRET + '"\n'
+        '[peers.2]\npeer_addr = "127.0.0.1:9102"\nhttp_url = "http://127.0.0.1:8102"\n'
+        "[raft]\ntick_ms = 20\n"
+    )
     config = load_config(cfg, {"fsync": "never", "raft": {"election_ticks": 30}})
     assert config.fsync == "never" and config.raft.tick_ms == 20
     assert config.raft.election_ticks == 30
@@ -102,6 +124,15 @@ def test_peers_over_mutual_tls(tmp_path: Path) -> None:
         res = cluster.post(follower, "/v1/jobs", {"id": "over-tls", "queue": "q"})
         assert res.status == 201, res.body
         assert cluster.get(leader, "/v1/jobs/over-tls").status == 200
-    bad = _run([*_flags(tmp_path, data="bad-tls"), "--tls-cert", str(tmp_path / "missing.pem"),
-                "--tls-key", str(key), "--tls-ca", str(cert)])
+    bad = _run(
+        [
+            *_flags(tmp_path, data="bad-tls"),
+            "--tls-cert",
+            str(tmp_path / "missing.pem"),
+            "--tls-key",
+            str(key),
+            "--tls-ca",
+            str(cert),
+        ]
+    )
     assert bad.returncode == 2 and "tls.cert_file" in bad.stderr

@@ -58,6 +58,11 @@ def test_sigterm_leader_exits_cleanly_and_restart_keeps_state(cluster: LocalClus
     new_leader = cluster.wait_for_leader(not_=leader)
     assert "transferring leadership" in cluster.log_path(leader).read_text()
     cluster.start_node(leader)
-    cluster.wait_until(f"node {leader} to catch up", lambda: (
-        (st := cluster.status(leader)) is not None and st.get("leader_id") == new_leader
-        and cluster.get(leader, "/v1/jobs/before-restart").status == 200))
+    cluster.wait_until(
+        f"node {leader} to catch up",
+        lambda: (
+            (st := cluster.status(leader)) is not None
+            and st.get("leader_id") == new_leader
+            and cluster.get(leader, "/v1/jobs/before-restart").status == 200
+        ),
+    )

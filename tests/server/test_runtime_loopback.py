@@ -76,16 +76,22 @@ class Endpoint:
 
 
 def _config(node_id: int, ids: list[int], tmp: Path) -> NodeConfig:
-    peers = {i: PeerInfo(("127.0.0.1", 9000 + i), f"http://127.0.0.1:{8000 + i}")
-             for i in ids if i != node_id}
-    return NodeConfig(node_id=node_id, data_dir=tmp / str(node_id),
-                      peer_addr=("127.0.0.1", 9000 + node_id),
-                      http_addr=("127.0.0.1", 8000 + node_id),
-                      http_url=f"http://127.0.0.1:{8000 + node_id}",
-                      cluster_secret=b"0123456789abcdef", peers=peers,
-                      raft=RaftSettings(tick_ms=10, election_ticks=10),
-                      limits=RuntimeLimits(read_timeout_s=0.5, shutdown_grace_s=1.0,
-                                           propose_timeout_s=1.0))
+    peers = {
+        i: PeerInfo(("127.0.0.1", 9000 + i), f"http://127.0.0.1:{8000 + i}")
+        for i in ids
+        if i != node_id
+    }
+    return NodeConfig(
+        node_id=node_id,
+        data_dir=tmp / str(node_id),
+        peer_addr=("127.0.0.1", 9000 + node_id),
+        http_addr=("127.0.0.1", 8000 + node_id),
+        http_url=f"http://127.0.0.1:{8000 + node_id}",
+        cluster_secret=b"0123456789abcdef",
+        peers=peers,
+        raft=RaftSettings(tick_ms=10, election_ticks=10),
+        limits=RuntimeLimits(read_timeout_s=0.5, shutdown_grace_s=1.0, propose_timeout_s=1.0),
+    )
 
 
 @pytest_asyncio.fixture
@@ -106,8 +112,11 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Loopback]:
 async def _leader(net: Loopback, timeout_s: float = 5.0) -> Runtime:
     async with asyncio.timeout(timeout_s):
         while True:
-            leaders = [rt for i, rt in net.nodes.items()
-                       if i not in net.cut and rt.status().role == "leader"]
+            leaders = [
+                rt
+                for i, rt in net.nodes.items()
+                if i not in net.cut and rt.status().role == "leader"
+            ]
             # Settled: its Bootstrap entry (proposed on election) is applied.
             if len(leaders) == 1 and leaders[0].state.bootstrapped:
                 return leaders[0]
@@ -175,8 +184,9 @@ async def test_isolated_follower_read_fails_with_no_leader(cluster: Loopback) ->
 async def test_proposals_past_the_bound_are_overloaded(cluster: Loopback) -> None:
     leader = await _leader(cluster)
     bound = 20
-    leader.config = replace(leader.config,
-                            limits=replace(leader.config.limits, max_inflight_proposals=bound))
+    leader.config = replace(
+        leader.config, limits=replace(leader.config.limits, max_inflight_proposals=bound)
+    )
     tasks = [asyncio.create_task(leader.propose(_submit(f"o{i}"))) for i in range(bound + 5)]
     results = await asyncio.gather(*tasks, return_exceptions=True)
     overloaded = [r for r in results if isinstance(r, Overloaded)]

@@ -16,14 +16,19 @@ import pytest
 from tests.server.procs import LocalCluster
 from tests.server.test_faults import _assert_all_present
 
-SNAPSHOT_ARGS = ("--set", "raft.snapshot_entries=40", "--set", "raft.snapshot_keep_entries=5",
-                 "--set", "raft.snapshot_fork_min_jobs=1")
+SNAPSHOT_ARGS = (
+    "--set",
+    "raft.snapshot_entries=40",
+    "--set",
+    "raft.snapshot_keep_entries=5",
+    "--set",
+    "raft.snapshot_fork_min_jobs=1",
+)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with LocalCluster(tmp_path_factory.mktemp("snapshots"), nodes=3,
-                      extra_args=SNAPSHOT_ARGS) as c:
+    with LocalCluster(tmp_path_factory.mktemp("snapshots"), nodes=3, extra_args=SNAPSHOT_ARGS) as c:
         c.wait_for_leader(timeout_s=30)
         yield c
 
@@ -41,9 +46,13 @@ def test_lagging_follower_catches_up_from_a_snapshot(cluster: LocalCluster) -> N
     assert st is not None and st["snapshot_index"] >= 80, st
     assert "(forked child)" in cluster.log_path(leader).read_text()
     cluster.start_node(lagging)
-    cluster.wait_until("the lagging node to restore a snapshot", lambda: (
-        "restoring the state machine from a snapshot" in cluster.log_path(lagging).read_text()
-    ), 30)
+    cluster.wait_until(
+        "the lagging node to restore a snapshot",
+        lambda: (
+            "restoring the state machine from a snapshot" in cluster.log_path(lagging).read_text()
+        ),
+        30,
+    )
     _assert_all_present(cluster, ids, queue="snap")
     # Restart everything: state comes back from snapshot + log on every node.
     for node in cluster.nodes:
@@ -74,17 +83,49 @@ def test_backup_restores_into_a_new_cluster(cluster: LocalCluster, tmp_path: Pat
     backup.write_bytes(blob)
     fresh = LocalCluster(tmp_path / "restored", nodes=3)
     for node in fresh.nodes:
-        res = subprocess.run([sys.executable, "-m", "raftsched.cli", "restore", "--backup",
-                              str(backup), "--sha256", sha, "--node-id", str(node),
-                              "--data-dir", str(fresh.files.data_dir(node))],
-                             capture_output=True, text=True, timeout=60, check=False)
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "raftsched.cli",
+                "restore",
+                "--backup",
+                str(backup),
+                "--sha256",
+                sha,
+                "--node-id",
+                str(node),
+                "--data-dir",
+                str(fresh.files.data_dir(node)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert res.returncode == 0, res.stderr
         assert f"node {node} of cluster 1" in res.stdout
     # A second restore into a used data dir is refused; so is a wrong checksum.
-    again = subprocess.run([sys.executable, "-m", "raftsched.cli", "restore", "--backup",
-                            str(backup), "--sha256", "0" * 64, "--node-id", "1",
-                            "--data-dir", str(tmp_path / "other")],
-                           capture_output=True, text=True, timeout=60, check=False)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "raftsched.cli",
+            "restore",
+            "--backup",
+            str(backup),
+            "--sha256",
+            "0" * 64,
+            "--node-id",
+            "1",
+            "--data-dir",
+            str(tmp_path / "other"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert again.returncode == 1 and "does not match" in again.stderr
     with fresh:
         fresh.wait_for_leader(timeout_s=30)

@@ -98,9 +98,14 @@ def test_member_directory_learns_persists_and_reads_cluster_docs(tmp_path: Path)
     own = PeerInfo(("127.0.0.1", 9101), "http://127.0.0.1:8101")
     d = MemberDirectory(node_id=1, own=own, initial={}, data_dir=tmp_path, log=LOG)
     assert d.missing({1, 2}) == [2]
-    doc = {"members": [{"node_id": 2, "peer_addr": "127.0.0.1:9102",
-                        "http_url": "http://127.0.0.1:8102"},
-                       {"node_id": 3, "peer_addr": "bad"}, "junk", {"node_id": True}]}
+    doc = {
+        "members": [
+            {"node_id": 2, "peer_addr": "127.0.0.1:9102", "http_url": "http://127.0.0.1:8102"},
+            {"node_id": 3, "peer_addr": "bad"},
+            "junk",
+            {"node_id": True},
+        ]
+    }
     assert d.learn_from_cluster_doc(doc)
     assert d.peers_for({1, 2, 3}) == {2: ("127.0.0.1", 9102)}
     again = MemberDirectory(node_id=1, own=own, initial={}, data_dir=tmp_path, log=LOG)
@@ -111,13 +116,20 @@ def test_member_directory_learns_persists_and_reads_cluster_docs(tmp_path: Path)
 
 
 def test_backup_round_trip_and_refusals() -> None:
-    meta = SnapshotMeta(index=42, term=3, membership=Membership(voters=frozenset({1, 2, 3}),
-                                                               removed=frozenset({4})))
+    meta = SnapshotMeta(
+        index=42, term=3, membership=Membership(voters=frozenset({1, 2, 3}), removed=frozenset({4}))
+    )
     blob = encode_backup(cluster_id=7, snapshot=Snapshot(meta, b"state"))
     cluster_id, snap = decode_backup(blob)
     assert cluster_id == 7 and snap.meta == meta and snap.data == b"state"
-    for bad in (b"", b"\xc1", blob[:-3], encode_backup(cluster_id=1, snapshot=Snapshot(
-            SnapshotMeta(1, 1, Membership(voters=frozenset())), b""))):
+    for bad in (
+        b"",
+        b"\xc1",
+        blob[:-3],
+        encode_backup(
+            cluster_id=1, snapshot=Snapshot(SnapshotMeta(1, 1, Membership(voters=frozenset())), b"")
+        ),
+    ):
         with pytest.raises(BackupFormatError):
             decode_backup(bad)
 
@@ -135,20 +147,28 @@ def test_mirror_matches_a_log_compacted_below_its_snapshot() -> None:
     assert mirror.initial_state()[0] == HardState(term=1, vote=1, commit=20)
 
 
-@pytest.mark.parametrize(("raw", "key"), [
-    ({"node_id": 0}, "node_id"),
-    ({"fsync": "sometimes"}, "fsync"),
-    ({"raft": {"tick_ms": "fast"}}, "raft.tick_ms"),
-    ({"raft": {"nope": 1}}, "raft.nope"),
-    ({"peers": {"x": {}}}, "peers.x"),
-    ({"peers": {"2": {"peer_addr": "h:1"}}}, "peers.2.http_url"),
-    ({"tokens": {"abc": "admin"}}, "tokens.abc"),
-    ({"secret": "short"}, "secret"),
-    ({"http_url": "ftp://x"}, "http_url"),
-])
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"node_id": 0}, "node_id"),
+        ({"fsync": "sometimes"}, "fsync"),
+        ({"raft": {"tick_ms": "fast"}}, "raft.tick_ms"),
+        ({"raft": {"nope": 1}}, "raft.nope"),
+        ({"peers": {"x": {}}}, "peers.x"),
+        ({"peers": {"2": {"peer_addr": "h:1"}}}, "peers.2.http_url"),
+        ({"tokens": {"abc": "admin"}}, "tokens.abc"),
+        ({"secret": "short"}, "secret"),
+        ({"http_url": "ftp://x"}, "http_url"),
+    ],
+)
 def test_config_errors_name_the_key(raw: dict[str, object], key: str) -> None:
-    base: dict[str, object] = {"node_id": 1, "data_dir": "d", "peer_addr": "127.0.0.1:1",
-                               "http_addr": "127.0.0.1:2", "secret": "0123456789abcdef"}
+    base: dict[str, object] = {
+        "node_id": 1,
+        "data_dir": "d",
+        "peer_addr": "127.0.0.1:1",
+        "http_addr": "127.0.0.1:2",
+        "secret": "0123456789abcdef",
+    }
     with pytest.raises(ConfigError) as info:
         build_config({**base, **raw})
     assert info.value.key == key, info.value
