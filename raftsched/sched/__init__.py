@@ -6,9 +6,12 @@ Public surface: the commands (commands.py) and their parsers (parse.py), the ref
 """
 
 from .commands import (
+    AcceptClockJump,
     Backfill,
     Backoff,
+    Bootstrap,
     Cancel,
+    CancelWorkflow,
     Command,
     Complete,
     ConfigureQueue,
@@ -18,24 +21,30 @@ from .commands import (
     JobSpec,
     JobTemplate,
     Lease,
+    PurgeDead,
     PutSchedule,
+    RequeueDead,
     SubmitJobs,
     SubmitWorkflow,
     Tick,
+    UpdateSettings,
     WorkerHeartbeat,
     command_kind,
     to_plain,
 )
-from .errors import SchedError, ValidationError
-from .limits import Limits
+from .errors import Overloaded, SchedError, ValidationError
+from .limits import Limits, Settings
 from .parse import parse_command
 from .result import Ok, Refused, Result
 from .state import SchedulerState
 
 __all__ = [
+    "AcceptClockJump",
     "Backfill",
     "Backoff",
+    "Bootstrap",
     "Cancel",
+    "CancelWorkflow",
     "Command",
     "Complete",
     "ConfigureQueue",
@@ -47,14 +56,19 @@ __all__ = [
     "Lease",
     "Limits",
     "Ok",
+    "Overloaded",
+    "PurgeDead",
     "PutSchedule",
     "Refused",
+    "RequeueDead",
     "Result",
     "SchedError",
     "SchedulerState",
+    "Settings",
     "SubmitJobs",
     "SubmitWorkflow",
     "Tick",
+    "UpdateSettings",
     "ValidationError",
     "WorkerHeartbeat",
     "command_kind",

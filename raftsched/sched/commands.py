@@ -144,6 +144,9 @@ class WorkerHeartbeat:
     queues: tuple[str, ...] = ()
     ttl_ms: int | None = None
     idempotency_key: str | None = None
+    incarnation: str | None = None
+    """The worker process's own id for this run (e.g. host:pid:start); a different one than
+    registered means the worker restarted: its old leases are released at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +160,9 @@ class ConfigureQueue:
     max_attempts: int | None = None
     paused: bool = False
     idempotency_key: str | None = None
+    fields_set: tuple[str, ...] | None = None
+    """The config fields the request named (a partial update keeps the others); None: all of
+    them (replace the whole config, the original PUT semantics)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +201,33 @@ class Tick:
     """Proposed by the leader when something falls due and the cluster is idle. Every entry
     does the due work (raftsched/sched/state.py); a Tick only carries the stamp."""
 
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueDead:
+    """Dead-letter requeue: move the named dead jobs back to pending with a new attempt budget
+    (attempts restart from 0; `max_attempts` None keeps each job's own)."""
+
+    job_ids: tuple[str, ...]
+    max_attempts: int | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeDead:
+    """Dead-letter purge: remove the named dead jobs now instead of at retention."""
+
+    job_ids: tuple[str, ...]
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelWorkflow:
+    """Cancel every unfinished job of a workflow (reason `workflow_cancelled`)."""
+
+    workflow_id: str
+    reason: str | None = None
     idempotency_key: str | None = None
 
 
@@ -243,6 +276,9 @@ Command = (
     | Bootstrap
     | UpdateSettings
     | AcceptClockJump
+    | RequeueDead
+    | PurgeDead
+    | CancelWorkflow
 )
 
 # Stable kind names: the wire codec writes them, so never rename one.
@@ -263,6 +299,9 @@ KIND_BY_TYPE: dict[type[Any], str] = {
     Bootstrap: "bootstrap",
     UpdateSettings: "update_settings",
     AcceptClockJump: "accept_clock_jump",
+    RequeueDead: "requeue_dead",
+    PurgeDead: "purge_dead",
+    CancelWorkflow: "cancel_workflow",
 }
 
 
@@ -330,10 +369,13 @@ def to_plain(cmd: Command) -> dict[str, Any]:
             out = {"worker_id": cmd.worker_id, "capacity": cmd.capacity,
                    "queues": list(cmd.queues)}
             _opt(out, "ttl_ms", cmd.ttl_ms)
+            _opt(out, "incarnation", cmd.incarnation)
+        case ConfigureQueue() if cmd.fields_set is not None:
+            out = {"queue": cmd.queue}
+            out.update((name, getattr(cmd, name)) for name in cmd.fields_set)
         case ConfigureQueue():
-            out = {"queue": cmd.queue, "max_in_flight": cmd.max_in_flight, "paused": cmd.paused}
-            _opt(out, "lease_ms", cmd.lease_ms)
-            _opt(out, "max_attempts", cmd.max_attempts)
+            out = {"queue": cmd.queue, "max_in_flight": cmd.max_in_flight, "paused": cmd.paused,
+                   "lease_ms": cmd.lease_ms, "max_attempts": cmd.max_attempts}
         case PutSchedule():
             out = {"name": cmd.name, "cron": cmd.cron, "timezone": cmd.timezone,
                    "template": template_plain(cmd.template), "misfire": cmd.misfire,
@@ -351,6 +393,14 @@ def to_plain(cmd: Command) -> dict[str, Any]:
             out = {"settings": dict(cmd.changes)}
         case AcceptClockJump():
             out = {"to": cmd.to_ms}
+        case RequeueDead():
+            out = {"job_ids": list(cmd.job_ids)}
+            _opt(out, "max_attempts", cmd.max_attempts)
+        case PurgeDead():
+            out = {"job_ids": list(cmd.job_ids)}
+        case CancelWorkflow():
+            out = {"id": cmd.workflow_id}
+            _opt(out, "reason", cmd.reason)
         case _:
             assert_never(cmd)
     _opt(out, "idempotency_key", cmd.idempotency_key)

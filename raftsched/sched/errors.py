@@ -165,6 +165,21 @@ class TooManySchedules(SchedError):
     http_status = 429
 
 
+class QueueNotAllowed(SchedError):
+    """The worker registered with a queue list that does not name the queue it leases from."""
+
+    code = "queue_not_allowed"
+    http_status = 409
+
+
+class Overloaded(SchedError):
+    """A cluster-wide cap is reached (idempotency table full, live or retained jobs): retry
+    later. Never stored as an idempotent answer."""
+
+    code = "overloaded"
+    http_status = 429
+
+
 class TooManyWorkers(SchedError):
     """The number of registered workers reached `Limits.max_workers`."""
 
@@ -191,6 +206,8 @@ _BY_CODE: dict[str, type[SchedError]] = {
         QueueFull,
         TooManySchedules,
         TooManyWorkers,
+        QueueNotAllowed,
+        Overloaded,
     )
 }
 

@@ -1,15 +1,24 @@
-"""The idempotency table: key -> (command fingerprint, first result, expiry).
+"""The idempotency table: key -> (command fingerprint, first answer, creation time).
 
 A command carrying an `idempotency_key` that is already in the table is not applied again: the
-stored result is returned (SPEC §1 promise 4), whether it was an `Ok` or a `Refused`. The same
-key with a different command (different fingerprint) is refused with `IdempotencyKeyReused`
-rather than answered with an unrelated result.
+stored answer is returned (SPEC §1 promise 4). The same key with a different command (different
+fingerprint) is refused with `IdempotencyKeyReused` rather than answered with an unrelated
+result.
 
-Entries expire `Limits.idempotency_ttl_ms` after their creation on the state-machine clock. The
-clock never goes backwards and the ttl is fixed, so insertion order is expiry order: the dict's
-own order is the expiry queue, and evicting the oldest when the table is full
-(`Limits.idempotency_max_entries`) is deterministic too. An OrderedDict, because popping the
-front of a plain dict over and over makes finding the new front O(n) until it resizes.
+A guarantee, not best effort (issue 7 defect 3): a key is remembered for its full window,
+`Limits.idempotency_ttl_ms` after its creation on the state-machine clock. When the table holds
+`Limits.idempotency_max_entries` live keys, a new keyed command is refused `overloaded` (429,
+retry later) instead of evicting a live key, which would let a retry apply twice.
+
+Transient refusals (429: a full queue, an overloaded cluster, too many workers or schedules)
+are never stored: the retry the client makes later must be applied, not answered with the old
+refusal for a day. Answers are stored compactly: a lease's grants keep ids and tokens only and
+are rebuilt from the jobs when replayed (payloads are not copied into the table, so a keyed
+lease of 1,000 large payloads does not double the snapshot).
+
+The clock never goes backwards, so insertion order is creation order: the dict's own order is
+the expiry queue. An OrderedDict, because popping the front of a plain dict over and over makes
+finding the new front O(n) until it resizes.
 """
 
 from __future__ import annotations
@@ -17,9 +26,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
 
-from .commands import Command, command_kind, to_plain
-from .result import Result
+from .commands import Command, Lease, command_kind, to_plain
+from .result import Ok, Refused, Result
+
+if TYPE_CHECKING:
+    from .state import Budget, SchedulerState
+
+TRANSIENT_STATUS = 429
+_COMPACT = "_compact"
 
 
 def fingerprint(cmd: Command) -> bytes:
@@ -30,32 +46,70 @@ def fingerprint(cmd: Command) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
+def storable(result: Result) -> bool:
+    """Whether a first answer is kept: not a transient refusal."""
+    return not (isinstance(result, Refused) and result.error.http_status == TRANSIENT_STATUS)
+
+
+def compact(cmd: Command, result: Result) -> Result:
+    if isinstance(cmd, Lease) and isinstance(result, Ok):
+        rows = [[g["job_id"], g["token"], g["lease_expires_at"], g["attempt"],
+                 g["max_attempts"]] for g in result.value["leases"]]
+        return Ok({_COMPACT: "lease", "rows": rows})
+    return result
+
+
+def expand(st: SchedulerState, stored: Result) -> Result:
+    """The stored answer as the client first saw it (grants rebuilt from the jobs)."""
+    if not isinstance(stored, Ok) or not isinstance(stored.value, dict) \
+            or _COMPACT not in stored.value:
+        return stored
+    grants: list[dict[str, Any]] = []
+    for job_id, token, expires_ms, attempt, max_attempts in stored.value["rows"]:
+        job = st.jobs.get(job_id)
+        spec = job.spec if job is not None else None
+        grants.append({"job_id": job_id, "queue": spec.queue if spec else None,
+                       "payload": spec.payload if spec else None, "token": token,
+                       "lease_expires_at": expires_ms, "attempt": attempt,
+                       "max_attempts": max_attempts,
+                       "timeout_ms": spec.timeout_ms if spec else None,
+                       "tags": list(spec.tags) if spec else []})
+    return Ok({"leases": grants})
+
+
 class IdempotencyTable:
     __slots__ = ("entries",)
 
     def __init__(self) -> None:
-        # key -> (fingerprint, result, created_ms); insertion order is creation order.
+        # key -> (fingerprint, stored answer, created_ms); insertion order is creation order.
         self.entries: OrderedDict[str, tuple[bytes, Result, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
     def get(self, key: str) -> tuple[bytes, Result] | None:
         entry = self.entries.get(key)
         return None if entry is None else (entry[0], entry[1])
 
-    def put(self, key: str, fp: bytes, result: Result, now_ms: int, max_entries: int) -> None:
+    def put(self, key: str, fp: bytes, result: Result, now_ms: int) -> None:
         assert key not in self.entries
         self.entries[key] = (fp, result, now_ms)
-        while len(self.entries) > max_entries:
-            self.entries.popitem(last=False)
 
-    def expire(self, now_ms: int, ttl_ms: int) -> int:
-        """Drop entries whose expiry (creation + ttl, the replicated setting) has come."""
+    def oldest_created_ms(self) -> int | None:
+        entries = self.entries
+        return entries[next(iter(entries))][2] if entries else None
+
+    def expire(self, now_ms: int, ttl_ms: int, budget: Budget) -> int:
+        """Drop entries whose expiry (creation + ttl, the replicated setting) has come, one
+        budget unit each."""
         entries = self.entries
         removed = 0
         oldest_kept_ms = now_ms - ttl_ms
-        while entries:
+        while entries and budget.left > 0:
             key = next(iter(entries))
             if entries[key][2] > oldest_kept_ms:
                 break
             entries.popitem(last=False)
+            budget.left -= 1
             removed += 1
         return removed

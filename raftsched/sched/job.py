@@ -48,6 +48,7 @@ TRANSITIONS = frozenset({
     (PENDING, LEASED), (PENDING, CANCELLED),
     (LEASED, SUCCEEDED), (LEASED, SCHEDULED), (LEASED, PENDING), (LEASED, DEAD),
     (LEASED, CANCELLED),
+    (DEAD, PENDING),  # dead-letter requeue
 })
 
 # How the job's last lease ended; decides the refusal of a late heartbeat/complete/fail.
@@ -61,10 +62,25 @@ REASON_UPSTREAM_FAILED = "upstream_failed"
 REASON_CANCELLED = "cancelled"
 REASON_FAILED = "failed"
 REASON_ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+REASON_WORKFLOW_CANCELLED = "workflow_cancelled"
+
+_RECORD_BYTES = 400  # the record, its spec and index keys, roughly
+
+
+def approx_json_bytes(value: Any) -> int:
+    """A cheap, deterministic estimate of a JSON value's size, for the retained-bytes cap."""
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, dict):
+        return 2 + sum(len(k) + 3 + approx_json_bytes(v) for k, v in value.items())
+    if isinstance(value, list):
+        return 2 + sum(1 + approx_json_bytes(v) for v in value)
+    return 8
 
 
 class Job:
     __slots__ = (
+        "attempt_deadline_ms",
         "attempts",
         "closed_by",
         "created_ms",
@@ -103,6 +119,7 @@ class Job:
         self.attempts = 0
         self.token = 0  # 0: never leased; otherwise the log index of the last Lease entry
         self.lease_expires_ms = 0
+        self.attempt_deadline_ms = 0  # lease start + timeout_ms of this attempt; 0: none
         self.worker_id: str | None = None
         self.closed_by: str | None = None
         self.result: Any = None
@@ -113,6 +130,11 @@ class Job:
         self.pending_deps = 0
         self.dependents: list[Job] | None = None  # waiting jobs to resolve when this one ends
         self.events: tuple[Any, ...] = ()  # flat (time_ms, state, token) triples
+
+    def size_estimate(self) -> int:
+        """Bytes this job holds, roughly (the same on every replica: a function of its data)."""
+        return (_RECORD_BYTES + approx_json_bytes(self.spec.payload)
+                + approx_json_bytes(self.result) + approx_json_bytes(self.error))
 
     @property
     def queue(self) -> str:

@@ -1,36 +1,37 @@
-"""Leases, fencing tokens, and worker liveness.
+"""Leases, fencing tokens, attempt timeouts and worker liveness.
 
 Fencing: the token of a lease is the Raft index of the Lease entry that granted it. All jobs
 leased by one Lease command share that token; a job's tokens strictly increase because indexes
 do. Heartbeat, complete and fail must quote the job's current token:
 - another token (an older lease, or a made-up one): `stale_token`, nothing changes;
-- the current token while the job is leased: accepted (the lease is live: the due work of this
-  very entry already released it if clock >= expiry);
+- the current token while the lease is live: accepted;
 - the current token of a job that already succeeded: a repeated Complete returns the same
-  answer (the job document, which no longer changes); anything else `already_terminal`;
-- the current token of a lease that expired (by its deadline or its worker's): `lease_expired`;
+  answer; anything else `already_terminal`;
+- the current token of a lease that expired (by its deadline, its attempt timeout or its
+  worker's expiry): `lease_expired`;
 - the current token of an attempt that already failed: a repeated Fail is acknowledged again
-  (Ok, nothing changes: a worker retrying after a lost answer must not see an error);
-  heartbeat and complete get `not_leased`.
+  (Ok, nothing changes: a worker retrying after a lost answer must not see an error); heartbeat
+  and complete get `not_leased`. Once the job was leased again, that token is stale like any
+  other: a repeated Fail then gets `stale_token` (issue 7 defect 10: code and docs agree).
 
-Selection: the queue's heap gives the highest-priority pending job, oldest first, in O(log n);
-the number taken is min(max_jobs, worker room, queue room under max_in_flight). A paused queue
-or a full worker gets an empty list, not an error: there is simply no work for it now.
+A lease is live while clock < lease_expires_ms and its worker's registration (the incarnation
+that took it) is live. Due work releases dead leases in bounded slices (state.py); a command
+that meets a dead lease before its slice came releases that one job on the spot, so no command
+ever acts on a dead lease and the outcome does not depend on how far the slices got.
 
-Expiry: a lease is live while clock < lease_expires_ms. Heartbeats only ever extend a lease
-(never shorten it), so a heap entry's time is never later than its lease's real expiry: when
-an entry comes due and the lease was extended meanwhile, it is pushed again at the new expiry.
-That keeps one heap entry per lease however often it is heartbeated. Workers use the same
-scheme (`Worker.heap_ms` is the time of the worker's entry).
+Attempt timeout (SPEC §4): a job with timeout_ms must end its attempt at lease start +
+timeout_ms whatever the heartbeats say: the lease expiry is capped at that deadline, and the
+release then counts as a failed attempt (error "timed out"), retried or dead per the job's
+policy.
 
-Release (expiry, worker expiry): the attempt counts as failed; the job is retried after its
-backoff (`scheduled`, or `pending` if the delay is zero) or goes `dead` when its attempts are
-exhausted. Worker expiry releases all the worker's leases in the order it took them.
+Selection: the queue's pending index gives the highest-priority pending job, oldest first; the
+number taken is min(max_jobs, worker room, queue room under max_in_flight). A paused queue, a
+full worker or an unknown queue gets an empty list, not an error. A worker registered with a
+queue list may lease only from those queues (`queue_not_allowed`).
 """
 
 from __future__ import annotations
 
-import heapq
 from typing import TYPE_CHECKING
 
 from .backoff import retry_delay_ms
@@ -40,6 +41,7 @@ from .errors import (
     LeaseExpired,
     NotFound,
     NotLeased,
+    QueueNotAllowed,
     SchedError,
     StaleToken,
     TooManyWorkers,
@@ -63,7 +65,11 @@ from .result import Ok, Refused, Result
 from .workers import Worker
 
 if TYPE_CHECKING:
-    from .state import SchedulerState
+    from .state import Budget, SchedulerState
+
+ERROR_LEASE_EXPIRED = "lease expired"
+ERROR_TIMED_OUT = "timed out"
+ERROR_WORKER_EXPIRED = "worker expired"
 
 
 # -- lease -----------------------------------------------------------------------------------------
@@ -72,33 +78,69 @@ if TYPE_CHECKING:
 def lease(st: SchedulerState, cmd: Lease, index: int) -> Result:
     now = st.clock_ms
     worker = st.workers.get(cmd.worker_id)
-    if worker is None:
+    if worker is None or worker.expires_ms <= now:
         limits = st.limits
-        if len(st.workers) >= limits.max_workers:
+        if worker is None and len(st.workers) >= limits.max_workers:
             return Refused(TooManyWorkers(f"at most {limits.max_workers} workers",
                                           {"limit": limits.max_workers}))
-        worker = _register(st, cmd.worker_id, limits.default_worker_capacity, (),
-                           limits.default_worker_ttl_ms)
+        worker = register(st, cmd.worker_id, capacity=limits.default_worker_capacity,
+                          queues=(), ttl_ms=limits.default_worker_ttl_ms, index=index,
+                          process=None)
+    elif not worker.may_lease(cmd.queue):
+        return Refused(QueueNotAllowed(
+            f"worker {worker.id!r} registered for queues {list(worker.queues)}, not "
+            f"{cmd.queue!r}", {"worker_id": worker.id, "queue": cmd.queue}))
     else:
         worker.last_seen_ms = now
     queue = st.queues.get(cmd.queue)
     granted: list[dict[str, object]] = []
     if queue is None:
         return Ok({"leases": granted})
-    count = min(cmd.max_jobs, worker.room(), queue.lease_room())
+    count = min(cmd.max_jobs, worker.room(), queue.lease_room(),
+                st.limits.lease_grants_per_entry)
     leased = worker.leased
+    jobs = st.jobs
     for _ in range(count):
-        job = queue.pop_pending(st.jobs)
-        assert job is not None, "pending count and pending index disagree"
+        key = queue.pending.first()
+        assert key is not None, "pending count and pending index disagree"
+        job = jobs[key[2]]
         job.token = index
         job.attempts += 1
         job.worker_id = worker.id
-        job.lease_expires_ms = now + job.lease_ms
+        timeout_ms = job.spec.timeout_ms
+        job.attempt_deadline_ms = 0 if timeout_ms is None else now + timeout_ms
+        job.lease_expires_ms = _capped(job, now + job.lease_ms)
         job.closed_by = None
         st.transition(job, LEASED)
         leased[job.id] = job
         granted.append(lease_grant(job))
     return Ok({"leases": granted})
+
+
+def _capped(job: Job, expires_ms: int) -> int:
+    deadline = job.attempt_deadline_ms
+    return min(expires_ms, deadline) if deadline else expires_ms
+
+
+def lease_is_live(st: SchedulerState, job: Job) -> bool:
+    assert job.state == LEASED
+    if st.clock_ms >= job.lease_expires_ms:
+        return False
+    worker = st.workers.get(job.worker_id or "")
+    return worker is not None and worker.expires_ms > st.clock_ms and job.id in worker.leased
+
+
+def release_dead_lease(st: SchedulerState, job: Job) -> None:
+    """End a leased attempt whose lease is dead (deadline, timeout or worker)."""
+    assert not lease_is_live(st, job)
+    if st.clock_ms >= job.lease_expires_ms:
+        deadline = job.attempt_deadline_ms
+        timed_out = bool(deadline) and job.lease_expires_ms >= deadline
+        job.error = ERROR_TIMED_OUT if timed_out else ERROR_LEASE_EXPIRED
+        end_attempt(st, job, CLOSED_EXPIRED, True)
+    else:
+        job.error = ERROR_WORKER_EXPIRED
+        end_attempt(st, job, CLOSED_WORKER_EXPIRED, True)
 
 
 def _held(st: SchedulerState, job_id: str, token: int) -> Job | SchedError:
@@ -111,8 +153,9 @@ def _held(st: SchedulerState, job_id: str, token: int) -> Job | SchedError:
             f"token {token} is not the current lease of job {job_id!r}",
             {"job_id": job_id, "token": token, "current_token": job.token})
     if job.state == LEASED:
-        assert st.clock_ms < job.lease_expires_ms, "due work should have released it"
-        return job
+        if lease_is_live(st, job):
+            return job
+        release_dead_lease(st, job)  # its due-work slice has not come yet
     details = {"job_id": job_id, "token": token, "state": job.state}
     if job.closed_by in (CLOSED_EXPIRED, CLOSED_WORKER_EXPIRED):
         return LeaseExpired(f"the lease of job {job_id!r} with token {token} expired", details)
@@ -127,7 +170,11 @@ def heartbeat(st: SchedulerState, cmd: HeartbeatLease, index: int) -> Result:
         return Refused(job)
     now = st.clock_ms
     extend_ms = job.lease_ms if cmd.extend_ms is None else cmd.extend_ms
-    job.lease_expires_ms = max(job.lease_expires_ms, now + extend_ms)
+    expires_ms = _capped(job, max(job.lease_expires_ms, now + extend_ms))
+    if expires_ms != job.lease_expires_ms:
+        st.lease_index.remove((job.lease_expires_ms, job.seq, job.id))
+        job.lease_expires_ms = expires_ms
+        st.lease_index.add((expires_ms, job.seq, job.id))
     _touch_worker(st, job)
     return Ok({"job_id": job.id, "token": job.token, "lease_expires_at": job.lease_expires_ms})
 
@@ -153,17 +200,19 @@ def fail(st: SchedulerState, cmd: Fail, index: int) -> Result:
         existing = st.jobs.get(cmd.job_id)
         if (existing is not None and existing.token == cmd.token
                 and existing.closed_by == CLOSED_FAILED):
-            # A worker retrying its fail after a lost answer: acknowledge it again, change
-            # nothing (the job may have moved on since; the answer shows where it is now).
+            # A worker retrying its fail after a lost answer, while its token is still the
+            # job's current one: acknowledge it again, change nothing. Once the job was
+            # leased again the token is stale and the answer is `stale_token` (fencing
+            # comes first: a stale token never gets an Ok).
             return Ok(job_outcome(existing))
         return Refused(job)
     job.error = cmd.error
     _touch_worker(st, job)
-    _end_attempt(st, job, CLOSED_FAILED, cmd.retryable)
+    end_attempt(st, job, CLOSED_FAILED, cmd.retryable)
     return Ok(job_outcome(job))
 
 
-def _end_attempt(st: SchedulerState, job: Job, closed_by: str, retryable: bool) -> None:
+def end_attempt(st: SchedulerState, job: Job, closed_by: str, retryable: bool) -> None:
     """The leased attempt is over without success: retry after backoff, or dead."""
     assert job.state == LEASED
     job.closed_by = closed_by
@@ -181,52 +230,70 @@ def _touch_worker(st: SchedulerState, job: Job) -> None:
         worker.last_seen_ms = st.clock_ms
 
 
-# -- expiry ---------------------------------------------------------------------------------------
+# -- expiry (due work, bounded by the entry's budget) ---------------------------------------------
 
 
-def expire_leases(st: SchedulerState) -> int:
-    heap, now, released = st.lease_heap, st.clock_ms, 0
-    while heap and heap[0][0] <= now:
-        _, token, seq, job_id = heapq.heappop(heap)
-        job = st.live_job(job_id, seq)
-        if job is None or job.state != LEASED or job.token != token:
-            continue  # stale: that lease already ended
-        if job.lease_expires_ms <= now:
-            job.error = "lease expired"
-            _end_attempt(st, job, CLOSED_EXPIRED, True)
-            released += 1
-        else:  # heartbeated since: wait for the new expiry
-            heapq.heappush(heap, (job.lease_expires_ms, token, seq, job_id))
+def expire_leases(st: SchedulerState, budget: Budget) -> int:
+    index, now, released = st.lease_index, st.clock_ms, 0
+    while budget.left > 0:
+        key = index.first()
+        if key is None or key[0] > now:
+            break
+        job = st.jobs[key[2]]
+        assert job.state == LEASED and job.lease_expires_ms == key[0]
+        release_dead_lease(st, job)  # removes the key
+        budget.left -= 1
+        released += 1
     return released
 
 
-def expire_workers(st: SchedulerState) -> int:
-    heap, now, released = st.worker_heap, st.clock_ms, 0
-    while heap and heap[0][0] <= now:
-        at_ms, worker_id = heapq.heappop(heap)
-        worker = st.workers.get(worker_id)
-        if worker is None or worker.heap_ms != at_ms:
+def expire_workers(st: SchedulerState, budget: Budget) -> int:
+    """Release the leases of expired workers (in the order each took them) and forget them.
+    A worker with more leases than the budget left is drained over several entries; its
+    leases are dead meanwhile (`lease_is_live`)."""
+    index, now, released = st.worker_index, st.clock_ms, 0
+    while budget.left > 0:
+        key = index.first()
+        if key is None or key[0] > now:
+            break
+        worker = st.workers[key[1]]
+        assert worker.index_ms == key[0]
+        budget.left -= 1
+        if worker.expires_ms > now:  # refreshed since it was indexed: move to the real expiry
+            index.remove(key)
+            worker.index_ms = worker.expires_ms
+            index.add((worker.index_ms, worker.id))
             continue
-        if worker.expires_ms > now:
-            worker.heap_ms = worker.expires_ms
-            heapq.heappush(heap, (worker.heap_ms, worker_id))
-            continue
-        del st.workers[worker_id]
-        for job in list(worker.leased.values()):
-            job.error = "worker expired"
-            _end_attempt(st, job, CLOSED_WORKER_EXPIRED, True)
+        leased = worker.leased
+        while leased and budget.left > 0:
+            job = next(iter(leased.values()))
+            release_dead_lease(st, job)  # pops it from `leased`
+            budget.left -= 1
             released += 1
+        if not leased:
+            index.remove(key)
+            del st.workers[worker.id]
     return released
 
 
 # -- workers -----------------------------------------------------------------------------------
 
 
-def _register(st: SchedulerState, worker_id: str, capacity: int, queues: tuple[str, ...],
-              ttl_ms: int) -> Worker:
-    worker = st.workers[worker_id] = Worker(worker_id, capacity, queues, ttl_ms, st.clock_ms)
-    worker.heap_ms = worker.expires_ms
-    heapq.heappush(st.worker_heap, (worker.heap_ms, worker_id))
+def register(st: SchedulerState, worker_id: str, *, capacity: int, queues: tuple[str, ...],
+             ttl_ms: int, index: int, process: str | None) -> Worker:
+    """A new incarnation of `worker_id`; the leases of a previous one are released now
+    (at most its capacity, itself bounded by `Limits.max_lease_jobs`)."""
+    old = st.workers.get(worker_id)
+    if old is not None:
+        st.worker_index.remove((old.index_ms, worker_id))
+        del st.workers[worker_id]  # from here its leases are dead (`lease_is_live`)
+        for job in list(old.leased.values()):
+            release_dead_lease(st, job)
+    worker = Worker(worker_id, capacity, queues, ttl_ms, st.clock_ms, incarnation=index,
+                    process=process)
+    st.workers[worker_id] = worker
+    worker.index_ms = worker.expires_ms
+    st.worker_index.add((worker.index_ms, worker_id))
     return worker
 
 
@@ -234,18 +301,23 @@ def worker_heartbeat(st: SchedulerState, cmd: WorkerHeartbeat, index: int) -> Re
     limits = st.limits
     ttl_ms = limits.default_worker_ttl_ms if cmd.ttl_ms is None else cmd.ttl_ms
     worker = st.workers.get(cmd.worker_id)
-    if worker is None:
-        if len(st.workers) >= limits.max_workers:
+    restarted = worker is not None and (
+        worker.expires_ms <= st.clock_ms
+        or (cmd.incarnation is not None and cmd.incarnation != worker.process))
+    if worker is None or restarted:
+        if worker is None and len(st.workers) >= limits.max_workers:
             return Refused(TooManyWorkers(f"at most {limits.max_workers} workers",
                                           {"limit": limits.max_workers}))
-        worker = _register(st, cmd.worker_id, cmd.capacity, cmd.queues, ttl_ms)
+        worker = register(st, cmd.worker_id, capacity=cmd.capacity, queues=cmd.queues,
+                          ttl_ms=ttl_ms, index=index, process=cmd.incarnation)
     else:
+        assert worker is not None
         worker.capacity = cmd.capacity
         worker.queues = cmd.queues
         worker.ttl_ms = ttl_ms
         worker.last_seen_ms = st.clock_ms
-        if worker.expires_ms < worker.heap_ms:  # a shorter ttl: the old entry would be late
-            worker.heap_ms = worker.expires_ms
-            heapq.heappush(st.worker_heap, (worker.heap_ms, worker.id))
+        if worker.expires_ms < worker.index_ms:  # a shorter ttl: the key would be late
+            st.worker_index.remove((worker.index_ms, worker.id))
+            worker.index_ms = worker.expires_ms
+            st.worker_index.add((worker.index_ms, worker.id))
     return Ok({"worker": worker.doc()})
-

@@ -49,13 +49,23 @@ class Limits:
     default_worker_ttl_ms: int = 30_000
     default_misfire_grace_ms: int = 60_000
     # bounded work and time (issue 7 defects 1 and 5)
-    due_work_per_entry: int = 500
+    due_work_per_entry: int = 256
     """Due-work items (fires, promotions, lease/worker expiries, retention removals, cascade
     steps, idempotency expiries) one entry may do; the leader proposes more Ticks while
     `SchedulerState.has_due_work` says some remain."""
+    lease_grants_per_entry: int = 256
+    """Jobs one Lease entry grants at most (a lease asks for "up to" max_jobs; the worker
+    leases again for the rest), so a 1,000-job lease does not hold a replica for long."""
     max_clock_step_ms: int = 3_600_000
     """How far one entry's stamp may move the state-machine clock forward; a larger jump is
     clamped (and counted) unless an admin commits `AcceptClockJump`."""
+    # admission control (refused with `overloaded`)
+    max_live_jobs: int = 20_000_000
+    max_retained_jobs: int = 20_000_000
+    max_retained_bytes: int = 16 * 2**30
+    """Approximate bytes of finished jobs kept for retention (payload, result, error)."""
+    max_requeue_jobs: int = 1_000
+    """Dead jobs one RequeueDead or PurgeDead may name."""
 
     def __post_init__(self) -> None:
         for f in fields(self):

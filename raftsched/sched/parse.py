@@ -29,6 +29,7 @@ from .commands import (
     Backoff,
     Bootstrap,
     Cancel,
+    CancelWorkflow,
     Command,
     Complete,
     ConfigureQueue,
@@ -38,7 +39,9 @@ from .commands import (
     JobSpec,
     JobTemplate,
     Lease,
+    PurgeDead,
     PutSchedule,
+    RequeueDead,
     SubmitJobs,
     SubmitWorkflow,
     Tick,
@@ -95,6 +98,8 @@ def _int(data: Mapping[str, Any], key: str, path: str, *, lo: int, hi: int = MAX
          required: bool = False, default: int | None = None) -> int | None:
     value = _get(data, key, path, required)
     if value is None:
+        if required:
+            raise ValidationError(_path(path, key), "is required (not null)")
         return default
     if type(value) is not int:  # bool and float are not ints
         raise ValidationError(_path(path, key), "must be an integer")
@@ -122,13 +127,26 @@ def _str(data: Mapping[str, Any], key: str, path: str, *, required: bool, max_ch
          pattern: re.Pattern[str] | None = None) -> str | None:
     value = _get(data, key, path, required)
     if value is None:
+        if required:
+            raise ValidationError(_path(path, key), "is required (not null)")
         return None
     return _check_str(value, _path(path, key), max_chars, pattern)
+
+
+def _utf8(value: str, path: str) -> str:
+    """Refuse what UTF-8 cannot carry (a lone surrogate from a JSON "\\ud800" escape): it
+    would pass here and break the wire encoder, the snapshot and every replica later."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(path, "must be valid unicode (no lone surrogates)") from None
+    return value
 
 
 def _check_str(value: Any, path: str, max_chars: int, pattern: re.Pattern[str] | None) -> str:
     if type(value) is not str:
         raise ValidationError(path, "must be a string")
+    _utf8(value, path)
     if not 1 <= len(value) <= max_chars:
         raise ValidationError(path, f"must be 1 to {max_chars} characters")
     if pattern is not None and pattern.fullmatch(value) is None:
@@ -162,7 +180,10 @@ def _str_list(data: Mapping[str, Any], key: str, path: str, *, max_items: int, m
 def _check_json(value: Any, path: str, depth: int) -> None:
     if depth > MAX_JSON_DEPTH:
         raise ValidationError(path, f"nested deeper than {MAX_JSON_DEPTH}")
-    if value is None or type(value) in (str, bool):
+    if value is None or type(value) is bool:
+        return
+    if type(value) is str:
+        _utf8(value, path)
         return
     if type(value) is int:
         if not -(2**63) <= value < 2**64:  # what msgpack (the log, the snapshot) can hold
@@ -180,6 +201,7 @@ def _check_json(value: Any, path: str, depth: int) -> None:
         for k, item in value.items():
             if type(k) is not str:
                 raise ValidationError(path, "object keys must be strings")
+            _utf8(k, path)
             _check_json(item, path, depth + 1)
         return
     raise ValidationError(path, f"is not a JSON value ({type(value).__name__})")
@@ -404,25 +426,66 @@ def parse_cancel(data: Any, limits: Limits = DEFAULT_LIMITS,
 
 def parse_worker_heartbeat(data: Any, limits: Limits = DEFAULT_LIMITS,
                            idempotency_key: str | None = None) -> WorkerHeartbeat:
-    d = _body(data, frozenset({"worker_id", "capacity", "queues", "ttl_ms"}))
+    d = _body(data, frozenset({"worker_id", "capacity", "queues", "ttl_ms", "incarnation"}))
     return WorkerHeartbeat(
         worker_id=_name(d, "worker_id", "", limits),
         capacity=_req_int(d, "capacity", "", lo=0, hi=limits.max_lease_jobs),
         queues=_str_list(d, "queues", "", max_items=1_000, max_chars=limits.max_id_chars,
                          pattern=NAME_RE),
         ttl_ms=_int(d, "ttl_ms", "", lo=1, hi=limits.max_lease_ms),
+        incarnation=_str(d, "incarnation", "", required=False, max_chars=200),
         idempotency_key=_idempotency_key(d, idempotency_key))
 
 
 def parse_configure_queue(data: Any, limits: Limits = DEFAULT_LIMITS,
                           idempotency_key: str | None = None) -> ConfigureQueue:
-    d = _body(data, frozenset({"queue", "max_in_flight", "lease_ms", "max_attempts", "paused"}))
+    """PUT /v1/queues/{queue}: a partial update; only the fields present change (`null`
+    resets max_in_flight to unlimited, lease_ms / max_attempts to the cluster defaults)."""
+    d = _body(data, frozenset({"queue", *_QUEUE_FIELDS}))
+    present = tuple(name for name in _QUEUE_FIELDS if name in d)
     return ConfigureQueue(
         queue=_name(d, "queue", "", limits),
         max_in_flight=_int(d, "max_in_flight", "", lo=0, hi=MAX_INT),
         lease_ms=_int(d, "lease_ms", "", lo=1, hi=limits.max_lease_ms),
         max_attempts=_int(d, "max_attempts", "", lo=1, hi=limits.max_attempts_limit),
         paused=_bool(d, "paused", "", False),
+        fields_set=None if len(present) == len(_QUEUE_FIELDS) else present,
+        idempotency_key=_idempotency_key(d, idempotency_key))
+
+
+_QUEUE_FIELDS = ("max_in_flight", "lease_ms", "max_attempts", "paused")
+
+
+def _job_ids(d: Mapping[str, Any], limits: Limits) -> tuple[str, ...]:
+    ids = _str_list(d, "job_ids", "", max_items=limits.max_requeue_jobs,
+                    max_chars=limits.max_id_chars + 21, pattern=JOB_REF_RE)
+    if not ids:
+        raise ValidationError("job_ids", "must name at least one job")
+    return ids
+
+
+def parse_requeue_dead(data: Any, limits: Limits = DEFAULT_LIMITS,
+                       idempotency_key: str | None = None) -> RequeueDead:
+    d = _body(data, frozenset({"job_ids", "max_attempts"}))
+    return RequeueDead(
+        job_ids=_job_ids(d, limits),
+        max_attempts=_int(d, "max_attempts", "", lo=1, hi=limits.max_attempts_limit),
+        idempotency_key=_idempotency_key(d, idempotency_key))
+
+
+def parse_purge_dead(data: Any, limits: Limits = DEFAULT_LIMITS,
+                     idempotency_key: str | None = None) -> PurgeDead:
+    d = _body(data, frozenset({"job_ids"}))
+    return PurgeDead(job_ids=_job_ids(d, limits),
+                     idempotency_key=_idempotency_key(d, idempotency_key))
+
+
+def parse_cancel_workflow(data: Any, limits: Limits = DEFAULT_LIMITS,
+                          idempotency_key: str | None = None) -> CancelWorkflow:
+    d = _body(data, frozenset({"id", "reason"}))
+    return CancelWorkflow(
+        workflow_id=_name(d, "id", "", limits),
+        reason=_str(d, "reason", "", required=False, max_chars=MAX_REASON_CHARS),
         idempotency_key=_idempotency_key(d, idempotency_key))
 
 
@@ -534,6 +597,9 @@ PARSERS: dict[str, Parser] = {
     "bootstrap": parse_bootstrap,
     "update_settings": parse_update_settings,
     "accept_clock_jump": parse_accept_clock_jump,
+    "requeue_dead": parse_requeue_dead,
+    "purge_dead": parse_purge_dead,
+    "cancel_workflow": parse_cancel_workflow,
 }
 
 

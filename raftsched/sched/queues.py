@@ -1,16 +1,12 @@
 """Per-queue configuration, state counts and the pending index.
 
-The pending index is a binary heap of `(-priority, seq, job id)`: the top is the highest-priority
-pending job, oldest first (`seq` is the job's creation order, unique). Taking a job costs
-O(log n) whatever the queue depth, which is what keeps the lease cost flat from 10k to 1M
-pending jobs. Entries hold the id, not the Job: a tuple of atomic values is dropped from the
-garbage collector's tracking, and with a million entries that halves the work of every full
-collection; `seq` tells a job apart from a later one that reuses its id.
+The pending index is a `SortedIndex` (raftsched/sched/index.py) of `(-priority, seq, job id)`:
+the first key is the highest-priority pending job, oldest first (`seq` is the job's creation
+order, unique). Taking a job costs O(log n) whatever the queue depth. Keys hold the id, not the
+Job: a tuple of atomic values is dropped from the garbage collector's tracking.
 
-Deletion is lazy: a pending job that is cancelled keeps its heap entry, and `pop_pending` drops
-entries whose job is gone or no longer pending. This is sound because a job has at most one
-live entry: it enters the heap each time it becomes pending and leaves it only by being popped
-(to be leased) or by becoming terminal (cancelled), after which it never returns to pending.
+Deletion is eager: a pending job that is cancelled leaves the index at once
+(`SchedulerState.transition` keeps every index in step), so leasing never meets garbage.
 
 `counts` holds the number of jobs per state (terminal ones until retention removes them);
 `unfinished` the number of non-terminal jobs, which `Limits.max_jobs_per_queue` bounds.
@@ -18,11 +14,13 @@ live entry: it enters the heap each time it becomes pending and leaves it only b
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 from typing import Any
 
+from .index import SortedIndex
 from .job import LEASED, PENDING, STATES, TERMINAL, Job
+
+PendingKey = tuple[int, int, str]  # (-priority, seq, job id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,27 +39,24 @@ class QueueConfig:
 
 
 class Queue:
-    __slots__ = ("config", "counts", "heap", "name", "unfinished")
+    __slots__ = ("config", "counts", "name", "pending", "unfinished")
 
     def __init__(self, name: str, config: QueueConfig | None = None) -> None:
         self.name = name
         self.config = config or QueueConfig()
-        self.heap: list[tuple[int, int, str]] = []
+        self.pending: SortedIndex[PendingKey] = SortedIndex()
         self.counts: dict[str, int] = dict.fromkeys(STATES, 0)
         self.unfinished = 0
 
     def count_move(self, old_state: str | None, new_state: str) -> None:
         """Account a job's state change (old_state None: a new job)."""
         counts = self.counts
-        if old_state is None:
-            self.unfinished += 1
-        else:
-            assert old_state not in TERMINAL, (self.name, old_state)
+        if old_state is not None:
             counts[old_state] -= 1
             assert counts[old_state] >= 0, (self.name, old_state)
+            self.unfinished -= old_state not in TERMINAL
         counts[new_state] += 1
-        if new_state in TERMINAL:
-            self.unfinished -= 1
+        self.unfinished += new_state not in TERMINAL
 
     def count_remove(self, state: str) -> None:
         """A terminal job left the state (retention)."""
@@ -69,19 +64,9 @@ class Queue:
         self.counts[state] -= 1
         assert self.counts[state] >= 0
 
-    def push_pending(self, job: Job) -> None:
-        assert job.state == PENDING
-        heapq.heappush(self.heap, (-job.spec.priority, job.seq, job.id))
-
-    def pop_pending(self, jobs: dict[str, Job]) -> Job | None:
-        """The best pending job, removed from the index; None when there is none."""
-        heap = self.heap
-        while heap:
-            _, seq, job_id = heapq.heappop(heap)
-            job = jobs.get(job_id)
-            if job is not None and job.seq == seq and job.state == PENDING:
-                return job
-        return None
+    @staticmethod
+    def pending_key(job: Job) -> PendingKey:
+        return (-job.spec.priority, job.seq, job.id)
 
     def lease_room(self) -> int:
         """How many more jobs this queue may have leased now (paused: none)."""

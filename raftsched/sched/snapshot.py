@@ -14,25 +14,25 @@ project); everything else in the package is standard library only.
 
 from __future__ import annotations
 
-import heapq
 import itertools
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 import msgpack
 
 from .commands import Backoff, JobSpec, job_spec_plain, to_plain
 from .errors import error_from_wire
-from .job import LEASED, PENDING, SCHEDULED, STATES, TERMINAL, Job
+from .index import SortedIndex
+from .job import LEASED, PENDING, SCHEDULED, STATES, TERMINAL, WAITING, Job
 from .limits import Limits
 from .parse import parse_put_schedule
 from .queues import Queue, QueueConfig
 from .result import Ok, Refused, Result
-from .schedules import FireRecord, Schedule
+from .schedules import Catchup, FireRecord, Schedule
 from .state import SchedulerState
 from .workers import Worker
 
-FORMAT_VERSION = 2  # 2: bootstrapped flag, clock skew, idempotency by creation time
+FORMAT_VERSION = 3  # 3: settings, clock skew, catch-ups and cascades, incarnations
 _STATE_BY_NAME = {name: name for name in STATES}
 
 
@@ -58,17 +58,18 @@ def _result_from_plain(data: list[Any]) -> Result:
     return Refused(error_from_wire(data[1], data[2], data[3]))
 
 
-def _job_plain(job: Job) -> list[Any]:
+def _job_plain(job: Job, in_cascade: bool) -> list[Any]:
     deps = None
-    if job.dependents is not None and job.state not in TERMINAL:
-        # Only still-waiting dependents matter; others are skipped when this job ends anyway.
-        deps = [d.id for d in job.dependents if d.state == "waiting"]
+    if job.dependents is not None and (in_cascade or job.state not in TERMINAL):
+        # Only still-waiting dependents matter: the others are skipped without a budget unit
+        # when this job's turn comes, so leaving them out changes nothing.
+        deps = [d.id for d in job.dependents if d.state == WAITING]
     return [
         job.id, job.seq, job_spec_plain(job.spec), job.state, job.reason, job.workflow,
         job.max_attempts, job.lease_ms, job.run_at_ms, job.attempts, job.token,
         job.lease_expires_ms, job.worker_id, job.closed_by, job.result, job.error,
         job.created_ms, job.updated_ms, job.ended_ms, job.pending_deps, deps,
-        list(job.events),
+        list(job.events), job.attempt_deadline_ms,
     ]
 
 
@@ -87,13 +88,15 @@ def _spec_from_plain(d: dict[str, Any]) -> JobSpec:
 def dump_state(st: SchedulerState) -> bytes:
     jobs = list(st.jobs.values())
     assert all(a.seq < b.seq for a, b in itertools.pairwise(jobs)), "jobs out of order"
+    cascade = {job.id for job in st.cascade}  # membership only
     schedules = []
     for name in sorted(st.schedules):
         s = st.schedules[name]
         spec_plain = to_plain(s.spec)
         spec_plain.pop("idempotency_key", None)
         schedules.append([name, spec_plain, s.version, s.next_fire_ms, s.missed_fires,
-                          s.last_error])
+                          s.last_error, s.skip_events, s.last_skipped,
+                          None if s.catchup is None else s.catchup.to_plain()])
     data = {
         "format": FORMAT_VERSION,
         "limits": st.limits.to_plain(),
@@ -104,13 +107,15 @@ def dump_state(st: SchedulerState) -> bytes:
         "seq": st.seq,
         "schedule_version": st.schedule_version,
         "queues": [[n, st.queues[n].config.to_plain()] for n in sorted(st.queues)],
-        "jobs": [_job_plain(j) for j in jobs],
+        "jobs": [_job_plain(j, j.id in cascade) for j in jobs],
+        "cascade": [job.id for job in st.cascade],
         "workers": [
             [w.id, w.capacity, list(w.queues), w.ttl_ms, w.last_seen_ms, w.registered_ms,
-             list(w.leased)]
+             list(w.leased), w.incarnation, w.process, w.index_ms]
             for w in (st.workers[k] for k in sorted(st.workers))
         ],
         "schedules": schedules,
+        "firing": list(st.firing),
         "fire_records": [[n, st.fire_records[n].to_plain()] for n in sorted(st.fire_records)],
         "idempotency": [[key, fp, created_ms, _result_plain(result)]
                         for key, (fp, result, created_ms) in st.idempotency.entries.items()],
@@ -136,25 +141,35 @@ def load_state(data: bytes) -> SchedulerState:
     for name, config in raw["queues"]:
         st.queues[name] = Queue(name, QueueConfig(**config))
     _load_jobs(st, raw["jobs"])
-    for wid, capacity, queues, ttl_ms, last_seen_ms, registered_ms, leased in raw["workers"]:
-        worker = Worker(wid, capacity, tuple(queues), ttl_ms, registered_ms)
+    st.cascade = deque(st.jobs[job_id] for job_id in raw["cascade"])
+    worker_keys: list[tuple[int, str]] = []
+    for (wid, capacity, queues, ttl_ms, last_seen_ms, registered_ms, leased, incarnation,
+         process, index_ms) in raw["workers"]:
+        worker = Worker(wid, capacity, tuple(queues), ttl_ms, registered_ms,
+                        incarnation=incarnation, process=process)
         worker.last_seen_ms = last_seen_ms
         worker.leased = {job_id: st.jobs[job_id] for job_id in leased}
-        worker.heap_ms = worker.expires_ms
+        worker.index_ms = index_ms
         st.workers[wid] = worker
-        st.worker_heap.append((worker.heap_ms, wid))
-    heapq.heapify(st.worker_heap)
+        worker_keys.append((index_ms, wid))
+    st.worker_index = SortedIndex.from_sorted(sorted(worker_keys))
     for name, record in raw["fire_records"]:
         st.fire_records[name] = FireRecord.from_plain(record)
-    for name, spec_plain, version, next_fire_ms, missed, last_error in raw["schedules"]:
+    schedule_keys: list[tuple[int, str]] = []
+    for (name, spec_plain, version, next_fire_ms, missed, last_error, skip_events,
+         last_skipped, catchup) in raw["schedules"]:
         schedule = Schedule(parse_put_schedule(spec_plain, Limits.permissive()), version)
         schedule.next_fire_ms = next_fire_ms
         schedule.missed_fires = missed
         schedule.last_error = last_error
+        schedule.skip_events = skip_events
+        schedule.last_skipped = last_skipped
+        schedule.catchup = None if catchup is None else Catchup.from_plain(catchup)
         st.schedules[name] = schedule
         if next_fire_ms is not None:
-            st.schedule_heap.append((next_fire_ms, name, version))
-    heapq.heapify(st.schedule_heap)
+            schedule_keys.append((next_fire_ms, name))
+    st.schedule_index = SortedIndex.from_sorted(sorted(schedule_keys))
+    st.firing = deque(raw["firing"])
     entries: OrderedDict[str, tuple[bytes, Result, int]] = OrderedDict()
     for key, fp, created_ms, result in raw["idempotency"]:
         entries[key] = (fp, _result_from_plain(result), created_ms)
@@ -164,12 +179,17 @@ def load_state(data: bytes) -> SchedulerState:
 
 def _load_jobs(st: SchedulerState, jobs_plain: list[list[Any]]) -> None:
     dependents: list[tuple[Job, list[str]]] = []
+    retained: list[tuple[int, int, str]] = []
+    delayed: list[tuple[int, int, str]] = []
+    leased: list[tuple[int, int, str]] = []
+    pending: dict[str, list[tuple[int, int, str]]] = {}
+    listing: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for p in jobs_plain:
         job = Job.__new__(Job)
         (job.id, job.seq, spec, state, job.reason, job.workflow, job.max_attempts, job.lease_ms,
          job.run_at_ms, job.attempts, job.token, job.lease_expires_ms, job.worker_id,
          job.closed_by, job.result, job.error, job.created_ms, job.updated_ms, job.ended_ms,
-         job.pending_deps, deps, events) = p
+         job.pending_deps, deps, events, job.attempt_deadline_ms) = p
         job.spec = _spec_from_plain(spec)
         job.state = _STATE_BY_NAME[state]
         job.events = tuple(_STATE_BY_NAME.get(e, e) if isinstance(e, str) else e for e in events)
@@ -177,22 +197,28 @@ def _load_jobs(st: SchedulerState, jobs_plain: list[list[Any]]) -> None:
         if deps is not None:
             dependents.append((job, deps))
         st.jobs[job.id] = job
+        if job.workflow is not None:
+            st.workflows.setdefault(job.workflow, []).append(job.id)
         queue = st.queue_for(job.spec.queue)
         queue.counts[job.state] += 1
+        st.state_counts[job.state] += 1
+        listing.setdefault((queue.name, job.state), []).append((job.seq, job.id))
         if job.state in TERMINAL:
-            st.retention_heap.append((job.ended_ms, job.seq, job.id))
+            retained.append((job.ended_ms, job.seq, job.id))
+            st.retained_bytes += job.size_estimate()
             continue
         queue.unfinished += 1
         if job.state == PENDING:
-            queue.heap.append((-job.spec.priority, job.seq, job.id))
+            pending.setdefault(queue.name, []).append(Queue.pending_key(job))
         elif job.state == SCHEDULED:
-            st.delay_heap.append((job.run_at_ms, job.seq, job.id))
+            delayed.append((job.run_at_ms, job.seq, job.id))
         elif job.state == LEASED:
-            st.lease_heap.append((job.lease_expires_ms, job.token, job.seq, job.id))
+            leased.append((job.lease_expires_ms, job.seq, job.id))
     for job, deps in dependents:
         job.dependents = [st.jobs[d] for d in deps]
-    for heap in (st.retention_heap, st.delay_heap):
-        heapq.heapify(heap)
-    heapq.heapify(st.lease_heap)
-    for queue in st.queues.values():
-        heapq.heapify(queue.heap)
+    st.retention_index = SortedIndex.from_sorted(sorted(retained))
+    st.delay_index = SortedIndex.from_sorted(sorted(delayed))
+    st.lease_index = SortedIndex.from_sorted(sorted(leased))
+    for name, keys in pending.items():
+        st.queues[name].pending = SortedIndex.from_sorted(sorted(keys))
+    st.listing = {pair: SortedIndex.from_sorted(keys) for pair, keys in listing.items()}

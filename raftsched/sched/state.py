@@ -7,38 +7,26 @@ iteration over sets. Every replica applying the same entries reaches byte-identi
 `state_hash()` (blake2b of the canonical snapshot) lets anyone compare.
 
 Each apply does three things, in this order:
-1. Time. The state-machine clock becomes max(clock, stamp_ms): the leader's wall time, never
-   backwards. `index` must exceed the last applied index (Raft indexes do).
-2. Due work, decided against the new clock, before the command is looked at: release the leases
-   of workers whose registration expired, release leases whose expiry has come (a lease is live
-   while clock < expiry), promote scheduled jobs whose run time has come, fire due cron
-   schedules, remove terminal jobs past retention, drop expired idempotency entries. Doing this
-   on *every* entry (a `Tick` is just an entry with nothing else to do) means a command can never
-   act on a lease that is already dead: a complete that arrives after the expiry finds the job
-   released and is refused `lease_expired`.
+1. Time. The state-machine clock becomes max(clock, stamp_ms), moved forward by at most
+   `Limits.max_clock_step_ms` per entry (the excess is counted in `clock_skew`). `index` must
+   exceed the last applied index (Raft indexes do).
+2. Due work, in a bounded slice (raftsched/sched/due.py): the dependents of ended jobs, worker
+   and lease expiries, promotions, cron fires, retention, idempotency expiry, at most
+   `Limits.due_work_per_entry` units. What is left waits for the next entry; the leader
+   proposes Ticks while `has_due_work(now)` is true. A command never acts on a dead lease:
+   one whose slice has not come is released on the spot (leases.py).
 3. The command, through the idempotency table when it carries a key. Handlers validate
    everything that depends on the state before they change anything, so a refusal changes
    nothing and a batch is all or none. User errors come back as `Refused(error)`, never raised.
+   Dependents woken or cancelled by the command are resolved with what is left of the budget.
 
-Every timed thing sits in a min-heap with lazy deletion: stale entries are recognised and dropped
-when they reach the top, so no step ever scans the jobs (leases: raftsched/sched/leases.py;
-pending: raftsched/sched/queues.py). `transition` is the one place a job changes state; it keeps
-the per-queue counts, the heaps, the worker's lease set and the dependency resolution in step.
+Every timed or ordered thing sits in a `SortedIndex` (index.py) with eager deletion: no stale
+entries, so no step ever scans garbage, and the budget counts the same work on every replica.
+`transition` is the one place a job changes state; it keeps the per-queue counts, every index,
+the worker's lease set and the dependency resolution in step.
 
-Answers (`Ok.value`; small on purpose, the API renders full documents with `get_job`):
-  SubmitJobs        {"jobs": [{"id", "state", "seq", "created"}]}  (created False: same spec)
-  SubmitWorkflow    the same plus {"workflow": id}
-  Lease             {"leases": [{"job_id", "queue", "payload", "token", "lease_expires_at",
-                     "attempt", "max_attempts", "timeout_ms", "tags"}]}  (may be empty)
-  HeartbeatLease    {"job_id", "token", "lease_expires_at"}
-  Complete, Fail, Cancel   {"id", "state", "token", "attempts", "run_at"}
-  WorkerHeartbeat   {"worker": worker document}
-  ConfigureQueue    {"queue": {"name", "config", "counts"}}
-  PutSchedule       {"schedule": schedule document, "created": bool}
-  DeleteSchedule    {"deleted": name}
-  Backfill          {"created": [job ids], "skipped": [job ids that exist or existed]}
-  Tick              {"released", "promoted", "fired", "removed", "clock"}
-Times are integer ms since the epoch. Refusals: raftsched/sched/errors.py.
+Settings (limits) are replicated: `Bootstrap` sets them once, `UpdateSettings` changes them
+(docs/scheduler.md "Replicated settings"). Answers: docs/scheduler.md; refusals: errors.py.
 """
 
 from __future__ import annotations
@@ -46,15 +34,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import heapq
-from collections.abc import Callable
-from typing import Any
+from collections import deque
+from typing import Any, assert_never
 
-from . import leases, schedules, submission
+from . import due, idempotency, leases, operations, schedules, submission
 from .commands import (
     AcceptClockJump,
     Backfill,
     Bootstrap,
     Cancel,
+    CancelWorkflow,
     Command,
     Complete,
     ConfigureQueue,
@@ -63,7 +52,9 @@ from .commands import (
     HeartbeatLease,
     JobSpec,
     Lease,
+    PurgeDead,
     PutSchedule,
+    RequeueDead,
     SubmitJobs,
     SubmitWorkflow,
     Tick,
@@ -71,35 +62,46 @@ from .commands import (
     WorkerHeartbeat,
 )
 from .errors import (
-    AlreadyTerminal,
     IdempotencyKeyReused,
-    NotFound,
+    Overloaded,
     QueueFull,
     SchedError,
     ValidationError,
 )
 from .idempotency import IdempotencyTable, fingerprint
+from .index import SortedIndex
 from .job import (
     CANCELLED,
-    CLOSED_CANCELLED,
+    DEAD,
     LEASED,
     NEW,
     PENDING,
-    REASON_CANCELLED,
     REASON_UPSTREAM_FAILED,
     SCHEDULED,
+    STATES,
     SUCCEEDED,
     TERMINAL,
     WAITING,
     Job,
     job_doc,
-    job_outcome,
 )
 from .limits import Limits
 from .queues import Queue, QueueConfig
 from .result import Ok, Refused, Result
 from .schedules import FireRecord, Schedule
 from .workers import Worker
+
+TimedKey = tuple[int, int, str]  # (time ms, seq, job id)
+ListingKey = tuple[int, str]  # (seq, job id)
+
+
+class Budget:
+    """Units of due work one entry may still do (`Limits.due_work_per_entry`)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, units: int) -> None:
+        self.left = units
 
 
 class ClockSkew:
@@ -122,33 +124,35 @@ class ClockSkew:
         return {"refused_entries": self.refused_entries, "max_excess_ms": self.max_excess_ms,
                 "last_stamp_ms": self.last_stamp_ms}
 
-Handler = Callable[[Any, Any, int], Result]
-_NOTHING_DUE = (0, 0, 0, 0, 0)
-
 
 class SchedulerState:
     __slots__ = (
-        "_ended",
         "_last_due",
         "_stamp_ms",
         "bootstrapped",
+        "cascade",
         "clock_ms",
         "clock_skew",
-        "delay_heap",
+        "delay_index",
         "fire_records",
+        "firing",
         "idempotency",
         "jobs",
         "last_index",
-        "lease_heap",
+        "lease_index",
         "limits",
+        "listing",
         "queues",
-        "retention_heap",
-        "schedule_heap",
+        "retained_bytes",
+        "retention_index",
+        "schedule_index",
         "schedule_version",
         "schedules",
         "seq",
-        "worker_heap",
+        "state_counts",
+        "worker_index",
         "workers",
+        "workflows",
     )
 
     def __init__(self, limits: Limits | None = None) -> None:
@@ -160,20 +164,26 @@ class SchedulerState:
         self.last_index = 0
         self.seq = 0  # creation order of jobs: unique, the "oldest first" tie-break
         self.schedule_version = 0
-        self.jobs: dict[str, Job] = {}  # insertion order == seq order (list_jobs relies on it)
+        self.jobs: dict[str, Job] = {}  # insertion order == seq order
         self.queues: dict[str, Queue] = {}
         self.workers: dict[str, Worker] = {}
         self.schedules: dict[str, Schedule] = {}
         self.fire_records: dict[str, FireRecord] = {}
         self.idempotency = IdempotencyTable()
-        # Timed indexes hold (time, ..., seq, job id): see queues.py for why ids, not Jobs.
-        self.lease_heap: list[tuple[int, int, int, str]] = []  # (expiry, token, seq, id)
-        self.delay_heap: list[tuple[int, int, str]] = []  # (run_at, seq, id)
-        self.retention_heap: list[tuple[int, int, str]] = []  # (ended_ms, seq, id)
-        self.worker_heap: list[tuple[int, str]] = []  # (expiry, worker id)
-        self.schedule_heap: list[tuple[int, str, int]] = []  # (next fire, name, version)
-        self._ended: list[Job] = []  # terminal jobs whose dependents await resolution
-        self._last_due = _NOTHING_DUE
+        self.workflows: dict[str, list[str]] = {}  # workflow id -> job ids, creation order
+        self.state_counts: dict[str, int] = dict.fromkeys(STATES, 0)
+        self.retained_bytes = 0  # approximate size of the terminal jobs kept (admission)
+        # Indexes (never in the snapshot; rebuilt by restore). Keys hold ids, not Jobs.
+        self.lease_index: SortedIndex[TimedKey] = SortedIndex()  # (lease expiry, seq, id)
+        self.delay_index: SortedIndex[TimedKey] = SortedIndex()  # (run_at, seq, id)
+        self.retention_index: SortedIndex[TimedKey] = SortedIndex()  # (ended_ms, seq, id)
+        self.worker_index: SortedIndex[tuple[int, str]] = SortedIndex()  # (index_ms, id)
+        self.schedule_index: SortedIndex[tuple[int, str]] = SortedIndex()  # (next fire, name)
+        self.listing: dict[tuple[str, str], SortedIndex[ListingKey]] = {}  # (queue, state)
+        # Replicated work in progress (in the snapshot).
+        self.cascade: deque[Job] = deque()  # ended jobs whose dependents await resolution
+        self.firing: deque[str] = deque()  # schedules with fires left to create
+        self._last_due = due.NOTHING_DUE
         self._stamp_ms = 0
 
     # -- apply ----------------------------------------------------------------------------------
@@ -184,31 +194,80 @@ class SchedulerState:
         self.last_index = index
         self._stamp_ms = stamp_ms
         now = self._advance_clock(stamp_ms)
-        if ((self.lease_heap and self.lease_heap[0][0] <= now)
-                or (self.delay_heap and self.delay_heap[0][0] <= now)
-                or (self.worker_heap and self.worker_heap[0][0] <= now)
-                or (self.schedule_heap and self.schedule_heap[0][0] <= now)
-                or (self.retention_heap
-                    and self.retention_heap[0][0] + self.limits.retention_ms <= now)):
-            self._last_due = self._run_due()
-        else:
-            self._last_due = _NOTHING_DUE
-        table = self.idempotency
-        if table.entries:
-            table.expire(now, self.limits.idempotency_ttl_ms)
-        handler = _HANDLERS[type(command)]
+        budget = Budget(self.limits.due_work_per_entry)
+        self._last_due = due.run_due(self, budget)
         key = command.idempotency_key
         if key is None:
-            return handler(self, command, index)
+            result = self._dispatch(command, index)
+        else:
+            result = self._apply_keyed(command, key, index, now)
+        if self.cascade:
+            self.resolve_dependents(budget)
+        return result
+
+    def _apply_keyed(self, command: Command, key: str, index: int, now: int) -> Result:
+        table = self.idempotency
         fp = fingerprint(command)
         hit = table.get(key)
         if hit is not None:
             if hit[0] == fp:
-                return hit[1]
-            return Refused(_key_reused(key))
-        result = handler(self, command, index)
-        table.put(key, fp, result, now, self.limits.idempotency_max_entries)
+                return idempotency.expand(self, hit[1])
+            return Refused(IdempotencyKeyReused(
+                f"idempotency key {key!r} was first used for another command",
+                {"idempotency_key": key}))
+        limit = self.limits.idempotency_max_entries
+        if len(table) >= limit:
+            # A guarantee, not best effort: never forget a live key to make room.
+            return Refused(Overloaded(
+                f"the idempotency table holds {limit} live keys; retry later",
+                {"what": "idempotency_keys", "limit": limit}))
+        result = self._dispatch(command, index)
+        if idempotency.storable(result):
+            table.put(key, fp, idempotency.compact(command, result), now)
         return result
+
+    def _dispatch(self, cmd: Command, index: int) -> Result:
+        match cmd:
+            case SubmitJobs():
+                return submission.submit_jobs(self, cmd, index)
+            case SubmitWorkflow():
+                return submission.submit_workflow(self, cmd, index)
+            case Lease():
+                return leases.lease(self, cmd, index)
+            case HeartbeatLease():
+                return leases.heartbeat(self, cmd, index)
+            case Complete():
+                return leases.complete(self, cmd, index)
+            case Fail():
+                return leases.fail(self, cmd, index)
+            case Cancel():
+                return operations.cancel(self, cmd)
+            case WorkerHeartbeat():
+                return leases.worker_heartbeat(self, cmd, index)
+            case ConfigureQueue():
+                return self._configure_queue(cmd)
+            case PutSchedule():
+                return schedules.put_schedule(self, cmd, index)
+            case DeleteSchedule():
+                return schedules.delete_schedule(self, cmd, index)
+            case Backfill():
+                return schedules.backfill(self, cmd, index)
+            case Tick():
+                return self._tick()
+            case Bootstrap():
+                return self._bootstrap(cmd)
+            case UpdateSettings():
+                return self._update_settings(cmd)
+            case AcceptClockJump():
+                return self._accept_clock_jump(cmd)
+            case RequeueDead():
+                return operations.requeue_dead(self, cmd)
+            case PurgeDead():
+                return operations.purge_dead(self, cmd)
+            case CancelWorkflow():
+                return operations.cancel_workflow(self, cmd)
+            case _:
+                assert_never(cmd)
 
     def _advance_clock(self, stamp_ms: int) -> int:
         """clock = max(clock, stamp), but one entry moves it forward by at most
@@ -225,78 +284,72 @@ class SchedulerState:
             self.clock_ms = clock
         return clock
 
-    def _run_due(self) -> tuple[int, int, int, int, int]:
-        released = leases.expire_workers(self) + leases.expire_leases(self)
-        promoted = self._promote_due()
-        fired = schedules.fire_due(self)
-        removed = self._remove_retained()
-        return (released, promoted, fired, removed, 0)
-
-    def _promote_due(self) -> int:
-        heap, now, promoted = self.delay_heap, self.clock_ms, 0
-        while heap and heap[0][0] <= now:
-            run_at, seq, job_id = heapq.heappop(heap)
-            job = self.live_job(job_id, seq)
-            if job is not None and job.state == SCHEDULED and job.run_at_ms == run_at:
-                self.transition(job, PENDING)
-                promoted += 1
-        return promoted
-
-    def _remove_retained(self) -> int:
-        heap, removed = self.retention_heap, 0
-        now = self.clock_ms - self.limits.retention_ms  # jobs that ended by then are removed
-        while heap and heap[0][0] <= now:
-            _, seq, job_id = heapq.heappop(heap)
-            job = self.live_job(job_id, seq)
-            if job is not None:
-                assert job.state in TERMINAL
-                del self.jobs[job.id]
-                self.queues[job.spec.queue].count_remove(job.state)
-                job.dependents = None
-                removed += 1
-        return removed
-
-    def live_job(self, job_id: str, seq: int) -> Job | None:
-        """The job an index entry points to, unless it was removed (and its id reused)."""
-        job = self.jobs.get(job_id)
-        return job if job is not None and job.seq == seq else None
-
     # -- the one place a job changes state --------------------------------------------------------
 
     def transition(self, job: Job, new_state: str) -> None:
         old_state = job.state
         queue = self.queues[job.spec.queue]
-        if old_state == LEASED:
+        seq, job_id = job.seq, job.id
+        if old_state == PENDING:
+            queue.pending.remove(Queue.pending_key(job))
+        elif old_state == SCHEDULED:
+            self.delay_index.remove((job.run_at_ms, seq, job_id))
+        elif old_state == LEASED:
+            self.lease_index.remove((job.lease_expires_ms, seq, job_id))
             worker = self.workers.get(job.worker_id or "")
             if worker is not None:
-                worker.leased.pop(job.id, None)
+                worker.leased.pop(job_id, None)
+        elif old_state in TERMINAL:  # a dead job requeued
+            self.retention_index.remove((job.ended_ms, seq, job_id))
+            self.retained_bytes -= job.size_estimate()
+        if old_state != NEW:
+            self.listing[(queue.name, old_state)].remove((seq, job_id))
+            self.state_counts[old_state] -= 1
         job.move(new_state, self.clock_ms, self.limits.event_history)
         queue.count_move(None if old_state == NEW else old_state, new_state)
+        self.state_counts[new_state] += 1
+        listing = self.listing.get((queue.name, new_state))
+        if listing is None:
+            listing = self.listing[(queue.name, new_state)] = SortedIndex()
+        listing.add((seq, job_id))
         if new_state == PENDING:
-            queue.push_pending(job)
+            queue.pending.add(Queue.pending_key(job))
         elif new_state == SCHEDULED:
-            heapq.heappush(self.delay_heap, (job.run_at_ms, job.seq, job.id))
+            self.delay_index.add((job.run_at_ms, seq, job_id))
         elif new_state == LEASED:
-            heapq.heappush(self.lease_heap, (job.lease_expires_ms, job.token, job.seq, job.id))
+            self.lease_index.add((job.lease_expires_ms, seq, job_id))
         elif new_state in TERMINAL:
-            heapq.heappush(self.retention_heap, (job.ended_ms, job.seq, job.id))
+            self.retention_index.add((job.ended_ms, seq, job_id))
+            self.retained_bytes += job.size_estimate()
             if job.dependents:
-                self._ended.append(job)
-                if len(self._ended) == 1:
-                    self._resolve_dependents()
+                self.cascade.append(job)
 
-    def _resolve_dependents(self) -> None:
-        """Wake or cancel the waiting dependents of ended jobs. A worklist, not recursion: a
-        cancellation cascades down chains of any length."""
-        ended = self._ended
-        i = 0
-        while i < len(ended):
-            job = ended[i]
-            i += 1
-            dependents, job.dependents = job.dependents, None
-            for dep in dependents or ():
+    def forget(self, job: Job) -> None:
+        """A terminal job leaves the state (retention, purge); its index keys are gone."""
+        assert job.state in TERMINAL
+        queue = self.queues[job.spec.queue]
+        queue.count_remove(job.state)
+        self.state_counts[job.state] -= 1
+        self.retained_bytes -= job.size_estimate()
+        self.listing[(queue.name, job.state)].remove((job.seq, job.id))
+        job.dependents = None
+
+    def resolve_dependents(self, budget: Budget) -> int:
+        """Wake or cancel the waiting dependents of ended jobs, one unit per dependent, in
+        the order the jobs ended. A worklist, not recursion: a cancellation cascades down
+        chains of any length, across entries if need be. Dependents no longer waiting are
+        skipped without a unit: the snapshot keeps only waiting ones, and a restored replica
+        must count the same units."""
+        cascade, resolved = self.cascade, 0
+        while cascade and budget.left > 0:
+            job = cascade[0]
+            dependents = job.dependents
+            while dependents and budget.left > 0:
+                dep = dependents.pop()
                 if dep.state != WAITING:
                     continue
+                budget.left -= 1
+                resolved += 1
                 if job.state == SUCCEEDED:
                     dep.pending_deps -= 1
                     assert dep.pending_deps >= 0
@@ -304,8 +357,11 @@ class SchedulerState:
                         self.transition(dep, self.ready_state(dep))
                 else:
                     dep.reason = REASON_UPSTREAM_FAILED
-                    self.transition(dep, CANCELLED)  # appends to `ended`
-        ended.clear()
+                    self.transition(dep, CANCELLED)  # appends to the cascade
+            if not dependents:
+                job.dependents = None
+                cascade.popleft()
+        return resolved
 
     def ready_state(self, job: Job) -> str:
         return SCHEDULED if job.run_at_ms > self.clock_ms else PENDING
@@ -321,11 +377,12 @@ class SchedulerState:
     def check_room(self, new_per_queue: dict[str, int]) -> SchedError | None:
         """Refusal if adding these many unfinished jobs per queue would break a limit."""
         limits = self.limits
-        new_queues = 0
+        new_queues, total = 0, 0
         for name, count in new_per_queue.items():
             queue = self.queues.get(name)
             unfinished = 0 if queue is None else queue.unfinished
             new_queues += queue is None
+            total += count
             if unfinished + count > limits.max_jobs_per_queue:
                 return QueueFull(
                     f"queue {name!r} holds {unfinished} unfinished jobs; adding {count} would "
@@ -333,6 +390,26 @@ class SchedulerState:
                     {"queue": name, "limit": limits.max_jobs_per_queue})
         if new_queues and len(self.queues) + new_queues > limits.max_queues:
             return QueueFull(f"at most {limits.max_queues} queues", {"limit": limits.max_queues})
+        return self.check_admission(total)
+
+    def check_admission(self, new_jobs: int) -> SchedError | None:
+        """Cluster-wide caps (SPEC §4 admission control): live jobs, retained terminal jobs
+        (count and bytes), so memory and snapshots stay bounded."""
+        limits, counts = self.limits, self.state_counts
+        retained = counts[SUCCEEDED] + counts[DEAD] + counts[CANCELLED]
+        live = len(self.jobs) - retained
+        if new_jobs and live + new_jobs > limits.max_live_jobs:
+            return Overloaded(f"the cluster holds {live} unfinished jobs (limit "
+                              f"{limits.max_live_jobs})",
+                              {"what": "live_jobs", "limit": limits.max_live_jobs})
+        if new_jobs and retained >= limits.max_retained_jobs:
+            return Overloaded(f"the cluster keeps {retained} finished jobs (limit "
+                              f"{limits.max_retained_jobs}); lower retention or purge",
+                              {"what": "retained_jobs", "limit": limits.max_retained_jobs})
+        if new_jobs and self.retained_bytes >= limits.max_retained_bytes:
+            return Overloaded(f"finished jobs hold about {self.retained_bytes} bytes (limit "
+                              f"{limits.max_retained_bytes}); lower retention or purge",
+                              {"what": "retained_bytes", "limit": limits.max_retained_bytes})
         return None
 
     def create_job(self, spec: JobSpec, job_id: str, workflow: str | None) -> Job:
@@ -353,58 +430,57 @@ class SchedulerState:
                   lease_ms=spec.lease_ms or config.lease_ms or limits.default_lease_ms,
                   run_at_ms=run_at_ms, workflow=workflow)
         self.jobs[job_id] = job
+        if workflow is not None:
+            self.workflows.setdefault(workflow, []).append(job_id)
         return job
+
+    def live_job(self, job_id: str, seq: int) -> Job | None:
+        """The job an index key points to, unless it was removed (and its id reused)."""
+        job = self.jobs.get(job_id)
+        return job if job is not None and job.seq == seq else None
 
     # -- handlers that fit nowhere else ------------------------------------------------------------
 
-    def _cancel(self, cmd: Cancel, index: int) -> Result:
-        job = self.jobs.get(cmd.job_id)
-        if job is None:
-            return Refused(NotFound(f"job {cmd.job_id!r} not found", {"job_id": cmd.job_id}))
-        if job.state in TERMINAL:
-            return Refused(AlreadyTerminal(f"job {job.id!r} is already {job.state}",
-                                           {"job_id": job.id, "state": job.state}))
-        if job.state == LEASED:
-            job.closed_by = CLOSED_CANCELLED
-        job.reason = cmd.reason or REASON_CANCELLED
-        self.transition(job, CANCELLED)
-        return Ok(job_outcome(job))
-
-    def _configure_queue(self, cmd: ConfigureQueue, index: int) -> Result:
+    def _configure_queue(self, cmd: ConfigureQueue) -> Result:
         if cmd.queue not in self.queues:
             refusal = self.check_room({cmd.queue: 0})
             if refusal is not None:
                 return Refused(refusal)
         queue = self.queue_for(cmd.queue)
-        queue.config = QueueConfig(max_in_flight=cmd.max_in_flight, lease_ms=cmd.lease_ms,
-                                   max_attempts=cmd.max_attempts, paused=cmd.paused)
+        if cmd.fields_set is None:  # every field given: replace
+            queue.config = QueueConfig(max_in_flight=cmd.max_in_flight, lease_ms=cmd.lease_ms,
+                                       max_attempts=cmd.max_attempts, paused=cmd.paused)
+        else:  # a partial update: only the fields the request named
+            queue.config = dataclasses.replace(
+                queue.config, **{name: getattr(cmd, name) for name in cmd.fields_set})
         return Ok({"queue": queue.doc()})
 
-    def _bootstrap(self, cmd: Bootstrap, index: int) -> Result:
+    def _bootstrap(self, cmd: Bootstrap) -> Result:
         applied = not self.bootstrapped
         if applied:
             self.limits = cmd.settings
             self.bootstrapped = True
         return Ok({"settings": self.limits.to_plain(), "applied": applied})
 
-    def _update_settings(self, cmd: UpdateSettings, index: int) -> Result:
+    def _update_settings(self, cmd: UpdateSettings) -> Result:
         try:
             self.limits = dataclasses.replace(self.limits, **dict(cmd.changes))
         except (TypeError, AssertionError):  # parse checks this; a hand-built one must not crash
             return Refused(ValidationError("settings", "unknown setting or bad value"))
         return Ok({"settings": self.limits.to_plain(), "applied": True})
 
-    def _accept_clock_jump(self, cmd: AcceptClockJump, index: int) -> Result:
+    def _accept_clock_jump(self, cmd: AcceptClockJump) -> Result:
         if cmd.to_ms > self._stamp_ms:
             return Refused(ValidationError(
                 "to", f"{cmd.to_ms} is after this entry's stamp {self._stamp_ms}"))
         self.clock_ms = max(self.clock_ms, cmd.to_ms)
         return Ok({"clock": self.clock_ms, "clock_skew": self.clock_skew.to_plain()})
 
-    def _tick(self, cmd: Tick, index: int) -> Result:
-        released, promoted, fired, removed, _ = self._last_due
-        return Ok({"released": released, "promoted": promoted, "fired": fired,
-                   "removed": removed, "clock": self.clock_ms})
+    def _tick(self) -> Result:
+        d = self._last_due
+        return Ok({"released": d.released, "promoted": d.promoted, "fired": d.fired,
+                   "removed": d.removed, "resolved": d.resolved, "clock": self.clock_ms,
+                   "more": self.next_deadline_ms() == self.clock_ms})
 
     # -- queries (read-only) ---------------------------------------------------------------------
 
@@ -415,17 +491,17 @@ class SchedulerState:
     def list_jobs(self, queue: str | None = None, state: str | None = None, limit: int = 100,
                   after: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
         """Jobs in creation order (`seq`), filtered; `after` is the `seq` of the last job of
-        the previous page. Returns (page, cursor for the next page or None). Scans the jobs:
-        the API must cap `limit` and expect O(jobs) per call."""
+        the previous page. Returns (page, cursor for the next page or None). Costs
+        O(page + log n) per (queue, state) pair merged, from the (queue, state) index."""
         assert limit >= 1
+        start: ListingKey | None = None if after is None else (after, "\U0010ffff")
+        sources = [index.after(start) for (q, s), index in sorted(self.listing.items())
+                   if (queue is None or q == queue) and (state is None or s == state)]
         page: list[dict[str, Any]] = []
-        for job in self.jobs.values():
-            if after is not None and job.seq <= after:
-                continue
-            if (queue is None or job.spec.queue == queue) and (state is None or job.state == state):
-                if len(page) == limit:
-                    return page, page[-1]["seq"]
-                page.append(job_doc(job))
+        for _, job_id in heapq.merge(*sources):
+            if len(page) == limit:
+                return page, page[-1]["seq"]
+            page.append(job_doc(self.jobs[job_id]))
         return page, None
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
@@ -440,66 +516,25 @@ class SchedulerState:
     def schedule_docs(self) -> list[dict[str, Any]]:
         return [self.schedules[n].doc(self.fire_records[n]) for n in sorted(self.schedules)]
 
+    def workflow_status(self, workflow_id: str) -> dict[str, Any] | None:
+        return operations.workflow_status(self, workflow_id)
+
     def next_deadline_ms(self) -> int | None:
         """Earliest time at which due work waits (lease or worker expiry, a delayed job, a cron
-        fire, a retention removal): the leader proposes a Tick then. Drops stale heap tops
-        first (index upkeep only: the logical state and the snapshot do not change), so the
-        answer is exact. Idempotency expiry is left out: any entry performs it, and it is not
-        worth a Tick of its own."""
-        self._drop_stale_tops()
-        tops = [heap[0][0] for heap in (self.lease_heap, self.delay_heap, self.worker_heap,
-                                        self.schedule_heap) if heap]
-        if self.retention_heap:
-            tops.append(self.retention_heap[0][0] + self.limits.retention_ms)
-        return min(tops) if tops else None
+        fire, a retention removal; the clock itself while a slice is unfinished): the leader
+        proposes a Tick then. Idempotency expiry is left out: any entry performs it."""
+        return due.work_waits(self)
 
     def has_due_work(self, now_ms: int) -> bool:
         """Whether the leader, whose clock reads `now_ms`, should propose a Tick now: due work
         waits, or the state clock lags `now_ms` by more than one entry may move it."""
-        deadline = self.next_deadline_ms()
-        if deadline is not None and deadline <= now_ms:
+        deadline = due.work_waits(self)
+        if deadline is not None and deadline <= max(now_ms, self.clock_ms):
+            return True
+        created_ms = self.idempotency.oldest_created_ms()
+        if created_ms is not None and created_ms + self.limits.idempotency_ttl_ms <= self.clock_ms:
             return True
         return bool(self.clock_ms) and now_ms - self.clock_ms > self.limits.max_clock_step_ms
-
-    def _drop_stale_tops(self) -> None:
-        live_job = self.live_job
-        leases_ = self.lease_heap
-        while leases_:
-            at_ms, token, seq, job_id = leases_[0]
-            job = live_job(job_id, seq)
-            if job is None or job.state != LEASED or job.token != token:
-                heapq.heappop(leases_)
-            elif job.lease_expires_ms != at_ms:  # heartbeated: move to the real expiry
-                heapq.heapreplace(leases_, (job.lease_expires_ms, token, seq, job_id))
-            else:
-                break
-        delays = self.delay_heap
-        while delays:
-            run_at, seq, job_id = delays[0]
-            job = live_job(job_id, seq)
-            if job is not None and job.state == SCHEDULED and job.run_at_ms == run_at:
-                break
-            heapq.heappop(delays)
-        retained = self.retention_heap
-        while retained and live_job(retained[0][2], retained[0][1]) is None:
-            heapq.heappop(retained)
-        workers = self.worker_heap
-        while workers:
-            worker = self.workers.get(workers[0][1])
-            if worker is None or worker.heap_ms != workers[0][0]:
-                heapq.heappop(workers)
-            elif worker.expires_ms != worker.heap_ms:  # refreshed: move to the real expiry
-                worker.heap_ms = worker.expires_ms
-                heapq.heapreplace(workers, (worker.heap_ms, worker.id))
-            else:
-                break
-        fires = self.schedule_heap
-        while fires:
-            schedule = self.schedules.get(fires[0][1])
-            if schedule is None or schedule.version != fires[0][2]:
-                heapq.heappop(fires)
-            else:
-                break
 
     # -- snapshots -----------------------------------------------------------------------------
 
@@ -516,28 +551,3 @@ class SchedulerState:
 
     def state_hash(self) -> str:
         return hashlib.blake2b(self.snapshot(), digest_size=32).hexdigest()
-
-
-def _key_reused(key: str) -> SchedError:
-    return IdempotencyKeyReused(f"idempotency key {key!r} was first used for another command",
-                                {"idempotency_key": key})
-
-
-_HANDLERS: dict[type[Any], Handler] = {
-    SubmitJobs: submission.submit_jobs,
-    SubmitWorkflow: submission.submit_workflow,
-    Lease: leases.lease,
-    HeartbeatLease: leases.heartbeat,
-    Complete: leases.complete,
-    Fail: leases.fail,
-    Cancel: SchedulerState._cancel,
-    WorkerHeartbeat: leases.worker_heartbeat,
-    ConfigureQueue: SchedulerState._configure_queue,
-    PutSchedule: schedules.put_schedule,
-    DeleteSchedule: schedules.delete_schedule,
-    Backfill: schedules.backfill,
-    Tick: SchedulerState._tick,
-    Bootstrap: SchedulerState._bootstrap,
-    UpdateSettings: SchedulerState._update_settings,
-    AcceptClockJump: SchedulerState._accept_clock_jump,
-}

@@ -69,8 +69,10 @@ def _submit_one(st: SchedulerState, spec: JobSpec, index: int) -> Result:
     queue = st.queues.get(spec.queue)
     if queue is None or queue.unfinished >= st.limits.max_jobs_per_queue:
         refusal = st.check_room({spec.queue: 1})
-        if refusal is not None:
-            return Refused(refusal)
+    else:
+        refusal = st.check_admission(1)
+    if refusal is not None:
+        return Refused(refusal)
     job = st.create_job(spec, job_id, None)
     st.transition(job, SCHEDULED if job.run_at_ms > st.clock_ms else PENDING)
     return Ok({"jobs": [{"id": job_id, "state": job.state, "seq": job.seq, "created": True}]})

@@ -55,6 +55,15 @@ class Driver:
                 self.state.last_index += 1
         return result
 
+    def settle(self, max_entries: int = 100_000) -> int:
+        """Apply Ticks while the state has due work (what the leader does); returns how many."""
+        ticks = 0
+        while self.state.has_due_work(self.now_ms):
+            assert ticks < max_entries, "due work never finished"
+            self.apply(Tick())
+            ticks += 1
+        return ticks
+
     def job(self, job_id: str) -> dict[str, Any]:
         doc = self.state.get_job(job_id)
         assert doc is not None, f"no job {job_id}"

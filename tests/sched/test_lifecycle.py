@@ -226,6 +226,7 @@ def test_cancel_cascade_handles_long_chains() -> None:
     specs = [job("n0")] + [job(f"n{i}", depends_on=(f"n{i - 1}",)) for i in range(1, 3_000)]
     d.ok(submit(*specs))
     d.ok(c.Cancel(job_id="n0"))
+    assert d.settle() >= 3_000 // d.state.limits.due_work_per_entry - 1  # bounded slices
     assert d.state.queue_counts()["q"]["cancelled"] == 3_000
 
 
@@ -283,13 +284,18 @@ def test_idempotency_key_returns_first_answer_and_expires() -> None:
     d.ok(submit(job("zzz")))
     assert d.apply(c.Cancel(job_id="zzz", idempotency_key="k2")) == refused  # first answer
     assert d.job("zzz")["state"] == "pending"
-    d.ok(submit(job("b"), key="k3"))  # evicts the oldest (k1): the bound is 2
-    assert list(d.state.idempotency.entries) == ["k2", "k3"]
+    # Full: a new key is refused overloaded (not stored), never evicting a live key (the old
+    # code evicted k1, so a retry of k1 would have been applied a second time).
+    d.refused(submit(job("b"), key="k3"), "overloaded")
+    assert list(d.state.idempotency.entries) == ["k1", "k2"]
+    assert d.apply(submit(job("a"), key="k1")) is first
+    assert d.state.get_job("b") is None
     d.advance(1_000)
     d.ok(c.Tick())
     assert not d.state.idempotency.entries
     out = d.ok(submit(job("a"), key="k1"))  # expired: applied again (same spec: existing)
     assert out["jobs"][0]["created"] is False
+    assert d.ok(submit(job("b"), key="k3"))["jobs"][0]["created"] is True
 
 
 def test_list_jobs_pages_in_creation_order() -> None:

@@ -187,6 +187,12 @@ def test_every_kind_round_trips_through_plain() -> None:
         c.Bootstrap(settings=Limits(retention_ms=5, due_work_per_entry=9)),
         c.UpdateSettings(changes=(("max_clock_step_ms", 7), ("retention_ms", 3))),
         c.AcceptClockJump(to_ms=12),
+        c.RequeueDead(job_ids=("a", "s@1000"), max_attempts=3),
+        c.PurgeDead(job_ids=("a",)),
+        c.CancelWorkflow(workflow_id="w", reason="stop"),
+        c.ConfigureQueue(queue="q", paused=True, fields_set=("paused",)),
+        c.ConfigureQueue(queue="q", max_in_flight=None, fields_set=("max_in_flight",)),
+        c.WorkerHeartbeat(worker_id="w", capacity=3, incarnation="host:1"),
     ]
     assert {type(cmd) for cmd in commands} == set(c.KIND_BY_TYPE)
     for cmd in commands:

@@ -162,6 +162,30 @@ def case_backfill_queue_full(d: Driver) -> c.Command:
     return c.Backfill(name="s", from_ms=d.now_ms - 180_000, to_ms=d.now_ms)
 
 
+def case_queue_not_allowed(d: Driver) -> c.Command:
+    d.ok(c.WorkerHeartbeat(worker_id="w", capacity=2, queues=("other",)))
+    return c.Lease(queue="q", worker_id="w")
+
+
+def case_overloaded_live_jobs(d: Driver) -> c.Command:
+    d.ok(c.UpdateSettings(changes=(("max_live_jobs", 1),)))
+    d.ok(submit(job("a")))
+    return submit(job("b"))
+
+
+def case_overloaded_retained_jobs(d: Driver) -> c.Command:
+    d.ok(c.UpdateSettings(changes=(("max_retained_jobs", 1),)))
+    d.ok(submit(job("a")))
+    d.ok(c.Cancel(job_id="a"))
+    return submit(job("b"))
+
+
+def case_overloaded_idempotency_table(d: Driver) -> c.Command:
+    d.ok(c.UpdateSettings(changes=(("idempotency_max_entries", 1),)))
+    d.ok(submit(job("a"), key="k1"))
+    return submit(job("b"), key="k2")
+
+
 CASES: list[tuple[Callable[[Driver], c.Command], str, int]] = [
     (case_not_found_complete, "not_found", 404),
     (case_not_found_heartbeat, "not_found", 404),
@@ -188,6 +212,10 @@ CASES: list[tuple[Callable[[Driver], c.Command], str, int]] = [
     (case_backfill_into_the_future, "invalid", 400),
     (case_backfill_too_large, "batch_too_large", 413),
     (case_backfill_queue_full, "queue_full", 429),
+    (case_queue_not_allowed, "queue_not_allowed", 409),
+    (case_overloaded_live_jobs, "overloaded", 429),
+    (case_overloaded_retained_jobs, "overloaded", 429),
+    (case_overloaded_idempotency_table, "overloaded", 429),
 ]
 
 

@@ -97,6 +97,12 @@ commands = st.one_of(
               st.dictionaries(st.sampled_from(SETTING_NAMES), st.integers(1, 2**53),
                               min_size=1, max_size=3), keys),
     st.builds(c.AcceptClockJump, to_ms=ms, idempotency_key=keys),
+    st.builds(c.RequeueDead, job_ids=st.lists(job_refs, min_size=1, max_size=3, unique=True)
+              .map(tuple), max_attempts=st.none() | st.integers(1, 9), idempotency_key=keys),
+    st.builds(c.PurgeDead, job_ids=st.lists(job_refs, min_size=1, max_size=3, unique=True)
+              .map(tuple), idempotency_key=keys),
+    st.builds(c.CancelWorkflow, workflow_id=names,
+              reason=st.none() | st.text(min_size=1, max_size=9), idempotency_key=keys),
 )
 
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from raftsched.sched import commands as c
+from raftsched.sched import cron as cron_engine
 from raftsched.sched.limits import Limits
 
 from .helpers import Driver
@@ -87,17 +91,61 @@ def test_backfill_fills_skipped_fires_and_never_repeats_one() -> None:
     assert later == {"created": [], "skipped": [f"s@{T + 7 * MIN}"]}
 
 
-def test_delete_and_recreate_keeps_the_fire_history() -> None:
+def test_delete_and_recreate_starts_fresh() -> None:
+    """Old code: the record kept the watermark of the deleted schedule, so a re-created
+    fire_all schedule fired for every minute it did not exist (720 jobs after 12 hours)."""
     d = Driver(start_ms=T)
     d.ok(put())
     d.apply(c.Tick(), at_ms=T + MIN)
     d.ok(c.DeleteSchedule(name="s"))
-    d.apply(c.Tick(), at_ms=T + 2 * MIN)
+    d.apply(c.Tick(), at_ms=T + 12 * 60 * MIN)
     assert cron_ids(d) == [f"s@{T + MIN}"]
-    d.ok(put(misfire="fire_all"))  # same name: watermark T+1m, so 2m is due now
-    d.apply(c.Tick(), at_ms=T + 2 * MIN)
-    assert cron_ids(d) == [f"s@{T + MIN}", f"s@{T + 2 * MIN}"]
+    assert d.ok(put(misfire="fire_all", misfire_cap=1_000))["created"] is True
+    d.settle()
+    assert cron_ids(d) == [f"s@{T + MIN}"], "nothing for the time it did not exist"
+    d.apply(c.Tick(), at_ms=T + 12 * 60 * MIN + MIN)
+    assert cron_ids(d) == [f"s@{T + MIN}", f"s@{T + 12 * 60 * MIN + MIN}"]
     assert d.ok(put(misfire="fire_all"))["created"] is False
+
+
+def test_deleted_schedule_names_are_freed_after_retention() -> None:
+    """Old code: fire records were never freed; once max_schedules names had been used, no
+    schedule could ever be created again."""
+    d = Driver(Limits(max_schedules=2, retention_ms=MIN), start_ms=T)
+    d.ok(put(name="a"))
+    d.ok(put(name="b"))
+    d.ok(c.DeleteSchedule(name="a"))
+    d.refused(put(name="c"), "too_many_schedules")  # a's record is kept for a retention
+    d.advance(2 * MIN)
+    d.ok(put(name="c"))
+    assert [s["name"] for s in d.state.schedule_docs()] == ["b", "c"]
+
+
+def test_expression_change_clears_coverage_for_backfill() -> None:
+    """Old code: after an expression change, backfill reported the new expression's fire
+    times inside old covered intervals as skipped, though no job ever existed for them."""
+    d = Driver(start_ms=T)
+    d.ok(put(cron="*/10 * * * *"))
+    d.apply(c.Tick(), at_ms=T + 10 * MIN)
+    d.apply(c.Tick(), at_ms=T + 20 * MIN)
+    assert cron_ids(d) == [f"s@{T + 10 * MIN}", f"s@{T + 20 * MIN}"]
+    d.ok(put(cron="*/5 * * * *"))
+    out = d.ok(c.Backfill(name="s", from_ms=T + 5 * MIN - 1, to_ms=T + 20 * MIN))
+    assert out["created"] == [f"s@{T + k * MIN}" for k in (5, 15)]
+    assert out["skipped"] == [f"s@{T + k * MIN}" for k in (10, 20)]  # their jobs exist
+
+
+def test_skipped_fires_are_counted_and_shown() -> None:
+    d = Driver(start_ms=T)
+    d.ok(put(misfire="skip", misfire_grace_ms=1_000))
+    d.apply(c.Tick(), at_ms=T + 10 * MIN + 30_000)
+    assert cron_ids(d) == []
+    doc = d.state.schedule_docs()[0]
+    assert doc["skip_events"] == 1
+    assert doc["last_skipped"] == {"after": T, "before": T + 10 * MIN + 1}
+    out = d.ok(c.Backfill(name="s", from_ms=doc["last_skipped"]["after"],
+                          to_ms=doc["last_skipped"]["before"] - 1))
+    assert len(out["created"]) == 10
 
 
 def test_paused_schedule_does_not_fire_and_resumes_under_its_policy() -> None:
@@ -152,5 +200,30 @@ def test_two_replicas_fire_identically() -> None:
     for at in (T + 3 * MIN, T + 3 * MIN, T + 61 * MIN, T + 62 * MIN):
         a.apply(c.Tick(), at_ms=at)
         b.apply(c.Tick(), at_ms=at)
+        assert a.settle() == b.settle()
     assert a.state.state_hash() == b.state.state_hash()
     assert cron_ids(a) == cron_ids(b) and len(cron_ids(a)) > 50
+
+
+@settings(max_examples=25, deadline=None)
+@given(cron=st.sampled_from(["* * * * *", "*/7 * * * *", "0 * * * *", "*/20 * * * * *",
+                             "30 2 * * *"]),
+       tz=st.sampled_from(["UTC", "America/New_York", "Europe/Paris"]),
+       gap_ms=st.integers(1, 3 * 86_400_000),
+       policy=st.sampled_from(c.MISFIRE_POLICIES),
+       cap=st.integers(1, 30), grace_ms=st.integers(0, 3_600_000),
+       budget=st.sampled_from([1, 45, 256]))
+def test_sliced_firing_creates_what_due_fires_says(  # noqa: PLR0917 - hypothesis arguments
+        cron: str, tz: str, gap_ms: int, policy: str, cap: int, grace_ms: int,
+        budget: int) -> None:
+    """The state machine's step-by-step catch-up (any budget) keeps exactly the fires of the
+    reference `cron.due_fires`."""
+    d = Driver(Limits(due_work_per_entry=budget), start_ms=T)
+    d.ok(put(cron=cron, timezone=tz, misfire=policy, misfire_cap=cap,
+             misfire_grace_ms=grace_ms))
+    d.apply(c.Tick(), at_ms=T + gap_ms)
+    d.settle()
+    want, watermark = cron_engine.due_fires(cron_engine.parse_cron(cron), tz, T, T + gap_ms,
+                                            cron_engine.MisfirePolicy(policy), cap, grace_ms)
+    assert cron_ids(d) == [f"s@{t}" for t in want]
+    assert d.state.schedule_docs()[0]["fired_through"] == max(watermark, T)
