@@ -53,7 +53,8 @@ class Ready:
     # A snapshot received from the leader: install in storage (replacing the log up to its
     # index) and restore the application from it, before applying `committed_entries`.
     snapshot: Snapshot | None
-    # Send only after hard_state, entries and snapshot above are durable.
+    # Send only after hard_state, entries and snapshot above are durable, and those of
+    # every earlier Ready (overlapping Readys, above).
     messages: tuple[Message, ...]
     # Depend on nothing unpersisted (this Ready or an earlier one): the leader's
     # AppendEntries, heartbeats and snapshot chunks, only while its term and vote are

@@ -20,6 +20,7 @@ Commands (each does exactly one thing; nothing is delivered unless asked):
     tick N [COUNT]          tick node N COUNT times (default 1), handling its Readys
     deliver                 deliver the queued messages once (new ones wait)
     stabilize               deliver until the network is quiet
+    drop-queued             the network loses every message in flight
     isolate N | cut A B | heal | stop N | restart N | snapshot N
     status N | log N | commands N
 A RaftError raised by a command is printed as `error: Name: message`.
@@ -155,6 +156,9 @@ def execute(cluster: TracingCluster, command: str, args: list[str]) -> None:
             cluster.deliver()
         case "stabilize":
             cluster.stabilize()
+        case "drop-queued":
+            for m in cluster.take():
+                out.append(f"dropped {describe_message(m)}")
         case "isolate":
             cluster.isolate(ints[0])
         case "cut":
