@@ -51,7 +51,7 @@ from raftsched.raft.node import RaftNode
 from raftsched.raft.ready import Ready
 from raftsched.raft.storage import MemoryStorage, persist_ready
 from raftsched.raft.types import ConfChange, Membership, Role, Snapshot, SnapshotMeta
-from raftsched.sched import Command, Refused, Result, SchedulerState, Tick
+from raftsched.sched import Command, Ok, Refused, Result, SchedulerState, Tick
 from raftsched.sched.commands import Bootstrap
 
 from .api_runtime import RuntimeMetrics
@@ -329,8 +329,16 @@ class Runtime:
 
     def _tick_done(self, future: asyncio.Future[Result]) -> None:
         self._tick_in_flight = False
-        if not future.cancelled():
-            future.exception()  # retrieved: a lost tick is simply proposed again
+        if future.cancelled() or future.exception() is not None:
+            return  # a lost tick is simply proposed again on a later tick
+        # Due work is done in bounded slices per entry: while the state machine says more
+        # is due right now, go on at once rather than one slice per tick.
+        result = future.result()
+        more = (
+            isinstance(result, Ok) and isinstance(result.value, dict) and result.value.get("more")
+        )
+        if more and self.is_leader() and not self.shutting_down and self.disk_healthy:
+            self._maybe_propose_tick()
 
     def stamp(self) -> int:
         core = self._core
