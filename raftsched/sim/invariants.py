@@ -69,6 +69,7 @@ class InvariantChecker:
         # node -> {acknowledged match index: (its entry's term, term of the ack)}
         self._acks: dict[NodeId, dict[int, tuple[int, int]]] = {}
         self._handed_term: dict[NodeId, int] = {}  # the term of each node's last Ready
+        self._synced_votes: set[tuple[NodeId, int, NodeId]] = set()  # (voter, term, for)
         # Leaders: node -> (term, last index handed out in it, first index of the term,
         # last CONFIG index of the term handed out).
         self._leading: dict[NodeId, tuple[int, int, int, int]] = {}
@@ -144,7 +145,11 @@ class InvariantChecker:
             )
         if isinstance(msg, RequestVoteResponse) and msg.granted and not pre_vote:
             hs = durable.hard_state
-            if (hs.term, hs.vote) != (msg.term, msg.dst):
+            # Durable now, or synced earlier: with overlapping Readys a later Ready of a
+            # later term may already be durable when this one's response leaves.
+            if (hs.term, hs.vote) != (msg.term, msg.dst) and (
+                (node_id, msg.term, msg.dst) not in self._synced_votes
+            ):
                 self.violation(
                     f"durability: node {node_id} granted its vote in term {msg.term} to node "
                     f"{msg.dst} before the vote was durable (durable term {hs.term} vote "
@@ -247,6 +252,7 @@ class InvariantChecker:
         """`rd`'s writes are durable and its messages about to leave."""
         hs = rd.hard_state
         if hs is not None and hs.vote:
+            self._synced_votes.add((node_id, hs.term, hs.vote))
             # §5.2: each server votes for at most one candidate in a given term.
             key = (node_id, hs.term)
             voted = self._votes.get(key)
