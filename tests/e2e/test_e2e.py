@@ -149,6 +149,19 @@ def test_timeout_kills_the_child_and_its_child_then_retries(
     assert second > first
 
 
+def test_a_crashing_python_job_takes_only_its_child_down(
+    client: Client, worker: subprocess.Popen[bytes]
+) -> None:
+    client.submit(
+        "e2e-py", {"call": "tests.worker.tasks:crash", "args": [7]}, id="cr1", max_attempts=1
+    )
+    job = client.wait("cr1", timeout_s=20)
+    assert job.state == "dead" and job.error["kind"] == "crash" and job.error["exit_code"] == 7
+    assert worker.poll() is None  # the worker lives on and runs the next job
+    client.submit("e2e-py", {"call": "tests.worker.tasks:add", "args": [1, 1]}, id="cr2")
+    assert client.wait("cr2", timeout_s=20).result == 2
+
+
 def test_decorator_round_trip(urls: str, worker: subprocess.Popen[bytes]) -> None:
     with Client(urls, timeout_s=15.0) as c:
         h = tasks.multiply.submit(6, 7, client=c)
