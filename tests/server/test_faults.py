@@ -170,12 +170,26 @@ def test_kill_all_and_restart_keeps_state(cluster: LocalCluster) -> None:
 def test_paused_leader_steps_down_and_serves_no_stale_read(cluster: LocalCluster) -> None:
     leader = cluster.wait_for_leader()
     cluster.pause(leader)
+    # Requests sent to the frozen leader wait in its socket; once it runs again they must
+    # succeed (forwarded to the new leader) or fail with 503, never hang or lie.
+    statuses: dict[str, int] = {}
+
+    def post(job_id: str) -> None:
+        res = cluster.post(leader, "/v1/jobs", {"id": job_id, "queue": "faults"}, timeout_s=30)
+        statuses[job_id] = res.status
+
+    pending = [threading.Thread(target=post, args=(f"to-paused-{i}",)) for i in range(4)]
     try:
+        for t in pending:
+            t.start()
         new_leader = cluster.wait_for_leader(not_=leader, timeout_s=30)
         res = cluster.post(new_leader, "/v1/jobs", {"id": "during-pause", "queue": "faults"})
         assert res.status == 201, res
     finally:
         cluster.resume(leader)
+    for t in pending:
+        t.join(timeout=40)
+    assert len(statuses) == 4 and set(statuses.values()) <= {200, 201, 503}, statuses
     # The old leader, resumed, must not serve a read that misses the write made without it.
     res = cluster.get(leader, "/v1/jobs/during-pause")
     assert res.status in (200, 503), res
@@ -190,6 +204,9 @@ def test_paused_leader_steps_down_and_serves_no_stale_read(cluster: LocalCluster
         ),
     )
     assert cluster.get(leader, "/v1/jobs/during-pause").status == 200
+    acked = {job_id for job_id, status in statuses.items() if status in (200, 201)}
+    if acked:
+        _assert_all_present(cluster, acked)
 
 
 def test_sigterm_leader_under_load_exits_zero_and_loses_nothing(cluster: LocalCluster) -> None:
