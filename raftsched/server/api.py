@@ -24,7 +24,6 @@ counted in the HTTP metrics by route template and status.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -33,7 +32,6 @@ from aiohttp.typedefs import Middleware
 
 from . import auth, openapi
 from .api_common import RUNTIME_KEY, check_query, runtime_of
-from .api_routes_config import QUEUE_CONFIG_LOCK
 from .api_routes_leases import LONG_POLLS, LongPolls
 from .api_routes_meta import METRICS_KEY, OPENAPI_KEY
 from .api_runtime import (
@@ -147,7 +145,6 @@ def build_app(runtime: RuntimeLike) -> web.Application:
     app[RUNTIME_KEY] = runtime
     app[METRICS_KEY] = ApiMetrics(runtime)
     app[OPENAPI_KEY] = openapi.document(ROUTES)
-    app[QUEUE_CONFIG_LOCK] = asyncio.Lock()
     app[LONG_POLLS] = LongPolls()
     app.cleanup_ctx.append(_client_session)
     for r in ROUTES:

@@ -3,15 +3,12 @@ put/list/get/delete/backfill.
 
 PUT /v1/queues/{queue} is a partial update: fields the body leaves out keep their current
 value (`null` means "no limit" for max_in_flight and "the cluster default" for lease_ms and
-max_attempts). The state machine's ConfigureQueue replaces the whole config, so the handler
-fills the missing fields from the leader's applied state; it holds one lock per node across
-read + propose so two partial updates on the same leader cannot overwrite each other's fields.
-(Across a leader change a concurrent update that was not yet committed fails with 503 anyway.)
+max_attempts). The state machine's ConfigureQueue does it (it records which fields were
+given), so two concurrent partial updates never overwrite each other's fields.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -31,9 +28,6 @@ from .api_common import (
 from .api_routes_jobs import limits_of
 from .api_routes_leases import path_name
 
-QUEUE_CONFIG_LOCK = web.AppKey("queue_config_lock", asyncio.Lock)
-QUEUE_FIELDS = ("max_in_flight", "lease_ms", "max_attempts", "paused")
-
 
 async def list_queues(request: web.Request) -> web.Response:
     state = await read_point(request)
@@ -50,17 +44,11 @@ async def get_queue(request: web.Request) -> web.Response:
 
 
 async def configure_queue(request: web.Request) -> web.Response:
+    """A partial update, applied as one command: only the fields present change."""
     name = path_name(request, "queue", "queue")
     body = merge_path(await read_json(request), "queue", name)
-    limits = limits_of(request)
-    p.parse_configure_queue(body, limits)  # refuse bad input before taking the lock
-    async with request.app[QUEUE_CONFIG_LOCK]:
-        queue = runtime_of(request).state.queues.get(name)
-        if queue is not None:
-            current = queue.config.to_plain()
-            body = {**{k: current[k] for k in QUEUE_FIELDS if k not in body}, **body}
-        cmd = p.parse_configure_queue(body, limits, idempotency_key(request))
-        return json_response(await propose(request, cmd))
+    cmd = p.parse_configure_queue(body, limits_of(request), idempotency_key(request))
+    return json_response(await propose(request, cmd))
 
 
 async def put_schedule(request: web.Request) -> web.Response:

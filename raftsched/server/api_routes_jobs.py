@@ -10,15 +10,12 @@ small record.
 
 from __future__ import annotations
 
-import asyncio
-import bisect
 from typing import Any
 
 from aiohttp import web
 
 from raftsched.sched import Limits, SchedulerState
 from raftsched.sched import parse as p
-from raftsched.sched.job import job_doc
 
 from .api_common import (
     idempotency_key,
@@ -35,8 +32,6 @@ from .api_common import (
 from .http_errors import bad_request
 
 MAX_LIST_LIMIT = 1_000
-SCAN_CHUNK = 4_096  # jobs looked at between yields to the event loop
-SCAN_BUDGET = 16 * SCAN_CHUNK  # jobs looked at per request at most (then a cursor)
 DEFAULT_LIST_LIMIT = 100
 JOB_STATES = ("waiting", "scheduled", "pending", "leased", "succeeded", "dead", "cancelled")
 
@@ -98,41 +93,6 @@ async def get_job(request: web.Request) -> web.Response:
     return json_response(doc)
 
 
-async def scan_jobs(
-    state: SchedulerState, queue: str | None, job_state: str | None, limit: int, after: int | None
-) -> tuple[list[dict[str, Any]], int | None]:
-    """A page of jobs in creation order (`seq`), without ever holding the event loop long.
-
-    `SchedulerState.list_jobs` scans every job in one go; with a million jobs that is long
-    enough to delay heartbeats into an election. Here the ids are copied once (insertion order
-    is seq order, which the snapshot asserts), the start is found by bisection on seq, and the
-    scan yields to the loop every SCAN_CHUNK jobs and stops after SCAN_BUDGET, answering a
-    cursor to resume from (a page may then hold fewer than `limit` jobs: keep following
-    `next_after` until it is null). Jobs created while the scan yields are left for a later
-    page; jobs removed meanwhile are skipped. `next_after` is the seq of the last job looked
-    at, or null at the end."""
-    jobs = state.jobs
-    ids = list(jobs)
-    seq_max = state.seq
-    start = 0 if after is None else bisect.bisect_right(ids, after, key=lambda i: jobs[i].seq)
-    page: list[dict[str, Any]] = []
-    last_seq = after
-    for examined, pos in enumerate(range(start, len(ids))):
-        if examined and examined % SCAN_CHUNK == 0:
-            if examined >= SCAN_BUDGET:
-                return page, last_seq
-            await asyncio.sleep(0)
-        job = jobs.get(ids[pos])
-        if job is None or job.seq > seq_max:  # removed, or removed and its id reused
-            continue
-        last_seq = job.seq
-        if (queue is None or job.queue == queue) and (job_state is None or job.state == job_state):
-            page.append(job_doc(job))
-            if len(page) == limit:
-                return page, job.seq
-    return page, None
-
-
 async def list_jobs(request: web.Request) -> web.Response:
     limits = limits_of(request)
     queue = query_str(request, "queue", p.NAME_RE, limits.max_id_chars)
@@ -143,7 +103,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     after = query_int(request, "after", lo=0, hi=2**63 - 1, default=None)
     assert limit is not None
     state = await read_point(request)
-    page, next_after = await scan_jobs(state, queue, state_name, limit, after)
+    page, next_after = state.list_jobs(queue, state_name, limit, after)  # O(page), indexed
     return json_response({"jobs": page, "next_after": next_after})
 
 
