@@ -254,6 +254,23 @@ ANSWERS: dict[tuple[str, str], dict[str, Any]] = {
         {"created": _list_of(STR), "skipped": _list_of(STR)}
     ),
     ("GET", "/v1/cluster"): _ref("ClusterView"),
+    ("GET", "/v1/workflows/{id}"): _obj(
+        {
+            "workflow": STR,
+            "counts": {"type": "object", "additionalProperties": INT},
+            "done": BOOL,
+            "jobs": _list_of(_obj({"id": STR, "state": STR})),
+        }
+    ),
+    ("POST", "/v1/workflows/{id}/cancel"): _obj({"workflow": STR, "cancelled": _list_of(STR)}),
+    ("POST", "/v1/jobs:requeue"): _obj({"jobs": _list_of(_ref("Outcome"))}),
+    ("POST", "/v1/jobs:purge"): _obj({"purged": _list_of(STR)}),
+    ("GET", "/v1/cluster/settings"): _obj(
+        {"settings": {"type": "object", "additionalProperties": INT}}
+    ),
+    ("PATCH", "/v1/cluster/settings"): _obj(
+        {"settings": {"type": "object", "additionalProperties": INT}, "applied": BOOL}
+    ),
 }
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -768,3 +769,51 @@ async def test_openapi_answer_schemas_match_the_routes() -> None:
     assert job_answer["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Job"
     }
+
+
+async def test_dead_letters_workflows_settings_and_clock(rt_client: Any) -> None:
+    rt, c = rt_client
+    await c.post("/v1/jobs", json={"id": "d1", "queue": "dl", "max_attempts": 1})
+    [grant] = (await (await c.post("/v1/queues/dl/lease", json={"worker_id": "w"})).json())[
+        "leases"
+    ]
+    await c.post("/v1/jobs/d1/fail", json={"token": grant["token"], "retryable": False})
+    r = await c.post("/v1/jobs:requeue", json={"job_ids": ["d1"], "max_attempts": 2})
+    assert r.status == 200 and (await r.json())["jobs"][0]["state"] == "pending", await r.text()
+    await _err(await c.post("/v1/jobs:requeue", json={"job_ids": []}), 400, "invalid")
+    await _err(await c.post("/v1/jobs:purge", json={"job_ids": ["nope"]}), 404, "not_found")
+    await c.post(
+        "/v1/workflows",
+        json={
+            "id": "wf9",
+            "jobs": [
+                {"id": "x1", "queue": "wq"},
+                {"id": "x2", "queue": "wq", "depends_on": ["x1"]},
+            ],
+        },
+    )
+    status = await (await c.get("/v1/workflows/wf9")).json()
+    assert status["workflow"] == "wf9" and status["done"] is False
+    await _err(await c.get("/v1/workflows/none"), 404, "not_found")
+    r = await c.post("/v1/workflows/wf9/cancel", json={"reason": "stop"})
+    assert sorted((await r.json())["cancelled"]) == ["x1", "x2"]
+    assert (await (await c.get("/v1/workflows/wf9")).json())["done"] is True
+    settings = (await (await c.get("/v1/cluster/settings")).json())["settings"]
+    assert settings["max_batch_jobs"] == rt.state.limits.max_batch_jobs
+    r = await c.patch("/v1/cluster/settings", json={"settings": {"max_batch_jobs": 5}})
+    assert r.status == 200, await r.text()
+    assert rt.state.limits.max_batch_jobs == 5  # and the API enforces it from now on
+    err = await _err(
+        await c.post("/v1/jobs:batch", json={"jobs": [{"queue": "q"}] * 6}), 413, "batch_too_large"
+    )
+    assert err["details"]["field"] == "jobs"
+    err = await _err(
+        await c.patch("/v1/cluster/settings", json={"settings": {"nope": 1}}), 400, "invalid"
+    )
+    assert err["details"]["field"] == "settings.nope"
+    r = await c.post("/v1/cluster/clock", json={"to": int(time.time() * 1000) - 10})
+    assert r.status == 200 and "clock" in await r.json(), await r.text()
+    future = {"to": int(time.time() * 1000) + 3_600_000}  # beyond the entry's own stamp
+    err = await _err(await c.post("/v1/cluster/clock", json=future), 400, "invalid")
+    assert err["details"]["field"] == "to"
+    await _err(await c.post("/v1/cluster/clock", json={"to": "soon"}), 400, "invalid")
