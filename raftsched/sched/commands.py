@@ -24,6 +24,7 @@ from .limits import Limits
 JsonValue = Any
 
 MISFIRE_POLICIES = ("skip", "fire_once", "fire_all")
+OVERLAP_POLICIES = ("allow", "skip_if_running")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,8 @@ class PutSchedule:
     misfire_grace_ms: int | None = None
     paused: bool = False
     idempotency_key: str | None = None
+    overlap: str = "allow"
+    """`skip_if_running`: a fire whose previous fire's job is not terminal makes no job."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +384,8 @@ def to_plain(cmd: Command) -> dict[str, Any]:
                    "template": template_plain(cmd.template), "misfire": cmd.misfire,
                    "misfire_cap": cmd.misfire_cap, "paused": cmd.paused}
             _opt(out, "misfire_grace_ms", cmd.misfire_grace_ms)
+            if cmd.overlap != "allow":  # absent means allow: older entries stay as they were
+                out["overlap"] = cmd.overlap
         case DeleteSchedule():
             out = {"name": cmd.name}
         case Backfill():

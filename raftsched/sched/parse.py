@@ -24,6 +24,7 @@ from typing import Any
 from . import cron
 from .commands import (
     MISFIRE_POLICIES,
+    OVERLAP_POLICIES,
     AcceptClockJump,
     Backfill,
     Backoff,
@@ -495,7 +496,7 @@ def parse_cancel_workflow(data: Any, limits: Limits = DEFAULT_LIMITS,
 def parse_put_schedule(data: Any, limits: Limits = DEFAULT_LIMITS,
                        idempotency_key: str | None = None) -> PutSchedule:
     d = _body(data, frozenset({"name", "cron", "timezone", "template", "misfire", "misfire_cap",
-                               "misfire_grace_ms", "paused"}))
+                               "misfire_grace_ms", "paused", "overlap"}))
     name = _name(d, "name", "", limits)
     expr = _str(d, "cron", "", required=True, max_chars=200)
     assert expr is not None
@@ -511,6 +512,9 @@ def parse_put_schedule(data: Any, limits: Limits = DEFAULT_LIMITS,
     misfire = _str(d, "misfire", "", required=False, max_chars=20) or "fire_once"
     if misfire not in MISFIRE_POLICIES:
         raise ValidationError("misfire", f"must be one of {', '.join(MISFIRE_POLICIES)}")
+    overlap = _str(d, "overlap", "", required=False, max_chars=20) or "allow"
+    if overlap not in OVERLAP_POLICIES:
+        raise ValidationError("overlap", f"must be one of {', '.join(OVERLAP_POLICIES)}")
     cap = _int(d, "misfire_cap", "", lo=1, hi=limits.max_misfire_cap, default=100)
     assert cap is not None
     return PutSchedule(
@@ -518,7 +522,7 @@ def parse_put_schedule(data: Any, limits: Limits = DEFAULT_LIMITS,
         template=parse_job_template(_get(d, "template", "", True), "template", limits),
         misfire=misfire, misfire_cap=cap,
         misfire_grace_ms=_int(d, "misfire_grace_ms", "", lo=0, hi=MAX_INT),
-        paused=_bool(d, "paused", "", False),
+        paused=_bool(d, "paused", "", False), overlap=overlap,
         idempotency_key=_idempotency_key(d, idempotency_key))
 
 

@@ -43,7 +43,7 @@ from .commands import (
     template_plain,
 )
 from .errors import BatchTooLarge, NotFound, TooManySchedules, ValidationError
-from .job import PENDING
+from .job import PENDING, TERMINAL
 from .result import Ok, Refused, Result
 
 if TYPE_CHECKING:
@@ -128,8 +128,9 @@ class Catchup:
 
 
 class Schedule:
-    __slots__ = ("catchup", "expr", "last_error", "last_skipped", "missed_fires",
-                 "next_fire_ms", "skip_events", "spec", "version")
+    __slots__ = ("catchup", "expr", "last_error", "last_fire_job", "last_skipped",
+                 "missed_fires", "next_fire_ms", "overlap_skips", "skip_events", "spec",
+                 "version")
 
     def __init__(self, spec: PutSchedule, version: int) -> None:
         self.spec = spec
@@ -141,6 +142,8 @@ class Schedule:
         self.skip_events = 0  # due batches in which the misfire policy skipped fire times
         self.last_skipped: list[int] | None = None  # [after_ms, before_ms]: skipped fires inside
         self.catchup: Catchup | None = None
+        self.last_fire_job: str | None = None  # the job of the latest fire (overlap policy)
+        self.overlap_skips = 0  # fires skipped because the previous one was still running
 
     @property
     def name(self) -> str:
@@ -179,6 +182,8 @@ class Schedule:
             "last_skipped": (None if self.last_skipped is None else
                              {"after": self.last_skipped[0], "before": self.last_skipped[1]}),
             "catching_up": self.catchup is not None,
+            "overlap": spec.overlap,
+            "overlap_skips": self.overlap_skips,
         }
 
 
@@ -239,6 +244,7 @@ def put_schedule(st: SchedulerState, cmd: PutSchedule, index: int) -> Result:
     if old is not None:
         schedule.missed_fires, schedule.last_error = old.missed_fires, old.last_error
         schedule.skip_events, schedule.last_skipped = old.skip_events, old.last_skipped
+        schedule.last_fire_job, schedule.overlap_skips = old.last_fire_job, old.overlap_skips
     _index_next(st, schedule)
     return Ok({"schedule": schedule.doc(record), "created": old is None})
 
@@ -323,6 +329,13 @@ def fire_due(st: SchedulerState, budget: Budget) -> int:
     return fired
 
 
+def _running(st: SchedulerState, schedule: Schedule) -> bool:
+    """Whether the previous fire's job exists and is not terminal."""
+    last = schedule.last_fire_job
+    job = None if last is None else st.jobs.get(last)
+    return job is not None and job.state not in TERMINAL
+
+
 def _caught_up(schedule: Schedule) -> bool:
     return schedule.catchup is None
 
@@ -401,6 +414,9 @@ def _work(st: SchedulerState, schedule: Schedule, budget: Budget) -> int:
         budget.left -= 1
         if record.covered(fire_ms) or fire_job_id(schedule.name, fire_ms) in st.jobs:
             continue
+        if spec.overlap == "skip_if_running" and _running(st, schedule):
+            schedule.overlap_skips += 1
+            continue
         refusal = st.check_room({spec.template.queue: 1})
         if refusal is not None:
             # Never drop a fire silently: count it; a backfill can create it later.
@@ -409,6 +425,7 @@ def _work(st: SchedulerState, schedule: Schedule, budget: Budget) -> int:
             continue
         budget.left -= CREATE_FIRE_UNITS
         _create_fire(st, schedule, fire_ms)
+        schedule.last_fire_job = fire_job_id(schedule.name, fire_ms)
         record.cover(fire_ms, fire_ms, expr, tz)
         fired += 1
     if not fires:

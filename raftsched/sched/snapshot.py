@@ -96,7 +96,8 @@ def dump_state(st: SchedulerState) -> bytes:
         spec_plain.pop("idempotency_key", None)
         schedules.append([name, spec_plain, s.version, s.next_fire_ms, s.missed_fires,
                           s.last_error, s.skip_events, s.last_skipped,
-                          None if s.catchup is None else s.catchup.to_plain()])
+                          None if s.catchup is None else s.catchup.to_plain(),
+                          s.last_fire_job, s.overlap_skips])
     data = {
         "format": FORMAT_VERSION,
         "limits": st.limits.to_plain(),
@@ -157,7 +158,7 @@ def load_state(data: bytes) -> SchedulerState:
         st.fire_records[name] = FireRecord.from_plain(record)
     schedule_keys: list[tuple[int, str]] = []
     for (name, spec_plain, version, next_fire_ms, missed, last_error, skip_events,
-         last_skipped, catchup) in raw["schedules"]:
+         last_skipped, catchup, last_fire_job, overlap_skips) in raw["schedules"]:
         schedule = Schedule(parse_put_schedule(spec_plain, Limits.permissive()), version)
         schedule.next_fire_ms = next_fire_ms
         schedule.missed_fires = missed
@@ -165,6 +166,8 @@ def load_state(data: bytes) -> SchedulerState:
         schedule.skip_events = skip_events
         schedule.last_skipped = last_skipped
         schedule.catchup = None if catchup is None else Catchup.from_plain(catchup)
+        schedule.last_fire_job = last_fire_job
+        schedule.overlap_skips = overlap_skips
         st.schedules[name] = schedule
         if next_fire_ms is not None:
             schedule_keys.append((next_fire_ms, name))

@@ -193,6 +193,7 @@ def test_every_kind_round_trips_through_plain() -> None:
         c.ConfigureQueue(queue="q", paused=True, fields_set=("paused",)),
         c.ConfigureQueue(queue="q", max_in_flight=None, fields_set=("max_in_flight",)),
         c.WorkerHeartbeat(worker_id="w", capacity=3, incarnation="host:1"),
+        c.PutSchedule(name="s", cron="* * * * *", template=template, overlap="skip_if_running"),
     ]
     assert {type(cmd) for cmd in commands} == set(c.KIND_BY_TYPE)
     for cmd in commands:

@@ -227,3 +227,20 @@ def test_sliced_firing_creates_what_due_fires_says(  # noqa: PLR0917 - hypothesi
                                             cron_engine.MisfirePolicy(policy), cap, grace_ms)
     assert cron_ids(d) == [f"s@{t}" for t in want]
     assert d.state.schedule_docs()[0]["fired_through"] == max(watermark, T)
+
+
+def test_overlap_skip_if_running_skips_while_the_previous_fire_runs() -> None:
+    d = Driver(start_ms=T)
+    d.ok(put(overlap="skip_if_running"))
+    d.apply(c.Tick(), at_ms=T + MIN)
+    d.apply(c.Tick(), at_ms=T + 2 * MIN)  # the 1-minute fire is still pending: skipped
+    assert cron_ids(d) == [f"s@{T + MIN}"]
+    assert d.state.schedule_docs()[0]["overlap_skips"] == 1
+    d.ok(c.Cancel(job_id=f"s@{T + MIN}"))
+    d.apply(c.Tick(), at_ms=T + 3 * MIN)
+    assert cron_ids(d) == [f"s@{T + MIN}", f"s@{T + 3 * MIN}"]
+    allow = Driver(start_ms=T)
+    allow.ok(put())
+    for k in (1, 2):
+        allow.apply(c.Tick(), at_ms=T + k * MIN)
+    assert len(cron_ids(allow)) == 2
