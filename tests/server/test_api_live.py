@@ -372,6 +372,52 @@ def test_queues_workers_schedules(live: Live, via: str) -> None:
     )
 
 
+def test_dead_letters_workflow_status_and_settings(live: Live) -> None:
+    live.call("leader", "POST", "/v1/jobs", {"id": "dl-1", "queue": "dl", "max_attempts": 1})
+    [grant] = live.call("follower", "POST", "/v1/queues/dl/lease", {"worker_id": "dlw"}).body[
+        "leases"
+    ]
+    live.call(
+        "follower", "POST", "/v1/jobs/dl-1/fail", {"token": grant["token"], "retryable": False}
+    )
+    assert live.call("follower", "GET", "/v1/jobs/dl-1").body["state"] == "dead"
+    r = live.call("follower", "POST", "/v1/jobs:requeue", {"job_ids": ["dl-1"]})
+    assert r.status == 200 and r.body["jobs"][0]["state"] == "pending", r.body
+    _err(live.call("follower", "POST", "/v1/jobs:purge", {"job_ids": ["dl-1"]}), 400, "invalid")
+    live.call(
+        "leader",
+        "POST",
+        "/v1/workflows",
+        {
+            "id": "wf-st",
+            "jobs": [
+                {"id": "st-1", "queue": "wfst"},
+                {"id": "st-2", "queue": "wfst", "depends_on": ["st-1"]},
+            ],
+        },
+    )
+    status = live.call("follower", "GET", "/v1/workflows/wf-st").body
+    assert status["counts"]["pending"] == 1 and status["counts"]["waiting"] == 1
+    r = live.call("follower", "POST", "/v1/workflows/wf-st/cancel", {"reason": "live"})
+    assert sorted(r.body["cancelled"]) == ["st-1", "st-2"]
+    settings = live.call("follower", "GET", "/v1/cluster/settings").body["settings"]
+    r = live.call(
+        "follower",
+        "PATCH",
+        "/v1/cluster/settings",
+        {"settings": {"max_tags": settings["max_tags"] + 1}},
+    )
+    assert r.status == 200, r.body
+    for node in live.cluster.running():  # replicated: every node reads the new value
+        got = live.cluster.get(node, "/v1/cluster/settings").body["settings"]
+        assert got["max_tags"] == settings["max_tags"] + 1
+    _err(
+        live.call("follower", "PATCH", "/v1/cluster/settings", {"settings": {"max_tags": 0}}),
+        400,
+        "invalid",
+    )
+
+
 # -- forwarding, auth, probes --------------------------------------------------------------------
 
 
