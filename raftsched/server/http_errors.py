@@ -1,12 +1,14 @@
 """The API's error answers: one JSON shape, one mapping from every failure to a status.
 
-Every error body is `{"error": {"code", "message", "details"}}` (SPEC §5). Three sources:
+Every error body is `{"error": {"code", "message", "details"}}` (SPEC §5). Its sources:
 - `ApiError`: raised by the handlers themselves (bad JSON, bad query, auth, unknown route).
 - `SchedError`: the scheduler's refusals and the parse functions' validation errors; each type
-  carries its own `code` and `http_status` (raftsched/sched/errors.py), so the mapping is theirs.
+  carries its own `code` and `http_status` (raftsched/sched/errors.py), so the mapping is theirs
+  (a 429 also gets Retry-After).
 - The runtime's errors (raftsched/server/errors.py): no leader / outcome unknown / shutting down
-  -> 503 + Retry-After, overloaded -> 429 + Retry-After. NotLeader is handled by the proxy hop
-  before it gets here; if it does arrive (a proxied request that found no leader) it is a 503.
+  -> 503 + Retry-After, overloaded -> 429 + Retry-After, ClusterRefused -> its own 400/404/409.
+  NotLeader is handled by the proxy hop before it gets here; if it does arrive (a proxied
+  request that found no leader) it is a 503.
 Anything else is a bug: 500 with an error body and one log line, never a traceback to the client.
 """
 
