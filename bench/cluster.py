@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -209,7 +210,9 @@ def render(result: dict[str, Any]) -> str:
         f"{fo['median_s']:.3f} s, p99 {fo['p99_s']:.3f} s, max {fo['max_s']:.3f} s | median < "
         f"{g['failover_median_s']} s, p99 < {g['failover_p99_s']} s |",
         "",
-        "The load generator runs on the same 2 cores as the three node processes.",
+        "The load generator runs on the same 2 cores as the three node processes. Load average "
+        f"(1 min) at start {result['load_start']:.1f}, at end {result['load_end']:.1f}: other "
+        "work on the machine shares the cores and inflates every latency.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -227,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
+    load_start = os.getloadavg()[0]
     with (
         tempfile.TemporaryDirectory(prefix="raftsched-bench-") as tmp,
         LocalCluster(Path(tmp), nodes=3, fsync=args.fsync) as cluster,
@@ -253,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": tp,
         "batch": b,
         "failover": fo,
+        "load_start": load_start,
+        "load_end": os.getloadavg()[0],
         "goals": GOALS,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
