@@ -83,7 +83,8 @@ def _make_middleware(
         runtime = runtime_of(request)
         resource = request.match_info.route.resource
         template = resource.canonical if resource is not None else UNMATCHED_ROUTE
-        route = routes.get((request.method, template))
+        # HEAD is a GET without the body (aiohttp drops it): the GET's role and rules apply.
+        route = routes.get(("GET" if request.method == "HEAD" else request.method, template))
         try:
             refusal = _too_large(request, body_limit)
             if refusal is not None:
@@ -148,5 +149,8 @@ def build_app(runtime: RuntimeLike) -> web.Application:
     app[LONG_POLLS] = LongPolls()
     app.cleanup_ctx.append(_client_session)
     for r in ROUTES:
-        app.router.add_route(r.method, r.path, r.handler)
+        if r.method == "GET":
+            app.router.add_get(r.path, r.handler, allow_head=True)
+        else:
+            app.router.add_route(r.method, r.path, r.handler)
     return app

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from raftsched.sched import Command, Ok, Refused, SchedulerState
+from raftsched.sched import Command, Refused, Result, SchedulerState
 
 from .api_runtime import RuntimeLike, plain
 from .http_errors import ApiError, bad_request, to_api_error
@@ -65,7 +65,7 @@ def idempotency_key(request: web.Request) -> str | None:
     return request.headers.get(IDEMPOTENCY_HEADER)
 
 
-def answer(result: Ok | Refused) -> Any:
+def answer(result: Result) -> Any:
     """The state machine's answer as fresh JSON-ready data, or its refusal as an ApiError.
 
     Both may be the very objects of the idempotency table: the value is copied (`plain`) and

@@ -226,6 +226,9 @@ async def test_auth_roles() -> None:
             await c.put("/v1/queues/q", json={"paused": True}, headers=h("admin-t"))
         ).status == 200
         assert (await c.get("/healthz")).status == 200
+        assert (await c.head("/healthz")).status == 200  # HEAD: a GET without the body
+        assert (await c.head("/v1/queues")).status == 401  # with the GET's role
+        assert (await c.head("/v1/queues", headers=h("read-t"))).status == 200
     finally:
         await c.close()
 
