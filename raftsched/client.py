@@ -186,6 +186,7 @@ class Lease:
     payload: JSON
     timeout_ms: int | None
     lease_expires_at: int | None
+    leased_at: int | None  # when the cluster granted this lease (its `leased` event), ms
     raw: dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
@@ -203,6 +204,7 @@ class Lease:
             payload=merged.get("payload"),
             timeout_ms=_int_or_none(merged.get("timeout_ms")),
             lease_expires_at=_int_or_none(merged.get("lease_expires_at")),
+            leased_at=_leased_at(job, merged.get("token")),
             raw=dict(data),  # the grant as answered: flat fields plus `job`, the document
         )
 
@@ -213,6 +215,18 @@ class Workflow:
 
     id: str
     jobs: list[Job]
+
+
+def _leased_at(job: Mapping[str, Any], token: Any) -> int | None:
+    """The time of the job's `leased` event with this token (the lease's start)."""
+    events = job.get("events")
+    for event in reversed(events if isinstance(events, list) else []):
+        if isinstance(event, dict) and (event.get("state"), event.get("token")) == (
+            "leased",
+            token,
+        ):
+            return _int_or_none(event.get("at"))
+    return None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import shlex
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ from raftsched.worker.pool import PoolAnswer, PyPool
 from raftsched.worker.tail import Tail
 
 SUCCEEDED, FAILED, TIMED_OUT, STOPPED = "succeeded", "failed", "timeout", "stopped"
+# End a timed-out run this much early (at most a tenth of the budget), so that the worker's
+# report, with the output tails, usually commits before the cluster's own expiry.
+TIMEOUT_MARGIN_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -205,7 +209,17 @@ class JobRun:
         )
 
     def _timeout_s(self) -> float | None:
-        return self.lease.timeout_ms / 1000 if self.lease.timeout_ms else None
+        """The run's budget: timeout_ms counts from the lease's start (the cluster ends the
+        attempt then, SPEC §4), so take off the time since the grant, and a margin so the
+        worker's own report (with the output tails) lands before the cluster's expiry."""
+        lease = self.lease
+        if not lease.timeout_ms:
+            return None
+        budget_s = lease.timeout_ms / 1000
+        if lease.leased_at is not None:
+            left_s = (lease.leased_at + lease.timeout_ms - time.time() * 1000) / 1000
+            budget_s = min(budget_s, left_s - min(TIMEOUT_MARGIN_S, budget_s / 10))
+        return max(budget_s, 0.0)
 
     def _pooled_outcome(self, payload: dict[str, Any], ended: PoolAnswer) -> Outcome:
         if self._stop_requested or ended.kind == "stopped":

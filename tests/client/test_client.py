@@ -164,6 +164,8 @@ def test_lease_grant_carries_the_job_document(client: Client) -> None:
     assert lease.raw["job"]["id"] == "lg1" and lease.raw["job"]["state"] == "leased"
     assert (lease.job_id, lease.payload, lease.timeout_ms) == ("lg1", {"n": 1}, 5000)
     assert lease.attempt == 1 and lease.lease_expires_at is not None
+    leased = [e for e in lease.raw["job"]["events"] if e["state"] == "leased"]
+    assert lease.leased_at == leased[-1]["at"] and leased[-1]["token"] == lease.token
 
 
 def test_cancel_answers_the_cancelled_job(client: Client) -> None:

@@ -136,7 +136,7 @@ def test_timeout_kills_the_child_and_its_child_then_retries(
         "e2e-slow",
         {"cmd": ["sh", "-c", script]},
         id="to1",
-        timeout_ms=700,
+        timeout_ms=1000,
         max_attempts=2,
         backoff=NO_BACKOFF,
     )

@@ -76,3 +76,11 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def timed_out(error: object) -> bool:
+    """The worker's timeout report, or the cluster's own expiry of the attempt at lease start
+    + timeout_ms (whichever committed first: the worker aims to be first, with its tails)."""
+    if isinstance(error, dict):
+        return error.get("kind") == "timeout"
+    return error == "timed out"
