@@ -7,15 +7,17 @@ the HTTP API - call the core directly and schedule one `_drain` for the loop ite
 all inputs of an iteration share one Ready (batching). `_drain` then, for each Ready:
 
 1. sends `eager_messages` at once (the leader's appends: replication overlaps its fsync);
-2. restores the app from `snapshot` and applies `committed_entries` right away - they are
-   durable already - answering the proposals waiting on them, and serves read states whose
-   index is applied (§6.4);
-3. hands the writes to the storage thread and moves on to the next input WITHOUT waiting
-   (overlapping Readys): while one fsync runs, the next Readys queue up behind it and share
-   the next fsync (group commit);
+2. writes it to the in-memory mirror of the log the core reads (mirror.py), restores the
+   app from `snapshot` and applies `committed_entries` right away - they are durable
+   already - answering the proposals waiting on them (waiters.py), and serves read states
+   whose index is applied (§6.4);
+3. hands the writes to the storage thread (all Readys of the pass in one batch) and moves on
+   WITHOUT waiting (overlapping Readys): while one fsync runs, the next Readys queue up
+   behind it and share the next fsync (group commit);
 4. when the storage thread reports a Ready durable, and every earlier Ready is finished, sends
    its `messages` (they may promise what was just synced) and `advance`s it. Readys are
-   finished strictly in the order they were handed out.
+   finished strictly in the order they were handed out. A disk failure stops all of it: the
+   node exits (node_cmd.py), and nothing a failed write would promise ever leaves.
 
 Proposals. `propose(command)` stamps the command with the quorum-median clock (stamp.py),
 proposes it and waits until the entry at the returned (index, term) is applied; the answer is
@@ -24,12 +26,15 @@ overwritten by a new leader (OutcomeUnknown; the client retries with its idempot
 and a proposal not applied within `propose_timeout_s` is OutcomeUnknown too. The number of
 waiting proposals and reads is bounded (`Overloaded` past it: 429 with Retry-After).
 
-Due work. The leader proposes a `Tick` when the state machine has due work (a lease expiry, a
-delayed job, a cron fire, a retention removal) by its stamp clock, one at a time, and keeps
-doing so on every tick while something is due (SPEC §4).
+The leader's own entries, one at a time: the Bootstrap settings of a new cluster until one is
+applied, then a `Tick` whenever the state machine has due work by the stamp clock (a lease
+expiry, a delayed job, a cron fire, a retention removal), again at once while a Tick answers
+that more remains, else on the next tick (SPEC §4).
 
-Cluster operations (membership, transfer, snapshot, backup) live in cluster_ops.py and use
-the small internal API at the end of this class (`core`, `propose_entry`, ...).
+Snapshots by applied-entry threshold (snapshots.py, big states serialized in a forked
+child); cluster operations (membership, transfer, backup, address discovery) in
+cluster_ops.py through the small internal API at the end of this class; GET /v1/cluster and
+/metrics views in runtime_status.py.
 """
 
 from __future__ import annotations
