@@ -171,6 +171,8 @@ def describe_ready(rd: Ready) -> str:
     if rd.read_states:
         reads = ", ".join(f"context {r.context} at {r.index}" for r in rd.read_states)
         parts.append(f"serve reads [{reads}]")
+    if rd.dropped_reads:
+        parts.append(f"drop reads {list(rd.dropped_reads)}")
     if rd.eager_messages:
         parts.append(f"{len(rd.eager_messages)} eager")
     if rd.messages:

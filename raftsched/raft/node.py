@@ -94,8 +94,10 @@ starts with no configuration (`MemoryStorage()`) and is added with ADD_LEARNER.
 
 Reads (§6.4). `read_index(ctx)` on the leader records the commit index once an entry of
 the leader's term is committed, then waits for a heartbeat round; on a follower it is
-forwarded. A read whose leader loses leadership before confirming it is dropped without
-a ReadState (the caller times out and retries), as is a refused forwarded read.
+forwarded. A read whose leader loses leadership before confirming it, and a forwarded
+read the leader refuses, come out in `Ready.dropped_reads` (a forwarded one is refused
+back to its node first), so the caller fails at once and may retry elsewhere; a read
+whose request or answer is lost on the network needs the caller's timeout.
 
 Failure model. Any message from any term or sender, duplicated, reordered or stale, is
 answered or ignored. Broken invariants - e.g. a "leader" asking a follower to overwrite a
@@ -207,6 +209,7 @@ class RaftNode:
         self._reads = ReadOnlyQueue()
         self._waiting_reads: list[tuple[NodeId, int]] = []  # until an entry of this term commits
         self._read_states: list[ReadState] = []
+        self._dropped_reads: list[int] = []  # contexts of local reads that will never be served
         self._snapshot_receiver = SnapshotReceiver()
         self._msgs: list[Message] = []
         self._eager: list[Message] = []
@@ -452,6 +455,7 @@ class RaftNode:
             self._msgs
             or self._eager
             or self._read_states
+            or self._dropped_reads
             or log.has_unhanded_entries()
             or (log.pending_snapshot is not None and not log.snapshot_handed)
             or log.has_committed_to_apply()
@@ -501,9 +505,11 @@ class RaftNode:
         if must_sync:
             self._unsynced_readys += 1
         read_states = tuple(self._read_states)
+        dropped_reads = tuple(self._dropped_reads)
         self._msgs = []
         self._eager = []
         self._read_states = []
+        self._dropped_reads = []
         return Ready(
             hard_state=hard_state,
             entries=entries,
@@ -513,6 +519,7 @@ class RaftNode:
             committed_entries=committed_entries,
             read_states=read_states,
             must_sync=must_sync,
+            dropped_reads=dropped_reads,
         )
 
     def advance(self, rd: Ready) -> None:
@@ -582,8 +589,24 @@ class RaftNode:
         self._progress.clear()
         self._transferee = 0
         self._append_pending = False
-        self._reads.clear()
-        self._waiting_reads.clear()
+        self._drop_pending_reads()
+
+    def _drop_pending_reads(self) -> None:
+        """Leadership ended (or never confirmed): the reads waiting here will never be
+        served. Say so explicitly, so callers fail at once instead of timing out: local
+        ones in `Ready.dropped_reads`, forwarded ones with a refusal (index 0)."""
+        pending = [(read.requester, read.context) for read in self._reads.clear()]
+        pending += self._waiting_reads
+        self._waiting_reads = []
+        for requester, context in pending:
+            if requester == self._id:
+                self._dropped_reads.append(context)
+            else:
+                self._send(
+                    ReadIndexResponse(
+                        term=self._term, src=self._id, dst=requester, context=context, index=0
+                    )
+                )
 
     def _become_follower(self, term: int, leader: NodeId) -> None:
         assert term >= self._term
@@ -748,6 +771,8 @@ class RaftNode:
             case ReadIndexResponse():
                 if m.index > 0:
                     self._read_states.append(ReadState(m.context, m.index))
+                else:
+                    self._dropped_reads.append(m.context)  # refused by the leader
             case _:
                 pass
 

@@ -71,3 +71,10 @@ class Ready:
     # out, or when `messages` may acknowledge an earlier Ready's writes that were not
     # advanced yet. False allows skipping the fsync (e.g. a Ready that only carries commits).
     must_sync: bool
+    # Contexts of this node's read_index() requests that will never produce a ReadState:
+    # the leader lost leadership before confirming them, or refused a forwarded one. Fail
+    # them at once (the caller may retry elsewhere). A read whose request or answer is
+    # lost on the network appears in neither field: callers still need a timeout. A
+    # duplicated forwarded request may come back both served and refused: the first
+    # outcome for a context counts.
+    dropped_reads: tuple[int, ...] = ()

@@ -42,6 +42,7 @@ class App:
     entries: dict[int, tuple[int, EntryKind, bytes]] = field(default_factory=dict)
     commands: list[bytes] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
+    dropped_reads: list[int] = field(default_factory=list)  # contexts, Ready.dropped_reads
 
     def snapshot_data(self) -> bytes:
         return b"\n".join(self.commands)
@@ -146,6 +147,9 @@ class Cluster:
         for entry in rd.committed_entries:
             self._apply(node_id, app, entry)
         app.read_states.extend(rd.read_states)
+        # Not exclusive with read_states: a duplicated forwarded request can be answered
+        # twice, once served and once refused; the caller takes the first answer.
+        app.dropped_reads.extend(rd.dropped_reads)
         for read in rd.read_states:
             floor = self.read_floors.get(read.context)
             # Linearizability of ReadIndex (§6.4): the read index covers every entry that
