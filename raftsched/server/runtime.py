@@ -238,18 +238,20 @@ class Runtime:
         core = self._core
         deadline = loop.time() + self.config.limits.shutdown_grace_s
         await self.cluster.stop()
+        transferring = False
         if core is not None and core.role is Role.LEADER and len(core.membership.voters) > 1:
             target = self.cluster.transfer_target()
             if target is not None:
                 self.log.info("shutting down: transferring leadership to node %d", target)
                 try:
                     core.transfer_leadership(target)
+                    transferring = True
                     self._kick()
                 except Exception as exc:
                     self.log.warning("leadership transfer before shutdown failed: %s", exc)
         while self.waiters and loop.time() < deadline:
             await asyncio.sleep(0.01)
-        if core is not None and core.role is Role.LEADER:
+        if core is not None and transferring:
             # A transfer completes within an election timeout or is abandoned by the core.
             r = self.config.raft
             transfer_deadline = loop.time() + 2 * r.election_ticks * r.tick_ms / 1000.0
