@@ -5,11 +5,15 @@ into a dataclass. `call` sends it to the node believed to be the leader with
 `X-Raft-No-Proxy: 1`, so a follower answers 307 instead of relaying it; the 307 moves that
 belief to the `Location` given (later calls go straight to the leader); a 503, a connection
 error, a timeout or a redirect loop (stale leader views) moves it to the next node and retries
-with backoff until the call's deadline. A mutating request always carries an
+with backoff until the call's deadline. A request whose retry could apply twice carries an
 `Idempotency-Key` (the caller's, or one generated per call) and every retry reuses it, so a
-retry after an unknown outcome can never apply twice. Error answers become typed exceptions
-(`NotFound`, `Conflict`, `StaleToken`, `Overloaded`, `NoLeader`, `Unauthorized`,
-`BadRequest` with its `field`). `Client` runs the same `AsyncClient` on a private event loop.
+retry after an unknown outcome can never apply twice. The worker's per-job calls (lease
+heartbeat, complete, fail, worker heartbeat) carry none: the cluster acknowledges a retry with
+the same token again and changes nothing, and every stored key takes a place in the cluster's
+bounded idempotency table (a day long) that a busy worker fleet would fill. Error answers
+become typed exceptions (`NotFound`, `Conflict`, `StaleToken`, `Overloaded`, `NoLeader`,
+`Unauthorized`, `BadRequest` with its `field`). `Client` runs the same `AsyncClient` on a
+private event loop.
 """
 
 from __future__ import annotations
@@ -231,13 +235,14 @@ def _leased_at(job: Mapping[str, Any], token: Any) -> int | None:
 
 @dataclass(frozen=True)
 class Call:
-    """One request: method, path, JSON body, query; `mutating` requests carry a key."""
+    """One request: method, path, JSON body, query. A `keyed` request carries an
+    Idempotency-Key (the caller's, or one generated per call) reused by every retry."""
 
     method: str
     path: str
     body: JSON = None
     params: Mapping[str, str] | None = None
-    mutating: bool = False
+    keyed: bool = False
     idempotency_key: str | None = None
     timeout_s: float | None = None
 
@@ -323,7 +328,7 @@ class AsyncClient:
 
     async def call(self, c: Call) -> JSON:
         """Send `c`, following the leader and retrying until the call's deadline."""
-        key = c.idempotency_key or (str(uuid.uuid4()) if c.mutating else None)
+        key = c.idempotency_key or (str(uuid.uuid4()) if c.keyed else None)
         # No-Proxy: a follower answers 307 + Location instead of relaying the request, so
         # the client learns the leader and talks to it directly (no second HTTP hop).
         headers = {"Accept": "application/json", NO_PROXY_HEADER: "1"}
@@ -431,7 +436,7 @@ class AsyncClient:
         )
         return _job_of(
             await self.call(
-                Call("POST", "/v1/jobs", body, mutating=True, idempotency_key=idempotency_key)
+                Call("POST", "/v1/jobs", body, keyed=True, idempotency_key=idempotency_key)
             )
         )
 
@@ -441,7 +446,7 @@ class AsyncClient:
         body = {"jobs": [dict(j) for j in jobs]}
         return _jobs_of(
             await self.call(
-                Call("POST", "/v1/jobs:batch", body, mutating=True, idempotency_key=idempotency_key)
+                Call("POST", "/v1/jobs:batch", body, keyed=True, idempotency_key=idempotency_key)
             )
         )
 
@@ -457,7 +462,7 @@ class AsyncClient:
         workflow_id = id or f"wf-{uuid.uuid4()}"
         body = {"id": workflow_id, "jobs": [dict(j) for j in jobs]}
         ans = await self.call(
-            Call("POST", "/v1/workflows", body, mutating=True, idempotency_key=idempotency_key)
+            Call("POST", "/v1/workflows", body, keyed=True, idempotency_key=idempotency_key)
         )
         got = ans.get("workflow") if isinstance(ans, dict) else None
         return Workflow(str(got or workflow_id), _jobs_of(ans))
@@ -493,7 +498,7 @@ class AsyncClient:
                     "POST",
                     f"/v1/jobs/{job_id}/cancel",
                     _drop_none({"reason": reason}),
-                    mutating=True,
+                    keyed=True,
                     idempotency_key=idempotency_key,
                 )
             )
@@ -523,7 +528,7 @@ class AsyncClient:
                 "POST",
                 f"/v1/queues/{queue}/lease",
                 body,
-                mutating=True,
+                keyed=True,
                 timeout_s=wait_ms / 1000 + 10.0,
             )
         )
@@ -534,7 +539,7 @@ class AsyncClient:
         self, job_id: str, token: int, *, extend_ms: int | None = None
     ) -> int | None:
         body = _drop_none({"token": token, "extend_ms": extend_ms})
-        ans = await self.call(Call("POST", f"/v1/jobs/{job_id}/heartbeat", body, mutating=True))
+        ans = await self.call(Call("POST", f"/v1/jobs/{job_id}/heartbeat", body))
         return _int_or_none(ans.get("lease_expires_at")) if isinstance(ans, dict) else None
 
     async def complete(self, job_id: str, token: int, result: JSON = None) -> JSON:
@@ -543,7 +548,6 @@ class AsyncClient:
                 "POST",
                 f"/v1/jobs/{job_id}/complete",
                 {"token": token, "result": result},
-                mutating=True,
             )
         )
 
@@ -553,7 +557,6 @@ class AsyncClient:
                 "POST",
                 f"/v1/jobs/{job_id}/fail",
                 {"token": token, "error": error, "retryable": retryable},
-                mutating=True,
             )
         )
 
@@ -594,15 +597,13 @@ class AsyncClient:
             if name in body:
                 raise ValueError(f"reset: {name} is also given a value")
             body[name] = None
-        return await self.call(Call("PUT", f"/v1/queues/{queue}", body, mutating=True))
+        return await self.call(Call("PUT", f"/v1/queues/{queue}", body, keyed=True))
 
     async def worker_heartbeat(
         self, worker_id: str, *, capacity: int, queues: Sequence[str], ttl_ms: int | None = None
     ) -> JSON:
         body = _drop_none({"capacity": capacity, "queues": list(queues), "ttl_ms": ttl_ms})
-        return await self.call(
-            Call("POST", f"/v1/workers/{worker_id}/heartbeat", body, mutating=True)
-        )
+        return await self.call(Call("POST", f"/v1/workers/{worker_id}/heartbeat", body))
 
     async def workers(self) -> JSON:
         return await self.call(Call("GET", "/v1/workers"))
@@ -628,7 +629,7 @@ class AsyncClient:
                 **extra,
             }
         )
-        return await self.call(Call("PUT", f"/v1/schedules/{name}", body, mutating=True))
+        return await self.call(Call("PUT", f"/v1/schedules/{name}", body, keyed=True))
 
     async def schedules(self) -> JSON:
         return await self.call(Call("GET", "/v1/schedules"))
@@ -639,7 +640,7 @@ class AsyncClient:
         return ans.get("schedule", ans) if isinstance(ans, dict) else ans
 
     async def delete_schedule(self, name: str) -> JSON:
-        return await self.call(Call("DELETE", f"/v1/schedules/{name}", mutating=True))
+        return await self.call(Call("DELETE", f"/v1/schedules/{name}", keyed=True))
 
     async def backfill(self, name: str, *, start_ms: int, end_ms: int) -> JSON:
         return await self.call(
@@ -647,7 +648,7 @@ class AsyncClient:
                 "POST",
                 f"/v1/schedules/{name}/backfill",
                 {"from": start_ms, "to": end_ms},
-                mutating=True,
+                keyed=True,
             )
         )
 
@@ -665,16 +666,16 @@ class AsyncClient:
 
     async def add_member(self, node_id: int, *, peer_addr: str, http_url: str) -> JSON:
         body = {"node_id": node_id, "peer_addr": peer_addr, "http_url": http_url}
-        return await self.call(Call("POST", "/v1/cluster/members", body, mutating=True))
+        return await self.call(Call("POST", "/v1/cluster/members", body, keyed=True))
 
     async def remove_member(self, node_id: int) -> JSON:
-        return await self.call(Call("DELETE", f"/v1/cluster/members/{node_id}", mutating=True))
+        return await self.call(Call("DELETE", f"/v1/cluster/members/{node_id}", keyed=True))
 
     async def transfer_leader(self, to: int | None = None) -> JSON:
-        return await self.call(Call("POST", "/v1/cluster/leader", {"to": to}, mutating=True))
+        return await self.call(Call("POST", "/v1/cluster/leader", {"to": to}, keyed=True))
 
     async def snapshot(self) -> JSON:
-        return await self.call(Call("POST", "/v1/cluster/snapshot", {}, mutating=True))
+        return await self.call(Call("POST", "/v1/cluster/snapshot", {}, keyed=True))
 
     async def backup(self) -> bytes:
         body = await self.call(Call("GET", "/v1/cluster/backup", timeout_s=120.0))

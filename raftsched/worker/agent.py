@@ -30,13 +30,14 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftsched.client import ApiError, AsyncClient, Conflict, Lease, Unavailable
+from raftsched.client import ApiError, AsyncClient, Conflict, Lease, Overloaded, Unavailable
 from raftsched.worker.pool import PyPool
 from raftsched.worker.runner import STOPPED, SUCCEEDED, JobRun, Outcome
 
 log = logging.getLogger("raftsched.worker")
 # Lease once a quarter of the slots is free (or after the linger time, or when idle).
 LEASE_BATCH_FRACTION = 4
+REPORT_OVERLOADED_RETRY_S = 60.0  # how long a report answered 429 keeps being retried
 
 
 @dataclass(frozen=True)
@@ -278,18 +279,29 @@ class Agent:
             )
 
     async def _report(self, lease: Lease, outcome: Outcome) -> str:
-        try:
-            if outcome.kind == SUCCEEDED:
-                await self.client.complete(lease.job_id, lease.token, outcome.result)
-                return "succeeded"
-            await self.client.fail(
-                lease.job_id, lease.token, outcome.error, retryable=outcome.retryable
-            )
-            return f"{outcome.kind}{'' if outcome.retryable else ' (not retryable)'}"
-        except Conflict as exc:  # stale token, lease expired, job cancelled meanwhile
-            return f"refused ({exc.code}: lease lost)"
-        except ApiError as exc:
-            return f"report failed ({exc})"
+        """complete/fail with the lease's token. 503s and lost connections are retried by the
+        client; a 429 (the cluster overloaded) is retried here, with its Retry-After, for up
+        to REPORT_OVERLOADED_RETRY_S: giving up would waste the run (the lease would expire
+        and the job run again)."""
+        deadline = time.monotonic() + REPORT_OVERLOADED_RETRY_S
+        while True:
+            try:
+                if outcome.kind == SUCCEEDED:
+                    await self.client.complete(lease.job_id, lease.token, outcome.result)
+                    return "succeeded"
+                await self.client.fail(
+                    lease.job_id, lease.token, outcome.error, retryable=outcome.retryable
+                )
+                return f"{outcome.kind}{'' if outcome.retryable else ' (not retryable)'}"
+            except Conflict as exc:  # stale token, lease expired, job cancelled meanwhile
+                return f"refused ({exc.code}: lease lost)"
+            except Overloaded as exc:
+                wait_s = min(max(exc.retry_after_s or 0.5, 0.1), 5.0)
+                if time.monotonic() + wait_s > deadline:
+                    return f"report failed ({exc})"
+                await asyncio.sleep(wait_s)
+            except ApiError as exc:
+                return f"report failed ({exc})"
 
     async def _release(self, lease: Lease, why: str) -> None:
         try:

@@ -6,8 +6,8 @@ answer shapes of the real API (raftsched/server/api_routes_*.py: full job docume
 PUT, 201/200 by creation) and keeps state in the real `SchedulerState`, applying each parsed
 command at the next index with the wall clock as the stamp, so leases, tokens and refusals
 behave like the cluster's. There is no Raft: it is one "leader". Test knobs: `fail_next`
-(statuses to answer first, e.g. 503), `redirect_to` (answer 307 to another base URL),
-`requests` (method, path, Idempotency-Key).
+(statuses to answer first, e.g. 503), `fail_on` (the same for one path), `redirect_to`
+(answer 307 to another base URL), `requests` (method, path, Idempotency-Key).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class FakeApi:
         self.index = 0
         self.token = token
         self.fail_next: list[int] = []
+        self.fail_on: dict[str, list[int]] = {}  # path -> statuses to answer first
         self.redirect_to: str | None = None
         self.no_proxy_seen = False  # a request asked for 307 instead of proxying
         self.requests: list[tuple[str, str, str | None]] = []
@@ -112,8 +113,9 @@ class FakeApi:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests.append((request.method, request.path, request.headers.get("Idempotency-Key")))
         self.no_proxy_seen = self.no_proxy_seen or request.headers.get("X-Raft-No-Proxy") == "1"
-        if self.fail_next:
-            status = self.fail_next.pop(0)
+        by_path = self.fail_on.get(request.path)
+        if self.fail_next or by_path:
+            status = by_path.pop(0) if by_path else self.fail_next.pop(0)
             return web.json_response(
                 {"error": {"code": "no_leader", "message": "injected", "details": {}}},
                 status=status,

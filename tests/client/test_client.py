@@ -217,3 +217,23 @@ def test_client_asks_followers_not_to_proxy_and_survives_a_redirect_loop() -> No
 def test_the_no_proxy_header_is_sent(api: FakeApi, client: Client) -> None:
     client.queues()
     assert api.no_proxy_seen
+
+
+def test_only_calls_whose_retry_could_apply_twice_carry_a_generated_key(
+    api: FakeApi, client: Client
+) -> None:
+    """complete/fail/heartbeats are acknowledged again on a retry with the same token, so they
+    take no place in the cluster's bounded idempotency table; submit and lease do."""
+    client.submit("kq", None, id="k1")
+    client.worker_heartbeat("kw", capacity=1, queues=["kq"])
+    [lease] = client.lease("kq", worker_id="kw")
+    client.heartbeat_lease("k1", lease.token)
+    api.fail_on["/v1/jobs/k1/complete"] = [503]
+    client.complete("k1", lease.token, 1)  # retried after the 503, without a key
+    keys = {path: key for _, path, key in api.requests}
+    assert keys["/v1/jobs"] and keys["/v1/queues/kq/lease"]
+    assert keys["/v1/workers/kw/heartbeat"] is None and keys["/v1/jobs/k1/heartbeat"] is None
+    assert keys["/v1/jobs/k1/complete"] is None
+    assert [p for _, p, _ in api.requests].count("/v1/jobs/k1/complete") == 2
+    client.complete("k1", lease.token, 1)  # a retry after success is acknowledged again
+    assert client.get_job("k1").state == "succeeded"

@@ -286,3 +286,10 @@ def test_short_jobs_are_leased_in_batches(api: FakeApi, tmp_path: Path) -> None:
         assert len(leases) <= 120 // 3, len(leases)  # 80 in a run without the linger
     finally:
         stop(proc)
+
+
+def test_a_report_answered_429_is_retried(client: Client, api: FakeApi) -> None:
+    api.fail_on["/v1/jobs/ov1/complete"] = [429, 429]
+    client.submit("py", {"call": "tests.worker.tasks:add", "args": [1, 2]}, id="ov1")
+    assert finished(client, "ov1").result == 3
+    assert [p for _, p, _ in api.requests].count("/v1/jobs/ov1/complete") == 3
