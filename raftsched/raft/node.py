@@ -263,6 +263,7 @@ class RaftNode:
             last_index=log.last_index(),
             membership=self._configs.current,
             match=match,
+            transferee=self._transferee,
         )
 
     # ------------------------------------------------------------------ overridable hooks

@@ -130,3 +130,6 @@ class Status:
     membership: Membership
     # Leader only: each follower's match index (what it has durably stored).
     match: dict[NodeId, int] = field(default_factory=dict)
+    # Leader only: the target of a leadership transfer in progress (dissertation §3.10),
+    # 0 when none. Back to 0 with this node still leading: the transfer was aborted.
+    transferee: NodeId = 0

@@ -479,8 +479,10 @@ def test_transfer_aborts_after_an_election_timeout() -> None:
     cluster.elect(1)
     cluster.isolate(3)
     cluster.node(1).transfer_leadership(3)
+    assert cluster.node(1).status().transferee == 3
     cluster.tick(cluster.node(1).config.election_timeout_ticks, nodes=[1, 2])
     assert cluster.node(1).role is Role.LEADER
+    assert cluster.node(1).status().transferee == 0  # aborted: visible to the runtime
     cluster.propose(1, b"ok")  # accepted again
 
 
