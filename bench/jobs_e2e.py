@@ -269,7 +269,9 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             "job (the worker's pool of long-lived children), a second HTTP hop per request "
             "(followers relayed the client's calls; the client now asks for a 307 and talks "
             "to the leader: 260 -> 400 jobs/s with 1 worker in the same conditions), and "
-            "one-slot leases as slots freed one completion at a time (the lease linger).",
+            "one-slot leases as slots freed one completion at a time (the lease linger), and "
+            "an idempotency key stored in the replicated state for every complete (2 workers: "
+            "352 -> 511 jobs/s, CPU per job 2.46 -> 1.71 ms).",
         ]
     return "\n".join(lines) + "\n"
 
