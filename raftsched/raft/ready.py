@@ -15,6 +15,7 @@ The driver loop (the runtime's whole job; raftsched/sim and raftsched/server bot
             send(rd.messages)                   # only now: they promise what was just synced
             apply(rd.committed_entries)         # in order; answer clients whose entries these are
             serve(rd.read_states) once applied >= read_state.index
+            fail(rd.dropped_reads)              # reads that will never be served
             node.advance(rd)                    # tells the core all of the above is done
 
 OVERLAPPING READYS (the contract the networked runtime relies on; etcd's async storage
