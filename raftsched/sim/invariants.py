@@ -190,7 +190,8 @@ class InvariantChecker:
         self._campaign_seen.add(key)
         counts = self.campaigns.setdefault(self.phase, {"votes": 0, "pre-votes": 0})
         counts["pre-votes" if msg.pre_vote else "votes"] += 1
-        if self.phase in self.quiet_phases:
+        if self.phase in self.quiet_phases and not msg.transfer:
+            # (A transfer's election was asked for by the leader: not churn.)
             kind = "pre-vote" if msg.pre_vote else "election"
             self.violation(
                 f"churn: node {node_id} started a {kind} for term {msg.term} in the "
