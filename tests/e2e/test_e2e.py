@@ -262,6 +262,29 @@ def test_sigterm_drain_loses_nothing(client: Client, urls: str, tmp_path: Path) 
         stop(proc)
 
 
+def test_a_job_outliving_the_drain_grace_is_handed_to_another_worker(
+    client: Client, urls: str, tmp_path: Path
+) -> None:
+    script = 'if [ "$RAFTSCHED_ATTEMPT" = 1 ]; then sleep 30; fi; echo attempt $RAFTSCHED_ATTEMPT'
+    first = start_worker(urls, ["e2e-grace"], concurrency=1, extra=["--drain-grace", "0.5"])
+    second = None
+    try:
+        client.submit("e2e-grace", {"cmd": ["sh", "-c", script]}, id="gr1", backoff=NO_BACKOFF)
+        wait_for("the first attempt", lambda: client.get_job("gr1").state == "leased")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(20) == 0
+        stopped = client.get_job("gr1")
+        assert stopped.state in ("pending", "scheduled") and stopped.attempts == 1, stopped.raw
+        assert stopped.error == {"kind": "worker_stopped"}
+        second = start_worker(urls, ["e2e-grace"], concurrency=1)
+        job = client.wait("gr1", timeout_s=20)
+        assert job.state == "succeeded" and job.result["stdout"] == "attempt 2\n", job.raw
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+
+
 # -- the CLI ------------------------------------------------------------------------------------
 
 
