@@ -43,6 +43,7 @@ import asyncio
 import gc
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -55,7 +56,7 @@ from raftsched.raft.messages import Message
 from raftsched.raft.node import RaftNode
 from raftsched.raft.ready import Ready
 from raftsched.raft.storage import MemoryStorage, persist_ready
-from raftsched.raft.types import ConfChange, Membership, Role, Snapshot, SnapshotMeta
+from raftsched.raft.types import ConfChange, Entry, Membership, Role, Snapshot, SnapshotMeta
 from raftsched.sched import Command, Ok, Refused, Result, SchedulerState, Tick
 from raftsched.sched.commands import Bootstrap
 
@@ -75,6 +76,7 @@ from .waiters import Waiters
 
 RETRY_AFTER_OVERLOADED_S: Final = 0.2
 SNAPSHOT_SCRATCH: Final = "snapshot-serializing.tmp"
+APPLY_SLICE_S: Final = 0.02  # longest stretch of applying before yielding to the loop
 
 
 class TransportLike(Protocol):
@@ -132,6 +134,9 @@ class Runtime:
         # Readys handed out in this drain pass, for the storage thread in one batch.
         self._to_persist: list[tuple[Ready, Callable[[object, float], None]]] = []
         self.waiters = Waiters()
+        # Committed entries (and snapshots to restore) not applied yet, in log order.
+        self._apply_queue: deque[Entry | Snapshot] = deque()
+        self._apply_scheduled = False
         self._work_events: dict[str, asyncio.Event] = {}
         self._tick_in_flight = False
         self._last_view: tuple[Role, int, int] = (Role.FOLLOWER, 0, 0)
@@ -609,37 +614,68 @@ class Runtime:
         transport.send(messages)
 
     def _apply(self, rd: Ready) -> None:
-        app = self.app
-        if rd.snapshot is not None and rd.snapshot.meta.index > app.applied_index:
-            self.log.info(
-                "restoring the state machine from a snapshot at index %d", rd.snapshot.meta.index
-            )
-            app.restore(rd.snapshot.data)
-            self.waiters.fail_up_to(app.applied_index)
-        waiters = self.waiters
+        """Queue the Ready's snapshot and committed entries for the app, in log order, and
+        apply what fits in one slice now; its read states wait for their index."""
+        queue = self._apply_queue
+        if rd.snapshot is not None:
+            queue.append(rd.snapshot)
+        queue.extend(rd.committed_entries)
+        for read_state in rd.read_states:
+            self.waiters.confirmed(read_state)
+        self._apply_some()
+
+    def _apply_continue(self) -> None:
+        self._apply_scheduled = False
+        if self.disk_healthy:
+            try:
+                self._apply_some()
+            except Exception as exc:
+                self._crash(exc)
+
+    def _apply_some(self) -> None:
+        """Apply queued entries for at most APPLY_SLICE_S, then yield to the loop (a long
+        replay after a restart, or a burst of big batches, must not stall heartbeats and
+        HTTP); the rest continues on the next loop iteration."""
+        app, waiters, queue = self.app, self.waiters, self._apply_queue
+        deadline = time.perf_counter() + APPLY_SLICE_S
         applied = 0
-        for entry in rd.committed_entries:
-            if entry.index <= app.applied_index:
+        while queue:
+            item = queue.popleft()
+            if isinstance(item, Snapshot):
+                if item.meta.index > app.applied_index:
+                    self.log.info(
+                        "restoring the state machine from a snapshot at index %d", item.meta.index
+                    )
+                    app.restore(item.data)
+                    waiters.fail_up_to(app.applied_index)
+                continue
+            if item.index <= app.applied_index:
                 continue  # covered by a restored snapshot
-            answer = app.apply(entry)
+            answer = app.apply(item)
             applied += 1
             if waiters.proposals:
-                waiters.applied(entry, answer.result if answer is not None else None)
+                waiters.applied(item, answer.result if answer is not None else None)
+            if time.perf_counter() > deadline:
+                break
+        if queue and not self._apply_scheduled and self.loop is not None:
+            self._apply_scheduled = True
+            self.loop.call_soon(self._apply_continue)
         if applied:
             self.counters.entries_applied += applied
             self._wake_workers()
-            refused = self.stamps_refused()
-            if refused != self._stamps_refused_seen:
-                self.log.warning(
-                    "the state machine clamped %d leader stamp(s) beyond its per-entry clock "
-                    "step (a leader clock far ahead?); %d so far",
-                    refused - self._stamps_refused_seen,
-                    refused,
-                )
-                self._stamps_refused_seen = refused
-        for read_state in rd.read_states:
-            waiters.confirmed(read_state)
+            self._check_stamps()
         waiters.serve_reads(app.applied_index)
+
+    def _check_stamps(self) -> None:
+        refused = self.stamps_refused()
+        if refused != self._stamps_refused_seen:
+            self.log.warning(
+                "the state machine clamped %d leader stamp(s) beyond its per-entry clock "
+                "step (a leader clock far ahead?); %d so far",
+                refused - self._stamps_refused_seen,
+                refused,
+            )
+            self._stamps_refused_seen = refused
 
     def stamps_refused(self) -> int:
         """Entries whose stamp the state machine clamped (replicated: the same everywhere)."""

@@ -18,6 +18,7 @@ import pytest_asyncio
 from raftsched.raft.messages import Message
 from raftsched.raft.storage import MemoryStorage
 from raftsched.sched import JobSpec, Ok, SubmitJobs
+from raftsched.server import runtime as runtime_module
 from raftsched.server.config import (
     NodeConfig,
     PeerInfo,
@@ -225,3 +226,19 @@ async def test_unsafe_stale_reads_mode_skips_read_index(cluster: Loopback) -> No
     follower.config = replace(follower.config, unsafe=UnsafeModes(stale_reads=True))
     async with asyncio.timeout(0.2):
         await follower.read_barrier()  # answers at once, although no leader can confirm it
+
+
+async def test_applies_in_slices_keep_order_and_answers(
+    cluster: Loopback, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime_module, "APPLY_SLICE_S", 0.0)  # yield after every entry
+    leader = await _leader(cluster)
+    results = await asyncio.gather(*(leader.propose(_submit(f"sl{i}")) for i in range(40)))
+    assert all(isinstance(r, Ok) for r in results)
+    seqs = [leader.state.jobs[f"sl{i}"].seq for i in range(40)]
+    for rt in cluster.nodes.values():
+        await rt.read_barrier()
+        assert [rt.state.jobs[f"sl{i}"].seq for i in range(40)] == seqs
+    async with asyncio.timeout(5):  # then every replica reaches the same applied prefix
+        while len({(rt.app.applied_index, rt.app.chain_hash) for rt in cluster.nodes.values()}) > 1:
+            await asyncio.sleep(0.01)
