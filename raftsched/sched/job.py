@@ -25,21 +25,27 @@ retry whose backoff is already over goes straight back to `pending`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final, Literal, get_args
 
+from .answers import JobOutcome, LeaseGrant
 from .commands import JobSpec
 
-WAITING = "waiting"
-SCHEDULED = "scheduled"
-PENDING = "pending"
-LEASED = "leased"
-SUCCEEDED = "succeeded"
-DEAD = "dead"
-CANCELLED = "cancelled"
+JobState = Literal["waiting", "scheduled", "pending", "leased", "succeeded", "dead",
+                   "cancelled"]
+"""A job's state (SPEC §4); `NEW` is only the pseudo-state before creation."""
 
-STATES: tuple[str, ...] = (WAITING, SCHEDULED, PENDING, LEASED, SUCCEEDED, DEAD, CANCELLED)
-TERMINAL = frozenset({SUCCEEDED, DEAD, CANCELLED})
-NEW = "new"  # pseudo-state: before creation
+WAITING: Final = "waiting"
+SCHEDULED: Final = "scheduled"
+PENDING: Final = "pending"
+LEASED: Final = "leased"
+SUCCEEDED: Final = "succeeded"
+DEAD: Final = "dead"
+CANCELLED: Final = "cancelled"
+
+STATES: tuple[JobState, ...] = (WAITING, SCHEDULED, PENDING, LEASED, SUCCEEDED, DEAD, CANCELLED)
+TERMINAL: frozenset[JobState] = frozenset({SUCCEEDED, DEAD, CANCELLED})
+NEW: Final = "new"  # pseudo-state: before creation
+assert set(STATES) == set(get_args(JobState))
 
 TRANSITIONS = frozenset({
     (NEW, WAITING), (NEW, SCHEDULED), (NEW, PENDING), (NEW, CANCELLED),
@@ -110,7 +116,10 @@ class Job:
         self.id = job_id
         self.spec = spec
         self.seq = seq
-        self.state = NEW
+        # Always a JobState (or NEW) since `move` takes only a JobState; read as str so that
+        # callers comparing it twice in a row are not told by mypy their second test is
+        # unreachable (Literal narrowing of an attribute that changes between the tests).
+        self.state: str = NEW
         self.reason: str | None = None
         self.workflow = workflow
         self.max_attempts = max_attempts
@@ -144,7 +153,7 @@ class Job:
     def terminal(self) -> bool:
         return self.state in TERMINAL
 
-    def move(self, new_state: str, now_ms: int, history: int) -> None:
+    def move(self, new_state: JobState, now_ms: int, history: int) -> None:
         """Change state along an edge of the lifecycle diagram and record the event."""
         assert (self.state, new_state) in TRANSITIONS, (self.id, self.state, new_state)
         self.state = new_state
@@ -155,7 +164,7 @@ class Job:
             self.ended_ms = now_ms
 
 
-def job_outcome(job: Job) -> dict[str, Any]:
+def job_outcome(job: Job) -> JobOutcome:
     """The small answer of a command that changed a job; the API renders the full document
     with `SchedulerState.get_job` when it needs one. Small on purpose: it is built on the apply
     path and stored in the idempotency table."""
@@ -163,7 +172,7 @@ def job_outcome(job: Job) -> dict[str, Any]:
             "run_at": job.run_at_ms}
 
 
-def lease_grant(job: Job) -> dict[str, Any]:
+def lease_grant(job: Job) -> LeaseGrant:
     """What a worker needs to run a leased job."""
     spec = job.spec
     return {"job_id": job.id, "queue": spec.queue, "payload": spec.payload,

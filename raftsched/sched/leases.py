@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .answers import HeartbeatAnswer, JobOutcome, LeaseAnswer, LeaseGrant, WorkerAnswer
 from .backoff import retry_delay_ms
 from .commands import Complete, Fail, HeartbeatLease, Lease, WorkerHeartbeat
 from .errors import (
@@ -61,7 +62,7 @@ from .job import (
     job_outcome,
     lease_grant,
 )
-from .result import Ok, Refused, Result
+from .result import Ok, Refused
 from .workers import Worker
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ ERROR_WORKER_EXPIRED = "worker expired"
 # -- lease -----------------------------------------------------------------------------------------
 
 
-def lease(st: SchedulerState, cmd: Lease, index: int) -> Result:
+def lease(st: SchedulerState, cmd: Lease, index: int) -> Ok[LeaseAnswer] | Refused:
     now = st.clock_ms
     worker = st.workers.get(cmd.worker_id)
     if worker is None or worker.expires_ms <= now:
@@ -93,7 +94,7 @@ def lease(st: SchedulerState, cmd: Lease, index: int) -> Result:
     else:
         worker.last_seen_ms = now
     queue = st.queues.get(cmd.queue)
-    granted: list[dict[str, object]] = []
+    granted: list[LeaseGrant] = []
     if queue is None:
         return Ok({"leases": granted})
     count = min(cmd.max_jobs, worker.room(), queue.lease_room(),
@@ -164,7 +165,8 @@ def _held(st: SchedulerState, job_id: str, token: int) -> Job | SchedError:
     return NotLeased(f"job {job_id!r} is not leased with token {token}", details)
 
 
-def heartbeat(st: SchedulerState, cmd: HeartbeatLease, index: int) -> Result:
+def heartbeat(st: SchedulerState, cmd: HeartbeatLease,
+              index: int) -> Ok[HeartbeatAnswer] | Refused:
     job = _held(st, cmd.job_id, cmd.token)
     if isinstance(job, SchedError):
         return Refused(job)
@@ -179,7 +181,7 @@ def heartbeat(st: SchedulerState, cmd: HeartbeatLease, index: int) -> Result:
     return Ok({"job_id": job.id, "token": job.token, "lease_expires_at": job.lease_expires_ms})
 
 
-def complete(st: SchedulerState, cmd: Complete, index: int) -> Result:
+def complete(st: SchedulerState, cmd: Complete, index: int) -> Ok[JobOutcome] | Refused:
     job = _held(st, cmd.job_id, cmd.token)
     if isinstance(job, SchedError):
         existing = st.jobs.get(cmd.job_id)
@@ -194,7 +196,7 @@ def complete(st: SchedulerState, cmd: Complete, index: int) -> Result:
     return Ok(job_outcome(job))
 
 
-def fail(st: SchedulerState, cmd: Fail, index: int) -> Result:
+def fail(st: SchedulerState, cmd: Fail, index: int) -> Ok[JobOutcome] | Refused:
     job = _held(st, cmd.job_id, cmd.token)
     if isinstance(job, SchedError):
         existing = st.jobs.get(cmd.job_id)
@@ -297,7 +299,8 @@ def register(st: SchedulerState, worker_id: str, *, capacity: int, queues: tuple
     return worker
 
 
-def worker_heartbeat(st: SchedulerState, cmd: WorkerHeartbeat, index: int) -> Result:
+def worker_heartbeat(st: SchedulerState, cmd: WorkerHeartbeat,
+                     index: int) -> Ok[WorkerAnswer] | Refused:
     limits = st.limits
     ttl_ms = limits.default_worker_ttl_ms if cmd.ttl_ms is None else cmd.ttl_ms
     worker = st.workers.get(cmd.worker_id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .answers import CancelWorkflowAnswer, JobOutcome, PurgeAnswer, RequeueAnswer
 from .commands import Cancel, CancelWorkflow, PurgeDead, RequeueDead
 from .errors import AlreadyTerminal, NotFound, ValidationError
 from .job import (
@@ -34,7 +35,7 @@ from .job import (
     Job,
     job_outcome,
 )
-from .result import Ok, Refused, Result
+from .result import Ok, Refused
 
 if TYPE_CHECKING:
     from .state import SchedulerState
@@ -48,7 +49,7 @@ def _cancel_job(st: SchedulerState, job: Job, reason: str) -> None:
     st.transition(job, CANCELLED)
 
 
-def cancel(st: SchedulerState, cmd: Cancel) -> Result:
+def cancel(st: SchedulerState, cmd: Cancel) -> Ok[JobOutcome] | Refused:
     job = st.jobs.get(cmd.job_id)
     if job is None:
         return Refused(NotFound(f"job {cmd.job_id!r} not found", {"job_id": cmd.job_id}))
@@ -73,7 +74,7 @@ def _dead_jobs(st: SchedulerState, job_ids: tuple[str, ...]) -> list[Job] | Refu
     return jobs
 
 
-def requeue_dead(st: SchedulerState, cmd: RequeueDead) -> Result:
+def requeue_dead(st: SchedulerState, cmd: RequeueDead) -> Ok[RequeueAnswer] | Refused:
     jobs = _dead_jobs(st, cmd.job_ids)
     if isinstance(jobs, Refused):
         return jobs
@@ -95,7 +96,7 @@ def requeue_dead(st: SchedulerState, cmd: RequeueDead) -> Result:
     return Ok({"jobs": [job_outcome(job) for job in jobs]})
 
 
-def purge_dead(st: SchedulerState, cmd: PurgeDead) -> Result:
+def purge_dead(st: SchedulerState, cmd: PurgeDead) -> Ok[PurgeAnswer] | Refused:
     jobs = _dead_jobs(st, cmd.job_ids)
     if isinstance(jobs, Refused):
         return jobs
@@ -121,7 +122,8 @@ def workflow_jobs(st: SchedulerState, workflow_id: str) -> list[Job]:
     return jobs
 
 
-def cancel_workflow(st: SchedulerState, cmd: CancelWorkflow) -> Result:
+def cancel_workflow(st: SchedulerState,
+                    cmd: CancelWorkflow) -> Ok[CancelWorkflowAnswer] | Refused:
     jobs = workflow_jobs(st, cmd.workflow_id)
     if not jobs:
         return Refused(NotFound(f"workflow {cmd.workflow_id!r} not found",
@@ -138,7 +140,7 @@ def workflow_status(st: SchedulerState, workflow_id: str) -> dict[str, Any] | No
     jobs = workflow_jobs(st, workflow_id)
     if not jobs:
         return None
-    counts = dict.fromkeys(STATES, 0)
+    counts: dict[str, int] = dict.fromkeys(STATES, 0)
     for job in jobs:
         counts[job.state] += 1
     done = all(job.state in TERMINAL for job in jobs)

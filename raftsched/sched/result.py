@@ -9,14 +9,18 @@ costs more than the rest of a typical apply's allocations; one is built per appl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .errors import SchedError
 
+T = TypeVar("T")
+
 
 @dataclass(slots=True)
-class Ok:
-    value: Any
+class Ok(Generic[T]):
+    """`value` is one of the TypedDicts of answers.py."""
+
+    value: T
 
 
 @dataclass(slots=True)
@@ -28,4 +32,4 @@ class Refused:
         return self.error.code
 
 
-Result = Ok | Refused
+Result = Ok[Any] | Refused

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import cron
+from .answers import BackfillAnswer, DeletedAnswer, ScheduleAnswer
 from .commands import (
     MISFIRE_POLICIES,
     Backfill,
@@ -44,7 +45,7 @@ from .commands import (
 )
 from .errors import BatchTooLarge, NotFound, TooManySchedules, ValidationError
 from .job import PENDING, TERMINAL
-from .result import Ok, Refused, Result
+from .result import Ok, Refused
 
 if TYPE_CHECKING:
     from .state import Budget, SchedulerState
@@ -213,7 +214,8 @@ def _free_records(st: SchedulerState) -> None:
         del st.fire_records[name]
 
 
-def put_schedule(st: SchedulerState, cmd: PutSchedule, index: int) -> Result:
+def put_schedule(st: SchedulerState, cmd: PutSchedule,
+                 index: int) -> Ok[ScheduleAnswer] | Refused:
     # parse.py checked all this; a hand-built command must still never crash a replica.
     try:
         cron.validate_timezone(cmd.timezone)
@@ -249,7 +251,8 @@ def put_schedule(st: SchedulerState, cmd: PutSchedule, index: int) -> Result:
     return Ok({"schedule": schedule.doc(record), "created": old is None})
 
 
-def delete_schedule(st: SchedulerState, cmd: DeleteSchedule, index: int) -> Result:
+def delete_schedule(st: SchedulerState, cmd: DeleteSchedule,
+                    index: int) -> Ok[DeletedAnswer] | Refused:
     schedule = st.schedules.pop(cmd.name, None)
     if schedule is None:
         return Refused(NotFound(f"schedule {cmd.name!r} not found", {"name": cmd.name}))
@@ -258,7 +261,7 @@ def delete_schedule(st: SchedulerState, cmd: DeleteSchedule, index: int) -> Resu
     return Ok({"deleted": cmd.name})
 
 
-def backfill(st: SchedulerState, cmd: Backfill, index: int) -> Result:
+def backfill(st: SchedulerState, cmd: Backfill, index: int) -> Ok[BackfillAnswer] | Refused:
     schedule = st.schedules.get(cmd.name)
     if schedule is None:
         return Refused(NotFound(f"schedule {cmd.name!r} not found", {"name": cmd.name}))

@@ -16,24 +16,26 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict, deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from .commands import Backoff, JobSpec, job_spec_plain, to_plain
 from .errors import error_from_wire
 from .index import SortedIndex
-from .job import LEASED, PENDING, SCHEDULED, STATES, TERMINAL, WAITING, Job
+from .job import LEASED, PENDING, SCHEDULED, STATES, TERMINAL, WAITING, Job, JobState
 from .limits import Limits
 from .parse import parse_put_schedule
 from .queues import Queue, QueueConfig
 from .result import Ok, Refused, Result
 from .schedules import Catchup, FireRecord, Schedule
-from .state import SchedulerState
 from .workers import Worker
 
+if TYPE_CHECKING:  # state.py imports this module; the class comes in as an argument
+    from .state import SchedulerState
+
 FORMAT_VERSION = 3  # 3: settings, clock skew, catch-ups and cascades, incarnations
-_STATE_BY_NAME = {name: name for name in STATES}
+_STATE_BY_NAME: dict[str, JobState] = {name: name for name in STATES}
 
 
 def _canon(value: Any) -> Any:
@@ -125,11 +127,11 @@ def dump_state(st: SchedulerState) -> bytes:
     return packed
 
 
-def load_state(data: bytes) -> SchedulerState:
+def load_state(data: bytes, state_class: type[SchedulerState]) -> SchedulerState:
     raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
     if raw.get("format") != FORMAT_VERSION:
         raise ValueError(f"unknown scheduler snapshot format {raw.get('format')!r}")
-    st = SchedulerState(Limits.from_plain(raw["limits"]))
+    st = state_class(Limits.from_plain(raw["limits"]))
     st.bootstrapped = bool(raw["bootstrapped"])
     skew = raw["clock_skew"]
     st.clock_skew.refused_entries = skew["refused_entries"]

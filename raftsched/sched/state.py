@@ -37,7 +37,8 @@ import heapq
 from collections import deque
 from typing import Any, assert_never
 
-from . import due, idempotency, leases, operations, schedules, submission
+from . import due, idempotency, leases, operations, schedules, snapshot, submission
+from .answers import ClockJumpAnswer, QueueAnswer, SettingsAnswer, TickAnswer
 from .commands import (
     AcceptClockJump,
     Backfill,
@@ -83,6 +84,7 @@ from .job import (
     TERMINAL,
     WAITING,
     Job,
+    JobState,
     job_doc,
 )
 from .limits import Limits
@@ -286,7 +288,7 @@ class SchedulerState:
 
     # -- the one place a job changes state --------------------------------------------------------
 
-    def transition(self, job: Job, new_state: str) -> None:
+    def transition(self, job: Job, new_state: JobState) -> None:
         old_state = job.state
         queue = self.queues[job.spec.queue]
         seq, job_id = job.seq, job.id
@@ -363,7 +365,7 @@ class SchedulerState:
                 cascade.popleft()
         return resolved
 
-    def ready_state(self, job: Job) -> str:
+    def ready_state(self, job: Job) -> JobState:
         return SCHEDULED if job.run_at_ms > self.clock_ms else PENDING
 
     # -- helpers for the handlers -------------------------------------------------------------
@@ -441,7 +443,7 @@ class SchedulerState:
 
     # -- handlers that fit nowhere else ------------------------------------------------------------
 
-    def _configure_queue(self, cmd: ConfigureQueue) -> Result:
+    def _configure_queue(self, cmd: ConfigureQueue) -> Ok[QueueAnswer] | Refused:
         if cmd.queue not in self.queues:
             refusal = self.check_room({cmd.queue: 0})
             if refusal is not None:
@@ -455,30 +457,30 @@ class SchedulerState:
                 queue.config, **{name: getattr(cmd, name) for name in cmd.fields_set})
         return Ok({"queue": queue.doc()})
 
-    def _bootstrap(self, cmd: Bootstrap) -> Result:
+    def _bootstrap(self, cmd: Bootstrap) -> Ok[SettingsAnswer]:
         applied = not self.bootstrapped
         if applied:
             self.limits = cmd.settings
             self.bootstrapped = True
         return Ok({"settings": self.limits.to_plain(), "applied": applied})
 
-    def _update_settings(self, cmd: UpdateSettings) -> Result:
+    def _update_settings(self, cmd: UpdateSettings) -> Ok[SettingsAnswer] | Refused:
         try:
             self.limits = dataclasses.replace(self.limits, **dict(cmd.changes))
         except (TypeError, AssertionError):  # parse checks this; a hand-built one must not crash
             return Refused(ValidationError("settings", "unknown setting or bad value"))
         return Ok({"settings": self.limits.to_plain(), "applied": True})
 
-    def _accept_clock_jump(self, cmd: AcceptClockJump) -> Result:
+    def _accept_clock_jump(self, cmd: AcceptClockJump) -> Ok[ClockJumpAnswer] | Refused:
         if cmd.to_ms > self._stamp_ms:
             return Refused(ValidationError(
                 "to", f"{cmd.to_ms} is after this entry's stamp {self._stamp_ms}"))
         self.clock_ms = max(self.clock_ms, cmd.to_ms)
         return Ok({"clock": self.clock_ms, "clock_skew": self.clock_skew.to_plain()})
 
-    def _tick(self) -> Result:
+    def _tick(self) -> Ok[TickAnswer]:
         d = self._last_due
-        return Ok({"released": d.released, "promoted": d.promoted, "fired": d.fired,
+        return Ok[TickAnswer]({"released": d.released, "promoted": d.promoted, "fired": d.fired,
                    "removed": d.removed, "resolved": d.resolved, "clock": self.clock_ms,
                    "more": self.next_deadline_ms() == self.clock_ms})
 
@@ -539,15 +541,11 @@ class SchedulerState:
     # -- snapshots -----------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        from .snapshot import dump_state  # noqa: PLC0415 - snapshot imports this module
-
-        return dump_state(self)
+        return snapshot.dump_state(self)
 
     @classmethod
     def restore(cls, data: bytes) -> SchedulerState:
-        from .snapshot import load_state  # noqa: PLC0415 - snapshot imports this module
-
-        return load_state(data)
+        return snapshot.load_state(data, cls)
 
     def state_hash(self) -> str:
         return hashlib.blake2b(self.snapshot(), digest_size=32).hexdigest()

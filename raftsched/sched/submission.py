@@ -18,8 +18,9 @@ a client's id because parse.py reserves the prefix.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .answers import JobAnswer, SubmitAnswer
 from .commands import JobSpec, SubmitJobs, SubmitWorkflow
 from .errors import Conflict, CycleError, UnknownDependency, ValidationError
 from .job import (
@@ -33,28 +34,29 @@ from .job import (
     Job,
 )
 from .parse import GENERATED_ID_PREFIX
-from .result import Ok, Refused, Result
+from .result import Ok, Refused
 from .workflow import plan_submission
 
 if TYPE_CHECKING:
     from .state import SchedulerState
 
 
-def submit_jobs(st: SchedulerState, cmd: SubmitJobs, index: int) -> Result:
+def submit_jobs(st: SchedulerState, cmd: SubmitJobs, index: int) -> Ok[SubmitAnswer] | Refused:
     specs = cmd.jobs
     if len(specs) == 1 and not specs[0].depends_on:
         return _submit_one(st, specs[0], index)
     return _submit(st, specs, index, None)
 
 
-def submit_workflow(st: SchedulerState, cmd: SubmitWorkflow, index: int) -> Result:
+def submit_workflow(st: SchedulerState, cmd: SubmitWorkflow,
+                    index: int) -> Ok[SubmitAnswer] | Refused:
     result = _submit(st, cmd.jobs, index, cmd.workflow_id)
     if isinstance(result, Ok):
         result.value["workflow"] = cmd.workflow_id
     return result
 
 
-def _submit_one(st: SchedulerState, spec: JobSpec, index: int) -> Result:
+def _submit_one(st: SchedulerState, spec: JobSpec, index: int) -> Ok[SubmitAnswer] | Refused:
     """The common case, written out: one job, no dependencies, no workflow."""
     job_id = spec.id
     if job_id is None:
@@ -79,7 +81,7 @@ def _submit_one(st: SchedulerState, spec: JobSpec, index: int) -> Result:
 
 
 def _submit(st: SchedulerState, specs: Sequence[JobSpec], index: int,
-            workflow: str | None) -> Result:
+            workflow: str | None) -> Ok[SubmitAnswer] | Refused:
     assert specs
     jobs = st.jobs
     ids: list[str] = []
@@ -117,7 +119,7 @@ def _submit(st: SchedulerState, specs: Sequence[JobSpec], index: int,
                for spec, job_id in zip(new_specs, new_ids, strict=True)]
     for position in order:
         _place(st, created[position])
-    answers: list[dict[str, Any]] = []
+    answers: list[JobAnswer] = []
     created_iter = iter(created)
     for existing in found:
         job = next(created_iter) if existing is None else existing

@@ -312,7 +312,7 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     @invariant()
     def counts_match_a_recount(self) -> None:
-        recount = dict.fromkeys(STATES, 0)
+        recount: dict[str, int] = dict.fromkeys(STATES, 0)
         for job in self.model.jobs.values():
             recount[job.state] += 1
         counts = self.sut.queue_counts().get("q", dict.fromkeys(STATES, 0))
