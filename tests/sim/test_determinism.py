@@ -28,3 +28,15 @@ def test_bug_runs_are_deterministic_too() -> None:
     b = run_seed(SimConfig(seed=3, bug="vote-without-log-check"))
     assert a.trace_hash == b.trace_hash
     assert a.violations == b.violations
+
+
+def test_a_verbose_replay_has_the_same_trace_hash() -> None:
+    """The core-level lines of --verbose (raft/describe.py) are printed, not hashed: the
+    replay of a failing seed prints the hash of the run it replays."""
+    lines: list[str] = []
+    quiet = run_seed(SimConfig(seed=9))
+    verbose = run_seed(SimConfig(seed=9), trace_sink=lines.append)
+    assert verbose.trace_hash == quiet.trace_hash
+    assert any("Ready:" in line for line in lines)
+    assert any("AppendEntries" in line for line in lines)
+    assert all(" ticks] " in line for line in lines)  # units on every time
