@@ -394,6 +394,30 @@ def test_cli_cancel_queues_and_schedules_against_the_live_cluster(
     assert rc == 1 and err_doc["error"]["status"] == 404
 
 
+def test_jobs_running_across_a_leader_kill_complete_exactly_once(
+    client: Client, cluster: LocalCluster, worker: subprocess.Popen[bytes]
+) -> None:
+    ids = [f"lk-{i}" for i in range(12)]
+    client.submit_batch(
+        [{"id": i, "queue": "e2e-slow", "payload": {"cmd": ["sleep", "0.5"]}} for i in ids]
+    )
+    wait_for("jobs running", lambda: client.get_job(ids[0]).state != "pending")
+    old = cluster.wait_for_leader()
+    cluster.kill(old)
+    cluster.wait_for_leader(not_=old, timeout_s=20)
+    cluster.start_node(old)
+    for job_id in ids:
+        job = client.wait(job_id, timeout_s=60)
+        states = [e["state"] for e in job.raw["events"]]
+        assert job.state == "succeeded" and states.count("succeeded") == 1, job.raw
+        tokens = leased_tokens(job)
+        assert tokens == sorted(set(tokens)) and job.token == tokens[-1]
+    cluster.wait_until(
+        "the restarted node to follow",
+        lambda: (st := cluster.status(old)) is not None and st["leader_id"] not in (None, 0),
+    )
+
+
 # -- cron across a leader kill -9 (last: it moves leadership) -----------------------------------
 
 
