@@ -19,7 +19,7 @@ everywhere, linearizable read indexes. At the end, once faults stop: a leader em
 a new command is applied by every member.
 
 Topologies include one voter with a learner and two voters, where the leader's own vote
-or its own disk decides more (defect 1 of issue 6 needed the first).
+or its own disk decides more (defect 1 of issue 6 needed the first), up to five voters.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ TOPOLOGIES: dict[str, tuple[tuple[NodeId, ...], tuple[NodeId, ...]]] = {
     "2 voters": ((1, 2), ()),
     "3 voters": ((1, 2, 3), ()),
     "3 voters + learner": ((1, 2, 3), (4,)),
+    "5 voters": ((1, 2, 3, 4, 5), ()),
 }
 
 
