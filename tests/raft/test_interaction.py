@@ -11,7 +11,7 @@ Commands (node ids are integers; `nodes` is a comma-separated list):
     expect error ERRORNAME COMMAND...   (the command must raise that error)
 
 These check end states only. Scenarios whose path matters (elections, replication,
-backtracking, transfer, reads) are golden files instead (tests/raft/testdata/*.txt,
+backtracking, PreVote under a partition, transfer, reads) are golden files instead (tests/raft/testdata/*.txt,
 golden.py), which show every Ready and message on the way.
 """
 
@@ -114,17 +114,6 @@ def expect(cluster: Cluster, args: list[str]) -> None:
 
 
 SCENARIOS = {
-    "minority_partition_keeps_working": """
-        campaign 1
-        isolate 3
-        propose 1 a
-        expect commands 2 a
-        expect commands 3 -
-        heal
-        tick 2
-        expect commands 3 a
-        expect term 3 1            # PreVote: node 3 never raised its term
-    """,
     "leader_isolated_then_replaced": """
         campaign 1
         propose 1 a
