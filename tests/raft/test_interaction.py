@@ -11,8 +11,8 @@ Commands (node ids are integers; `nodes` is a comma-separated list):
     expect error ERRORNAME COMMAND...   (the command must raise that error)
 
 These check end states only. Scenarios whose path matters (elections, replication,
-backtracking, PreVote under a partition, transfer, reads) are golden files instead (tests/raft/testdata/*.txt,
-golden.py), which show every Ready and message on the way.
+backtracking, PreVote under a partition, transfer, reads) are golden files instead
+(tests/raft/testdata/*.txt, golden.py), which show every Ready and message on the way.
 """
 
 from __future__ import annotations
