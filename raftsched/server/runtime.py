@@ -77,6 +77,7 @@ from .waiters import Waiters
 RETRY_AFTER_OVERLOADED_S: Final = 0.2
 SNAPSHOT_SCRATCH: Final = "snapshot-serializing.tmp"
 APPLY_SLICE_S: Final = 0.02  # longest stretch of applying before yielding to the loop
+CAMPAIGN_MAX_APPLY_BACKLOG: Final = 1_000  # entries a follower may owe its app and campaign
 
 
 class TransportLike(Protocol):
@@ -307,6 +308,11 @@ class Runtime:
         core = self._core
         assert core is not None
         if not self.disk_healthy:
+            return
+        if core.role is not Role.LEADER and len(self._apply_queue) > CAMPAIGN_MAX_APPLY_BACKLOG:
+            # Still replaying its log (a restart): it would lead only to keep every client
+            # waiting until it has applied the backlog, so its election timer waits too. Once
+            # no leader appends, the backlog drains and it campaigns as usual.
             return
         try:
             core.tick()
