@@ -15,6 +15,7 @@ child process imports it. Arguments and results must be JSON values. The cluster
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -46,11 +47,17 @@ class TaskCancelled(TaskFailed):
 
 def configure(cluster: str | Sequence[str], *, token: str | None = None) -> Client:
     """Set the cluster the decorated tasks submit to (else RAFTSCHED_CLUSTER is used)."""
+    _close_default()
+    _default["client"] = Client(cluster, token=token)
+    return _default["client"]
+
+
+@atexit.register
+def _close_default() -> None:
+    """Close the default client (its HTTP session) when replaced and at exit."""
     old = _default.pop("client", None)
     if old is not None:
         old.close()
-    _default["client"] = Client(cluster, token=token)
-    return _default["client"]
 
 
 def default_client() -> Client:
