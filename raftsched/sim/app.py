@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from raftsched.raft.types import Entry
 
-from .kv import MAX_SESSIONS, Applied, Command, KVStateMachine
+from .kv import MAX_SESSIONS, REGISTER, Applied, Command, KVStateMachine
 
 MS_PER_UNIT = 10
 SESSION_EXPIRED = "expired session"
@@ -64,6 +64,9 @@ class AppKind(Protocol):
     def restore(self, blob: bytes, index: int) -> ReplicatedApp: ...
     def encode_proposal(self, request: object, stamp_ms: int, proposer_id: int) -> bytes: ...
     def proposal_key(self, request: object, index: int, term: int) -> Hashable: ...
+    def filler(self, n: int) -> object:
+        """A harmless request, to grow the log (the simulator's staged scenarios)."""
+        ...
 
 
 class KVApp:
@@ -123,6 +126,10 @@ class KVAppKind:
         # Session dedup answers a retry from whichever copy applies first (§6.3).
         assert isinstance(request, Command)
         return (request.client_id, request.seq)
+
+    def filler(self, n: int) -> object:
+        # A session registration: it changes no key, and nonces 10**9+ are never a client's.
+        return Command(0, 1_000_000_000 + n, REGISTER, "", None)
 
 
 KV_APP: AppKind = KVAppKind()

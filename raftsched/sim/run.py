@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from raftsched.raft.errors import RaftError
+from raftsched.raft.types import NodeId, Role
 from raftsched.sched.job import TERMINAL
 
 from .app import KV_APP, AppKind, KVAppKind
@@ -268,7 +269,7 @@ def run_seed(
             loop.run_until(quiet_end, stop=lambda: bool(checker.violations))
             if not checker.violations and config.check_transfer:
                 checker.phase = "transfer"
-                _check_transfer(cluster, checker.violation)
+                _check_transfer(cluster, checker.violation, snapshot_first=config.seed % 2 == 0)
 
     linearizable: bool | None = None
     unknown = False
@@ -309,10 +310,14 @@ def run_seed(
 TRANSFER_BOUND_ELECTION_TIMEOUTS = 3
 
 
-def _check_transfer(cluster: SimCluster, report: Callable[[str], None]) -> None:
+def _check_transfer(
+    cluster: SimCluster, report: Callable[[str], None], *, snapshot_first: bool
+) -> None:
     """On the healed, idle cluster, transfer leadership to another voter: it must take
     over, or the core must refuse the transfer explicitly, within a few election timeouts.
-    A transfer that silently expires (issue 6 defect 2) fails the run."""
+    A transfer that silently expires fails the run. With `snapshot_first` the target is
+    first made to fall behind the leader's snapshot, so it catches up through
+    InstallSnapshot before it can take over (issue 6 defect 2)."""
     leader = cluster.leader()
     status = leader.status() if leader is not None else None
     if leader is None or status is None:
@@ -322,6 +327,11 @@ def _check_transfer(cluster: SimCluster, report: Callable[[str], None]) -> None:
         return  # a single voter: nobody to transfer to
     target = targets[0]
     refusals: list[str] = []
+    if snapshot_first:
+        _lag_behind_a_snapshot(cluster, leader, target)
+        leader = cluster.leader()
+        if leader is None or leader.node_id == target:
+            return
 
     def transfer(core: RaftCore) -> None:
         try:
@@ -335,14 +345,28 @@ def _check_transfer(cluster: SimCluster, report: Callable[[str], None]) -> None:
     bound = TRANSFER_BOUND_ELECTION_TIMEOUTS * cluster.options.election_timeout_ticks
     deadline = loop.now + bound * UNITS_PER_TICK
 
+    started = [False]  # the leader's status showed the transfer in progress
+
+    def aborted() -> bool:
+        # Status.transferee (raft/types.py): back to 0 while still leading = aborted.
+        status = leader.status() if leader.up else None
+        transferee = getattr(status, "transferee", None)
+        if transferee == target:
+            started[0] = True
+        return (
+            started[0] and transferee == 0 and status is not None and (status.role is Role.LEADER)
+        )
+
     def done() -> bool:
         new = cluster.leader()
-        return bool(refusals) or (new is not None and new.node_id == target)
+        return bool(refusals) or (new is not None and new.node_id == target) or aborted()
 
     while loop.now < deadline and not done():
         loop.run_until(min(deadline, loop.now + UNITS_PER_TICK), stop=done)
     if refusals:
         cluster.trace(f"transfer check: refused explicitly: {refusals[0]}")
+    elif aborted():
+        cluster.trace("transfer check: aborted explicitly (the leader's transferee is 0 again)")
     elif not done():
         new = cluster.leader()
         report(
@@ -350,6 +374,33 @@ def _check_transfer(cluster: SimCluster, report: Callable[[str], None]) -> None:
             f"neither completed nor failed explicitly within {bound} ticks (leader now "
             f"{new.node_id if new is not None else 'none'})"
         )
+
+
+LAG_FILLER_ENTRIES = 60
+"""Entries the leader appends while the transfer target is down: past the snapshot
+threshold (node_host.HostTimings, 40), so the target must be sent a snapshot."""
+
+
+def _lag_behind_a_snapshot(cluster: SimCluster, leader: NodeHost, target: NodeId) -> None:
+    host = cluster.hosts[target]
+    host.crash(keep_unsynced=False)
+    cluster.trace(f"transfer check: node {target} down while the log grows past a snapshot")
+    for n in range(LAG_FILLER_ENTRIES):
+        leader.propose(cluster.app_kind.filler(n), lambda reply: None)
+    loop = cluster.loop
+    deadline = loop.now + 40 * UNITS_PER_TICK
+    start_snapshot = leader.disk.current.snapshot.meta.index
+
+    def compacted() -> bool:
+        return leader.disk.current.snapshot.meta.index > start_snapshot
+
+    while loop.now < deadline and not compacted():
+        loop.run_until(min(deadline, loop.now + UNITS_PER_TICK), stop=compacted)
+    host.start()
+    cluster.trace(
+        f"transfer check: node {target} restarted (leader snapshot at "
+        f"{leader.disk.current.snapshot.meta.index})"
+    )
 
 
 def _founding_voters(config: SimConfig, rng: random.Random) -> int:

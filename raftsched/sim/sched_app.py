@@ -19,7 +19,7 @@ from typing import Any
 
 from raftsched.app import ApplyObserver, SchedApp, encode_proposal
 from raftsched.raft.types import Entry
-from raftsched.sched import Command, Refused
+from raftsched.sched import Command, Refused, Tick
 
 from .app import AppAnswer, ReplicatedApp
 
@@ -81,3 +81,7 @@ class SchedAppKind:
 
     def proposal_key(self, request: object, index: int, term: int) -> Hashable:
         return (index, term)
+
+    def filler(self, n: int) -> object:
+        del n
+        return SchedRequest(Tick())  # runs due work only; every replica does the same
