@@ -626,6 +626,29 @@ def test_membership_add_and_remove(live: Live) -> None:
     live.cluster.terminate(4)
 
 
+def test_full_queue_is_429_with_retry_after(live: Live) -> None:
+    limits = live.call("leader", "GET", "/v1/cluster/settings").body["settings"]
+    old = limits["max_jobs_per_queue"]
+    assert (
+        live.call(
+            "leader", "PATCH", "/v1/cluster/settings", {"settings": {"max_jobs_per_queue": 3}}
+        ).status
+        == 200
+    )
+    try:
+        r = live.call(
+            "follower", "POST", "/v1/jobs:batch", {"jobs": [{"queue": "full-q"} for _ in range(4)]}
+        )
+        err = _err(r, 429, "queue_full")
+        assert err["details"]["queue"] == "full-q"
+        assert {k.lower(): v for k, v in r.headers.items()}["retry-after"] == "1"
+        assert live.call("leader", "GET", "/v1/jobs?queue=full-q").body["jobs"] == []
+    finally:
+        live.call(
+            "leader", "PATCH", "/v1/cluster/settings", {"settings": {"max_jobs_per_queue": old}}
+        )
+
+
 def test_every_route_was_exercised(live: Live) -> None:
     """Runs last: the nodes' own request counters show this module called every route."""
     seen: set[tuple[str, str]] = set()
@@ -638,3 +661,26 @@ def test_every_route_was_exercised(live: Live) -> None:
             seen.add((method, route))
     missing = {(r.method, r.path) for r in ROUTES} - seen
     assert not missing, sorted(missing)
+
+
+def test_no_quorum_is_503_and_stale_reads_still_served(live: Live) -> None:
+    """Runs after the route census: it pauses both followers (SIGSTOP), then resumes them."""
+    cluster = live.cluster
+    leader = cluster.wait_for_leader()
+    live.call("leader", "POST", "/v1/jobs", {"id": "nq-1", "queue": "nq"})
+    followers = [i for i in cluster.followers(leader) if i in cluster.members]
+    for node in followers:
+        cluster.pause(node)
+    try:
+        r = cluster.post(leader, "/v1/jobs", {"id": "nq-2", "queue": "nq"}, timeout_s=60)
+        assert r.status == 503 and r.body["error"]["code"] in ("no_leader", "outcome_unknown")
+        assert {k.lower(): v for k, v in r.headers.items()}["retry-after"]
+        r = cluster.get(leader, "/v1/jobs/nq-1", timeout_s=60)
+        assert r.status == 503, r.body  # a linearizable read needs a quorum
+        r = cluster.get(leader, "/v1/jobs/nq-1?consistency=stale")
+        assert r.status == 200 and r.body["id"] == "nq-1"  # this replica as it is
+    finally:
+        for node in followers:
+            cluster.resume(node)
+    cluster.wait_for_leader(timeout_s=30)
+    assert live.call("follower", "GET", "/v1/jobs/nq-1").status == 200
