@@ -103,10 +103,15 @@ def to_api_error(exc: BaseException) -> ApiError | None:
         case NoLeader():
             return ApiError(503, "no_leader", str(exc), {}, _retry_after(RETRY_AFTER_NO_LEADER_S))
         case OutcomeUnknown():
+            advice = (
+                ""
+                if "idempotency" in str(exc).lower()
+                else ("; retry with the same Idempotency-Key")
+            )
             return ApiError(
                 503,
                 "outcome_unknown",
-                f"{exc}; retry with the same Idempotency-Key",
+                f"{exc}{advice}",
                 {},
                 _retry_after(RETRY_AFTER_NO_LEADER_S),
             )

@@ -155,7 +155,11 @@ async def test_runtime_errors_map_to_429_and_503(rt_client: Any) -> None:
     assert r.headers["Retry-After"] == "3"
     rt.raise_next = OutcomeUnknown()
     r = await c.post("/v1/jobs", json={"queue": "q"})
-    await _err(r, 503, "outcome_unknown")
+    err = await _err(r, 503, "outcome_unknown")
+    assert err["message"].count("Idempotency-Key") == 1
+    rt.raise_next = OutcomeUnknown("not applied in time; retry with the same idempotency key")
+    err = await _err(await c.post("/v1/jobs", json={"queue": "q"}), 503, "outcome_unknown")
+    assert err["message"].lower().count("idempotency") == 1  # said once
     assert "Retry-After" in r.headers
     rt.raise_next = RuntimeError("a bug")
     r = await c.post("/v1/jobs", json={"queue": "q"})
