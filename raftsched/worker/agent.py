@@ -200,6 +200,8 @@ class Agent:
                 continue
             if self.running and free < self._lease_batch_min():
                 free = await self._linger()
+                if self.draining:  # the signal came while lingering: lease nothing more
+                    break
             queue = queues[turn % len(queues)]
             turn += 1
             wait_ms = self.config.long_poll_ms // len(queues)
