@@ -165,6 +165,11 @@ class Agent:
             except ApiError as exc:
                 log.warning("worker heartbeat failed: %s", exc)
 
+    def _draining(self) -> bool:
+        # A method, not the attribute: a signal handler sets it while we await, which mypy's
+        # narrowing of `self.draining` inside the loop cannot see.
+        return self.draining
+
     def _free(self) -> int:
         return self.config.concurrency - len(self.running)
 
@@ -200,7 +205,7 @@ class Agent:
                 continue
             if self.running and free < self._lease_batch_min():
                 free = await self._linger()
-                if self.draining:  # the signal came while lingering: lease nothing more
+                if self._draining():  # the signal came while lingering: lease nothing more
                     break
             queue = queues[turn % len(queues)]
             turn += 1
