@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -77,7 +78,6 @@ from .waiters import Waiters
 RETRY_AFTER_OVERLOADED_S: Final = 0.2
 SNAPSHOT_SCRATCH: Final = "snapshot-serializing.tmp"
 APPLY_SLICE_S: Final = 0.02  # longest stretch of applying before yielding to the loop
-CAMPAIGN_MAX_APPLY_BACKLOG: Final = 1_000  # entries a follower may owe its app and campaign
 
 
 class TransportLike(Protocol):
@@ -138,6 +138,7 @@ class Runtime:
         # Committed entries (and snapshots to restore) not applied yet, in log order.
         self._apply_queue: deque[Entry | Snapshot] = deque()
         self._apply_scheduled = False
+        self._replaying = False  # start(): the local log's committed entries, applied at once
         self._work_events: dict[str, asyncio.Event] = {}
         self._tick_in_flight = False
         self._last_view: tuple[Role, int, int] = (Role.FOLLOWER, 0, 0)
@@ -198,6 +199,14 @@ class Runtime:
             self.config.fsync,
         )
         self._on_membership(self._core.membership)
+        # Replay what the local log holds committed before ticking, voting or serving: a
+        # node that led, or answered reads, with a backlog would keep clients waiting on it.
+        self._replaying = True
+        try:
+            self._drain_readys()
+        finally:
+            self._replaying = False
+        self.log.info("replayed the log: applied index %d", self.app.applied_index)
         self._ticker = Ticker(loop=loop, interval_s=r.tick_ms / 1000.0, on_tick=self._on_tick)
         self._ticker.start()
         self.cluster.start()
@@ -308,11 +317,6 @@ class Runtime:
         core = self._core
         assert core is not None
         if not self.disk_healthy:
-            return
-        if core.role is not Role.LEADER and len(self._apply_queue) > CAMPAIGN_MAX_APPLY_BACKLOG:
-            # Still replaying its log (a restart): it would lead only to keep every client
-            # waiting until it has applied the backlog, so its election timer waits too. Once
-            # no leader appends, the backlog drains and it campaigns as usual.
             return
         try:
             core.tick()
@@ -643,7 +647,7 @@ class Runtime:
         replay after a restart, or a burst of big batches, must not stall heartbeats and
         HTTP); the rest continues on the next loop iteration."""
         app, waiters, queue = self.app, self.waiters, self._apply_queue
-        deadline = time.perf_counter() + APPLY_SLICE_S
+        deadline = time.perf_counter() + (math.inf if self._replaying else APPLY_SLICE_S)
         applied = 0
         while queue:
             item = queue.popleft()
