@@ -322,7 +322,12 @@ class Agent:
         """Renew the lease until cancelled; on loss, stop the child and raise LeaseLost."""
         lease = run.lease
         expires_local = _local_expiry(lease.lease_expires_at)
+        expiry_ms = lease.lease_expires_at
         while True:
+            if _lasts_to_the_timeout(lease, expiry_ms):
+                # The cluster caps a lease at the attempt's end (lease start + timeout_ms): a
+                # renewal cannot extend it, so each one would only cost a log entry.
+                await asyncio.Event().wait()
             remaining = expires_local - time.monotonic()
             await asyncio.sleep(max(0.05, min(remaining / 3, 10.0)))
             sent = time.monotonic()
@@ -332,6 +337,7 @@ class Agent:
                     self.client.heartbeat_lease(lease.job_id, lease.token), budget
                 )
                 expires_local = _local_expiry(new_expiry) if new_expiry is not None else sent + 10.0
+                expiry_ms = new_expiry
             except Conflict as exc:  # stale token, expired, or the job ended (cancelled)
                 log.warning("job %s: lease lost (%s); stopping it", lease.job_id, exc.code)
                 run.stop()
@@ -364,6 +370,12 @@ class Agent:
                 run.stop()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.config.kill_grace_s + 15.0)
+
+
+def _lasts_to_the_timeout(lease: Lease, expiry_ms: int | None) -> bool:
+    if expiry_ms is None or lease.leased_at is None or not lease.timeout_ms:
+        return False
+    return expiry_ms >= lease.leased_at + lease.timeout_ms
 
 
 def _local_expiry(lease_expires_at_ms: int | None) -> float:

@@ -293,3 +293,18 @@ def test_a_report_answered_429_is_retried(client: Client, api: FakeApi) -> None:
     client.submit("py", {"call": "tests.worker.tasks:add", "args": [1, 2]}, id="ov1")
     assert finished(client, "ov1").result == 3
     assert [p for _, p, _ in api.requests].count("/v1/jobs/ov1/complete") == 3
+
+
+def test_no_renewals_when_the_lease_already_lasts_to_the_timeout(
+    client: Client, api: FakeApi
+) -> None:
+    """The cluster caps a lease at lease start + timeout_ms: renewing it would only cost log
+    entries. A lease shorter than that is renewed as usual."""
+    sleep = {"call": "tests.worker.tasks:sleep", "args": [1.2]}
+    client.submit("py", sleep, id="hb-capped", timeout_ms=3000)
+    client.submit("py", sleep, id="hb-short", lease_ms=600)
+    assert finished(client, "hb-capped").state == "succeeded"
+    assert finished(client, "hb-short").state == "succeeded"
+    paths = [p for _, p, _ in api.requests]
+    assert paths.count("/v1/jobs/hb-capped/heartbeat") == 0
+    assert paths.count("/v1/jobs/hb-short/heartbeat") >= 2
