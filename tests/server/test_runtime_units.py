@@ -22,7 +22,8 @@ from raftsched.raft.types import (
     SnapshotMeta,
 )
 from raftsched.sched import Ok
-from raftsched.server.config import ConfigError, PeerInfo, build_config
+from raftsched.server.auth import hash_token
+from raftsched.server.config import ConfigError, PeerInfo, build_config, internal_read_token
 from raftsched.server.errors import OutcomeUnknown, ShuttingDown
 from raftsched.server.membership import MemberDirectory
 from raftsched.server.mirror import mirror_of
@@ -206,3 +207,19 @@ def test_waiters_answer_their_own_entry_and_fail_overwritten_ones() -> None:
         assert len(w) == 0
 
     asyncio.run(run())
+
+
+def test_nodes_derive_a_read_token_from_the_cluster_secret() -> None:
+    raw = {
+        "node_id": 1,
+        "data_dir": "d",
+        "peer_addr": "10.0.0.1:1",
+        "http_addr": "10.0.0.1:2",
+        "secret": "0123456789abcdef",
+        "tokens": {hash_token("admin-token"): "admin"},
+    }
+    config = build_config(raw)
+    assert config.auth  # not loopback
+    internal = internal_read_token(b"0123456789abcdef")
+    assert config.tokens[hash_token(internal)] == "read"
+    assert internal != internal_read_token(b"another-secret-value")
