@@ -30,7 +30,16 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftsched.client import ApiError, AsyncClient, Conflict, Lease, Overloaded, Unavailable
+from raftsched.client import (
+    ApiError,
+    AsyncClient,
+    BadRequest,
+    Conflict,
+    Lease,
+    Overloaded,
+    Unauthorized,
+    Unavailable,
+)
 from raftsched.worker.pool import PyPool
 from raftsched.worker.runner import STOPPED, SUCCEEDED, JobRun, Outcome
 
@@ -38,6 +47,7 @@ log = logging.getLogger("raftsched.worker")
 # Lease once a quarter of the slots is free (or after the linger time, or when idle).
 LEASE_BATCH_FRACTION = 4
 REPORT_OVERLOADED_RETRY_S = 60.0  # how long a report answered 429 keeps being retried
+EXIT_REFUSED = 1  # the cluster refused the worker itself (token, role, bad registration)
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,9 @@ class Agent:
             await self._first_registration()
             await self._lease_loop()
             await self._drain()
+        except (Unauthorized, BadRequest) as exc:  # retrying cannot fix these: say so, exit
+            log.error("worker %s: the cluster refused this worker: %s", self.worker_id, exc)
+            return EXIT_REFUSED
         finally:
             registration.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -152,6 +165,8 @@ class Agent:
             try:
                 await self._register_once()
                 return
+            except (Unauthorized, BadRequest):
+                raise  # a wrong token or a bad flag: no retry will help
             except ApiError as exc:  # unavailable for the client's whole deadline, or refused
                 log.warning("worker registration failed (%s); retrying", exc)
                 with contextlib.suppress(TimeoutError):

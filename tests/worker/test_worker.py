@@ -308,3 +308,14 @@ def test_no_renewals_when_the_lease_already_lasts_to_the_timeout(
     paths = [p for _, p, _ in api.requests]
     assert paths.count("/v1/jobs/hb-capped/heartbeat") == 0
     assert paths.count("/v1/jobs/hb-short/heartbeat") >= 2
+
+
+def test_a_worker_with_a_wrong_token_exits_1_with_the_reason(tmp_path: Path) -> None:
+    with FakeApi(token="right") as api:
+        log = tmp_path / "w.log"
+        proc = start_worker(api.url, ["q"], extra=["--token", "wrong"], log=log)
+        try:
+            assert proc.wait(30) == 1
+        finally:
+            stop(proc)
+        assert "refused this worker" in log.read_text() and "401" in log.read_text()
