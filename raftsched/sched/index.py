@@ -83,12 +83,6 @@ class SortedIndex(Generic[K]):
         elif j == len(chunk):
             maxes[i] = chunk[-1]
 
-    def discard(self, key: K) -> bool:
-        if key in self:
-            self.remove(key)
-            return True
-        return False
-
     def __contains__(self, key: object) -> bool:
         maxes = self._maxes
         i = bisect_left(maxes, key)  # type: ignore[call-overload]

@@ -85,14 +85,14 @@ def requeue_dead(st: SchedulerState, cmd: RequeueDead) -> Ok[RequeueAnswer] | Re
     if refusal is not None:
         return Refused(refusal)
     for job in jobs:
+        job.run_at_ms = st.clock_ms
+        st.transition(job, PENDING)  # first: it un-counts the retained bytes with the error
         job.attempts = 0
         if cmd.max_attempts is not None:
             job.max_attempts = cmd.max_attempts
         job.reason = None
         job.error = None
         job.closed_by = None
-        job.run_at_ms = st.clock_ms
-        st.transition(job, PENDING)
     return Ok({"jobs": [job_outcome(job) for job in jobs]})
 
 

@@ -436,11 +436,6 @@ class SchedulerState:
             self.workflows.setdefault(workflow, []).append(job_id)
         return job
 
-    def live_job(self, job_id: str, seq: int) -> Job | None:
-        """The job an index key points to, unless it was removed (and its id reused)."""
-        job = self.jobs.get(job_id)
-        return job if job is not None and job.seq == seq else None
-
     # -- handlers that fit nowhere else ------------------------------------------------------------
 
     def _configure_queue(self, cmd: ConfigureQueue) -> Ok[QueueAnswer] | Refused:

@@ -157,4 +157,7 @@ def test_tight_budget_slices_restore_anywhere(seed: int) -> None:
         restored = SchedulerState.restore(replica.snapshot())
         assert first + run(restored, entries, point) == outcomes
         assert restored.state_hash() == origin.state_hash()
+        # Derived counters the snapshot leaves out must agree too (admission decides on them).
+        assert restored.retained_bytes == origin.retained_bytes
+        assert restored.state_counts == origin.state_counts
     assert origin.cascade or origin.firing or any("'more': True" in o for o in outcomes)
