@@ -22,8 +22,10 @@ all inputs of an iteration share one Ready (batching). `_drain` then, for each R
 Proposals. `propose(command)` stamps the command with the quorum-median clock (stamp.py),
 proposes it and waits until the entry at the returned (index, term) is applied; the answer is
 the state machine's `Ok | Refused`. If another entry is applied at that index the proposal was
-overwritten by a new leader (OutcomeUnknown; the client retries with its idempotency key),
-and a proposal not applied within `propose_timeout_s` is OutcomeUnknown too. The number of
+overwritten by a new leader (OutcomeUnknown; the client retries with its idempotency key).
+When this node stops leading, every pending proposal fails at once as OutcomeUnknown, and a
+proposal not applied within `propose_timeout_s` is OutcomeUnknown too. Reads the core drops
+(`Ready.dropped_reads`) fail at once with NoLeader. The number of
 waiting proposals and reads is bounded (`Overloaded` past it: 429 with Retry-After).
 
 The leader's own entries, one at a time: the Bootstrap settings of a new cluster until one is
@@ -632,6 +634,8 @@ class Runtime:
         queue.extend(rd.committed_entries)
         for read_state in rd.read_states:
             self.waiters.confirmed(read_state)
+        for context in rd.dropped_reads:
+            self.waiters.dropped(context, NoLeader("the leader could not confirm the read"))
         self._apply_some()
 
     def _apply_continue(self) -> None:
@@ -702,6 +706,13 @@ class Runtime:
             self.cluster.on_became_leader()
         elif old_role is Role.LEADER and role is not Role.LEADER:
             self.log.info("stepped down in term %d (leader now %s)", term, leader or "unknown")
+            # Our uncommitted entries may yet commit under the next leader, or be overwritten:
+            # say so now rather than at propose_timeout_s (the client retries with its key).
+            failed = self.waiters.fail_proposals(
+                OutcomeUnknown("this node stopped leading before the entry was applied")
+            )
+            if failed:  # (propose() counts them as outcome_unknown)
+                self.log.info("failed %d pending proposal(s) as outcome unknown", failed)
         elif leader != old_leader:
             self.log.info("term %d: leader is %s", term, leader or "unknown")
 

@@ -9,7 +9,12 @@ every index in order, so no waiter is skipped; a snapshot restored over our inde
 the waiters it covers the same way.
 
 A read barrier (ReadIndex, §6.4) waits by its context until the core hands out a ReadState
-for it, then until the applied index reaches the state's index (a heap by index).
+for it, then until the applied index reaches the state's index (a heap by index). A read the
+core drops (`Ready.dropped_reads`) fails at once unless it was confirmed first (a duplicated
+forwarded request may come back both ways: the first outcome counts).
+
+When this node stops leading, its pending proposals may or may not commit under the next
+leader: they fail at once as OutcomeUnknown (`fail_proposals`) rather than at their timeout.
 
 Both tables are bounded by the runtime's limits (it refuses new waiters past them); failing
 every waiter at once serves shutdown and fatal errors.
@@ -39,6 +44,7 @@ class Waiters:
         self.proposals: dict[int, _Proposal] = {}  # log index -> the proposal there
         self.reads: dict[int, asyncio.Future[None]] = {}  # read context -> its barrier
         self._confirmed: list[tuple[int, int]] = []  # heap of (read index, context)
+        self._confirmed_contexts: set[int] = set()  # contexts in the heap
         self._next_context = 1
 
     def __len__(self) -> int:
@@ -72,6 +78,16 @@ class Waiters:
             waiter.future.set_result(Ok(None))
         return True
 
+    def fail_proposals(self, exc: Exception) -> int:
+        """Fail every pending proposal with `exc` (leadership lost); how many were failed."""
+        failed = 0
+        for waiter in self.proposals.values():
+            if not waiter.future.done():
+                waiter.future.set_exception(exc)
+                failed += 1
+        self.proposals.clear()
+        return failed
+
     def fail_up_to(self, index: int) -> None:
         """A snapshot replaced the state up to `index`: our entries there are not ours."""
         for idx in [i for i in self.proposals if i <= index]:
@@ -92,14 +108,25 @@ class Waiters:
     def drop_read(self, context: int) -> None:
         self.reads.pop(context, None)
 
+    def dropped(self, context: int, exc: Exception) -> None:
+        """The core will never confirm the read `context`: fail it now (if not confirmed)."""
+        if context in self._confirmed_contexts:
+            return
+        future = self.reads.pop(context, None)
+        if future is not None and not future.done():
+            future.set_exception(exc)
+
     def confirmed(self, read_state: ReadState) -> None:
-        if read_state.context in self.reads:
-            heapq.heappush(self._confirmed, (read_state.index, read_state.context))
+        context = read_state.context
+        if context in self.reads and context not in self._confirmed_contexts:
+            heapq.heappush(self._confirmed, (read_state.index, context))
+            self._confirmed_contexts.add(context)
 
     def serve_reads(self, applied_index: int) -> None:
         heap = self._confirmed
         while heap and heap[0][0] <= applied_index:
             _, context = heapq.heappop(heap)
+            self._confirmed_contexts.discard(context)
             future = self.reads.pop(context, None)
             if future is not None and not future.done():
                 future.set_result(None)
@@ -116,3 +143,4 @@ class Waiters:
                 future.set_exception(exc)
         self.reads.clear()
         self._confirmed.clear()
+        self._confirmed_contexts.clear()

@@ -242,3 +242,26 @@ async def test_applies_in_slices_keep_order_and_answers(
     async with asyncio.timeout(5):  # then every replica reaches the same applied prefix
         while len({(rt.app.applied_index, rt.app.chain_hash) for rt in cluster.nodes.values()}) > 1:
             await asyncio.sleep(0.01)
+
+
+async def test_leader_that_loses_its_quorum_fails_pending_proposals_at_once(
+    cluster: Loopback,
+) -> None:
+    leader = await _leader(cluster)
+    # The timeouts are far away: only the step-down (check quorum, ~1 election timeout of
+    # 100 ms) can end these waits in time.
+    limits = replace(leader.config.limits, propose_timeout_s=30.0, read_timeout_s=30.0)
+    leader.config = replace(leader.config, limits=limits)
+    cluster.cut.add(leader.node_id)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    proposals = [asyncio.create_task(leader.propose(_submit(f"cut{i}"))) for i in range(3)]
+    read = asyncio.create_task(leader.read_barrier())
+    async with asyncio.timeout(3.0):
+        results = await asyncio.gather(*proposals, read, return_exceptions=True)
+    assert all(isinstance(r, OutcomeUnknown) for r in results[:3]), results
+    assert isinstance(results[3], NoLeader), results[3]
+    assert loop.time() - started < 3.0
+    assert leader.status().role != "leader"
+    assert not leader.waiters.proposals and not leader.waiters.reads
+    cluster.cut.clear()

@@ -223,3 +223,23 @@ def test_nodes_derive_a_read_token_from_the_cluster_secret() -> None:
     internal = internal_read_token(b"0123456789abcdef")
     assert config.tokens[hash_token(internal)] == "read"
     assert internal != internal_read_token(b"another-secret-value")
+
+
+def test_waiters_fail_dropped_reads_unless_confirmed_first() -> None:
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        waiters = Waiters()
+        c1, f1 = waiters.new_read(loop)
+        c2, f2 = waiters.new_read(loop)
+        waiters.confirmed(ReadState(index=5, context=c2))
+        waiters.dropped(c1, ShuttingDown())
+        waiters.dropped(c2, ShuttingDown())  # confirmed first: the first outcome counts
+        assert f1.done() and isinstance(f1.exception(), ShuttingDown)
+        assert not f2.done()
+        waiters.serve_reads(5)
+        assert f2.done() and f2.result() is None
+        proposal = waiters.add_proposal(loop, 7, 2)
+        assert waiters.fail_proposals(OutcomeUnknown()) == 1
+        assert isinstance(proposal.exception(), OutcomeUnknown) and not waiters.proposals
+
+    asyncio.run(run())
