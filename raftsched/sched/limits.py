@@ -81,7 +81,8 @@ class Limits:
         big = 2**53
         return cls(max_payload_bytes=64 * 1024 * 1024, max_batch_jobs=big, max_dependencies=big,
                    max_tags=big, max_id_chars=big, max_lease_jobs=big, max_lease_ms=big,
-                   max_attempts_limit=big, max_backfill_fires=big, max_misfire_cap=big)
+                   max_attempts_limit=big, max_backfill_fires=big, max_misfire_cap=big,
+                   max_requeue_jobs=big)
 
     def to_plain(self) -> dict[str, int]:
         return asdict(self)

@@ -12,6 +12,7 @@ from raftsched.sched import commands as c
 from raftsched.sched.errors import ValidationError
 from raftsched.sched.limits import DAY_MS, Limits
 from raftsched.sched.parse import parse_command
+from raftsched.wire.sched_codec import decode_command, encode_command
 
 from .helpers import T0, Driver
 
@@ -139,3 +140,11 @@ def test_the_genesis_clock_takes_any_first_stamp() -> None:
     d.apply(c.Tick())
     assert d.state.clock_ms == T0
     assert d.state.clock_skew.refused_entries == 0
+
+
+def test_the_wire_decodes_what_a_larger_setting_accepted() -> None:
+    """Decoding never applies this node's input limits: a requeue of more ids than the
+    default limit, accepted under a raised setting, still decodes everywhere."""
+    ids = tuple(f"j{i}" for i in range(Limits().max_requeue_jobs + 5))
+    cmd = c.RequeueDead(job_ids=ids)
+    assert decode_command(encode_command(cmd)) == cmd
