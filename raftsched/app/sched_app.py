@@ -2,7 +2,9 @@
 
 Theory of operation. A NORMAL entry carries an entry envelope (raftsched/wire/envelope.py):
 the proposing leader's stamp, its node id and an encoded scheduler command
-(raftsched/wire/sched_codec.py). `apply` decodes both strictly and calls
+(raftsched/wire/sched_codec.py). `apply` decodes both (the command with the structural
+checks of raftsched/wire/sched_trusted.py: the proposing leader already ran the full parse,
+and the proposing leader itself may pass its parsed command instead) and calls
 `SchedulerState.apply(command, entry.index, stamp_ms)`: the index is the Raft index, so a
 lease's fencing token is the index of the entry that granted it, and the state machine's
 clock is the largest stamp applied (SPEC §4), never a clock read here. Other entries (the
@@ -44,7 +46,8 @@ from raftsched.raft.types import Entry, EntryKind
 from raftsched.sched import Command, Refused, Result, SchedulerState, ValidationError
 from raftsched.wire.envelope import SchedEntry, decode_entry, encode_entry
 from raftsched.wire.errors import WireDecodeError
-from raftsched.wire.sched_codec import decode_command, encode_command
+from raftsched.wire.sched_codec import encode_command
+from raftsched.wire.sched_trusted import decode_committed
 from raftsched.wire.strict import unpack_strict
 
 from .chain import CHAIN_HASH_START, chain
@@ -98,8 +101,12 @@ class SchedApp:
         self.observer = observer
         self.lagging_stamps = 0  # stamps below the clock: the max rule kept time from going back
 
-    def apply(self, entry: Entry) -> AppliedResult | None:
-        """Apply the next committed entry; the answer for a NORMAL entry, None otherwise."""
+    def apply(self, entry: Entry, command: Command | None = None) -> AppliedResult | None:
+        """Apply the next committed entry; the answer for a NORMAL entry, None otherwise.
+
+        `command`: the leader's own parsed command for an entry it proposed, when
+        `entry.data` is the very bytes `encode_proposal(command, ...)` returned: it skips
+        decoding the command, which gives back an equal one (decode(encode(c)) == c)."""
         assert entry.index == self.applied_index + 1, (
             f"applying {entry.index} after {self.applied_index}: entries must come in order"
         )
@@ -109,7 +116,8 @@ class SchedApp:
             return None
         try:
             envelope = decode_entry(entry.data)
-            command = decode_command(envelope.command)
+            if command is None:
+                command = decode_committed(envelope.command)
         except WireDecodeError as err:
             refusal = Refused(ValidationError("entry", f"undecodable entry: {err}"))
             return AppliedResult(entry.index, entry.term, refusal, decoded=False)

@@ -507,7 +507,10 @@ class Runtime:
         except ProposalDroppedError as exc:
             self.counters.count("overloaded")
             raise Overloaded(RETRY_AFTER_OVERLOADED_S, str(exc)) from None
-        return self.wait_applied(index, term)
+        assert self.loop is not None
+        future = self.waiters.add_proposal(self.loop, index, term, data=data, command=command)
+        self._kick()
+        return future
 
     def propose_conf_change(self, change: ConfChange) -> asyncio.Future[Result]:
         """Propose a membership change (leader only; raises the core's errors)."""
@@ -665,7 +668,8 @@ class Runtime:
                 continue
             if item.index <= app.applied_index:
                 continue  # covered by a restored snapshot
-            answer = app.apply(item)
+            own = waiters.own_command(item) if waiters.proposals else None
+            answer = app.apply(item, own)
             applied += 1
             if waiters.proposals:
                 waiters.applied(item, answer.result if answer is not None else None)

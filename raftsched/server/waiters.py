@@ -27,7 +27,7 @@ import heapq
 from dataclasses import dataclass
 
 from raftsched.raft.types import Entry, ReadState
-from raftsched.sched import Ok, Result
+from raftsched.sched import Command, Ok, Result
 
 from .errors import OutcomeUnknown
 
@@ -37,6 +37,10 @@ class _Proposal:
     term: int
     future: asyncio.Future[Result]
     config_change: bool  # a CONFIG entry: the app answers nothing; Ok(None) once applied
+    # The parsed command and the very bytes proposed for it: applying our own entry reuses
+    # the command instead of decoding it again (SchedApp.apply).
+    data: bytes | None = None
+    command: Command | None = None
 
 
 class Waiters:
@@ -53,14 +57,29 @@ class Waiters:
     # -- proposals ------------------------------------------------------------------------
 
     def add_proposal(
-        self, loop: asyncio.AbstractEventLoop, index: int, term: int, *, config_change: bool = False
+        self,
+        loop: asyncio.AbstractEventLoop,
+        index: int,
+        term: int,
+        *,
+        config_change: bool = False,
+        data: bytes | None = None,
+        command: Command | None = None,
     ) -> asyncio.Future[Result]:
         future: asyncio.Future[Result] = loop.create_future()
         old = self.proposals.get(index)
         if old is not None and not old.future.done():  # our older-term entry: overwritten
             old.future.set_exception(OutcomeUnknown())
-        self.proposals[index] = _Proposal(term, future, config_change)
+        self.proposals[index] = _Proposal(term, future, config_change, data, command)
         return future
+
+    def own_command(self, entry: Entry) -> Command | None:
+        """Our parsed command if `entry` is the very entry we proposed (same term, same
+        bytes object), else None (decode it)."""
+        waiter = self.proposals.get(entry.index)
+        if waiter is None or waiter.term != entry.term or waiter.data is not entry.data:
+            return None
+        return waiter.command
 
     def applied(self, entry: Entry, answer: Result | None) -> bool | None:
         """`entry` was applied with the state machine's `answer` (None: not a command).

@@ -15,9 +15,22 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from raftsched.app import AppliedResult, SchedApp
 from raftsched.raft.messages import Message
 from raftsched.raft.storage import MemoryStorage
-from raftsched.sched import JobSpec, Ok, SubmitJobs
+from raftsched.raft.types import Entry, EntryKind
+from raftsched.sched import (
+    Cancel,
+    Command,
+    Complete,
+    Fail,
+    HeartbeatLease,
+    JobSpec,
+    Lease,
+    Ok,
+    SubmitJobs,
+    WorkerHeartbeat,
+)
 from raftsched.server import runtime as runtime_module
 from raftsched.server.config import (
     NodeConfig,
@@ -29,7 +42,9 @@ from raftsched.server.config import (
 from raftsched.server.errors import NoLeader, NotLeader, OutcomeUnknown, Overloaded
 from raftsched.server.runtime import Runtime
 from raftsched.server.stamp import ClockSampleLike
+from raftsched.wire.envelope import decode_entry
 from raftsched.wire.raft_codec import decode_message, encode_message
+from raftsched.wire.sched_codec import decode_command
 
 pytestmark = pytest.mark.asyncio
 
@@ -265,3 +280,56 @@ async def test_leader_that_loses_its_quorum_fails_pending_proposals_at_once(
     assert leader.status().role != "leader"
     assert not leader.waiters.proposals and not leader.waiters.reads
     cluster.cut.clear()
+
+
+async def test_replicas_and_a_replay_of_the_log_reach_the_leaders_state(cluster: Loopback) -> None:
+    """The leader applies its own entries with the commands it parsed, followers with the
+    trusted decode; a fresh replay of the leader's log, trusted or with the full parse,
+    must reach the same state."""
+    leader = await _leader(cluster)
+    own_applied: list[int] = []
+    apply = leader.app.apply
+
+    def counting_apply(entry: Entry, command: Command | None = None) -> AppliedResult | None:
+        if command is not None:
+            own_applied.append(entry.index)
+        return apply(entry, command)
+
+    leader.app.apply = counting_apply  # type: ignore[method-assign]
+    worker = WorkerHeartbeat(worker_id="w1", capacity=8, queues=("q",))
+    assert isinstance(await leader.propose(worker), Ok)
+    for i in range(12):
+        assert isinstance(await leader.propose(_submit(f"d{i}")), Ok)
+    leased = await leader.propose(Lease(queue="q", worker_id="w1", max_jobs=6))
+    assert isinstance(leased, Ok)
+    grants = leased.value["leases"]
+    assert len(grants) == 6
+    for n, grant in enumerate(grants):
+        job_id, token = grant["job_id"], grant["token"]
+        command: Command
+        if n % 3 == 0:
+            command = Complete(job_id=job_id, token=token, result={"n": n})
+        elif n % 3 == 1:
+            command = Fail(job_id=job_id, token=token, error="boom", retryable=n < 3)
+        else:
+            command = HeartbeatLease(job_id=job_id, token=token, extend_ms=5_000)
+        assert isinstance(await leader.propose(command), Ok)
+    assert isinstance(await leader.propose(Cancel(job_id="d11", reason="no")), Ok)
+    target = leader.app.applied_index
+    async with asyncio.timeout(5):
+        while any(rt.app.applied_index < target for rt in cluster.nodes.values()):
+            await asyncio.sleep(0.01)
+    assert len(own_applied) >= 20  # the leader skipped decoding its own entries
+    hashes = {rt.node_id: rt.app.state_hash() for rt in cluster.nodes.values()}
+    chains = {rt.app.chain_hash for rt in cluster.nodes.values()}
+    assert len(set(hashes.values())) == 1 and len(chains) == 1, hashes
+
+    entries = leader.mirror.entries(1, target + 1, 1 << 30)
+    trusted, full = SchedApp(), SchedApp()
+    for entry in entries:
+        trusted.apply(entry)
+        reference = None
+        if entry.kind == EntryKind.NORMAL:
+            reference = decode_command(decode_entry(entry.data).command)
+        full.apply(entry, reference)
+    assert trusted.state_hash() == full.state_hash() == hashes[leader.node_id]
