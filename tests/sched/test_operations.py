@@ -4,6 +4,8 @@ refusals not stored), stale fail after a re-lease."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from raftsched.sched import Ok, SchedulerState
 from raftsched.sched import commands as c
 from raftsched.sched.limits import Limits
@@ -162,3 +164,25 @@ def test_admission_caps_refuse_overloaded_and_are_never_cached() -> None:
     assert refused.error.details["what"] == "live_jobs"
     d.ok(c.Cancel(job_id="a"))
     assert d.ok(submit(job("c"), key="k"))["jobs"][0]["created"] is True
+
+
+class _NoScan(dict[str, object]):
+    """A jobs dict that refuses to be scanned: listing must go through its index."""
+
+    def values(self) -> Any:
+        raise AssertionError("list_jobs scanned every job")
+
+    def __iter__(self) -> Any:
+        raise AssertionError("list_jobs scanned every job")
+
+
+def test_listing_a_page_does_not_scan_the_jobs() -> None:
+    """Old code walked every job for each page (500,000 jobs: 0.04-0.16 s per page)."""
+    d = Driver()
+    d.ok(submit(*(job(f"a{i}", queue="big") for i in range(500))))
+    d.ok(submit(job("b0", queue="small"), job("b1", queue="small")))
+    d.state.jobs = _NoScan(d.state.jobs)  # type: ignore[assignment]
+    page, cursor = d.state.list_jobs(queue="small", limit=1)
+    assert [j["id"] for j in page] == ["b0"]
+    page, _ = d.state.list_jobs(queue="small", state="pending", limit=5, after=cursor)
+    assert [j["id"] for j in page] == ["b1"]
