@@ -71,6 +71,7 @@ from .membership import MemberDirectory
 from .mirror import mirror_of
 from .runtime_metrics import Counters, FsyncHistogram
 from .runtime_status import RuntimeStatus, StatusView
+from .runtime_work import WorkWaiters
 from .snapshots import SnapshotInfo, Snapshotter
 from .stamp import ClockSampleLike, QuorumClock
 from .storage_thread import StorageThread, SyncableStorage
@@ -119,7 +120,9 @@ class Runtime:
         self._core: RaftNode | None = None
         self._ticker: Ticker | None = None
         self.snapshotter: Snapshotter | None = None
-        self.app = SchedApp()
+        self.work = WorkWaiters()  # lease long polls, woken by the app's observer
+        self.app = SchedApp(observer=self.work)
+        self.work.app = self.app
         self.clock = QuorumClock(
             node_id=config.node_id, max_sample_age_s=config.limits.clock_sample_max_age_s
         )
@@ -141,7 +144,6 @@ class Runtime:
         self._apply_queue: deque[Entry | Snapshot] = deque()
         self._apply_scheduled = False
         self._replaying = False  # start(): the local log's committed entries, applied at once
-        self._work_events: dict[str, asyncio.Event] = {}
         self._tick_in_flight = False
         self._last_view: tuple[Role, int, int] = (Role.FOLLOWER, 0, 0)
         self._last_membership: Membership | None = None
@@ -432,28 +434,10 @@ class Runtime:
             raise NoLeader("no leader confirmed the read in time") from None
 
     async def wait_for_work(self, queue: str, timeout_s: float) -> None:
-        """Return when `queue` may have a leasable job (woken by apply, no polling) or after
-        `timeout_s`. The waiter is registered before the first suspension."""
-        if self._has_work(queue):
-            return
-        event = self._work_events.get(queue)
-        if event is None:
-            event = self._work_events[queue] = asyncio.Event()
-        try:
-            async with asyncio.timeout(max(0.0, timeout_s)):
-                await event.wait()
-        except TimeoutError:
-            pass
-
-    def _has_work(self, queue: str) -> bool:
-        q = self.app.state.queues.get(queue)
-        return q is not None and not q.config.paused and q.counts["pending"] > 0
-
-    def _wake_workers(self) -> None:
-        if not self._work_events:
-            return
-        for name in [n for n in self._work_events if self._has_work(n)]:
-            self._work_events.pop(name).set()
+        """Return when an entry applied after the call may have made a job of `queue`
+        leasable (edge-triggered, runtime_work.py) or after `timeout_s`. The waiter is
+        registered before the first suspension."""
+        await self.work.wait(queue, timeout_s)
 
     async def add_member(self, node_id: int, peer_addr: str, http_url: str) -> Any:
         return await self.cluster.add_member(node_id, peer_addr, http_url)
@@ -665,6 +649,7 @@ class Runtime:
                     )
                     app.restore(item.data)
                     waiters.fail_up_to(app.applied_index)
+                    self.work.wake_all()
                 continue
             if item.index <= app.applied_index:
                 continue  # covered by a restored snapshot
@@ -680,7 +665,6 @@ class Runtime:
             self.loop.call_soon(self._apply_continue)
         if applied:
             self.counters.entries_applied += applied
-            self._wake_workers()
             self._check_stamps()
         waiters.serve_reads(app.applied_index)
 

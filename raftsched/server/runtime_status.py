@@ -1,15 +1,19 @@
 """This node's view of itself: GET /v1/cluster (`status`) and /metrics (`metrics`).
 
-The API reads `status()` for the X-Raft-Leader/X-Raft-Term headers of every response, so it
-stays cheap: a follower's member list (with addresses) is reused until the membership or the
-known addresses change; the leader's is rebuilt because match indexes move.
+The API reads `status()` twice per request (the X-Raft-Leader/X-Raft-Term headers, where the
+leader is), so it stays cheap: the whole answer is reused while nothing it shows changed (role,
+term, leader, commit, last and applied index, membership, addresses, snapshot, health) and it
+is younger than STATUS_MAX_AGE_S (the leader's match indexes may move without any of those:
+a follower catching up). A follower's member list is also reused across changes of the
+indexes, until the membership or the known addresses change.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from raftsched.raft.types import Membership, Role, Status
 
@@ -18,6 +22,8 @@ from .stamp import ClockSampleLike
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+
+STATUS_MAX_AGE_S: Final = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,7 @@ class StatusView:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self._members_cache: tuple[tuple[Membership, int], list[MemberStatus]] | None = None
+        self._cache: tuple[tuple[Any, ...], float, RuntimeStatus] | None = None
 
     def status(self) -> RuntimeStatus:
         rt = self.rt
@@ -62,6 +69,30 @@ class StatusView:
             return RuntimeStatus(
                 rt.node_id, "starting", 0, None, None, 0, 0, 0, 0, shutting_down=rt.shutting_down
             )
+        core = rt.core
+        key = (
+            core.role,
+            core.term,
+            core.leader,
+            core.log.committed,
+            core.log.last_index(),
+            rt.app.applied_index,
+            core.membership,
+            rt.directory.version,
+            rt.snapshotter.index if rt.snapshotter is not None else 0,
+            rt.disk_healthy,
+            rt.shutting_down,
+        )
+        now = time.monotonic()
+        cache = self._cache
+        if cache is not None and cache[0] == key and now - cache[1] <= STATUS_MAX_AGE_S:
+            return cache[2]
+        status = self._build()
+        self._cache = (key, now, status)
+        return status
+
+    def _build(self) -> RuntimeStatus:
+        rt = self.rt
         st = rt.core.status()
         members = self._member_status(st)
         return RuntimeStatus(
@@ -132,6 +163,7 @@ class StatusView:
             peer_queue_bytes={p: s.queue_bytes for p, s in stats.items()},
             peer_dropped_total={p: s.dropped for p, s in stats.items()},
             peer_connected={p: s.connected for p, s in stats.items()},
+            lease_expirations_total=rt.work.lease_expirations,
             stamps_refused_total=rt.stamps_refused(),
             clock_skew_ms={p: s.offset_ms for p, s in samples.items()},
         )

@@ -23,6 +23,7 @@ from raftsched.sched import (
     Cancel,
     Command,
     Complete,
+    ConfigureQueue,
     Fail,
     HeartbeatLease,
     JobSpec,
@@ -32,6 +33,7 @@ from raftsched.sched import (
     WorkerHeartbeat,
 )
 from raftsched.server import runtime as runtime_module
+from raftsched.server import runtime_status
 from raftsched.server.config import (
     NodeConfig,
     PeerInfo,
@@ -184,9 +186,60 @@ async def test_wait_for_work_wakes_on_apply(cluster: Loopback) -> None:
     await leader.propose(_submit("work"))
     async with asyncio.timeout(1):
         await waiter
-    # Already-pending work returns at once.
-    async with asyncio.timeout(0.5):
-        await leader.wait_for_work("q", 5.0)
+
+
+async def _stays_waiting(task: asyncio.Task[None]) -> bool:
+    await asyncio.sleep(0.1)
+    return not task.done()
+
+
+async def test_wait_for_work_is_edge_triggered_per_queue(cluster: Loopback) -> None:
+    """Pending jobs held back by max_in_flight do not end the wait; only an entry applied
+    after the call that may make a job of the queue leasable does."""
+    leader = await _leader(cluster)
+    assert isinstance(await leader.propose(ConfigureQueue(queue="q", max_in_flight=1)), Ok)
+    await leader.propose(WorkerHeartbeat(worker_id="w1", capacity=8, queues=()))
+    await leader.propose(_submit("a"))
+    await leader.propose(_submit("b"))
+    leased = await leader.propose(Lease(queue="q", worker_id="w1", max_jobs=2))
+    assert isinstance(leased, Ok) and len(leased.value["leases"]) == 1
+    grant = leased.value["leases"][0]
+
+    waiter = asyncio.create_task(leader.wait_for_work("q", 5.0))
+    assert await _stays_waiting(waiter)  # b is pending, but no entry applied since
+    await leader.propose(SubmitJobs(jobs=(JobSpec(id="elsewhere", queue="other"),)))
+    await leader.propose(Lease(queue="q", worker_id="w1", max_jobs=1))  # grants nothing
+    assert await _stays_waiting(waiter)
+    done = Complete(job_id=grant["job_id"], token=grant["token"], result=None)
+    assert isinstance(await leader.propose(done), Ok)  # frees max_in_flight room
+    async with asyncio.timeout(1):
+        await waiter
+
+    leased = await leader.propose(Lease(queue="q", worker_id="w1", max_jobs=1))
+    assert isinstance(leased, Ok) and len(leased.value["leases"]) == 1  # b
+    waiter = asyncio.create_task(leader.wait_for_work("q", 5.0))
+    await leader.propose(_submit("c"))  # pending grows (held back by max_in_flight: spurious)
+    async with asyncio.timeout(1):
+        await waiter
+    waiter = asyncio.create_task(leader.wait_for_work("q", 5.0))
+    assert await _stays_waiting(waiter)
+    assert isinstance(await leader.propose(ConfigureQueue(queue="q", max_in_flight=5)), Ok)
+    async with asyncio.timeout(1):
+        await waiter
+    assert not leader.work._waits
+
+
+async def test_expired_leases_are_counted(cluster: Loopback) -> None:
+    leader = await _leader(cluster)
+    await leader.propose(WorkerHeartbeat(worker_id="w1", capacity=8, queues=()))
+    spec = JobSpec(id="short", queue="q", lease_ms=100)
+    await leader.propose(SubmitJobs(jobs=(spec,)))
+    leased = await leader.propose(Lease(queue="q", worker_id="w1", max_jobs=1))
+    assert isinstance(leased, Ok) and len(leased.value["leases"]) == 1
+    async with asyncio.timeout(5):  # the leader's Tick releases it
+        while leader.metrics_snapshot().lease_expirations_total < 1:
+            await asyncio.sleep(0.02)
+    assert leader.state.jobs["short"].state in ("pending", "scheduled")
 
 
 async def test_isolated_follower_read_fails_with_no_leader(cluster: Loopback) -> None:
@@ -333,3 +386,15 @@ async def test_replicas_and_a_replay_of_the_log_reach_the_leaders_state(cluster:
             reference = decode_command(decode_entry(entry.data).command)
         full.apply(entry, reference)
     assert trusted.state_hash() == full.state_hash() == hashes[leader.node_id]
+
+
+async def test_status_is_reused_until_something_it_shows_changes(cluster: Loopback) -> None:
+    leader = await _leader(cluster)
+    first = leader.status()
+    assert leader.status() is first  # the API asks twice per request: built once
+    assert isinstance(await leader.propose(_submit("s1")), Ok)
+    after = leader.status()
+    assert after is not first and after.commit_index > first.commit_index
+    assert after.applied_index == after.commit_index
+    await asyncio.sleep(runtime_status.STATUS_MAX_AGE_S * 2)
+    assert leader.status() is not after  # aged out: the leader's match indexes may move
