@@ -48,6 +48,8 @@ FsyncPolicy = Literal["always", "never"]
 _S = TypeVar("_S", "RaftSettings", "RuntimeLimits")
 MAX_NODE_ID: Final = 2**63 - 1
 MIN_SECRET_BYTES: Final = 16
+MAX_FRAME_BYTES: Final = (1 << 32) - 1  # what the 4-byte frame length can say
+FRAME_HEADROOM_BYTES: Final = 1 << 20  # envelopes and message headers around the payload
 
 
 class ConfigError(ValueError):
@@ -99,9 +101,10 @@ class RuntimeLimits:
     max_body_bytes: int = 8 << 20  # the API's request body bound (413 past it)
     lease_wait_ms_max: int = 30_000  # the lease long-poll cap
     peer_queue_bytes: int = 64 << 20  # outgoing bytes queued per peer before dropping
-    max_frame_bytes: int = 128 << 20  # the largest peer frame accepted
+    max_frame_bytes: int = 128 << 20  # the largest peer frame accepted (and sent)
     clock_sample_max_age_s: float = 10.0  # older peer clock samples do not vote on stamps
     shutdown_grace_s: float = 5.0  # SIGTERM: how long in-flight requests may still finish
+    max_long_polls: int = 10_000  # lease requests waiting at once on a node (429 past it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,7 +436,26 @@ def build_config(raw: Mapping[str, Any]) -> NodeConfig:
     )
     if config.raft.election_ticks <= config.raft.heartbeat_ticks:
         raise ConfigError("raft.election_ticks", "must exceed raft.heartbeat_ticks")
+    _check_frame_bound(config)
     return config
+
+
+def _check_frame_bound(config: NodeConfig) -> None:
+    """A peer frame must hold the largest message the node sends: an append of
+    max_bytes_per_append, a snapshot chunk, or one entry as big as an accepted request."""
+    biggest = max(
+        config.raft.max_bytes_per_append,
+        config.raft.snapshot_chunk_bytes,
+        config.limits.max_body_bytes,
+    )
+    needed = biggest + FRAME_HEADROOM_BYTES
+    if not needed <= config.limits.max_frame_bytes <= MAX_FRAME_BYTES:
+        raise ConfigError(
+            "limits.max_frame_bytes",
+            f"must be in [{needed}, {MAX_FRAME_BYTES}] (room for the largest append, snapshot "
+            f"chunk or request body plus {FRAME_HEADROOM_BYTES} bytes), "
+            f"got {config.limits.max_frame_bytes}",
+        )
 
 
 def load_config(path: Path | None, overrides: Mapping[str, Any]) -> NodeConfig:

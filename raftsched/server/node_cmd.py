@@ -29,7 +29,7 @@ import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
@@ -37,6 +37,9 @@ from .config import ConfigError, NodeConfig, load_config
 from .logging_setup import setup_logging
 from .runtime import Runtime
 from .storage_thread import SyncableStorage
+
+if TYPE_CHECKING:
+    from .transport import TransportLimits
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -220,7 +223,7 @@ async def serve(config: NodeConfig) -> int:
 
     from .api import build_app  # noqa: PLC0415
     from .tls import tls_contexts  # noqa: PLC0415
-    from .transport import PeerTransport, TransportLimits  # noqa: PLC0415
+    from .transport import PeerTransport  # noqa: PLC0415
 
     log = logging.getLogger(f"raftsched.node{config.node_id}")
     stop = asyncio.Event()
@@ -274,7 +277,7 @@ async def serve(config: NodeConfig) -> int:
         listen_port=config.peer_addr[1],
         peers={pid: p.peer_addr for pid, p in config.peers.items()},
         on_message=runtime.deliver,
-        limits=TransportLimits(max_queue_bytes_per_peer=config.limits.peer_queue_bytes),
+        limits=transport_limits(config),
         ssl_server=ssl_server,
         ssl_client=ssl_client,
         log=logging.getLogger("raftsched.transport"),
@@ -322,6 +325,19 @@ async def serve(config: NodeConfig) -> int:
             await runner.cleanup()
         await transport.close()
     return code
+
+
+def transport_limits(config: NodeConfig) -> TransportLimits:
+    """The transport's bounds from the node config (a frame carries a message and a kind
+    byte, so the message bound is one byte below the frame bound)."""
+    from raftsched.wire.raft_codec import DecodeLimits  # noqa: PLC0415
+
+    from .transport import TransportLimits  # noqa: PLC0415
+
+    return TransportLimits(
+        max_queue_bytes_per_peer=config.limits.peer_queue_bytes,
+        decode_limits=DecodeLimits(max_message_bytes=config.limits.max_frame_bytes - 1),
+    )
 
 
 async def _until_stopped(runtime: Runtime, stop: asyncio.Event, log: logging.Logger) -> int:

@@ -22,11 +22,13 @@ from raftsched.raft.types import (
     SnapshotMeta,
 )
 from raftsched.sched import Ok
+from raftsched.server.api_runtime import max_long_polls
 from raftsched.server.auth import hash_token
 from raftsched.server.config import ConfigError, PeerInfo, build_config, internal_read_token
 from raftsched.server.errors import OutcomeUnknown, ShuttingDown
 from raftsched.server.membership import MemberDirectory
 from raftsched.server.mirror import mirror_of
+from raftsched.server.node_cmd import transport_limits
 from raftsched.server.snapshots import BackupFormatError, decode_backup, encode_backup
 from raftsched.server.stamp import QuorumClock, median_low
 from raftsched.server.ticker import Ticker
@@ -160,6 +162,8 @@ def test_mirror_matches_a_log_compacted_below_its_snapshot() -> None:
         ({"tokens": {"abc": "admin"}}, "tokens.abc"),
         ({"secret": "short"}, "secret"),
         ({"http_url": "ftp://x"}, "http_url"),
+        ({"limits": {"max_frame_bytes": 1 << 20}}, "limits.max_frame_bytes"),
+        ({"limits": {"max_long_polls": 0}}, "limits.max_long_polls"),
     ],
 )
 def test_config_errors_name_the_key(raw: dict[str, object], key: str) -> None:
@@ -243,3 +247,24 @@ def test_waiters_fail_dropped_reads_unless_confirmed_first() -> None:
         assert isinstance(proposal.exception(), OutcomeUnknown) and not waiters.proposals
 
     asyncio.run(run())
+
+
+def test_frame_and_long_poll_limits_reach_the_transport_and_the_api() -> None:
+    raw: dict[str, object] = {
+        "node_id": 1,
+        "data_dir": "d",
+        "peer_addr": "127.0.0.1:1",
+        "http_addr": "127.0.0.1:2",
+        "secret": "0123456789abcdef",
+        "limits": {"max_frame_bytes": 32 << 20, "max_long_polls": 7},
+    }
+    config = build_config(raw)
+    assert transport_limits(config).max_frame_bytes == 32 << 20
+    assert transport_limits(build_config({**raw, "limits": {}})).max_frame_bytes == 128 << 20
+
+    class _Runtime:  # what api_runtime reads: runtime.config.limits
+        pass
+
+    rt = _Runtime()
+    rt.config = config  # type: ignore[attr-defined]
+    assert max_long_polls(rt) == 7  # type: ignore[arg-type]
