@@ -10,7 +10,7 @@ with backoff until the call's deadline. A request whose retry could apply twice 
 retry after an unknown outcome can never apply twice. The worker's per-job calls (lease
 heartbeat, complete, fail, worker heartbeat) carry none: the cluster acknowledges a retry with
 the same token again and changes nothing, and every stored key takes a place in the cluster's
-bounded idempotency table (a day long) that a busy worker fleet would fill. Error answers
+bounded idempotency table (a 10-minute window) that busy workers would fill. Errors
 become typed exceptions (`NotFound`, `Conflict`, `StaleToken`, `Overloaded`, `NoLeader`,
 `Unauthorized`, `BadRequest` with its `field`). `Client` runs the same `AsyncClient` on a
 private event loop.

@@ -12,7 +12,7 @@ retry later) instead of evicting a live key, which would let a retry apply twice
 
 Transient refusals (429: a full queue, an overloaded cluster, too many workers or schedules)
 are never stored: the retry the client makes later must be applied, not answered with the old
-refusal for a day. Answers are stored compactly: a lease's grants keep ids and tokens only and
+refusal for the window. Answers are stored compactly: a lease's grants keep ids and tokens only and
 are rebuilt from the jobs when replayed (payloads are not copied into the table, so a keyed
 lease of 1,000 large payloads does not double the snapshot).
 

@@ -41,8 +41,11 @@ class Limits:
     max_workers: int = 100_000
     max_schedules: int = 10_000
     event_history: int = 32
-    idempotency_ttl_ms: int = DAY_MS
-    idempotency_max_entries: int = 100_000
+    idempotency_ttl_ms: int = 10 * 60_000
+    """How long a key is remembered. Clients retry within seconds to minutes, and the window
+    times the keyed rate must fit the table: 10 minutes at 1,666 keyed requests/s fills
+    1,000,000 keys. Raise both with UpdateSettings for a longer window."""
+    idempotency_max_entries: int = 1_000_000
     # defaults
     retention_ms: int = 7 * DAY_MS
     default_lease_ms: int = 30_000
@@ -81,10 +84,19 @@ class Limits:
         accepted: a committed command or a snapshot must never fail to load because this
         node's configured limits are tighter than those of the node that accepted it."""
         big = 2**53
-        return cls(max_payload_bytes=64 * 1024 * 1024, max_batch_jobs=big, max_dependencies=big,
-                   max_tags=big, max_id_chars=big, max_lease_jobs=big, max_lease_ms=big,
-                   max_attempts_limit=big, max_backfill_fires=big, max_misfire_cap=big,
-                   max_requeue_jobs=big)
+        return cls(
+            max_payload_bytes=64 * 1024 * 1024,
+            max_batch_jobs=big,
+            max_dependencies=big,
+            max_tags=big,
+            max_id_chars=big,
+            max_lease_jobs=big,
+            max_lease_ms=big,
+            max_attempts_limit=big,
+            max_backfill_fires=big,
+            max_misfire_cap=big,
+            max_requeue_jobs=big,
+        )
 
     def to_plain(self) -> dict[str, int]:
         return asdict(self)
