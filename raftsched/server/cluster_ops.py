@@ -5,7 +5,9 @@ Theory of operation.
   commits ADD_LEARNER; the learner catches up by replication (or a snapshot). A promotion
   task per learner, run by whichever node leads, proposes PROMOTE until the core accepts it
   (the core refuses while the learner is more than `max_promote_lag_entries` behind) and the
-  change commits. The HTTP call returns once the learner is committed (202).
+  change commits; not before the learner acknowledged an append (match index > 0): a node
+  that never answered is not made a voter, however short the log. The HTTP call returns
+  once the learner is committed (202).
 - Remove: the leader commits REMOVE; the id is retired for ever (the core refuses its reuse).
 - Transfer (§3.10): the core catches the target up and sends TimeoutNow; we wait up to two
   election timeouts for a new leader.
@@ -94,6 +96,11 @@ class ClusterOps:
     async def _promote(self, node_id: int) -> None:
         rt = self.rt
         while not self._stopped and rt.is_leader() and node_id in rt.core.membership.learners:
+            if rt.core.status().match.get(node_id, 0) == 0:
+                # Never heard from: "caught up" by lag alone would make a voter of a node
+                # that may not even run (a short log is within the lag bound at once).
+                await asyncio.sleep(PROMOTE_RETRY_S)
+                continue
             try:
                 await rt.propose_conf_change(ConfChange(ConfChangeKind.PROMOTE, node_id))
             except MembershipChangeError:

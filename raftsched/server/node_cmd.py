@@ -31,14 +31,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from aiohttp import web
-
 from .config import ConfigError, NodeConfig, load_config
 from .logging_setup import setup_logging
-from .runtime import Runtime
-from .storage_thread import SyncableStorage
 
 if TYPE_CHECKING:
+    from .runtime import Runtime
+    from .storage_thread import SyncableStorage
     from .transport import TransportLimits
 
 EXIT_OK: Final = 0
@@ -47,6 +45,15 @@ EXIT_CONFIG: Final = 2
 # bench/sched_apply.py: with the default thresholds a quarter of each submit went to the
 # collector walking the (long-lived) state; gc.freeze() after loading a snapshot does the rest.
 GC_THRESHOLDS: Final = (50_000, 20, 100)
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+
+# Signals received before the event loop's handlers exist (imports, config, opening the
+# data dir): the node still starts, then stops cleanly at once (exit 0, not killed).
+_early_signals: list[int] = []
+
+
+def _note_early_signal(signum: int, _frame: object) -> None:
+    _early_signals.append(signum)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,6 +206,8 @@ def open_storage(config: NodeConfig, log: logging.Logger) -> SyncableStorage:
 
 
 def main(argv: list[str]) -> int:
+    for sig in STOP_SIGNALS:  # first: the heavy imports happen in serve()
+        signal.signal(sig, _note_early_signal)
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config, overrides_from(args))
@@ -219,17 +228,23 @@ def main(argv: list[str]) -> int:
 
 async def serve(config: NodeConfig) -> int:
     """Run the node until SIGTERM/SIGINT (0) or a fatal error (1)."""
+    from aiohttp import web  # noqa: PLC0415 - imported after the early signal handlers
+
     from raftsched.storage import CorruptStorageError, StorageError  # noqa: PLC0415
 
     from .api import build_app  # noqa: PLC0415
+    from .runtime import Runtime  # noqa: PLC0415
     from .tls import tls_contexts  # noqa: PLC0415
     from .transport import PeerTransport  # noqa: PLC0415
 
     log = logging.getLogger(f"raftsched.node{config.node_id}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # before anything starts: never die mid-way
+    for sig in STOP_SIGNALS:  # before anything starts: never die mid-way
         loop.add_signal_handler(sig, stop.set)
+    if _early_signals:
+        log.info("signal %d received while starting: stopping once started", _early_signals[0])
+        stop.set()
     if config.unsafe.any:
         log.warning(
             "UNSAFE test modes on (%s): this node breaks raftsched's guarantees on "

@@ -1,11 +1,16 @@
 """State-machine snapshots (log compaction) and backup files.
 
-Theory of operation. After applying, the runtime asks `Snapshotter.maybe_take` whether
-`raft.snapshot_entries` entries were applied since the last snapshot. Taking one has two
-parts: serializing the app's state at the applied index (`SchedApp.snapshot`, CPU-bound, on
-the loop because the state is only consistent there) and writing it (storage thread, in
-order with the log writes; `create_snapshot` then `compact`, keeping
-`raft.snapshot_keep_entries` entries so slightly slow followers are served from the log).
+Theory of operation. After each drain the runtime asks `Snapshotter.due` whether
+`raft.snapshot_entries` entries were applied since the last snapshot, and then calls
+`Snapshotter.take` (also POST /v1/cluster/snapshot). Taking one has two parts:
+1. serializing the app's state at the applied index (`SchedApp.snapshot`, CPU-bound). It
+   must capture the state AT that index, so it starts synchronously inside `take`, before
+   the loop can apply anything more: a small state is serialized right there on the loop; a
+   big one (`raft.snapshot_fork_min_jobs`) in a child forked right there (copy-on-write: it
+   sees the state frozen at the fork, and the loop goes on stepping while it encodes);
+2. writing it (storage thread, in order with the log writes; `create_snapshot` then
+   `compact`, keeping `raft.snapshot_keep_entries` entries so slightly slow followers are
+   served from the log), then the in-memory mirror the core reads follows.
 Only one snapshot is in flight at a time. When the write is done the core is told
 (`snapshot_taken`) so it may send it to a follower too far behind.
 
@@ -121,10 +126,15 @@ def write_file_durably(path: Path, data: bytes) -> None:
 
 
 async def serialize_off_loop(serialize: Callable[[], bytes], scratch: Path) -> bytes:
-    """`serialize()` in a forked child (copy-on-write: it sees the state frozen at the fork),
-    so the loop keeps stepping (heartbeats, appends) while a big state is encoded. The child
-    writes the bytes to `scratch` and exits; the parent waits and reads them off the loop."""
-    loop = asyncio.get_running_loop()
+    """`serialize()` in a forked child (copy-on-write: it sees the state frozen at the fork,
+    which happens before this coroutine first suspends), so the loop keeps stepping
+    (heartbeats, appends) while a big state is encoded. The child writes the bytes to
+    `scratch` and exits; the parent waits and reads them off the loop."""
+    return await _wait_serializer(_fork_serializer(serialize, scratch), scratch)
+
+
+def _fork_serializer(serialize: Callable[[], bytes], scratch: Path) -> int:
+    """Fork the child that writes `serialize()` to `scratch`; its pid."""
     pid = os.fork()
     if pid == 0:  # the child: no loop, no logging, no signal handlers of the parent
         code = 1
@@ -142,6 +152,11 @@ async def serialize_off_loop(serialize: Callable[[], bytes], scratch: Path) -> b
             code = 0
         finally:
             os._exit(code)
+    return pid
+
+
+async def _wait_serializer(pid: int, scratch: Path) -> bytes:
+    loop = asyncio.get_running_loop()
     _, status = await loop.run_in_executor(None, os.waitpid, pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
@@ -186,8 +201,9 @@ class Snapshotter:
         off_loop: bool,
         scratch: Path,
     ) -> asyncio.Future[SnapshotInfo]:
-        """Snapshot the state at `index` (the app's applied index, durable locally). With
-        `off_loop` the state is serialized in a forked child (big states)."""
+        """Snapshot the state at `index` (the app's applied index, durable locally): the
+        serialization starts before this returns (see the module doc). With `off_loop` the
+        state is serialized in a forked child (big states)."""
         if self.in_flight is not None:
             return self.in_flight
         loop = asyncio.get_running_loop()
@@ -196,15 +212,20 @@ class Snapshotter:
             meta = self._mirror.snapshot().meta
             future.set_result(SnapshotInfo(meta.index, meta.term, 0, 0.0))
             return future
+        started = time.perf_counter()
+        if off_loop:
+            pid = _fork_serializer(serialize, scratch)
+            data: bytes | asyncio.Future[bytes] = loop.create_task(_wait_serializer(pid, scratch))
+        else:
+            data = serialize()
         self.in_flight = future
         task = loop.create_task(
             self._take(
                 index,
                 membership,
-                serialize=serialize,
+                data=data,
                 on_written=on_written,
-                off_loop=off_loop,
-                scratch=scratch,
+                started=started,
             )
         )
         task.add_done_callback(self._taken)
@@ -230,13 +251,13 @@ class Snapshotter:
         index: int,
         membership: Membership,
         *,
-        serialize: Callable[[], bytes],
+        data: bytes | asyncio.Future[bytes],
         on_written: Callable[[int], None],
-        off_loop: bool,
-        scratch: Path,
+        started: float,
     ) -> SnapshotInfo | None:
-        started = time.perf_counter()
-        data = await serialize_off_loop(serialize, scratch) if off_loop else serialize()
+        off_loop = not isinstance(data, bytes)
+        if not isinstance(data, bytes):
+            data = await data
         serialized_s = time.perf_counter() - started
         storage = self._storage
         compact_to = index - self.keep_entries

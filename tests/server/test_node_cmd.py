@@ -136,3 +136,44 @@ def test_peers_over_mutual_tls(tmp_path: Path) -> None:
         ]
     )
     assert bad.returncode == 2 and "tls.cert_file" in bad.stderr
+
+
+def test_joined_then_removed_node_stops_cleanly_and_silent_learners_stay_learners(
+    tmp_path: Path,
+) -> None:
+    with LocalCluster(tmp_path / "join", nodes=3) as cluster:
+        leader = cluster.wait_for_leader(timeout_s=30)
+        # A learner that never answers (nothing listens there) is not promoted, although a
+        # short log is within the promotion lag bound at once.
+        dead_peer, dead_http = free_ports(2)
+        res = cluster.post(
+            leader,
+            "/v1/cluster/members",
+            {
+                "node_id": 5,
+                "peer_addr": f"127.0.0.1:{dead_peer}",
+                "http_url": f"http://127.0.0.1:{dead_http}",
+            },
+        )
+        assert res.status == 202, res.body
+        spec = cluster.add_node(4)
+        res = cluster.post(
+            leader,
+            "/v1/cluster/members",
+            {"node_id": 4, "peer_addr": spec.peer_addr, "http_url": spec.url},
+        )
+        assert res.status == 202, res.body
+
+        def members() -> dict[int, bool]:
+            st = cluster.status(cluster.wait_for_leader())
+            return {m["node_id"]: m["voter"] for m in st["members"]} if st else {}
+
+        cluster.wait_until("node 4 to be a voter", lambda: members().get(4) is True, 30)
+        assert members()[5] is False
+        for gone in (4, 5):
+            res = cluster.request(
+                cluster.wait_for_leader(), "DELETE", f"/v1/cluster/members/{gone}"
+            )
+            assert res.status == 200, res.body
+        assert cluster.terminate(4) == 0, cluster.logs()
+        del cluster.nodes[4]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from raftsched.app import SchedApp, encode_proposal
 from raftsched.raft.storage import MemoryStorage
 from raftsched.raft.types import (
     Entry,
@@ -21,7 +22,7 @@ from raftsched.raft.types import (
     Snapshot,
     SnapshotMeta,
 )
-from raftsched.sched import Ok
+from raftsched.sched import JobSpec, Ok, SubmitJobs
 from raftsched.server.api_runtime import max_long_polls
 from raftsched.server.auth import hash_token
 from raftsched.server.config import ConfigError, PeerInfo, build_config, internal_read_token
@@ -29,8 +30,14 @@ from raftsched.server.errors import OutcomeUnknown, ShuttingDown
 from raftsched.server.membership import MemberDirectory
 from raftsched.server.mirror import mirror_of
 from raftsched.server.node_cmd import transport_limits
-from raftsched.server.snapshots import BackupFormatError, decode_backup, encode_backup
+from raftsched.server.snapshots import (
+    BackupFormatError,
+    Snapshotter,
+    decode_backup,
+    encode_backup,
+)
 from raftsched.server.stamp import QuorumClock, median_low
+from raftsched.server.storage_thread import StorageThread
 from raftsched.server.ticker import Ticker
 from raftsched.server.waiters import Waiters
 
@@ -268,3 +275,62 @@ def test_frame_and_long_poll_limits_reach_the_transport_and_the_api() -> None:
     rt = _Runtime()
     rt.config = config  # type: ignore[attr-defined]
     assert max_long_polls(rt) == 7  # type: ignore[arg-type]
+
+
+class _SyncedMemory(MemoryStorage):
+    def sync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("off_loop", [False, True])
+def test_snapshot_captures_the_state_at_its_index(tmp_path: Path, off_loop: bool) -> None:
+    """Entries applied after `take` returns (the loop goes on applying before the snapshot
+    task runs) must not leak into a snapshot whose meta names the earlier index."""
+
+    def entry(index: int) -> Entry:
+        data = encode_proposal(
+            SubmitJobs(jobs=(JobSpec(id=f"j{index}", queue="q"),)),
+            stamp_ms=1_700_000_000_000 + index,
+            proposer_id=1,
+        )
+        return Entry(term=1, index=index, kind=EntryKind.NORMAL, data=data)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        membership = Membership(voters=frozenset({1}))
+        storage, mirror, app = _SyncedMemory(), MemoryStorage(), SchedApp()
+        for i in range(1, 6):
+            storage.append([entry(i)])
+            mirror.append([entry(i)])
+        for i in range(1, 4):
+            app.apply(entry(i))
+        thread = StorageThread(storage, loop=loop, on_fatal=lambda exc: None, log=LOG)
+        snapshotter = Snapshotter(
+            storage=storage,
+            mirror=mirror,
+            thread=thread,
+            every_entries=1,
+            keep_entries=0,
+            log=LOG,
+        )
+        future = snapshotter.take(
+            index=3,
+            membership=membership,
+            serialize=app.snapshot,
+            on_written=lambda _index: None,
+            off_loop=off_loop,
+            scratch=tmp_path / "scratch",
+        )
+        app.apply(entry(4))  # the loop applies on before the snapshot task first runs
+        info = await future
+        thread.stop()
+        assert info.index == 3
+        restored = SchedApp()
+        restored.restore(storage.snapshot().data)
+        assert restored.applied_index == 3 and restored.get_job("j4") is None
+        assert mirror.snapshot().meta.index == 3
+
+    asyncio.run(run())
