@@ -23,9 +23,11 @@ Proposals. `propose(command)` stamps the command with the quorum-median clock (s
 proposes it and waits until the entry at the returned (index, term) is applied; the answer is
 the state machine's `Ok | Refused`. If another entry is applied at that index the proposal was
 overwritten by a new leader (OutcomeUnknown; the client retries with its idempotency key).
-When this node stops leading, every pending proposal fails at once as OutcomeUnknown, and a
-proposal not applied within `propose_timeout_s` is OutcomeUnknown too. Reads the core drops
-(`Ready.dropped_reads`) fail at once with NoLeader. The number of
+When this node stops leading, its pending proposals get STRANDED_GRACE_ELECTIONS election
+timeouts to be committed or overwritten by a new leader (a transfer: they get their real
+answer), then fail as OutcomeUnknown (a leader that lost its quorum answers in about a second,
+not at the timeout); a proposal not applied within `propose_timeout_s` is OutcomeUnknown
+too. Reads the core drops (`Ready.dropped_reads`) fail at once with NoLeader. The number of
 waiting proposals and reads is bounded (`Overloaded` past it: 429 with Retry-After).
 
 The leader's own entries, one at a time: the Bootstrap settings of a new cluster until one is
@@ -81,6 +83,9 @@ from .waiters import Waiters
 RETRY_AFTER_OVERLOADED_S: Final = 0.2
 SNAPSHOT_SCRATCH: Final = "snapshot-serializing.tmp"
 APPLY_SLICE_S: Final = 0.02  # longest stretch of applying before yielding to the loop
+# After stepping down, our pending proposals wait this many election timeouts for a new
+# leader to commit or overwrite them, then fail as outcome unknown.
+STRANDED_GRACE_ELECTIONS: Final = 2
 
 
 class TransportLike(Protocol):
@@ -694,15 +699,26 @@ class Runtime:
             self.cluster.on_became_leader()
         elif old_role is Role.LEADER and role is not Role.LEADER:
             self.log.info("stepped down in term %d (leader now %s)", term, leader or "unknown")
-            # Our uncommitted entries may yet commit under the next leader, or be overwritten:
-            # say so now rather than at propose_timeout_s (the client retries with its key).
-            failed = self.waiters.fail_proposals(
-                OutcomeUnknown("this node stopped leading before the entry was applied")
-            )
-            if failed:  # (propose() counts them as outcome_unknown)
-                self.log.info("failed %d pending proposal(s) as outcome unknown", failed)
+            if self.waiters.proposals and self.loop is not None:
+                r = self.config.raft
+                grace_s = STRANDED_GRACE_ELECTIONS * r.election_ticks * r.tick_ms / 1000.0
+                self.loop.call_later(grace_s, self._fail_stranded_proposals)
         elif leader != old_leader:
             self.log.info("term %d: leader is %s", term, leader or "unknown")
+
+    def _fail_stranded_proposals(self) -> None:
+        """Our entries still waiting some time after we stopped leading: a new leader (a
+        transfer) commits or overwrites them within moments, and then they have their
+        answer; still waiting means no leader reaches us (we lost our quorum), and they may
+        or may not commit later. Say so now rather than at propose_timeout_s (the client
+        retries with its idempotency key)."""
+        if self.is_leader():  # leading again: our new term commits or overwrites them
+            return
+        failed = self.waiters.fail_proposals(
+            OutcomeUnknown("this node stopped leading before the entry was applied")
+        )
+        if failed:  # (propose() counts them as outcome_unknown)
+            self.log.info("failed %d pending proposal(s) as outcome unknown", failed)
 
     def _on_membership(self, membership: Membership) -> None:
         self._last_membership = membership

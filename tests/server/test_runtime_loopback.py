@@ -398,3 +398,15 @@ async def test_status_is_reused_until_something_it_shows_changes(cluster: Loopba
     assert after.applied_index == after.commit_index
     await asyncio.sleep(runtime_status.STATUS_MAX_AGE_S * 2)
     assert leader.status() is not after  # aged out: the leader's match indexes may move
+
+
+async def test_proposals_in_flight_across_a_transfer_get_their_answer(cluster: Loopback) -> None:
+    leader = await _leader(cluster)
+    target = next(i for i in cluster.nodes if i != leader.node_id)
+    tasks = [asyncio.create_task(leader.propose(_submit(f"tr{i}"))) for i in range(20)]
+    await asyncio.sleep(0)  # proposed, not yet committed
+    await leader.transfer_leadership(target)
+    async with asyncio.timeout(5):
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, Ok) for r in results), results
+    assert cluster.nodes[target].status().role == "leader"
