@@ -53,6 +53,23 @@ class JobOutcome(TypedDict):
     run_at: int
 
 
+class ReportOk(TypedDict):
+    job_id: str
+    ok: bool  # always True
+    state: str
+
+
+class ReportRefused(TypedDict):
+    job_id: str
+    error: dict[str, Any]  # {code, message, details}, as the API renders a refusal
+
+
+class ReportBatchAnswer(TypedDict):
+    """One result per report, in the request's order."""
+
+    results: list[ReportOk | ReportRefused]
+
+
 class WorkerAnswer(TypedDict):
     worker: dict[str, Any]
 

@@ -130,6 +130,17 @@ class Fail:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportBatch:
+    """Many completes and fails in one entry (POST /v1/jobs:complete). Each report is applied
+    on its own, in order, exactly as the single command would be: a refused report (a stale
+    token, say) changes nothing and does not stop the others. Items carry no idempotency key
+    (their tokens make them idempotent); the batch itself may."""
+
+    reports: tuple[Complete | Fail, ...]
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Cancel:
     job_id: str
     reason: str | None = None
@@ -269,6 +280,7 @@ Command = (
     | HeartbeatLease
     | Complete
     | Fail
+    | ReportBatch
     | Cancel
     | WorkerHeartbeat
     | ConfigureQueue
@@ -292,6 +304,7 @@ KIND_BY_TYPE: dict[type[Any], str] = {
     HeartbeatLease: "heartbeat_lease",
     Complete: "complete",
     Fail: "fail",
+    ReportBatch: "report_batch",
     Cancel: "cancel",
     WorkerHeartbeat: "worker_heartbeat",
     ConfigureQueue: "configure_queue",
@@ -345,6 +358,14 @@ def template_plain(t: JobTemplate) -> dict[str, Any]:
     return out
 
 
+def report_plain(item: Complete | Fail) -> dict[str, Any]:
+    """One item of a ReportBatch: a fail is the item with `error` and `retryable`."""
+    if isinstance(item, Complete):
+        return {"job_id": item.job_id, "token": item.token, "result": item.result}
+    return {"job_id": item.job_id, "token": item.token, "error": item.error,
+            "retryable": item.retryable}
+
+
 def to_plain(cmd: Command) -> dict[str, Any]:
     """The command in API field names; `parse_command(command_kind(cmd), to_plain(cmd))`
     gives back an equal command."""
@@ -365,6 +386,8 @@ def to_plain(cmd: Command) -> dict[str, Any]:
         case Fail():
             out = {"job_id": cmd.job_id, "token": cmd.token, "error": cmd.error,
                    "retryable": cmd.retryable}
+        case ReportBatch():
+            out = {"reports": [report_plain(r) for r in cmd.reports]}
         case Cancel():
             out = {"job_id": cmd.job_id}
             _opt(out, "reason", cmd.reason)

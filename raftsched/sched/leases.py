@@ -34,9 +34,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .answers import HeartbeatAnswer, JobOutcome, LeaseAnswer, LeaseGrant, WorkerAnswer
+from .answers import (
+    HeartbeatAnswer,
+    JobOutcome,
+    LeaseAnswer,
+    LeaseGrant,
+    ReportBatchAnswer,
+    ReportOk,
+    ReportRefused,
+    WorkerAnswer,
+)
 from .backoff import retry_delay_ms
-from .commands import Complete, Fail, HeartbeatLease, Lease, WorkerHeartbeat
+from .commands import Complete, Fail, HeartbeatLease, Lease, ReportBatch, WorkerHeartbeat
 from .errors import (
     AlreadyTerminal,
     LeaseExpired,
@@ -212,6 +221,21 @@ def fail(st: SchedulerState, cmd: Fail, index: int) -> Ok[JobOutcome] | Refused:
     _touch_worker(st, job)
     end_attempt(st, job, CLOSED_FAILED, cmd.retryable)
     return Ok(job_outcome(job))
+
+
+def report_batch(st: SchedulerState, cmd: ReportBatch, index: int) -> Ok[ReportBatchAnswer]:
+    """Each report as its own complete/fail: a refused one changed nothing (see `_held`),
+    so the reports are independent, not all or none."""
+    results: list[ReportOk | ReportRefused] = []
+    for item in cmd.reports:
+        result = complete(st, item, index) if isinstance(item, Complete) else fail(st, item, index)
+        if isinstance(result, Ok):
+            results.append({"job_id": item.job_id, "ok": True, "state": result.value["state"]})
+        else:
+            err = result.error
+            results.append({"job_id": item.job_id, "error": {
+                "code": err.code, "message": err.message, "details": err.details}})
+    return Ok({"results": results})
 
 
 def end_attempt(st: SchedulerState, job: Job, closed_by: str, retryable: bool) -> None:

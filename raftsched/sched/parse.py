@@ -42,6 +42,7 @@ from .commands import (
     Lease,
     PurgeDead,
     PutSchedule,
+    ReportBatch,
     RequeueDead,
     SubmitJobs,
     SubmitWorkflow,
@@ -417,6 +418,46 @@ def parse_fail(data: Any, limits: Limits = DEFAULT_LIMITS,
                 idempotency_key=_idempotency_key(d, idempotency_key))
 
 
+_COMPLETE_ITEM_KEYS = frozenset({"job_id", "token", "result"})
+_FAIL_ITEM_KEYS = frozenset({"job_id", "token", "error", "retryable"})
+
+
+def _report(data: Any, path: str, limits: Limits) -> Complete | Fail:
+    """One report: a fail when it has `error` or `retryable`, else a complete."""
+    d = _mapping(data, path)
+    is_fail = "error" in d or "retryable" in d
+    _keys(d, path, _FAIL_ITEM_KEYS if is_fail else _COMPLETE_ITEM_KEYS)
+    job_id = _str(d, "job_id", path, required=True, max_chars=limits.max_id_chars + 21,
+                  pattern=JOB_REF_RE)
+    assert job_id is not None
+    token = _req_int(d, "token", path, lo=1, hi=2**63 - 1)
+    if is_fail:
+        return Fail(job_id=job_id, token=token, error=_json(d, "error", path, limits),
+                    retryable=_bool(d, "retryable", path, True))
+    return Complete(job_id=job_id, token=token, result=_json(d, "result", path, limits))
+
+
+def parse_report_batch(data: Any, limits: Limits = DEFAULT_LIMITS,
+                       idempotency_key: str | None = None) -> ReportBatch:
+    """POST /v1/jobs:complete: {"reports": [complete | fail, ...]}, each applied on its own."""
+    d = _body(data, frozenset({"reports"}))
+    raw = _get(d, "reports", "", True)
+    if not isinstance(raw, list | tuple):
+        raise ValidationError("reports", "must be a list")
+    if not raw:
+        raise ValidationError("reports", "must not be empty")
+    if len(raw) > limits.max_batch_jobs:
+        raise BatchTooLarge("reports", f"{len(raw)} reports, limit {limits.max_batch_jobs}")
+    reports = tuple(_report(r, f"reports[{i}]", limits) for i, r in enumerate(raw))
+    first_at: dict[str, int] = {}
+    for i, report in enumerate(reports):
+        if report.job_id in first_at:
+            raise ValidationError(f"reports[{i}].job_id",
+                                  f"repeats reports[{first_at[report.job_id]}].job_id")
+        first_at[report.job_id] = i
+    return ReportBatch(reports=reports, idempotency_key=_idempotency_key(d, idempotency_key))
+
+
 def parse_cancel(data: Any, limits: Limits = DEFAULT_LIMITS,
                  idempotency_key: str | None = None) -> Cancel:
     d = _body(data, frozenset({"job_id", "reason"}))
@@ -591,6 +632,7 @@ PARSERS: dict[str, Parser] = {
     "heartbeat_lease": parse_heartbeat_lease,
     "complete": parse_complete,
     "fail": parse_fail,
+    "report_batch": parse_report_batch,
     "cancel": parse_cancel,
     "worker_heartbeat": parse_worker_heartbeat,
     "configure_queue": parse_configure_queue,

@@ -55,6 +55,7 @@ from .commands import (
     Lease,
     PurgeDead,
     PutSchedule,
+    ReportBatch,
     RequeueDead,
     SubmitJobs,
     SubmitWorkflow,
@@ -242,6 +243,8 @@ class SchedulerState:
                 return leases.complete(self, cmd, index)
             case Fail():
                 return leases.fail(self, cmd, index)
+            case ReportBatch():
+                return leases.report_batch(self, cmd, index)
             case Cancel():
                 return operations.cancel(self, cmd)
             case WorkerHeartbeat():

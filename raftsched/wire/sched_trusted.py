@@ -5,12 +5,12 @@ Theory of operation. `sched_codec.decode_command` re-runs the API's whole parse
 canonical size of every payload, duplicate checks. That is the leader's job, done once before
 it proposes (the API parses every request; the runtime's own Tick and Bootstrap are built in
 code). A committed entry only has to turn back into the very command the leader encoded, so
-for the frequent kinds (submits, leases, heartbeats, completes, fails, cancels, ticks)
-`decode_committed` builds the command dataclasses straight from the msgpack map, checking
-what the state machine relies on to not crash: the envelope, the field names, each field's
-type (a bool is not an int) and the integer ranges. Strings and JSON values are taken as
-msgpack decoded them (valid UTF-8, string map keys, no ext types: `unpack_strict`). Rare
-kinds go through the full parse.
+for the frequent kinds (submits, leases, heartbeats, completes, fails, report batches,
+cancels, ticks) `decode_committed` builds the command dataclasses straight from the msgpack
+map, checking what the state machine relies on to not crash: the envelope, the field names,
+each field's type (a bool is not an int) and the integer ranges. Strings and JSON values are
+taken as msgpack decoded them (valid UTF-8, string map keys, no ext types: `unpack_strict`).
+Rare kinds go through the full parse.
 
 Determinism: a pure function of the bytes, so every replica running this code decodes every
 entry the same way, whatever its configuration. For what the leader encodes (a parsed
@@ -34,6 +34,7 @@ from ..sched.commands import (
     HeartbeatLease,
     JobSpec,
     Lease,
+    ReportBatch,
     SubmitJobs,
     SubmitWorkflow,
     Tick,
@@ -235,6 +236,30 @@ def _fail(d: dict[str, Any]) -> Command:
     )
 
 
+def _report(v: Any) -> Complete | Fail:
+    if type(v) is not dict:
+        raise _Bad("a report must be a map")
+    if "error" in v or "retryable" in v:  # as parse tells a fail from a complete
+        cmd = _fail(v)
+    else:
+        cmd = _complete(v)
+    assert isinstance(cmd, Complete | Fail)
+    if cmd.idempotency_key is not None:
+        raise _Bad("a report carries no idempotency_key")
+    return cmd
+
+
+def _report_batch(d: dict[str, Any]) -> Command:
+    _fields(d, frozenset({"reports"}))
+    raw = _req(d, "reports")
+    if type(raw) is not list or not raw:
+        raise _Bad("reports must be a non-empty list")
+    reports = tuple(_report(r) for r in raw)
+    if len({r.job_id for r in reports}) != len(reports):
+        raise _Bad("reports repeat a job_id")
+    return ReportBatch(reports=reports, idempotency_key=_opt_str(d, "idempotency_key"))
+
+
 def _cancel(d: dict[str, Any]) -> Command:
     _fields(d, frozenset({"job_id", "reason"}))
     return Cancel(
@@ -256,6 +281,7 @@ TRUSTED: Final[dict[str, Callable[[dict[str, Any]], Command]]] = {
     "heartbeat_lease": _heartbeat_lease,
     "complete": _complete,
     "fail": _fail,
+    "report_batch": _report_batch,
     "cancel": _cancel,
     "tick": _tick,
 }

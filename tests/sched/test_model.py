@@ -201,28 +201,20 @@ class SchedulerMachine(RuleBasedStateMachine):
         return {"current": max(current, 1), "older": max(current - 1, 1),
                 "newer": current + 1}[which]
 
-    @rule(job_id=st.sampled_from(IDS), which=st.sampled_from(["current", "current", "older",
-                                                               "newer"]))
-    def complete(self, job_id: str, which: str) -> None:
-        token = self._token(job_id, which)
-        result = self.apply(c.Complete(job_id=job_id, token=token, result={"t": token}))
+    def _model_complete(self, job_id: str, token: int) -> str | None:
+        """The model's outcome of a complete: None (ok) or the refusal code."""
         held = self.model.held(job_id, token)
         j = self.model.jobs.get(job_id)
         if isinstance(held, MJob):
             self.model.touch(held)
             held.state, held.closed_by = "succeeded", "completed"
             held.completions += 1
-            self.expect(result, None)
-        elif j is not None and j.state == "succeeded" and j.token == token:
-            self.expect(result, None)  # the same answer again, nothing changes
-        else:
-            self.expect(result, held)
+            return None
+        if j is not None and j.state == "succeeded" and j.token == token:
+            return None  # the same answer again, nothing changes
+        return held
 
-    @rule(job_id=st.sampled_from(IDS), which=st.sampled_from(["current", "older"]),
-          retryable=st.booleans())
-    def fail(self, job_id: str, which: str, retryable: bool) -> None:
-        token = self._token(job_id, which)
-        result = self.apply(c.Fail(job_id=job_id, token=token, error="x", retryable=retryable))
+    def _model_fail(self, job_id: str, token: int, retryable: bool) -> str | None:
         held = self.model.held(job_id, token)
         j = self.model.jobs.get(job_id)
         if isinstance(held, MJob):
@@ -230,11 +222,52 @@ class SchedulerMachine(RuleBasedStateMachine):
             held.closed_by = "failed"
             retry = retryable and held.attempts < held.max_attempts
             held.state = "pending" if retry else "dead"
-            self.expect(result, None)
-        elif j is not None and j.token == token and j.closed_by == "failed":
-            self.expect(result, None)  # a retried fail: acknowledged again, nothing changes
-        else:
-            self.expect(result, held)
+            return None
+        if j is not None and j.token == token and j.closed_by == "failed":
+            return None  # a retried fail: acknowledged again, nothing changes
+        return held
+
+    @rule(job_id=st.sampled_from(IDS), which=st.sampled_from(["current", "current", "older",
+                                                               "newer"]))
+    def complete(self, job_id: str, which: str) -> None:
+        token = self._token(job_id, which)
+        result = self.apply(c.Complete(job_id=job_id, token=token, result={"t": token}))
+        self.expect(result, self._model_complete(job_id, token))
+
+    @rule(job_id=st.sampled_from(IDS), which=st.sampled_from(["current", "older"]),
+          retryable=st.booleans())
+    def fail(self, job_id: str, which: str, retryable: bool) -> None:
+        token = self._token(job_id, which)
+        result = self.apply(c.Fail(job_id=job_id, token=token, error="x", retryable=retryable))
+        self.expect(result, self._model_fail(job_id, token, retryable))
+
+    @rule(reports=st.lists(st.tuples(st.sampled_from(IDS),
+                                     st.sampled_from(["current", "current", "older", "newer"]),
+                                     st.sampled_from(["complete", "fail", "fail_final"])),
+                           min_size=1, max_size=5, unique_by=lambda t: t[0]))
+    def report_batch(self, reports: list[tuple[str, str, str]]) -> None:
+        """One entry, each report judged on its own, in order, exactly as a single one."""
+        items: list[c.Complete | c.Fail] = []
+        for job_id, which, kind in reports:
+            token = self._token(job_id, which)
+            items.append(c.Complete(job_id=job_id, token=token, result={"t": token})
+                         if kind == "complete" else
+                         c.Fail(job_id=job_id, token=token, error="x",
+                                retryable=kind == "fail"))
+        result = self.apply(c.ReportBatch(reports=tuple(items)))
+        assert isinstance(result, Ok), result
+        got = result.value["results"]
+        assert [r["job_id"] for r in got] == [i.job_id for i in items]
+        for item, r in zip(items, got, strict=True):
+            if isinstance(item, c.Complete):
+                code = self._model_complete(item.job_id, item.token)
+            else:
+                code = self._model_fail(item.job_id, item.token, item.retryable)
+            if code is None:
+                assert r["ok"] is True and "error" not in r, r
+                assert r["state"] == self.model.jobs[item.job_id].state
+            else:
+                assert r["error"]["code"] == code and "ok" not in r, (r, code)
 
     @rule(job_id=st.sampled_from(IDS), extend=st.sampled_from([None, 10, 100_000]))
     def heartbeat(self, job_id: str, extend: int | None) -> None:

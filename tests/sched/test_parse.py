@@ -175,6 +175,8 @@ def test_every_kind_round_trips_through_plain() -> None:
         c.HeartbeatLease(job_id="a", token=3, extend_ms=100),
         c.Complete(job_id="s@1000", token=3, result={"r": 1}),
         c.Fail(job_id="a", token=3, error="boom", retryable=False),
+        c.ReportBatch(reports=(c.Complete(job_id="a", token=3, result=None),
+                               c.Fail(job_id="b", token=4, error=None, retryable=True))),
         c.Cancel(job_id="a", reason="no longer needed"),
         c.WorkerHeartbeat(worker_id="w", capacity=3, queues=("q",), ttl_ms=5),
         c.ConfigureQueue(queue="q", max_in_flight=None, lease_ms=5, max_attempts=2,
