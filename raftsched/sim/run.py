@@ -262,7 +262,7 @@ def run_seed(
         if not checker.violations:
             images = {h.node_id: h.disk.current for h in cluster.live_hosts()}
             checker.check_acknowledged(clients.acked_writes, images)
-        if not checker.violations and config.quiet_ticks > 0 and cluster.leader() is not None:
+        if not checker.violations and config.quiet_ticks > 0 and _await_followed(cluster):
             # Healthy and idle: nobody may campaign (the checker fails any RequestVote).
             checker.phase = "quiet"
             quiet_end = loop.now + config.quiet_ticks * UNITS_PER_TICK
@@ -308,6 +308,32 @@ def run_seed(
 
 
 TRANSFER_BOUND_ELECTION_TIMEOUTS = 3
+FOLLOWED_BOUND_TICKS = 100
+
+
+def _await_followed(cluster: SimCluster) -> bool:
+    """Wait (bounded) until every up member follows one leader in its term. A liveness
+    phase can settle under a stale leader that is about to step down (CheckQuorum) while
+    the others campaign: the election that follows is no churn, so the quiet phase starts
+    only once the leader is recognised by everyone."""
+    loop = cluster.loop
+    deadline = loop.now + FOLLOWED_BOUND_TICKS * UNITS_PER_TICK
+
+    def followed() -> bool:
+        leader = cluster.leader()
+        status = leader.status() if leader is not None else None
+        if leader is None or status is None:
+            return False
+        for node_id in status.membership.members:
+            host = cluster.hosts.get(node_id)
+            other = host.status() if host is not None else None
+            if other is None or (other.term, other.leader) != (status.term, leader.node_id):
+                return False
+        return True
+
+    while loop.now < deadline and not followed():
+        loop.run_until(min(deadline, loop.now + UNITS_PER_TICK))
+    return followed()
 
 
 def _check_transfer(
