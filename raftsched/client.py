@@ -560,6 +560,16 @@ class AsyncClient:
             )
         )
 
+    async def report_batch(self, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """POST /v1/jobs:complete: many completes (`{job_id, token, result}`) and fails
+        (`{job_id, token, error, retryable}`) in one request and one log entry. Returns one
+        result per report, in order: `{job_id, ok: True, state}` or `{job_id, error: {code,
+        message, details}}` (a stale token refuses that report only). No Idempotency-Key:
+        each report is idempotent by its token, so a retried batch is acknowledged again."""
+        ans = await self.call(Call("POST", "/v1/jobs:complete", {"reports": list(reports)}))
+        items = ans.get("results", []) if isinstance(ans, dict) else []
+        return [dict(x) for x in items if isinstance(x, dict)]
+
     # -- queues, workers --
 
     async def queues(self) -> JSON:
@@ -600,9 +610,24 @@ class AsyncClient:
         return await self.call(Call("PUT", f"/v1/queues/{queue}", body, keyed=True))
 
     async def worker_heartbeat(
-        self, worker_id: str, *, capacity: int, queues: Sequence[str], ttl_ms: int | None = None
+        self,
+        worker_id: str,
+        *,
+        capacity: int,
+        queues: Sequence[str],
+        ttl_ms: int | None = None,
+        incarnation: str | None = None,
     ) -> JSON:
-        body = _drop_none({"capacity": capacity, "queues": list(queues), "ttl_ms": ttl_ms})
+        """`incarnation`: a string unique per worker process run; a new one releases the
+        leases the worker's previous run still held at once."""
+        body = _drop_none(
+            {
+                "capacity": capacity,
+                "queues": list(queues),
+                "ttl_ms": ttl_ms,
+                "incarnation": incarnation,
+            }
+        )
         return await self.call(Call("POST", f"/v1/workers/{worker_id}/heartbeat", body))
 
     async def workers(self) -> JSON:
@@ -764,6 +789,9 @@ class Client:
 
     def fail(self, job_id: str, token: int, error: JSON, **kw: Any) -> JSON:
         return self._run(self._a.fail(job_id, token, error, **kw))
+
+    def report_batch(self, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        return self._run(self._a.report_batch(reports))
 
     def queues(self) -> JSON:
         return self._run(self._a.queues())

@@ -1,5 +1,6 @@
-"""Worker routes of SPEC §5: lease (with the long poll), lease heartbeat, complete, fail, worker
-registration heartbeats and the worker list.
+"""Worker routes of SPEC §5: lease (with the long poll), lease heartbeat, complete, fail, the
+batched report (many completes/fails in one entry), worker registration heartbeats and the
+worker list.
 
 Lease long poll. Mutating requests run on the leader, so the handler can look at the leader's
 applied state for a hint: if the queue has no leasable job (or the worker no free capacity) it
@@ -158,6 +159,15 @@ def _lease_command(kind: str) -> Any:
 heartbeat_lease = _lease_command("heartbeat_lease")
 complete_job = _lease_command("complete")
 fail_job = _lease_command("fail")
+
+
+async def report_batch(request: web.Request) -> web.Response:
+    """POST /v1/jobs:complete: {"reports": [...]} -> 200 {"results": [...]}, one result per
+    report (a refused report is a result, not an error of the request)."""
+    cmd = p.parse_report_batch(
+        await read_json(request, empty_ok=False), limits_of(request), idempotency_key(request)
+    )
+    return json_response(await propose(request, cmd))
 
 
 async def worker_heartbeat(request: web.Request) -> web.Response:

@@ -191,6 +191,27 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "POST",
+        "/v1/jobs:complete",
+        rl.report_batch,
+        "worker",
+        "Report many completes/fails in one entry; each report succeeds or fails on its own",
+        "{results: [{job_id, ok: true, state} | {job_id, error: {code, message, details}}]} "
+        "in the reports' order; a stale token refuses that report only",
+        mutating=True,
+        forward=True,
+        body=(
+            Field(
+                "reports",
+                "array",
+                "1..max_batch_jobs of {job_id, token, result} (complete) or "
+                "{job_id, token, error, retryable} (fail: has error or retryable)",
+                True,
+            ),
+        ),
+        errors=WRITE_ERRORS,
+    ),
+    Route(
+        "POST",
         "/v1/queues/{queue}/lease",
         rl.lease,
         "worker",

@@ -78,6 +78,7 @@ class FakeApi:
         r = app.router
         r.add_post("/v1/jobs", self._submit)
         r.add_post("/v1/jobs:batch", self._submit_batch)
+        r.add_post("/v1/jobs:complete", self._report_batch)
         r.add_post("/v1/workflows", self._workflow)
         r.add_get("/v1/jobs", self._list)
         r.add_get("/v1/jobs/{id}", self._get)
@@ -185,6 +186,11 @@ class FakeApi:
         return web.json_response(
             {"jobs": docs}, status=201 if any(d["created"] for d in docs) else 200
         )
+
+    async def _report_batch(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        value = await self._apply("report_batch", body, request.headers.get("Idempotency-Key"))
+        return web.json_response(value)
 
     async def _workflow(self, request: web.Request) -> web.Response:
         value = await self._apply(

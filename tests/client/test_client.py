@@ -237,3 +237,37 @@ def test_only_calls_whose_retry_could_apply_twice_carry_a_generated_key(
     assert [p for _, p, _ in api.requests].count("/v1/jobs/k1/complete") == 2
     client.complete("k1", lease.token, 1)  # a retry after success is acknowledged again
     assert client.get_job("k1").state == "succeeded"
+
+
+def test_report_batch_answers_per_report_without_a_key(api: FakeApi, client: Client) -> None:
+    client.submit_batch([{"id": f"rb{i}", "queue": "rbq"} for i in range(3)])
+    tokens = {lease.job_id: lease.token for lease in client.lease("rbq", worker_id="w", max_jobs=3)}
+    reports = [
+        {"job_id": "rb0", "token": tokens["rb0"], "result": {"n": 0}},
+        {"job_id": "rb1", "token": tokens["rb1"] + 9, "result": None},
+        {"job_id": "rb2", "token": tokens["rb2"], "error": "boom", "retryable": False},
+    ]
+    api.fail_on["/v1/jobs:complete"] = [503]
+    results = client.report_batch(reports)  # retried after the 503: acknowledged the same way
+    assert [r["job_id"] for r in results] == ["rb0", "rb1", "rb2"]
+    assert results[0] == {"job_id": "rb0", "ok": True, "state": "succeeded"}
+    assert results[1]["error"]["code"] == "stale_token"
+    assert results[2] == {"job_id": "rb2", "ok": True, "state": "dead"}
+    assert client.get_job("rb0").result == {"n": 0}
+    assert client.get_job("rb1").state == "leased"
+    sent = [(p, key) for _, p, key in api.requests if p == "/v1/jobs:complete"]
+    assert sent == [("/v1/jobs:complete", None)] * 2
+    with pytest.raises(BadRequest) as info:
+        client.report_batch([{"job_id": "rb1", "token": 0}])
+    assert info.value.details["field"] == "reports[0].token"
+
+
+def test_worker_heartbeat_sends_the_incarnation(api: FakeApi, client: Client) -> None:
+    client.worker_heartbeat("iw", capacity=2, queues=["q"], incarnation="host:1:2")
+    first = api.state.workers["iw"].incarnation
+    assert api.state.workers["iw"].process == "host:1:2"
+    client.worker_heartbeat("iw", capacity=2, queues=["q"], incarnation="host:1:2")
+    assert api.state.workers["iw"].incarnation == first  # the same run: no new incarnation
+    client.worker_heartbeat("iw", capacity=2, queues=["q"], incarnation="host:1:3")
+    assert api.state.workers["iw"].process == "host:1:3"
+    assert api.state.workers["iw"].incarnation > first

@@ -306,6 +306,33 @@ def test_lease_heartbeat_complete_fail_and_stale_tokens(live: Live, via: str) ->
 
 
 @pytest.mark.parametrize("via", VIAS)
+def test_batched_reports_are_one_request_with_a_result_each(live: Live, via: str) -> None:
+    q = f"report-{via}"
+    ids = [f"{q}-{i}" for i in range(3)]
+    live.call(via, "POST", "/v1/jobs:batch", {"jobs": [{"id": i, "queue": q} for i in ids]})
+    r = live.call(via, "POST", f"/v1/queues/{q}/lease", {"worker_id": f"w-{via}", "max_jobs": 3})
+    tokens = {g["job_id"]: g["token"] for g in r.body["leases"]}
+    assert set(tokens) == set(ids)
+    reports = [
+        {"job_id": ids[0], "token": tokens[ids[0]], "result": {"n": 0}},
+        {"job_id": ids[1], "token": tokens[ids[1]] + 1, "result": "stale"},
+        {"job_id": ids[2], "token": tokens[ids[2]], "error": "boom", "retryable": False},
+    ]
+    r = live.call(via, "POST", "/v1/jobs:complete", {"reports": reports})
+    assert r.status == 200, r.body
+    results = r.body["results"]
+    assert results[0] == {"job_id": ids[0], "ok": True, "state": "succeeded"}
+    assert results[1]["error"]["code"] == "stale_token"
+    assert results[2] == {"job_id": ids[2], "ok": True, "state": "dead"}
+    assert live.call(via, "GET", f"/v1/jobs/{ids[1]}").body["state"] == "leased"
+    assert live.call(via, "GET", f"/v1/jobs/{ids[0]}").body["result"] == {"n": 0}
+    err = _err(
+        live.call(via, "POST", "/v1/jobs:complete", {"reports": [{"job_id": "x"}]}), 400, "invalid"
+    )
+    assert err["details"]["field"] == "reports[0].token"
+
+
+@pytest.mark.parametrize("via", VIAS)
 def test_lease_long_poll_waits_and_wakes(live: Live, via: str) -> None:
     q = f"poll-{via}"
     started = time.monotonic()

@@ -824,3 +824,63 @@ async def test_dead_letters_workflows_settings_and_clock(rt_client: Any) -> None
     err = await _err(await c.post("/v1/cluster/clock", json=future), 400, "invalid")
     assert err["details"]["field"] == "to"
     await _err(await c.post("/v1/cluster/clock", json={"to": "soon"}), 400, "invalid")
+
+
+async def test_batched_reports_answer_per_item(rt_client: Any) -> None:
+    rt, c = rt_client
+    r = await c.post(
+        "/v1/jobs:batch", json={"jobs": [{"id": f"r{i}", "queue": "rq"} for i in range(3)]}
+    )
+    assert r.status == 201
+    r = await c.post("/v1/queues/rq/lease", json={"worker_id": "w", "max_jobs": 3})
+    tokens = {g["job_id"]: g["token"] for g in (await r.json())["leases"]}
+    applied = rt.state.last_index
+    r = await c.post(
+        "/v1/jobs:complete",
+        json={
+            "reports": [
+                {"job_id": "r0", "token": tokens["r0"], "result": {"n": 0}},
+                {"job_id": "r1", "token": tokens["r1"] + 1, "result": 1},
+                {"job_id": "r2", "token": tokens["r2"], "error": "boom", "retryable": False},
+            ]
+        },
+    )
+    assert r.status == 200, await r.text()
+    results = (await r.json())["results"]
+    assert rt.state.last_index == applied + 1  # one entry for the three reports
+    assert results[0] == {"job_id": "r0", "ok": True, "state": "succeeded"}
+    assert results[1]["job_id"] == "r1" and results[1]["error"]["code"] == "stale_token"
+    assert set(results[1]["error"]) == {"code", "message", "details"}
+    assert results[2] == {"job_id": "r2", "ok": True, "state": "dead"}
+    assert rt.state.get_job("r1")["state"] == "leased"
+    err = await _err(
+        await c.post("/v1/jobs:complete", json={"reports": [{"job_id": "r1", "token": "x"}]}),
+        400,
+        "invalid",
+    )
+    assert err["details"]["field"] == "reports[0].token"
+    await _err(await c.post("/v1/jobs:complete"), 400, "invalid")
+    await _err(await c.post("/v1/jobs:complete", json={"reports": []}), 400, "invalid")
+    too_many = [{"job_id": f"x{i}", "token": 1} for i in range(rt.state.limits.max_batch_jobs + 1)]
+    await _err(
+        await c.post("/v1/jobs:complete", json={"reports": too_many}), 413, "batch_too_large"
+    )
+
+
+async def test_batched_reports_need_the_worker_role() -> None:
+    tokens = {hash_token(t): t.split("-")[0] for t in ("submit-t", "worker-t", "read-t")}
+    c = await _client(FakeRuntime(FakeConfig(auth=True, tokens=tokens)))
+    body = {"reports": [{"job_id": "nope", "token": 1}]}
+    try:
+        for tok in ("read-t", "submit-t"):
+            headers = {"Authorization": f"Bearer {tok}"}
+            await _err(
+                await c.post("/v1/jobs:complete", json=body, headers=headers), 403, "forbidden"
+            )
+        r = await c.post(
+            "/v1/jobs:complete", json=body, headers={"Authorization": "Bearer worker-t"}
+        )
+        assert r.status == 200
+        assert (await r.json())["results"][0]["error"]["code"] == "not_found"
+    finally:
+        await c.close()
