@@ -47,6 +47,7 @@ BACKUP_MAGIC: Final = "raftsched-backup"
 BACKUP_VERSION: Final = 1
 BACKUP_MAX_BYTES: Final = 8 << 30
 CHILD_MAX_FD: Final = 1 << 16
+SNAPSHOT_RETRY_S: Final = 10.0  # after a failed snapshot, before `due` says yes again
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +188,17 @@ class Snapshotter:
         self.index = mirror.snapshot().meta.index
         self.in_flight: asyncio.Future[SnapshotInfo] | None = None
         self.taken = 0
+        self.failed = 0
+        self._retry_at = 0.0  # time.monotonic() before which a failed snapshot is not retried
 
     def due(self, applied_index: int) -> bool:
-        return self.in_flight is None and applied_index - self.index >= self.every_entries
+        """Whether the threshold asks for a snapshot now (the runtime asks after each drain:
+        a failing serializer or disk must not be retried at that rate)."""
+        return (
+            self.in_flight is None
+            and applied_index - self.index >= self.every_entries
+            and time.monotonic() >= self._retry_at
+        )
 
     def take(
         self,
@@ -213,11 +222,17 @@ class Snapshotter:
             future.set_result(SnapshotInfo(meta.index, meta.term, 0, 0.0))
             return future
         started = time.perf_counter()
-        if off_loop:
-            pid = _fork_serializer(serialize, scratch)
-            data: bytes | asyncio.Future[bytes] = loop.create_task(_wait_serializer(pid, scratch))
-        else:
-            data = serialize()
+        data: bytes | asyncio.Future[bytes]
+        try:
+            if off_loop:
+                pid = _fork_serializer(serialize, scratch)
+                data = loop.create_task(_wait_serializer(pid, scratch))
+            else:
+                data = serialize()
+        except Exception as exc:  # e.g. fork: EAGAIN/ENOMEM
+            self._failed(exc)
+            future.set_exception(exc)
+            return future
         self.in_flight = future
         task = loop.create_task(
             self._take(
@@ -237,7 +252,7 @@ class Snapshotter:
         if task.cancelled():
             future.cancel()
         elif (exc := task.exception()) is not None:
-            self._log.error("snapshot failed: %s", exc)
+            self._failed(exc)
             future.set_exception(exc)
         else:
             info = task.result()
@@ -245,6 +260,11 @@ class Snapshotter:
                 meta = self._mirror.snapshot().meta
                 info = SnapshotInfo(meta.index, meta.term, 0, 0.0)
             future.set_result(info)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failed += 1
+        self._retry_at = time.monotonic() + SNAPSHOT_RETRY_S
+        self._log.error("snapshot failed (retried in %.0f s): %s", SNAPSHOT_RETRY_S, exc)
 
     async def _take(
         self,

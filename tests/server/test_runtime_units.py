@@ -334,3 +334,33 @@ def test_snapshot_captures_the_state_at_its_index(tmp_path: Path, off_loop: bool
         assert mirror.snapshot().meta.index == 3
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("off_loop", [False, True])
+def test_failed_snapshot_is_not_retried_at_once(tmp_path: Path, off_loop: bool) -> None:
+    def broken() -> bytes:
+        raise RuntimeError("serializer broke")
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        storage, mirror = _SyncedMemory(), MemoryStorage()
+        thread = StorageThread(storage, loop=loop, on_fatal=lambda exc: None, log=LOG)
+        snapshotter = Snapshotter(
+            storage=storage, mirror=mirror, thread=thread, every_entries=1, keep_entries=0, log=LOG
+        )
+        assert snapshotter.due(5)
+        future = snapshotter.take(
+            index=5,
+            membership=Membership(voters=frozenset({1})),
+            serialize=broken,
+            on_written=lambda _index: None,
+            off_loop=off_loop,
+            scratch=tmp_path / "missing-dir" / "scratch",
+        )
+        with pytest.raises(RuntimeError):
+            await future
+        thread.stop()
+        assert snapshotter.failed == 1 and snapshotter.in_flight is None
+        assert not snapshotter.due(6)  # backs off instead of failing again on every drain
+
+    asyncio.run(run())
