@@ -209,6 +209,30 @@ def test_paused_leader_steps_down_and_serves_no_stale_read(cluster: LocalCluster
         _assert_all_present(cluster, acked)
 
 
+def test_leader_without_its_quorum_answers_pending_writes_promptly(
+    cluster: LocalCluster,
+) -> None:
+    """Both followers frozen: the leader steps down after about an election timeout (check
+    quorum) and its write in flight answers 503 outcome_unknown then, not after the 10 s
+    propose timeout; the paused write may still commit once the followers run again."""
+    _all_up(cluster)
+    leader = cluster.wait_for_leader()
+    followers = [n for n in cluster.nodes if n != leader]
+    for node in followers:
+        cluster.pause(node)
+    try:
+        started = time.monotonic()
+        res = cluster.post(leader, "/v1/jobs", {"id": "no-quorum", "queue": "faults"})
+        elapsed = time.monotonic() - started
+    finally:
+        for node in followers:
+            cluster.resume(node)
+    assert res.status == 503, res
+    assert res.body["error"]["code"] == "outcome_unknown", res.body
+    assert elapsed < 4.0, elapsed  # ~0.3-0.6 s to step down + 2 election timeouts of grace
+    cluster.wait_for_leader(timeout_s=30)
+
+
 def test_sigterm_leader_under_load_exits_zero_and_loses_nothing(cluster: LocalCluster) -> None:
     leader = cluster.wait_for_leader()
     with Submitters(cluster, "sigterm") as subs:
