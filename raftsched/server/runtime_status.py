@@ -60,7 +60,9 @@ class RuntimeStatus:
 class StatusView:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
-        self._members_cache: tuple[tuple[Membership, int], list[MemberStatus]] | None = None
+        # ((membership, address version, leading), built at, members)
+        self._members_cache: tuple[tuple[Membership, int, bool], float, list[MemberStatus]] | None
+        self._members_cache = None
         self._cache: tuple[tuple[Any, ...], float, RuntimeStatus] | None = None
 
     def status(self) -> RuntimeStatus:
@@ -114,13 +116,20 @@ class StatusView:
         )
 
     def _member_status(self, st: Status) -> list[MemberStatus]:
-        """Members with addresses; cached on followers (the API calls status() for the
-        headers of every response), fresh on the leader (match indexes move)."""
+        """Members with addresses; cached until the membership or the addresses change, and
+        on the leader (match indexes and lags move with every append) for at most
+        STATUS_MAX_AGE_S."""
         is_leader = st.role is Role.LEADER
         directory = self.rt.directory
-        key = (st.membership, directory.version)
-        if not is_leader and self._members_cache is not None and self._members_cache[0] == key:
-            return self._members_cache[1]
+        key = (st.membership, directory.version, is_leader)
+        now = time.monotonic()
+        cache = self._members_cache
+        if (
+            cache is not None
+            and cache[0] == key
+            and (not is_leader or now - cache[1] <= STATUS_MAX_AGE_S)
+        ):
+            return cache[2]
         members = []
         for nid in sorted(st.membership.members):
             match = st.match.get(nid) if is_leader else None
@@ -137,7 +146,7 @@ class StatusView:
                     lag=None if match is None else st.last_index - match,
                 )
             )
-        self._members_cache = None if is_leader else (key, members)
+        self._members_cache = (key, now, members)
         return members
 
     def metrics(self) -> RuntimeMetrics:
