@@ -328,9 +328,12 @@ def worker_heartbeat(st: SchedulerState, cmd: WorkerHeartbeat,
     limits = st.limits
     ttl_ms = limits.default_worker_ttl_ms if cmd.ttl_ms is None else cmd.ttl_ms
     worker = st.workers.get(cmd.worker_id)
+    # A registration made by a Lease has no incarnation string: the first heartbeat naming one
+    # adopts it (the same process leased, then heartbeated) instead of releasing its leases.
     restarted = worker is not None and (
         worker.expires_ms <= st.clock_ms
-        or (cmd.incarnation is not None and cmd.incarnation != worker.process))
+        or (cmd.incarnation is not None and worker.process is not None
+            and cmd.incarnation != worker.process))
     if worker is None or restarted:
         if worker is None and len(st.workers) >= limits.max_workers:
             return Refused(TooManyWorkers(f"at most {limits.max_workers} workers",
@@ -343,6 +346,8 @@ def worker_heartbeat(st: SchedulerState, cmd: WorkerHeartbeat,
         worker.queues = cmd.queues
         worker.ttl_ms = ttl_ms
         worker.last_seen_ms = st.clock_ms
+        if worker.process is None:
+            worker.process = cmd.incarnation
         if worker.expires_ms < worker.index_ms:  # a shorter ttl: the key would be late
             st.worker_index.remove((worker.index_ms, worker.id))
             worker.index_ms = worker.expires_ms

@@ -11,7 +11,11 @@ leader and retries 503s / connection errors against any node with backoff):
   heartbeat renews the lease every third of its remaining time. A 409 on renewal, or the local
   estimate of the expiry passing without a renewal (partitioned), means the lease is lost: the
   child's process group is killed and nothing is reported (another worker owns the job now).
-At the end the job reports complete(result) or fail(error, retryable) with its lease's token.
+At the end the job reports complete(result) or fail(error, retryable) with its lease's token;
+reports finishing within `report_batch_ms` of each other (up to `report_batch_max`) go in ONE
+request and one Raft entry (reports.py), each still accepted or refused on its own.
+The registration heartbeat carries `incarnation`, a string unique to this process run, so a
+restarted worker with the same id gets its previous run's leases released at once.
 Drain (first SIGTERM/SIGINT): stop leasing (a grant from a poll already in flight joins the
 running jobs), let running jobs finish for `drain_grace_s`, then stop the rest and fail them as
 retryable so another worker can lease them at once. A second signal skips the grace period.
@@ -41,12 +45,17 @@ from raftsched.client import (
     Unavailable,
 )
 from raftsched.worker.pool import PyPool
+from raftsched.worker.reports import (
+    REPORT_OVERLOADED_RETRY_S,
+    ReportBatcher,
+    ok_text,
+    overload_wait_s,
+)
 from raftsched.worker.runner import STOPPED, SUCCEEDED, JobRun, Outcome
 
 log = logging.getLogger("raftsched.worker")
 # Lease once a quarter of the slots is free (or after the linger time, or when idle).
 LEASE_BATCH_FRACTION = 4
-REPORT_OVERLOADED_RETRY_S = 60.0  # how long a report answered 429 keeps being retried
 EXIT_REFUSED = 1  # the cluster refused the worker itself (token, role, bad registration)
 
 
@@ -66,6 +75,8 @@ class WorkerConfig:
     max_jobs: int | None = None  # stop after this many jobs (tests, benches)
     fresh_process: bool = False  # a new interpreter per Python job instead of the pool
     lease_linger_ms: int = 20  # how long a few free slots wait for more before leasing
+    report_batch_ms: float = 2.0  # reports finishing this close together share one request
+    report_batch_max: int = 64  # reports per batched request; 1: one request per report
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -74,10 +85,17 @@ class WorkerConfig:
             raise ValueError("--concurrency must be >= 1")
         if self.lease_linger_ms < 0:
             raise ValueError("--lease-linger-ms must be >= 0")
+        if self.report_batch_ms < 0 or self.report_batch_max < 1:
+            raise ValueError("--report-batch-ms must be >= 0 and --report-batch-max >= 1")
 
 
 def default_worker_id() -> str:
     return f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
+
+
+def new_incarnation() -> str:
+    """Unique per process run (host, pid, start time): the API takes up to 200 chars."""
+    return f"{socket.gethostname()[:100]}:{os.getpid()}:{time.time_ns()}"
 
 
 class LeaseLost(Exception):
@@ -89,6 +107,13 @@ class Agent:
         self.config = config
         self.worker_id = config.worker_id or default_worker_id()
         self.client = AsyncClient(config.cluster, token=config.token, timeout_s=30.0)
+        self.incarnation = new_incarnation()
+        self.reports = ReportBatcher(
+            self.client,
+            self._report_one,
+            window_s=config.report_batch_ms / 1000,
+            max_reports=config.report_batch_max,
+        )
         self.running: dict[str, JobRun] = {}
         self.pool = (
             None
@@ -158,6 +183,7 @@ class Agent:
             capacity=self.config.concurrency,
             queues=self.config.queues,
             ttl_ms=self.config.ttl_ms,
+            incarnation=self.incarnation,
         )
 
     async def _first_registration(self) -> None:
@@ -281,11 +307,11 @@ class Agent:
             if lost or (outcome.kind == STOPPED and not self.stop_now):
                 outcome_text = "lease_lost"
             elif outcome.kind == STOPPED:
-                outcome_text = await self._report(
+                outcome_text = await self.reports.report(
                     lease, Outcome("failed", error={"kind": "worker_stopped"}, retryable=True)
                 )
             else:
-                outcome_text = await self._report(lease, outcome)
+                outcome_text = await self.reports.report(lease, outcome)
         finally:
             keeper.cancel()
             self.running.pop(lease.job_id, None)
@@ -300,26 +326,26 @@ class Agent:
                 outcome_text,
             )
 
-    async def _report(self, lease: Lease, outcome: Outcome) -> str:
-        """complete/fail with the lease's token. 503s and lost connections are retried by the
-        client; a 429 (the cluster overloaded) is retried here, with its Retry-After, for up
-        to REPORT_OVERLOADED_RETRY_S: giving up would waste the run (the lease would expire
-        and the job run again)."""
+    async def _report_one(self, lease: Lease, outcome: Outcome) -> str:
+        """complete/fail of one job with the lease's token (the batcher's fallback). 503s and
+        lost connections are retried by the client; a 429 (the cluster overloaded) is retried
+        here, with its Retry-After, for up to REPORT_OVERLOADED_RETRY_S: giving up would waste
+        the run (the lease would expire and the job run again)."""
         deadline = time.monotonic() + REPORT_OVERLOADED_RETRY_S
         while True:
             try:
                 if outcome.kind == SUCCEEDED:
                     await self.client.complete(lease.job_id, lease.token, outcome.result)
-                    return "succeeded"
-                await self.client.fail(
-                    lease.job_id, lease.token, outcome.error, retryable=outcome.retryable
-                )
-                return f"{outcome.kind}{'' if outcome.retryable else ' (not retryable)'}"
+                else:
+                    await self.client.fail(
+                        lease.job_id, lease.token, outcome.error, retryable=outcome.retryable
+                    )
+                return ok_text(outcome)
             except Conflict as exc:  # stale token, lease expired, job cancelled meanwhile
                 return f"refused ({exc.code}: lease lost)"
             except Overloaded as exc:
-                wait_s = min(max(exc.retry_after_s or 0.5, 0.1), 5.0)
-                if time.monotonic() + wait_s > deadline:
+                wait_s = overload_wait_s(exc, deadline)
+                if wait_s is None:
                     return f"report failed ({exc})"
                 await asyncio.sleep(wait_s)
             except ApiError as exc:

@@ -79,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="while jobs run, wait up to this long for a quarter of the slots to be free "
         "before leasing, so one lease fills several slots (default 20)",
     )
+    p.add_argument(
+        "--report-batch-ms",
+        type=float,
+        default=2.0,
+        help="reports of jobs finishing within this many ms share one request and one log "
+        "entry (default 2)",
+    )
+    p.add_argument(
+        "--report-batch-max",
+        type=int,
+        default=64,
+        help="reports per batched request (default 64; 1: one request per report)",
+    )
     p.add_argument("--max-jobs", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO")
     return p
@@ -110,6 +123,8 @@ def main(argv: list[str]) -> int:
             max_jobs=args.max_jobs,
             fresh_process=args.fresh_process,
             lease_linger_ms=args.lease_linger_ms,
+            report_batch_ms=args.report_batch_ms,
+            report_batch_max=args.report_batch_max,
         )
         for name in config.imports:  # fail fast, before leasing anything
             importlib.import_module(name)

@@ -45,6 +45,7 @@ class FakeApi:
         self.redirect_to: str | None = None
         self.no_proxy_seen = False  # a request asked for 307 instead of proxying
         self.requests: list[tuple[str, str, str | None]] = []
+        self.batched_reports: list[list[str]] = []  # job ids of each POST /v1/jobs:complete
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -189,6 +190,11 @@ class FakeApi:
 
     async def _report_batch(self, request: web.Request) -> web.Response:
         body = await self._body(request)
+        reports = body.get("reports")
+        if isinstance(reports, list):
+            self.batched_reports.append(
+                [str(r.get("job_id")) for r in reports if isinstance(r, dict)]
+            )
         value = await self._apply("report_batch", body, request.headers.get("Idempotency-Key"))
         return web.json_response(value)
 

@@ -83,6 +83,20 @@ def test_a_restarted_worker_gets_a_new_incarnation_and_its_old_leases_are_releas
     d.refused(c.Complete(job_id="a", token=token), "lease_expired")
 
 
+def test_a_worker_registered_by_a_lease_adopts_its_first_incarnation() -> None:
+    """A worker whose registration expired re-registers with its next Lease (no incarnation
+    string); its next heartbeat names its incarnation: that must not release what it leased."""
+    d = Driver()
+    d.ok(submit(job("a")))
+    grant = lease_one(d)  # registers "w" implicitly
+    answer = d.ok(c.WorkerHeartbeat(worker_id="w", capacity=5, incarnation="host:1"))
+    assert answer["worker"]["leased"] == ["a"] and d.job("a")["state"] == "leased"
+    assert d.state.workers["w"].process == "host:1"
+    d.ok(c.Complete(job_id="a", token=int(str(grant["token"]))))
+    again = d.ok(c.WorkerHeartbeat(worker_id="w", capacity=5, incarnation="host:2"))
+    assert again["worker"]["incarnation"] > answer["worker"]["incarnation"]  # a restart
+
+
 def test_a_worker_leases_only_from_its_queues() -> None:
     d = Driver()
     d.ok(submit(job("a"), job("b", queue="other")))

@@ -158,6 +158,7 @@ def test_lease_lost_stops_the_child_and_reports_nothing(
     assert job.state == "cancelled" and job.result is None and job.error is None
     reports = [r for r in api.requests if r[1] in ("/v1/jobs/l1/complete", "/v1/jobs/l1/fail")]
     assert reports == []
+    assert not any("l1" in batch for batch in api.batched_reports)
 
 
 def test_log_lines_per_job(client: Client, worker_log: Path) -> None:
@@ -210,8 +211,10 @@ def test_sigkilled_worker_job_is_re_leased_and_completed_once(api: FakeApi, tmp_
             tokens = [int(t) for t in runs.read_text().split()]
             assert len(tokens) == 2 and tokens[1] > tokens[0]
             assert job.token == tokens[1]
-            completes = [r for r in api.requests if r[1] == "/v1/jobs/k1/complete"]
-            assert len(completes) == 1
+            singles = [r for r in api.requests if r[1] == "/v1/jobs/k1/complete"]
+            batched = [b for b in api.batched_reports if "k1" in b]
+            assert len(singles) + len(batched) == 1
+            assert [e["state"] for e in job.raw["events"]].count("succeeded") == 1
     finally:
         stop(first)
         if second is not None:
@@ -289,10 +292,12 @@ def test_short_jobs_are_leased_in_batches(api: FakeApi, tmp_path: Path) -> None:
 
 
 def test_a_report_answered_429_is_retried(client: Client, api: FakeApi) -> None:
-    api.fail_on["/v1/jobs/ov1/complete"] = [429, 429]
+    start = len(api.requests)
+    api.fail_on["/v1/jobs:complete"] = [429, 429]
     client.submit("py", {"call": "tests.worker.tasks:add", "args": [1, 2]}, id="ov1")
     assert finished(client, "ov1").result == 3
-    assert [p for _, p, _ in api.requests].count("/v1/jobs/ov1/complete") == 3
+    assert [p for _, p, _ in api.requests[start:]].count("/v1/jobs:complete") == 3
+    assert [b for b in api.batched_reports if "ov1" in b] == [["ov1"]]
 
 
 def test_no_renewals_when_the_lease_already_lasts_to_the_timeout(
@@ -319,3 +324,67 @@ def test_a_worker_with_a_wrong_token_exits_1_with_the_reason(tmp_path: Path) -> 
         finally:
             stop(proc)
         assert "refused this worker" in log.read_text() and "401" in log.read_text()
+
+
+def test_reports_finishing_together_share_one_request(api: FakeApi, tmp_path: Path) -> None:
+    """Instant jobs leased together finish within the batching window: far fewer report
+    requests than jobs, each job reported exactly once, none through the single routes."""
+    proc = start_worker(
+        api.url,
+        ["batchq"],
+        concurrency=16,
+        log=tmp_path / "w.log",
+        extra=["--import", "tests.worker.tasks", "--report-batch-ms", "50"],
+    )
+    ids = [f"bt-{i}" for i in range(64)]
+    try:
+        with Client(api.url, timeout_s=5.0) as c:
+            add = "tests.worker.tasks:add"
+            c.submit_batch(
+                [
+                    {"id": i, "queue": "batchq", "payload": {"call": add, "args": [1, 2]}}
+                    for i in ids
+                ]
+            )
+            wait_for(
+                "every job done",
+                lambda: c.get_queue("batchq")["counts"]["succeeded"] == 64,
+                timeout=60,
+            )
+        batches = [b for b in api.batched_reports if any(i.startswith("bt-") for i in b)]
+        reported = sorted(i for b in batches for i in b)
+        assert reported == sorted(ids)  # each job once
+        assert len(batches) <= 64 // 4, [len(b) for b in batches]
+        singles = [p for _, p, _ in api.requests if p.startswith("/v1/jobs/bt-")]
+        assert singles == []
+    finally:
+        stop(proc)
+
+
+def test_without_the_batch_route_reports_fall_back_to_single_requests(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    start = len(api.requests)
+    api.fail_on["/v1/jobs:complete"] = [404]  # a node that predates the route
+    proc = start_worker(api.url, ["oldq"], concurrency=2, log=tmp_path / "w.log")
+    try:
+        with Client(api.url, timeout_s=5.0) as c:
+            for i in range(3):
+                c.submit("oldq", {"cmd": ["true"]}, id=f"old-{i}")
+            for i in range(3):
+                assert c.wait(f"old-{i}", timeout_s=20).state == "succeeded"
+        paths = [p for _, p, _ in api.requests[start:]]
+        assert paths.count("/v1/jobs:complete") == 1  # tried once, then one by one
+        assert all(f"/v1/jobs/old-{i}/complete" in paths for i in range(3))
+        assert "batched reports not supported" in (tmp_path / "w.log").read_text()
+    finally:
+        stop(proc)
+
+
+def test_the_worker_registers_with_an_incarnation(client: Client, api: FakeApi) -> None:
+    process = wait_for(
+        "a registered worker with an incarnation",
+        lambda: next((w.process for w in api.state.workers.values() if w.process), None),
+    )
+    host, pid, started = str(process).rsplit(":", 2)
+    assert host and int(pid) > 0 and int(started) > 0
