@@ -42,8 +42,9 @@ def _run(module: str, args: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
-def render_summary(raft: list[dict[str, Any]], sched: dict[str, Any], machine: str,
-                   command: str) -> str:
+def render_summary(
+    raft: list[dict[str, Any]], sched: dict[str, Any], machine: str, command: str
+) -> str:
     """The Markdown report: what ran, on what, and each figure beside its target."""
     lines = [
         "# raftsched benchmarks (stage 1: Raft core and scheduler state machine)",
@@ -109,12 +110,20 @@ def plot_raft(raft: list[dict[str, Any]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench", description=__doc__.split("\n\n")[0],
+        prog="python -m bench",
+        description=__doc__.split("\n\n")[0],
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 100k scheduler jobs, 50k Raft entries per batch size")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR,
-                        help="where results go (default: bench/results)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 100k scheduler jobs, 50k Raft entries per batch size",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=RESULTS_DIR,
+        help="where results go (default: bench/results)",
+    )
     args = parser.parse_args(argv)
     out: Path = args.out_dir
     out.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,12 @@ class Cluster:
         self.disks = {i: SimDisk(members, track_durability=False) for i in members.voters}
         self.nodes = {
             i: RaftNode(
-                RaftConfig(node_id=i, max_inflight_appends=256,
-                           max_entries_per_append=4096, max_bytes_per_append=1 << 22),
+                RaftConfig(
+                    node_id=i,
+                    max_inflight_appends=256,
+                    max_entries_per_append=4096,
+                    max_bytes_per_append=1 << 22,
+                ),
                 self.disks[i],
                 random.Random(rng.getrandbits(64)),
             )
@@ -128,12 +132,17 @@ def run(entries: int, batch: int, window: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.raft_core", description=__doc__.split(
-        "\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.raft_core", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--entries", type=int, default=400_000, help="entries to commit")
     parser.add_argument("--batch", type=int, default=512, help="commands per propose_batch")
-    parser.add_argument("--window", type=int, default=4096,
-                        help="max commands proposed but not committed (pipelining depth)")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=4096,
+        help="max commands proposed but not committed (pipelining depth)",
+    )
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
     parser.add_argument("--no-write", action="store_true", help="do not write the JSON file")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")

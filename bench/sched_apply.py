@@ -81,8 +81,9 @@ class Driver:
         self.index = 0
         self.wall_s = 0.0  # wall time of all runs, for the record
 
-    def run(self, commands: list[Any],
-            extract: Callable[[Any], Any] = lambda r: None) -> tuple[float, list[Any]]:
+    def run(
+        self, commands: list[Any], extract: Callable[[Any], Any] = lambda r: None
+    ) -> tuple[float, list[Any]]:
         """Apply all; returns (CPU seconds, [extract(result)...]).
 
         Results are held only for one window of `IN_FLIGHT` commands, like a server that
@@ -93,7 +94,7 @@ class Driver:
             index = self.index
             window = []
             w0, t0 = time.perf_counter(), time.process_time()
-            for cmd in commands[start:start + IN_FLIGHT]:
+            for cmd in commands[start : start + IN_FLIGHT]:
                 index += 1
                 window.append(apply(cmd, index, START_MS + index // 100))
             elapsed += time.process_time() - t0
@@ -108,9 +109,14 @@ def submit_chunks(total: int, batch: int, prefix: str) -> Iterator[list[SubmitJo
     while n < total:
         chunk = []
         for _ in range(min(CHUNK, total - n) // batch or 1):
-            chunk.append(SubmitJobs(jobs=tuple(
-                JobSpec(id=f"{prefix}{n + k}", queue="q", payload={"n": n + k})
-                for k in range(batch))))
+            chunk.append(
+                SubmitJobs(
+                    jobs=tuple(
+                        JobSpec(id=f"{prefix}{n + k}", queue="q", payload={"n": n + k})
+                        for k in range(batch)
+                    )
+                )
+            )
             n += batch
         yield chunk
 
@@ -133,8 +139,9 @@ def fill(driver: Driver, total: int, batch: int, prefix: str) -> tuple[float, in
 def lease_and_complete(driver: Driver, count: int) -> tuple[float, float]:
     """`count` single-job leases then their completes; returns (lease s, complete s)."""
     driver.run([WorkerHeartbeat(worker_id="bench", capacity=10**9, ttl_ms=10**12)])
-    lease_s, grants = driver.run([Lease(queue="q", worker_id="bench") for _ in range(count)],
-                                 lambda r: r.value["leases"])
+    lease_s, grants = driver.run(
+        [Lease(queue="q", worker_id="bench") for _ in range(count)], lambda r: r.value["leases"]
+    )
     completes = []
     for granted in grants:
         assert len(granted) == 1, granted
@@ -232,8 +239,9 @@ class Worst:
             ticks += 1
         return ticks
 
-    def burst(self, setup: Callable[[Worst], None], trigger: Callable[[Worst], None]
-              ) -> dict[str, float]:
+    def burst(
+        self, setup: Callable[[Worst], None], trigger: Callable[[Worst], None]
+    ) -> dict[str, float]:
         """Run `setup` (not timed), then `trigger` and the Ticks it needs (timed)."""
         setup(self)
         self.settle()
@@ -247,15 +255,25 @@ class Worst:
         trigger(self)
         entries = self.settle() + 1
         gc.unfreeze()
-        return {"worst_apply_ms": self.worst_ms, "worst_apply_cpu_ms": self.worst_cpu_ms,
-                "worst_apply_cpu_ms_without_gc": self.worst_no_gc_ms,
-                "entries": entries, "total_s": time.perf_counter() - t0}
+        return {
+            "worst_apply_ms": self.worst_ms,
+            "worst_apply_cpu_ms": self.worst_cpu_ms,
+            "worst_apply_cpu_ms_without_gc": self.worst_no_gc_ms,
+            "entries": entries,
+            "total_s": time.perf_counter() - t0,
+        }
 
 
 def _submit_many(w: Worst, n: int, prefix: str, queue: str, **kw: Any) -> None:
     for start in range(0, n, 1_000):
-        w.apply(SubmitJobs(jobs=tuple(JobSpec(id=f"{prefix}{i}", queue=queue, **kw)
-                                      for i in range(start, min(n, start + 1_000)))))
+        w.apply(
+            SubmitJobs(
+                jobs=tuple(
+                    JobSpec(id=f"{prefix}{i}", queue=queue, **kw)
+                    for i in range(start, min(n, start + 1_000))
+                )
+            )
+        )
 
 
 def worst_applies(total: int) -> dict[str, dict[str, float]]:
@@ -273,6 +291,7 @@ def worst_applies(total: int) -> dict[str, dict[str, float]]:
     def run_at_trigger(w: Worst) -> None:
         w.now_ms += 1_000
         w.apply(Tick())
+
     out["promote_one_run_at"] = w.burst(run_at_setup, run_at_trigger)
 
     def leases_setup(w: Worst) -> None:
@@ -284,6 +303,7 @@ def worst_applies(total: int) -> dict[str, dict[str, float]]:
     def leases_trigger(w: Worst) -> None:
         w.now_ms += 5_000
         w.apply(Tick())
+
     out["lease_expiry_together"] = w.burst(leases_setup, leases_trigger)
 
     def workers_setup(w: Worst) -> None:
@@ -295,6 +315,7 @@ def worst_applies(total: int) -> dict[str, dict[str, float]]:
     def workers_trigger(w: Worst) -> None:
         w.now_ms += 2_000
         w.apply(Tick())
+
     out["worker_expiry_100x1000"] = w.burst(workers_setup, workers_trigger)
 
     def stale_setup(w: Worst) -> None:
@@ -305,17 +326,25 @@ def worst_applies(total: int) -> dict[str, dict[str, float]]:
 
     def stale_trigger(w: Worst) -> None:
         w.apply(Lease(queue="stale", worker_id="x", max_jobs=1))
+
     out["lease_after_cancels"] = w.burst(stale_setup, stale_trigger)
 
     def cron_setup(w: Worst) -> None:
         for k in range(50):
-            w.apply(PutSchedule(name=f"c{k}", cron="* * * * *",
-                                template=JobTemplate(queue="cron"), misfire="fire_all",
-                                misfire_cap=1_000))
+            w.apply(
+                PutSchedule(
+                    name=f"c{k}",
+                    cron="* * * * *",
+                    template=JobTemplate(queue="cron"),
+                    misfire="fire_all",
+                    misfire_cap=1_000,
+                )
+            )
 
     def cron_trigger(w: Worst) -> None:
         w.now_ms += 30 * 86_400_000  # the cluster was down for 30 days; an admin accepts it
         w.apply(AcceptClockJump(to_ms=w.now_ms))
+
     out["cron_catch_up_50_fire_all"] = w.burst(cron_setup, cron_trigger)
     for k in range(50):  # or they keep firing through the next bursts
         w.apply(DeleteSchedule(name=f"c{k}"))
@@ -328,6 +357,7 @@ def worst_applies(total: int) -> dict[str, dict[str, float]]:
     def retained_trigger(w: Worst) -> None:
         w.now_ms += w.state.limits.retention_ms + 1
         w.apply(Tick())
+
     out["retention_removal"] = w.burst(retained_setup, retained_trigger)
 
     def keyed_setup(w: Worst) -> None:
@@ -335,21 +365,26 @@ def worst_applies(total: int) -> dict[str, dict[str, float]]:
 
     def keyed_trigger(w: Worst) -> None:
         for i in range(10_000):
-            w.apply(SubmitJobs(jobs=(JobSpec(id=f"kk{i}", queue="keyed2"),),
-                               idempotency_key=f"s{i}"))
+            w.apply(
+                SubmitJobs(jobs=(JobSpec(id=f"kk{i}", queue="keyed2"),), idempotency_key=f"s{i}")
+            )
         for i in range(10):
-            w.apply(Lease(queue="keyed", worker_id=f"kw{i}", max_jobs=1_000,
-                          idempotency_key=f"l{i}"))
-            w.apply(Lease(queue="keyed", worker_id=f"kw{i}", max_jobs=1_000,
-                          idempotency_key=f"l{i}"))
+            w.apply(
+                Lease(queue="keyed", worker_id=f"kw{i}", max_jobs=1_000, idempotency_key=f"l{i}")
+            )
+            w.apply(
+                Lease(queue="keyed", worker_id=f"kw{i}", max_jobs=1_000, idempotency_key=f"l{i}")
+            )
+
     out["keyed_commands"] = w.burst(keyed_setup, keyed_trigger)
     w.close()
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="100k jobs")
     parser.add_argument("--batch", type=int, default=100, help="jobs per batched submit")
@@ -365,11 +400,17 @@ def main() -> None:
     worst = worst_applies(total)
     gc.set_threshold(*GC_MODES["default"])
     load_average = os.getloadavg()
-    machine: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count(),
-               "python": platform.python_version(), "platform": platform.platform(),
-               "load_average": load_average}
-    print(f"scheduler apply, {total:,} pending jobs, one core ({machine['cpu']}, "
-          f"load average {load_average[0]:.1f})")
+    machine: dict[str, Any] = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": load_average,
+    }
+    print(
+        f"scheduler apply, {total:,} pending jobs, one core ({machine['cpu']}, "
+        f"load average {load_average[0]:.1f})"
+    )
     print(f"  {'gc thresholds':<34}" + "".join(f"{GC_MODES[m]!s:>18}" for m in modes))
     lines = [
         ("submits/s (1 job per command)", "submits_per_s", ",.0f"),
@@ -385,17 +426,22 @@ def main() -> None:
     for label, key, fmt in lines:
         print(f"  {label:<34}" + "".join(f"{results[m][key]:>18{fmt}}" for m in modes))
     print(f"worst single apply on {total:,} pending jobs (gc tuned; goal: under 10 ms)")
-    print(f"  {'burst':<30}{'wall ms':>9}{'cpu ms':>9}{'no gc':>9}{'entries':>9}"
-          f"{'total s':>9}")
+    print(f"  {'burst':<30}{'wall ms':>9}{'cpu ms':>9}{'no gc':>9}{'entries':>9}{'total s':>9}")
     for name, row in worst.items():
-        print(f"  {name:<30}{row['worst_apply_ms']:>9.2f}{row['worst_apply_cpu_ms']:>9.2f}"
-              f"{row['worst_apply_cpu_ms_without_gc']:>9.2f}{row['entries']:>9,.0f}"
-              f"{row['total_s']:>9.2f}")
-    out = {"jobs_pending": total, "batch_size": args.batch,
-           "rates_are_per": "CPU second of this process (time.process_time), one core",
-           "gc_thresholds": {m: GC_MODES[m] for m in modes}, "results": results,
-           "worst_single_apply": worst,
-           "machine": machine}
+        print(
+            f"  {name:<30}{row['worst_apply_ms']:>9.2f}{row['worst_apply_cpu_ms']:>9.2f}"
+            f"{row['worst_apply_cpu_ms_without_gc']:>9.2f}{row['entries']:>9,.0f}"
+            f"{row['total_s']:>9.2f}"
+        )
+    out = {
+        "jobs_pending": total,
+        "batch_size": args.batch,
+        "rates_are_per": "CPU second of this process (time.process_time), one core",
+        "gc_thresholds": {m: GC_MODES[m] for m in modes},
+        "results": results,
+        "worst_single_apply": worst,
+        "machine": machine,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")

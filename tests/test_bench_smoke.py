@@ -14,8 +14,15 @@ from bench.sched_apply import measure
 
 def test_sched_bench_measures_every_figure() -> None:
     figures = measure(total=20_000, batch=50, gc_mode="tuned")
-    for key in ("submits_per_s", "batched_jobs_per_s", "leases_per_s", "completes_per_s",
-                "lease_us_at_10k", "lease_us_at_depth", "rss_mib_per_million_jobs"):
+    for key in (
+        "submits_per_s",
+        "batched_jobs_per_s",
+        "leases_per_s",
+        "completes_per_s",
+        "lease_us_at_10k",
+        "lease_us_at_depth",
+        "rss_mib_per_million_jobs",
+    ):
         assert figures[key] > 0, key
     assert figures["lease_cost_ratio"] == pytest.approx(
         figures["lease_us_at_depth"] / figures["lease_us_at_10k"]

@@ -18,8 +18,19 @@ ROOT = Path(__file__).resolve().parent.parent / "raftsched"
 STDLIB = set(sys.stdlib_module_names)
 # Standard-library modules that would smuggle I/O, wall time or hidden randomness into a
 # pure package. (sim/ may use `time` only in its CLI to report CPU time: see ALLOWED.)
-IMPURE_STDLIB = {"asyncio", "socket", "selectors", "threading", "time", "random", "uuid",
-                 "subprocess", "os", "signal", "ssl"}
+IMPURE_STDLIB = {
+    "asyncio",
+    "socket",
+    "selectors",
+    "threading",
+    "time",
+    "random",
+    "uuid",
+    "subprocess",
+    "os",
+    "signal",
+    "ssl",
+}
 
 RULES: dict[str, set[str]] = {
     # package -> first-party packages it may import

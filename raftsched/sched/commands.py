@@ -362,8 +362,12 @@ def report_plain(item: Complete | Fail) -> dict[str, Any]:
     """One item of a ReportBatch: a fail is the item with `error` and `retryable`."""
     if isinstance(item, Complete):
         return {"job_id": item.job_id, "token": item.token, "result": item.result}
-    return {"job_id": item.job_id, "token": item.token, "error": item.error,
-            "retryable": item.retryable}
+    return {
+        "job_id": item.job_id,
+        "token": item.token,
+        "error": item.error,
+        "retryable": item.retryable,
+    }
 
 
 def to_plain(cmd: Command) -> dict[str, Any]:
@@ -376,36 +380,54 @@ def to_plain(cmd: Command) -> dict[str, Any]:
         case SubmitWorkflow(workflow_id=wid, jobs=jobs):
             out = {"id": wid, "jobs": [job_spec_plain(j) for j in jobs]}
         case Lease():
-            out = {"queue": cmd.queue, "worker_id": cmd.worker_id, "max_jobs": cmd.max_jobs,
-                   "wait_ms": cmd.wait_ms}
+            out = {
+                "queue": cmd.queue,
+                "worker_id": cmd.worker_id,
+                "max_jobs": cmd.max_jobs,
+                "wait_ms": cmd.wait_ms,
+            }
         case HeartbeatLease():
             out = {"job_id": cmd.job_id, "token": cmd.token}
             _opt(out, "extend_ms", cmd.extend_ms)
         case Complete():
             out = {"job_id": cmd.job_id, "token": cmd.token, "result": cmd.result}
         case Fail():
-            out = {"job_id": cmd.job_id, "token": cmd.token, "error": cmd.error,
-                   "retryable": cmd.retryable}
+            out = {
+                "job_id": cmd.job_id,
+                "token": cmd.token,
+                "error": cmd.error,
+                "retryable": cmd.retryable,
+            }
         case ReportBatch():
             out = {"reports": [report_plain(r) for r in cmd.reports]}
         case Cancel():
             out = {"job_id": cmd.job_id}
             _opt(out, "reason", cmd.reason)
         case WorkerHeartbeat():
-            out = {"worker_id": cmd.worker_id, "capacity": cmd.capacity,
-                   "queues": list(cmd.queues)}
+            out = {"worker_id": cmd.worker_id, "capacity": cmd.capacity, "queues": list(cmd.queues)}
             _opt(out, "ttl_ms", cmd.ttl_ms)
             _opt(out, "incarnation", cmd.incarnation)
         case ConfigureQueue() if cmd.fields_set is not None:
             out = {"queue": cmd.queue}
             out.update((name, getattr(cmd, name)) for name in cmd.fields_set)
         case ConfigureQueue():
-            out = {"queue": cmd.queue, "max_in_flight": cmd.max_in_flight, "paused": cmd.paused,
-                   "lease_ms": cmd.lease_ms, "max_attempts": cmd.max_attempts}
+            out = {
+                "queue": cmd.queue,
+                "max_in_flight": cmd.max_in_flight,
+                "paused": cmd.paused,
+                "lease_ms": cmd.lease_ms,
+                "max_attempts": cmd.max_attempts,
+            }
         case PutSchedule():
-            out = {"name": cmd.name, "cron": cmd.cron, "timezone": cmd.timezone,
-                   "template": template_plain(cmd.template), "misfire": cmd.misfire,
-                   "misfire_cap": cmd.misfire_cap, "paused": cmd.paused}
+            out = {
+                "name": cmd.name,
+                "cron": cmd.cron,
+                "timezone": cmd.timezone,
+                "template": template_plain(cmd.template),
+                "misfire": cmd.misfire,
+                "misfire_cap": cmd.misfire_cap,
+                "paused": cmd.paused,
+            }
             _opt(out, "misfire_grace_ms", cmd.misfire_grace_ms)
             if cmd.overlap != "allow":  # absent means allow: older entries stay as they were
                 out["overlap"] = cmd.overlap

@@ -53,27 +53,39 @@ def storable(result: Result) -> bool:
 
 def compact(cmd: Command, result: Result) -> Result:
     if isinstance(cmd, Lease) and isinstance(result, Ok):
-        rows = [[g["job_id"], g["token"], g["lease_expires_at"], g["attempt"],
-                 g["max_attempts"]] for g in result.value["leases"]]
+        rows = [
+            [g["job_id"], g["token"], g["lease_expires_at"], g["attempt"], g["max_attempts"]]
+            for g in result.value["leases"]
+        ]
         return Ok({_COMPACT: "lease", "rows": rows})
     return result
 
 
 def expand(st: SchedulerState, stored: Result) -> Result:
     """The stored answer as the client first saw it (grants rebuilt from the jobs)."""
-    if not isinstance(stored, Ok) or not isinstance(stored.value, dict) \
-            or _COMPACT not in stored.value:
+    if (
+        not isinstance(stored, Ok)
+        or not isinstance(stored.value, dict)
+        or _COMPACT not in stored.value
+    ):
         return stored
     grants: list[dict[str, Any]] = []
     for job_id, token, expires_ms, attempt, max_attempts in stored.value["rows"]:
         job = st.jobs.get(job_id)
         spec = job.spec if job is not None else None
-        grants.append({"job_id": job_id, "queue": spec.queue if spec else None,
-                       "payload": spec.payload if spec else None, "token": token,
-                       "lease_expires_at": expires_ms, "attempt": attempt,
-                       "max_attempts": max_attempts,
-                       "timeout_ms": spec.timeout_ms if spec else None,
-                       "tags": list(spec.tags) if spec else []})
+        grants.append(
+            {
+                "job_id": job_id,
+                "queue": spec.queue if spec else None,
+                "payload": spec.payload if spec else None,
+                "token": token,
+                "lease_expires_at": expires_ms,
+                "attempt": attempt,
+                "max_attempts": max_attempts,
+                "timeout_ms": spec.timeout_ms if spec else None,
+                "tags": list(spec.tags) if spec else [],
+            }
+        )
     return Ok({"leases": grants})
 
 

@@ -127,7 +127,7 @@ class SortedIndex(Generic[K]):
         """Build from keys already sorted and unique (snapshot restore)."""
         index = cls()
         for start in range(0, len(keys), CHUNK_LOAD):
-            chunk = keys[start:start + CHUNK_LOAD]
+            chunk = keys[start : start + CHUNK_LOAD]
             index._chunks.append(chunk)
             index._maxes.append(chunk[-1])
         index._len = len(keys)

@@ -30,8 +30,7 @@ from typing import Any, Final, Literal, get_args
 from .answers import JobOutcome, LeaseGrant
 from .commands import JobSpec
 
-JobState = Literal["waiting", "scheduled", "pending", "leased", "succeeded", "dead",
-                   "cancelled"]
+JobState = Literal["waiting", "scheduled", "pending", "leased", "succeeded", "dead", "cancelled"]
 """A job's state (SPEC §4); `NEW` is only the pseudo-state before creation."""
 
 WAITING: Final = "waiting"
@@ -47,15 +46,27 @@ TERMINAL: frozenset[JobState] = frozenset({SUCCEEDED, DEAD, CANCELLED})
 NEW: Final = "new"  # pseudo-state: before creation
 assert set(STATES) == set(get_args(JobState))
 
-TRANSITIONS = frozenset({
-    (NEW, WAITING), (NEW, SCHEDULED), (NEW, PENDING), (NEW, CANCELLED),
-    (WAITING, SCHEDULED), (WAITING, PENDING), (WAITING, CANCELLED),
-    (SCHEDULED, PENDING), (SCHEDULED, CANCELLED),
-    (PENDING, LEASED), (PENDING, CANCELLED),
-    (LEASED, SUCCEEDED), (LEASED, SCHEDULED), (LEASED, PENDING), (LEASED, DEAD),
-    (LEASED, CANCELLED),
-    (DEAD, PENDING),  # dead-letter requeue
-})
+TRANSITIONS = frozenset(
+    {
+        (NEW, WAITING),
+        (NEW, SCHEDULED),
+        (NEW, PENDING),
+        (NEW, CANCELLED),
+        (WAITING, SCHEDULED),
+        (WAITING, PENDING),
+        (WAITING, CANCELLED),
+        (SCHEDULED, PENDING),
+        (SCHEDULED, CANCELLED),
+        (PENDING, LEASED),
+        (PENDING, CANCELLED),
+        (LEASED, SUCCEEDED),
+        (LEASED, SCHEDULED),
+        (LEASED, PENDING),
+        (LEASED, DEAD),
+        (LEASED, CANCELLED),
+        (DEAD, PENDING),  # dead-letter requeue
+    }
+)
 
 # How the job's last lease ended; decides the refusal of a late heartbeat/complete/fail.
 CLOSED_COMPLETED = "completed"
@@ -111,8 +122,18 @@ class Job:
         "workflow",
     )
 
-    def __init__(self, job_id: str, spec: JobSpec, seq: int, now_ms: int, *,
-                 max_attempts: int, lease_ms: int, run_at_ms: int, workflow: str | None) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        spec: JobSpec,
+        seq: int,
+        now_ms: int,
+        *,
+        max_attempts: int,
+        lease_ms: int,
+        run_at_ms: int,
+        workflow: str | None,
+    ) -> None:
         self.id = job_id
         self.spec = spec
         self.seq = seq
@@ -142,8 +163,12 @@ class Job:
 
     def size_estimate(self) -> int:
         """Bytes this job holds, roughly (the same on every replica: a function of its data)."""
-        return (_RECORD_BYTES + approx_json_bytes(self.spec.payload)
-                + approx_json_bytes(self.result) + approx_json_bytes(self.error))
+        return (
+            _RECORD_BYTES
+            + approx_json_bytes(self.spec.payload)
+            + approx_json_bytes(self.result)
+            + approx_json_bytes(self.error)
+        )
 
     @property
     def queue(self) -> str:
@@ -168,17 +193,29 @@ def job_outcome(job: Job) -> JobOutcome:
     """The small answer of a command that changed a job; the API renders the full document
     with `SchedulerState.get_job` when it needs one. Small on purpose: it is built on the apply
     path and stored in the idempotency table."""
-    return {"id": job.id, "state": job.state, "token": job.token, "attempts": job.attempts,
-            "run_at": job.run_at_ms}
+    return {
+        "id": job.id,
+        "state": job.state,
+        "token": job.token,
+        "attempts": job.attempts,
+        "run_at": job.run_at_ms,
+    }
 
 
 def lease_grant(job: Job) -> LeaseGrant:
     """What a worker needs to run a leased job."""
     spec = job.spec
-    return {"job_id": job.id, "queue": spec.queue, "payload": spec.payload,
-            "token": job.token, "lease_expires_at": job.lease_expires_ms,
-            "attempt": job.attempts, "max_attempts": job.max_attempts,
-            "timeout_ms": spec.timeout_ms, "tags": list(spec.tags)}
+    return {
+        "job_id": job.id,
+        "queue": spec.queue,
+        "payload": spec.payload,
+        "token": job.token,
+        "lease_expires_at": job.lease_expires_ms,
+        "attempt": job.attempts,
+        "max_attempts": job.max_attempts,
+        "timeout_ms": spec.timeout_ms,
+        "tags": list(spec.tags),
+    }
 
 
 def job_doc(job: Job) -> dict[str, Any]:
@@ -211,6 +248,7 @@ def job_doc(job: Job) -> dict[str, Any]:
         "created_at": job.created_ms,
         "updated_at": job.updated_ms,
         "ended_at": job.ended_ms or None,
-        "events": [{"at": ev[i], "state": ev[i + 1], "token": ev[i + 2]}
-                   for i in range(0, len(ev), 3)],
+        "events": [
+            {"at": ev[i], "state": ev[i + 1], "token": ev[i + 2]} for i in range(0, len(ev), 3)
+        ],
     }

@@ -91,23 +91,35 @@ def lease(st: SchedulerState, cmd: Lease, index: int) -> Ok[LeaseAnswer] | Refus
     if worker is None or worker.expires_ms <= now:
         limits = st.limits
         if worker is None and len(st.workers) >= limits.max_workers:
-            return Refused(TooManyWorkers(f"at most {limits.max_workers} workers",
-                                          {"limit": limits.max_workers}))
-        worker = register(st, cmd.worker_id, capacity=limits.default_worker_capacity,
-                          queues=(), ttl_ms=limits.default_worker_ttl_ms, index=index,
-                          process=None)
+            return Refused(
+                TooManyWorkers(
+                    f"at most {limits.max_workers} workers", {"limit": limits.max_workers}
+                )
+            )
+        worker = register(
+            st,
+            cmd.worker_id,
+            capacity=limits.default_worker_capacity,
+            queues=(),
+            ttl_ms=limits.default_worker_ttl_ms,
+            index=index,
+            process=None,
+        )
     elif not worker.may_lease(cmd.queue):
-        return Refused(QueueNotAllowed(
-            f"worker {worker.id!r} registered for queues {list(worker.queues)}, not "
-            f"{cmd.queue!r}", {"worker_id": worker.id, "queue": cmd.queue}))
+        return Refused(
+            QueueNotAllowed(
+                f"worker {worker.id!r} registered for queues {list(worker.queues)}, not "
+                f"{cmd.queue!r}",
+                {"worker_id": worker.id, "queue": cmd.queue},
+            )
+        )
     else:
         worker.last_seen_ms = now
     queue = st.queues.get(cmd.queue)
     granted: list[LeaseGrant] = []
     if queue is None:
         return Ok({"leases": granted})
-    count = min(cmd.max_jobs, worker.room(), queue.lease_room(),
-                st.limits.lease_grants_per_entry)
+    count = min(cmd.max_jobs, worker.room(), queue.lease_room(), st.limits.lease_grants_per_entry)
     leased = worker.leased
     jobs = st.jobs
     for _ in range(count):
@@ -161,7 +173,8 @@ def _held(st: SchedulerState, job_id: str, token: int) -> Job | SchedError:
     if token != job.token:
         return StaleToken(
             f"token {token} is not the current lease of job {job_id!r}",
-            {"job_id": job_id, "token": token, "current_token": job.token})
+            {"job_id": job_id, "token": token, "current_token": job.token},
+        )
     if job.state == LEASED:
         if lease_is_live(st, job):
             return job
@@ -174,8 +187,7 @@ def _held(st: SchedulerState, job_id: str, token: int) -> Job | SchedError:
     return NotLeased(f"job {job_id!r} is not leased with token {token}", details)
 
 
-def heartbeat(st: SchedulerState, cmd: HeartbeatLease,
-              index: int) -> Ok[HeartbeatAnswer] | Refused:
+def heartbeat(st: SchedulerState, cmd: HeartbeatLease, index: int) -> Ok[HeartbeatAnswer] | Refused:
     job = _held(st, cmd.job_id, cmd.token)
     if isinstance(job, SchedError):
         return Refused(job)
@@ -194,8 +206,12 @@ def complete(st: SchedulerState, cmd: Complete, index: int) -> Ok[JobOutcome] | 
     job = _held(st, cmd.job_id, cmd.token)
     if isinstance(job, SchedError):
         existing = st.jobs.get(cmd.job_id)
-        if (existing is not None and existing.state == SUCCEEDED
-                and existing.token == cmd.token and existing.closed_by == CLOSED_COMPLETED):
+        if (
+            existing is not None
+            and existing.state == SUCCEEDED
+            and existing.token == cmd.token
+            and existing.closed_by == CLOSED_COMPLETED
+        ):
             return Ok(job_outcome(existing))  # the same answer as the first complete
         return Refused(job)
     job.result = cmd.result
@@ -209,8 +225,11 @@ def fail(st: SchedulerState, cmd: Fail, index: int) -> Ok[JobOutcome] | Refused:
     job = _held(st, cmd.job_id, cmd.token)
     if isinstance(job, SchedError):
         existing = st.jobs.get(cmd.job_id)
-        if (existing is not None and existing.token == cmd.token
-                and existing.closed_by == CLOSED_FAILED):
+        if (
+            existing is not None
+            and existing.token == cmd.token
+            and existing.closed_by == CLOSED_FAILED
+        ):
             # A worker retrying its fail after a lost answer, while its token is still the
             # job's current one: acknowledge it again, change nothing. Once the job was
             # leased again the token is stale and the answer is `stale_token` (fencing
@@ -233,8 +252,12 @@ def report_batch(st: SchedulerState, cmd: ReportBatch, index: int) -> Ok[ReportB
             results.append({"job_id": item.job_id, "ok": True, "state": result.value["state"]})
         else:
             err = result.error
-            results.append({"job_id": item.job_id, "error": {
-                "code": err.code, "message": err.message, "details": err.details}})
+            results.append(
+                {
+                    "job_id": item.job_id,
+                    "error": {"code": err.code, "message": err.message, "details": err.details},
+                }
+            )
     return Ok({"results": results})
 
 
@@ -305,8 +328,16 @@ def expire_workers(st: SchedulerState, budget: Budget) -> int:
 # -- workers -----------------------------------------------------------------------------------
 
 
-def register(st: SchedulerState, worker_id: str, *, capacity: int, queues: tuple[str, ...],
-             ttl_ms: int, index: int, process: str | None) -> Worker:
+def register(
+    st: SchedulerState,
+    worker_id: str,
+    *,
+    capacity: int,
+    queues: tuple[str, ...],
+    ttl_ms: int,
+    index: int,
+    process: str | None,
+) -> Worker:
     """A new incarnation of `worker_id`; the leases of a previous one are released now
     (at most its capacity, itself bounded by `Limits.max_lease_jobs`)."""
     old = st.workers.get(worker_id)
@@ -315,16 +346,18 @@ def register(st: SchedulerState, worker_id: str, *, capacity: int, queues: tuple
         del st.workers[worker_id]  # from here its leases are dead (`lease_is_live`)
         for job in list(old.leased.values()):
             release_dead_lease(st, job)
-    worker = Worker(worker_id, capacity, queues, ttl_ms, st.clock_ms, incarnation=index,
-                    process=process)
+    worker = Worker(
+        worker_id, capacity, queues, ttl_ms, st.clock_ms, incarnation=index, process=process
+    )
     st.workers[worker_id] = worker
     worker.index_ms = worker.expires_ms
     st.worker_index.add((worker.index_ms, worker_id))
     return worker
 
 
-def worker_heartbeat(st: SchedulerState, cmd: WorkerHeartbeat,
-                     index: int) -> Ok[WorkerAnswer] | Refused:
+def worker_heartbeat(
+    st: SchedulerState, cmd: WorkerHeartbeat, index: int
+) -> Ok[WorkerAnswer] | Refused:
     limits = st.limits
     ttl_ms = limits.default_worker_ttl_ms if cmd.ttl_ms is None else cmd.ttl_ms
     worker = st.workers.get(cmd.worker_id)
@@ -332,14 +365,28 @@ def worker_heartbeat(st: SchedulerState, cmd: WorkerHeartbeat,
     # adopts it (the same process leased, then heartbeated) instead of releasing its leases.
     restarted = worker is not None and (
         worker.expires_ms <= st.clock_ms
-        or (cmd.incarnation is not None and worker.process is not None
-            and cmd.incarnation != worker.process))
+        or (
+            cmd.incarnation is not None
+            and worker.process is not None
+            and cmd.incarnation != worker.process
+        )
+    )
     if worker is None or restarted:
         if worker is None and len(st.workers) >= limits.max_workers:
-            return Refused(TooManyWorkers(f"at most {limits.max_workers} workers",
-                                          {"limit": limits.max_workers}))
-        worker = register(st, cmd.worker_id, capacity=cmd.capacity, queues=cmd.queues,
-                          ttl_ms=ttl_ms, index=index, process=cmd.incarnation)
+            return Refused(
+                TooManyWorkers(
+                    f"at most {limits.max_workers} workers", {"limit": limits.max_workers}
+                )
+            )
+        worker = register(
+            st,
+            cmd.worker_id,
+            capacity=cmd.capacity,
+            queues=cmd.queues,
+            ttl_ms=ttl_ms,
+            index=index,
+            process=cmd.incarnation,
+        )
     else:
         assert worker is not None
         worker.capacity = cmd.capacity

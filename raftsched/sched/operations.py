@@ -54,8 +54,11 @@ def cancel(st: SchedulerState, cmd: Cancel) -> Ok[JobOutcome] | Refused:
     if job is None:
         return Refused(NotFound(f"job {cmd.job_id!r} not found", {"job_id": cmd.job_id}))
     if job.state in TERMINAL:
-        return Refused(AlreadyTerminal(f"job {job.id!r} is already {job.state}",
-                                       {"job_id": job.id, "state": job.state}))
+        return Refused(
+            AlreadyTerminal(
+                f"job {job.id!r} is already {job.state}", {"job_id": job.id, "state": job.state}
+            )
+        )
     _cancel_job(st, job, cmd.reason or REASON_CANCELLED)
     return Ok(job_outcome(job))
 
@@ -112,8 +115,11 @@ def workflow_jobs(st: SchedulerState, workflow_id: str) -> list[Job]:
     ids = st.workflows.get(workflow_id)
     if ids is None:
         return []
-    jobs = [job for job_id in ids
-            if (job := st.jobs.get(job_id)) is not None and job.workflow == workflow_id]
+    jobs = [
+        job
+        for job_id in ids
+        if (job := st.jobs.get(job_id)) is not None and job.workflow == workflow_id
+    ]
     if len(jobs) != len(ids):
         if jobs:
             st.workflows[workflow_id] = [job.id for job in jobs]
@@ -122,12 +128,12 @@ def workflow_jobs(st: SchedulerState, workflow_id: str) -> list[Job]:
     return jobs
 
 
-def cancel_workflow(st: SchedulerState,
-                    cmd: CancelWorkflow) -> Ok[CancelWorkflowAnswer] | Refused:
+def cancel_workflow(st: SchedulerState, cmd: CancelWorkflow) -> Ok[CancelWorkflowAnswer] | Refused:
     jobs = workflow_jobs(st, cmd.workflow_id)
     if not jobs:
-        return Refused(NotFound(f"workflow {cmd.workflow_id!r} not found",
-                                {"workflow": cmd.workflow_id}))
+        return Refused(
+            NotFound(f"workflow {cmd.workflow_id!r} not found", {"workflow": cmd.workflow_id})
+        )
     cancelled = []
     for job in jobs:
         if job.state not in TERMINAL:  # a cascade may have ended it in this very loop
@@ -144,5 +150,9 @@ def workflow_status(st: SchedulerState, workflow_id: str) -> dict[str, Any] | No
     for job in jobs:
         counts[job.state] += 1
     done = all(job.state in TERMINAL for job in jobs)
-    return {"workflow": workflow_id, "counts": counts, "done": done,
-            "jobs": [{"id": job.id, "state": job.state} for job in jobs]}
+    return {
+        "workflow": workflow_id,
+        "counts": counts,
+        "done": done,
+        "jobs": [{"id": job.id, "state": job.state} for job in jobs],
+    }

@@ -96,8 +96,16 @@ def _get(data: Mapping[str, Any], key: str, path: str, required: bool) -> Any:
     return None
 
 
-def _int(data: Mapping[str, Any], key: str, path: str, *, lo: int, hi: int = MAX_INT,
-         required: bool = False, default: int | None = None) -> int | None:
+def _int(
+    data: Mapping[str, Any],
+    key: str,
+    path: str,
+    *,
+    lo: int,
+    hi: int = MAX_INT,
+    required: bool = False,
+    default: int | None = None,
+) -> int | None:
     value = _get(data, key, path, required)
     if value is None:
         if required:
@@ -125,8 +133,15 @@ def _bool(data: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
     return value
 
 
-def _str(data: Mapping[str, Any], key: str, path: str, *, required: bool, max_chars: int,
-         pattern: re.Pattern[str] | None = None) -> str | None:
+def _str(
+    data: Mapping[str, Any],
+    key: str,
+    path: str,
+    *,
+    required: bool,
+    max_chars: int,
+    pattern: re.Pattern[str] | None = None,
+) -> str | None:
     value = _get(data, key, path, required)
     if value is None:
         if required:
@@ -162,8 +177,15 @@ def _name(data: Mapping[str, Any], key: str, path: str, limits: Limits) -> str:
     return value
 
 
-def _str_list(data: Mapping[str, Any], key: str, path: str, *, max_items: int, max_chars: int,
-              pattern: re.Pattern[str] | None) -> tuple[str, ...]:
+def _str_list(
+    data: Mapping[str, Any],
+    key: str,
+    path: str,
+    *,
+    max_items: int,
+    max_chars: int,
+    pattern: re.Pattern[str] | None,
+) -> tuple[str, ...]:
     value = _get(data, key, path, False)
     if value is None:
         return ()
@@ -238,13 +260,34 @@ def _idempotency_key(data: Mapping[str, Any], header: str | None) -> str | None:
 # -- jobs ----------------------------------------------------------------------------------------
 
 _BACKOFF_KEYS = frozenset({"initial_ms", "multiplier", "max_ms"})
-_JOB_KEYS = frozenset({
-    "id", "queue", "payload", "priority", "run_at", "delay_ms", "max_attempts", "backoff",
-    "lease_ms", "timeout_ms", "depends_on", "tags",
-})
-_TEMPLATE_KEYS = frozenset({
-    "queue", "payload", "priority", "max_attempts", "backoff", "lease_ms", "timeout_ms", "tags",
-})
+_JOB_KEYS = frozenset(
+    {
+        "id",
+        "queue",
+        "payload",
+        "priority",
+        "run_at",
+        "delay_ms",
+        "max_attempts",
+        "backoff",
+        "lease_ms",
+        "timeout_ms",
+        "depends_on",
+        "tags",
+    }
+)
+_TEMPLATE_KEYS = frozenset(
+    {
+        "queue",
+        "payload",
+        "priority",
+        "max_attempts",
+        "backoff",
+        "lease_ms",
+        "timeout_ms",
+        "tags",
+    }
+)
 
 
 def _backoff(data: Mapping[str, Any], path: str) -> Backoff:
@@ -275,21 +318,22 @@ def _common_job_fields(d: Mapping[str, Any], path: str, limits: Limits) -> dict[
         "backoff": _backoff(d, path),
         "lease_ms": _int(d, "lease_ms", path, lo=1, hi=limits.max_lease_ms),
         "timeout_ms": _int(d, "timeout_ms", path, lo=1, hi=MAX_INT),
-        "tags": _str_list(d, "tags", path, max_items=limits.max_tags,
-                          max_chars=MAX_TAG_CHARS, pattern=None),
+        "tags": _str_list(
+            d, "tags", path, max_items=limits.max_tags, max_chars=MAX_TAG_CHARS, pattern=None
+        ),
     }
 
 
 def _new_job_id(d: Mapping[str, Any], path: str, limits: Limits, required: bool) -> str | None:
-    job_id = _str(d, "id", path, required=required, max_chars=limits.max_id_chars,
-                  pattern=NAME_RE)
+    job_id = _str(d, "id", path, required=required, max_chars=limits.max_id_chars, pattern=NAME_RE)
     if job_id is not None and job_id.startswith(GENERATED_ID_PREFIX):
         raise ValidationError(_path(path, "id"), f"the prefix {GENERATED_ID_PREFIX!r} is reserved")
     return job_id
 
 
-def parse_job_spec(data: Any, path: str = "", limits: Limits = DEFAULT_LIMITS,
-                   require_id: bool = False) -> JobSpec:
+def parse_job_spec(
+    data: Any, path: str = "", limits: Limits = DEFAULT_LIMITS, require_id: bool = False
+) -> JobSpec:
     d = _mapping(data, path)
     _keys(d, path, _JOB_KEYS)
     job_id = _new_job_id(d, path, limits, require_id)
@@ -301,13 +345,25 @@ def parse_job_spec(data: Any, path: str = "", limits: Limits = DEFAULT_LIMITS,
     raw_deps = d.get("depends_on")
     if isinstance(raw_deps, list | tuple) and len(raw_deps) > limits.max_dependencies:
         raise TooManyDependencies(
-            deps_path, f"{len(raw_deps)} dependencies, limit {limits.max_dependencies}")
-    depends_on = _str_list(d, "depends_on", path, max_items=limits.max_dependencies,
-                           max_chars=limits.max_id_chars, pattern=JOB_REF_RE)
+            deps_path, f"{len(raw_deps)} dependencies, limit {limits.max_dependencies}"
+        )
+    depends_on = _str_list(
+        d,
+        "depends_on",
+        path,
+        max_items=limits.max_dependencies,
+        max_chars=limits.max_id_chars,
+        pattern=JOB_REF_RE,
+    )
     if job_id is not None and job_id in depends_on:
         raise ValidationError(deps_path, "a job cannot depend on itself")
-    return JobSpec(id=job_id, run_at_ms=run_at_ms, delay_ms=delay_ms, depends_on=depends_on,
-                   **_common_job_fields(d, path, limits))
+    return JobSpec(
+        id=job_id,
+        run_at_ms=run_at_ms,
+        delay_ms=delay_ms,
+        depends_on=depends_on,
+        **_common_job_fields(d, path, limits),
+    )
 
 
 def parse_job_template(data: Any, path: str, limits: Limits = DEFAULT_LIMITS) -> JobTemplate:
@@ -335,8 +391,9 @@ def _job_list(d: Mapping[str, Any], limits: Limits, require_id: bool) -> tuple[J
     return specs
 
 
-def parse_submit_job(data: Any, limits: Limits = DEFAULT_LIMITS,
-                     idempotency_key: str | None = None) -> SubmitJobs:
+def parse_submit_job(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> SubmitJobs:
     """POST /v1/jobs: one job object."""
     d = dict(_mapping(data, ""))
     key = _idempotency_key(d, idempotency_key)
@@ -344,8 +401,9 @@ def parse_submit_job(data: Any, limits: Limits = DEFAULT_LIMITS,
     return SubmitJobs(jobs=(parse_job_spec(d, "", limits),), idempotency_key=key)
 
 
-def parse_submit_batch(data: Any, limits: Limits = DEFAULT_LIMITS,
-                       idempotency_key: str | None = None) -> SubmitJobs:
+def parse_submit_batch(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> SubmitJobs:
     """POST /v1/jobs:batch: {"jobs": [...]}, all or none."""
     d = _mapping(data, "")
     _keys(d, "", frozenset({"jobs", "idempotency_key"}))
@@ -353,14 +411,17 @@ def parse_submit_batch(data: Any, limits: Limits = DEFAULT_LIMITS,
     return SubmitJobs(jobs=_job_list(d, limits, False), idempotency_key=key)
 
 
-def parse_submit_workflow(data: Any, limits: Limits = DEFAULT_LIMITS,
-                          idempotency_key: str | None = None) -> SubmitWorkflow:
+def parse_submit_workflow(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> SubmitWorkflow:
     """POST /v1/workflows: {"id": ..., "jobs": [...]}; every job needs an id."""
     d = _mapping(data, "")
     _keys(d, "", frozenset({"id", "jobs", "idempotency_key"}))
-    return SubmitWorkflow(workflow_id=_name(d, "id", "", limits),
-                          jobs=_job_list(d, limits, True),
-                          idempotency_key=_idempotency_key(d, idempotency_key))
+    return SubmitWorkflow(
+        workflow_id=_name(d, "id", "", limits),
+        jobs=_job_list(d, limits, True),
+        idempotency_key=_idempotency_key(d, idempotency_key),
+    )
 
 
 # -- leases and workers --------------------------------------------------------------------------
@@ -377,45 +438,64 @@ def _token(d: Mapping[str, Any]) -> int:
 
 
 def _job_ref(d: Mapping[str, Any], limits: Limits) -> str:
-    value = _str(d, "job_id", "", required=True, max_chars=limits.max_id_chars + 21,
-                 pattern=JOB_REF_RE)
+    value = _str(
+        d, "job_id", "", required=True, max_chars=limits.max_id_chars + 21, pattern=JOB_REF_RE
+    )
     assert value is not None
     return value
 
 
-def parse_lease(data: Any, limits: Limits = DEFAULT_LIMITS,
-                idempotency_key: str | None = None) -> Lease:
+def parse_lease(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> Lease:
     d = _body(data, frozenset({"queue", "worker_id", "max_jobs", "wait_ms"}))
     max_jobs = _int(d, "max_jobs", "", lo=1, hi=limits.max_lease_jobs, default=1)
     wait_ms = _int(d, "wait_ms", "", lo=0, hi=60_000, default=0)
     assert max_jobs is not None and wait_ms is not None
-    return Lease(queue=_name(d, "queue", "", limits), worker_id=_name(d, "worker_id", "", limits),
-                 max_jobs=max_jobs, wait_ms=wait_ms,
-                 idempotency_key=_idempotency_key(d, idempotency_key))
+    return Lease(
+        queue=_name(d, "queue", "", limits),
+        worker_id=_name(d, "worker_id", "", limits),
+        max_jobs=max_jobs,
+        wait_ms=wait_ms,
+        idempotency_key=_idempotency_key(d, idempotency_key),
+    )
 
 
-def parse_heartbeat_lease(data: Any, limits: Limits = DEFAULT_LIMITS,
-                          idempotency_key: str | None = None) -> HeartbeatLease:
+def parse_heartbeat_lease(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> HeartbeatLease:
     d = _body(data, frozenset({"job_id", "token", "extend_ms"}))
-    return HeartbeatLease(job_id=_job_ref(d, limits), token=_token(d),
-                          extend_ms=_int(d, "extend_ms", "", lo=1, hi=limits.max_lease_ms),
-                          idempotency_key=_idempotency_key(d, idempotency_key))
+    return HeartbeatLease(
+        job_id=_job_ref(d, limits),
+        token=_token(d),
+        extend_ms=_int(d, "extend_ms", "", lo=1, hi=limits.max_lease_ms),
+        idempotency_key=_idempotency_key(d, idempotency_key),
+    )
 
 
-def parse_complete(data: Any, limits: Limits = DEFAULT_LIMITS,
-                   idempotency_key: str | None = None) -> Complete:
+def parse_complete(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> Complete:
     d = _body(data, frozenset({"job_id", "token", "result"}))
-    return Complete(job_id=_job_ref(d, limits), token=_token(d),
-                    result=_json(d, "result", "", limits),
-                    idempotency_key=_idempotency_key(d, idempotency_key))
+    return Complete(
+        job_id=_job_ref(d, limits),
+        token=_token(d),
+        result=_json(d, "result", "", limits),
+        idempotency_key=_idempotency_key(d, idempotency_key),
+    )
 
 
-def parse_fail(data: Any, limits: Limits = DEFAULT_LIMITS,
-               idempotency_key: str | None = None) -> Fail:
+def parse_fail(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> Fail:
     d = _body(data, frozenset({"job_id", "token", "error", "retryable"}))
-    return Fail(job_id=_job_ref(d, limits), token=_token(d), error=_json(d, "error", "", limits),
-                retryable=_bool(d, "retryable", "", True),
-                idempotency_key=_idempotency_key(d, idempotency_key))
+    return Fail(
+        job_id=_job_ref(d, limits),
+        token=_token(d),
+        error=_json(d, "error", "", limits),
+        retryable=_bool(d, "retryable", "", True),
+        idempotency_key=_idempotency_key(d, idempotency_key),
+    )
 
 
 _COMPLETE_ITEM_KEYS = frozenset({"job_id", "token", "result"})
@@ -427,18 +507,24 @@ def _report(data: Any, path: str, limits: Limits) -> Complete | Fail:
     d = _mapping(data, path)
     is_fail = "error" in d or "retryable" in d
     _keys(d, path, _FAIL_ITEM_KEYS if is_fail else _COMPLETE_ITEM_KEYS)
-    job_id = _str(d, "job_id", path, required=True, max_chars=limits.max_id_chars + 21,
-                  pattern=JOB_REF_RE)
+    job_id = _str(
+        d, "job_id", path, required=True, max_chars=limits.max_id_chars + 21, pattern=JOB_REF_RE
+    )
     assert job_id is not None
     token = _req_int(d, "token", path, lo=1, hi=2**63 - 1)
     if is_fail:
-        return Fail(job_id=job_id, token=token, error=_json(d, "error", path, limits),
-                    retryable=_bool(d, "retryable", path, True))
+        return Fail(
+            job_id=job_id,
+            token=token,
+            error=_json(d, "error", path, limits),
+            retryable=_bool(d, "retryable", path, True),
+        )
     return Complete(job_id=job_id, token=token, result=_json(d, "result", path, limits))
 
 
-def parse_report_batch(data: Any, limits: Limits = DEFAULT_LIMITS,
-                       idempotency_key: str | None = None) -> ReportBatch:
+def parse_report_batch(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> ReportBatch:
     """POST /v1/jobs:complete: {"reports": [complete | fail, ...]}, each applied on its own."""
     d = _body(data, frozenset({"reports"}))
     raw = _get(d, "reports", "", True)
@@ -452,35 +538,43 @@ def parse_report_batch(data: Any, limits: Limits = DEFAULT_LIMITS,
     first_at: dict[str, int] = {}
     for i, report in enumerate(reports):
         if report.job_id in first_at:
-            raise ValidationError(f"reports[{i}].job_id",
-                                  f"repeats reports[{first_at[report.job_id]}].job_id")
+            raise ValidationError(
+                f"reports[{i}].job_id", f"repeats reports[{first_at[report.job_id]}].job_id"
+            )
         first_at[report.job_id] = i
     return ReportBatch(reports=reports, idempotency_key=_idempotency_key(d, idempotency_key))
 
 
-def parse_cancel(data: Any, limits: Limits = DEFAULT_LIMITS,
-                 idempotency_key: str | None = None) -> Cancel:
+def parse_cancel(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> Cancel:
     d = _body(data, frozenset({"job_id", "reason"}))
-    return Cancel(job_id=_job_ref(d, limits),
-                  reason=_str(d, "reason", "", required=False, max_chars=MAX_REASON_CHARS),
-                  idempotency_key=_idempotency_key(d, idempotency_key))
+    return Cancel(
+        job_id=_job_ref(d, limits),
+        reason=_str(d, "reason", "", required=False, max_chars=MAX_REASON_CHARS),
+        idempotency_key=_idempotency_key(d, idempotency_key),
+    )
 
 
-def parse_worker_heartbeat(data: Any, limits: Limits = DEFAULT_LIMITS,
-                           idempotency_key: str | None = None) -> WorkerHeartbeat:
+def parse_worker_heartbeat(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> WorkerHeartbeat:
     d = _body(data, frozenset({"worker_id", "capacity", "queues", "ttl_ms", "incarnation"}))
     return WorkerHeartbeat(
         worker_id=_name(d, "worker_id", "", limits),
         capacity=_req_int(d, "capacity", "", lo=0, hi=limits.max_lease_jobs),
-        queues=_str_list(d, "queues", "", max_items=1_000, max_chars=limits.max_id_chars,
-                         pattern=NAME_RE),
+        queues=_str_list(
+            d, "queues", "", max_items=1_000, max_chars=limits.max_id_chars, pattern=NAME_RE
+        ),
         ttl_ms=_int(d, "ttl_ms", "", lo=1, hi=limits.max_lease_ms),
         incarnation=_str(d, "incarnation", "", required=False, max_chars=200),
-        idempotency_key=_idempotency_key(d, idempotency_key))
+        idempotency_key=_idempotency_key(d, idempotency_key),
+    )
 
 
-def parse_configure_queue(data: Any, limits: Limits = DEFAULT_LIMITS,
-                          idempotency_key: str | None = None) -> ConfigureQueue:
+def parse_configure_queue(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> ConfigureQueue:
     """PUT /v1/queues/{queue}: a partial update; only the fields present change (`null`
     resets max_in_flight to unlimited, lease_ms / max_attempts to the cluster defaults)."""
     d = _body(data, frozenset({"queue", *_QUEUE_FIELDS}))
@@ -492,52 +586,80 @@ def parse_configure_queue(data: Any, limits: Limits = DEFAULT_LIMITS,
         max_attempts=_int(d, "max_attempts", "", lo=1, hi=limits.max_attempts_limit),
         paused=_bool(d, "paused", "", False),
         fields_set=None if len(present) == len(_QUEUE_FIELDS) else present,
-        idempotency_key=_idempotency_key(d, idempotency_key))
+        idempotency_key=_idempotency_key(d, idempotency_key),
+    )
 
 
 _QUEUE_FIELDS = ("max_in_flight", "lease_ms", "max_attempts", "paused")
 
 
 def _job_ids(d: Mapping[str, Any], limits: Limits) -> tuple[str, ...]:
-    ids = _str_list(d, "job_ids", "", max_items=limits.max_requeue_jobs,
-                    max_chars=limits.max_id_chars + 21, pattern=JOB_REF_RE)
+    ids = _str_list(
+        d,
+        "job_ids",
+        "",
+        max_items=limits.max_requeue_jobs,
+        max_chars=limits.max_id_chars + 21,
+        pattern=JOB_REF_RE,
+    )
     if not ids:
         raise ValidationError("job_ids", "must name at least one job")
     return ids
 
 
-def parse_requeue_dead(data: Any, limits: Limits = DEFAULT_LIMITS,
-                       idempotency_key: str | None = None) -> RequeueDead:
+def parse_requeue_dead(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> RequeueDead:
     d = _body(data, frozenset({"job_ids", "max_attempts"}))
     return RequeueDead(
         job_ids=_job_ids(d, limits),
         max_attempts=_int(d, "max_attempts", "", lo=1, hi=limits.max_attempts_limit),
-        idempotency_key=_idempotency_key(d, idempotency_key))
+        idempotency_key=_idempotency_key(d, idempotency_key),
+    )
 
 
-def parse_purge_dead(data: Any, limits: Limits = DEFAULT_LIMITS,
-                     idempotency_key: str | None = None) -> PurgeDead:
+def parse_purge_dead(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> PurgeDead:
     d = _body(data, frozenset({"job_ids"}))
-    return PurgeDead(job_ids=_job_ids(d, limits),
-                     idempotency_key=_idempotency_key(d, idempotency_key))
+    return PurgeDead(
+        job_ids=_job_ids(d, limits), idempotency_key=_idempotency_key(d, idempotency_key)
+    )
 
 
-def parse_cancel_workflow(data: Any, limits: Limits = DEFAULT_LIMITS,
-                          idempotency_key: str | None = None) -> CancelWorkflow:
+def parse_cancel_workflow(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> CancelWorkflow:
     d = _body(data, frozenset({"id", "reason"}))
     return CancelWorkflow(
         workflow_id=_name(d, "id", "", limits),
         reason=_str(d, "reason", "", required=False, max_chars=MAX_REASON_CHARS),
-        idempotency_key=_idempotency_key(d, idempotency_key))
+        idempotency_key=_idempotency_key(d, idempotency_key),
+    )
 
 
 # -- schedules -----------------------------------------------------------------------------------
 
 
-def parse_put_schedule(data: Any, limits: Limits = DEFAULT_LIMITS,
-                       idempotency_key: str | None = None) -> PutSchedule:
-    d = _body(data, frozenset({"name", "cron", "timezone", "template", "misfire", "misfire_cap",
-                               "misfire_grace_ms", "paused", "overlap"}))
+def parse_put_schedule(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> PutSchedule:
+    d = _body(
+        data,
+        frozenset(
+            {
+                "name",
+                "cron",
+                "timezone",
+                "template",
+                "misfire",
+                "misfire_cap",
+                "misfire_grace_ms",
+                "paused",
+                "overlap",
+            }
+        ),
+    )
     name = _name(d, "name", "", limits)
     expr = _str(d, "cron", "", required=True, max_chars=200)
     assert expr is not None
@@ -559,34 +681,47 @@ def parse_put_schedule(data: Any, limits: Limits = DEFAULT_LIMITS,
     cap = _int(d, "misfire_cap", "", lo=1, hi=limits.max_misfire_cap, default=100)
     assert cap is not None
     return PutSchedule(
-        name=name, cron=expr, timezone=tz,
+        name=name,
+        cron=expr,
+        timezone=tz,
         template=parse_job_template(_get(d, "template", "", True), "template", limits),
-        misfire=misfire, misfire_cap=cap,
+        misfire=misfire,
+        misfire_cap=cap,
         misfire_grace_ms=_int(d, "misfire_grace_ms", "", lo=0, hi=MAX_INT),
-        paused=_bool(d, "paused", "", False), overlap=overlap,
-        idempotency_key=_idempotency_key(d, idempotency_key))
+        paused=_bool(d, "paused", "", False),
+        overlap=overlap,
+        idempotency_key=_idempotency_key(d, idempotency_key),
+    )
 
 
-def parse_delete_schedule(data: Any, limits: Limits = DEFAULT_LIMITS,
-                          idempotency_key: str | None = None) -> DeleteSchedule:
+def parse_delete_schedule(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> DeleteSchedule:
     d = _body(data, frozenset({"name"}))
-    return DeleteSchedule(name=_name(d, "name", "", limits),
-                          idempotency_key=_idempotency_key(d, idempotency_key))
+    return DeleteSchedule(
+        name=_name(d, "name", "", limits), idempotency_key=_idempotency_key(d, idempotency_key)
+    )
 
 
-def parse_backfill(data: Any, limits: Limits = DEFAULT_LIMITS,
-                   idempotency_key: str | None = None) -> Backfill:
+def parse_backfill(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> Backfill:
     d = _body(data, frozenset({"name", "from", "to"}))
     from_ms = _req_int(d, "from", "", lo=0)
     to_ms = _req_int(d, "to", "", lo=0)
     if to_ms < from_ms:
         raise ValidationError("to", "must not be before from")
-    return Backfill(name=_name(d, "name", "", limits), from_ms=from_ms, to_ms=to_ms,
-                    idempotency_key=_idempotency_key(d, idempotency_key))
+    return Backfill(
+        name=_name(d, "name", "", limits),
+        from_ms=from_ms,
+        to_ms=to_ms,
+        idempotency_key=_idempotency_key(d, idempotency_key),
+    )
 
 
-def parse_tick(data: Any, limits: Limits = DEFAULT_LIMITS,
-               idempotency_key: str | None = None) -> Tick:
+def parse_tick(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> Tick:
     d = _body(data, frozenset())
     return Tick(idempotency_key=_idempotency_key(d, idempotency_key))
 
@@ -596,31 +731,41 @@ def _settings(d: Mapping[str, Any], *, partial: bool) -> dict[str, int]:
     _keys(raw, "settings", frozenset(SETTING_NAMES))
     if partial and not raw:
         raise ValidationError("settings", "must change at least one setting")
-    return {name: _req_int(raw, name, "settings", lo=1, hi=SETTING_MAX)
-            for name in SETTING_NAMES if name in raw}
+    return {
+        name: _req_int(raw, name, "settings", lo=1, hi=SETTING_MAX)
+        for name in SETTING_NAMES
+        if name in raw
+    }
 
 
-def parse_bootstrap(data: Any, limits: Limits = DEFAULT_LIMITS,
-                    idempotency_key: str | None = None) -> Bootstrap:
+def parse_bootstrap(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> Bootstrap:
     """The runtime's first entry: the full settings (absent names: the genesis defaults)."""
     d = _body(data, frozenset({"settings"}))
-    return Bootstrap(settings=Limits(**_settings(d, partial=False)),
-                     idempotency_key=_idempotency_key(d, idempotency_key))
+    return Bootstrap(
+        settings=Limits(**_settings(d, partial=False)),
+        idempotency_key=_idempotency_key(d, idempotency_key),
+    )
 
 
-def parse_update_settings(data: Any, limits: Limits = DEFAULT_LIMITS,
-                          idempotency_key: str | None = None) -> UpdateSettings:
+def parse_update_settings(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> UpdateSettings:
     d = _body(data, frozenset({"settings"}))
     changes = _settings(d, partial=True)
-    return UpdateSettings(changes=tuple(sorted(changes.items())),
-                          idempotency_key=_idempotency_key(d, idempotency_key))
+    return UpdateSettings(
+        changes=tuple(sorted(changes.items())), idempotency_key=_idempotency_key(d, idempotency_key)
+    )
 
 
-def parse_accept_clock_jump(data: Any, limits: Limits = DEFAULT_LIMITS,
-                            idempotency_key: str | None = None) -> AcceptClockJump:
+def parse_accept_clock_jump(
+    data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> AcceptClockJump:
     d = _body(data, frozenset({"to"}))
-    return AcceptClockJump(to_ms=_req_int(d, "to", "", lo=0),
-                           idempotency_key=_idempotency_key(d, idempotency_key))
+    return AcceptClockJump(
+        to_ms=_req_int(d, "to", "", lo=0), idempotency_key=_idempotency_key(d, idempotency_key)
+    )
 
 
 Parser = Callable[[Any, Limits, "str | None"], Command]
@@ -649,8 +794,9 @@ PARSERS: dict[str, Parser] = {
 }
 
 
-def parse_command(kind: str, data: Any, limits: Limits = DEFAULT_LIMITS,
-                  idempotency_key: str | None = None) -> Command:
+def parse_command(
+    kind: str, data: Any, limits: Limits = DEFAULT_LIMITS, idempotency_key: str | None = None
+) -> Command:
     """Parse any command by its kind name (`commands.KIND_BY_TYPE`)."""
     parser = PARSERS.get(kind)
     if parser is None:

@@ -34,8 +34,12 @@ class QueueConfig:
     paused: bool = False
 
     def to_plain(self) -> dict[str, Any]:
-        return {"max_in_flight": self.max_in_flight, "lease_ms": self.lease_ms,
-                "max_attempts": self.max_attempts, "paused": self.paused}
+        return {
+            "max_in_flight": self.max_in_flight,
+            "lease_ms": self.lease_ms,
+            "max_attempts": self.max_attempts,
+            "paused": self.paused,
+        }
 
 
 class Queue:

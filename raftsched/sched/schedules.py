@@ -86,9 +86,7 @@ class FireRecord:
         if i > 0 and cron.next_fire_ms(expr, tz, his[i - 1]) == lo:
             i -= 1  # the previous interval ends at the fire just before lo
         j = i
-        while j < len(los) and (
-            los[j] <= hi or cron.next_fire_ms(expr, tz, hi) == los[j]
-        ):
+        while j < len(los) and (los[j] <= hi or cron.next_fire_ms(expr, tz, hi) == los[j]):
             j += 1
         if j > i:
             lo, hi = min(lo, los[i]), max(hi, his[j - 1])
@@ -129,9 +127,19 @@ class Catchup:
 
 
 class Schedule:
-    __slots__ = ("catchup", "expr", "last_error", "last_fire_job", "last_skipped",
-                 "missed_fires", "next_fire_ms", "overlap_skips", "skip_events", "spec",
-                 "version")
+    __slots__ = (
+        "catchup",
+        "expr",
+        "last_error",
+        "last_fire_job",
+        "last_skipped",
+        "missed_fires",
+        "next_fire_ms",
+        "overlap_skips",
+        "skip_events",
+        "spec",
+        "version",
+    )
 
     def __init__(self, spec: PutSchedule, version: int) -> None:
         self.spec = spec
@@ -154,15 +162,24 @@ class Schedule:
         if self.spec.paused or record.watermark_ms > CRON_MAX_MS:
             self.next_fire_ms = None
         else:
-            self.next_fire_ms = cron.next_fire_ms(self.expr, self.spec.timezone,
-                                                  record.watermark_ms)
+            self.next_fire_ms = cron.next_fire_ms(
+                self.expr, self.spec.timezone, record.watermark_ms
+            )
         return self.next_fire_ms
 
     def job_spec(self, fire_ms: int) -> JobSpec:
         t = self.spec.template
-        return JobSpec(id=fire_job_id(self.name, fire_ms), queue=t.queue, payload=t.payload,
-                       priority=t.priority, max_attempts=t.max_attempts, backoff=t.backoff,
-                       lease_ms=t.lease_ms, timeout_ms=t.timeout_ms, tags=t.tags)
+        return JobSpec(
+            id=fire_job_id(self.name, fire_ms),
+            queue=t.queue,
+            payload=t.payload,
+            priority=t.priority,
+            max_attempts=t.max_attempts,
+            backoff=t.backoff,
+            lease_ms=t.lease_ms,
+            timeout_ms=t.timeout_ms,
+            tags=t.tags,
+        )
 
     def doc(self, record: FireRecord) -> dict[str, Any]:
         spec = self.spec
@@ -180,8 +197,11 @@ class Schedule:
             "missed_fires": self.missed_fires,
             "last_error": self.last_error,
             "skip_events": self.skip_events,
-            "last_skipped": (None if self.last_skipped is None else
-                             {"after": self.last_skipped[0], "before": self.last_skipped[1]}),
+            "last_skipped": (
+                None
+                if self.last_skipped is None
+                else {"after": self.last_skipped[0], "before": self.last_skipped[1]}
+            ),
             "catching_up": self.catchup is not None,
             "overlap": spec.overlap,
             "overlap_skips": self.overlap_skips,
@@ -214,24 +234,25 @@ def _free_records(st: SchedulerState) -> None:
         del st.fire_records[name]
 
 
-def put_schedule(st: SchedulerState, cmd: PutSchedule,
-                 index: int) -> Ok[ScheduleAnswer] | Refused:
+def put_schedule(st: SchedulerState, cmd: PutSchedule, index: int) -> Ok[ScheduleAnswer] | Refused:
     # parse.py checked all this; a hand-built command must still never crash a replica.
     try:
         cron.validate_timezone(cmd.timezone)
         cron.parse_cron(cmd.cron)
     except cron.CronError as exc:
         return Refused(ValidationError("cron", str(exc)))
-    if cmd.misfire not in MISFIRE_POLICIES or cmd.misfire_cap < 1 or (
-            cmd.misfire_grace_ms is not None and cmd.misfire_grace_ms < 0):
+    if (
+        cmd.misfire not in MISFIRE_POLICIES
+        or cmd.misfire_cap < 1
+        or (cmd.misfire_grace_ms is not None and cmd.misfire_grace_ms < 0)
+    ):
         return Refused(ValidationError("misfire", "invalid misfire policy, cap or grace"))
     record = st.fire_records.get(cmd.name)
     limit = st.limits.max_schedules
     if record is None and len(st.fire_records) >= limit:
         _free_records(st)
         if len(st.fire_records) >= limit:
-            return Refused(TooManySchedules(f"at most {limit} schedule names",
-                                            {"limit": limit}))
+            return Refused(TooManySchedules(f"at most {limit} schedule names", {"limit": limit}))
     old = st.schedules.get(cmd.name)
     if record is None or record.deleted_ms:
         # New, or re-created after a delete: start fresh at the clock, never firing for the
@@ -251,8 +272,9 @@ def put_schedule(st: SchedulerState, cmd: PutSchedule,
     return Ok({"schedule": schedule.doc(record), "created": old is None})
 
 
-def delete_schedule(st: SchedulerState, cmd: DeleteSchedule,
-                    index: int) -> Ok[DeletedAnswer] | Refused:
+def delete_schedule(
+    st: SchedulerState, cmd: DeleteSchedule, index: int
+) -> Ok[DeletedAnswer] | Refused:
     schedule = st.schedules.pop(cmd.name, None)
     if schedule is None:
         return Refused(NotFound(f"schedule {cmd.name!r} not found", {"name": cmd.name}))
@@ -274,8 +296,7 @@ def backfill(st: SchedulerState, cmd: Backfill, index: int) -> Ok[BackfillAnswer
     fires = cron.fires_between(schedule.expr, spec.timezone, cmd.from_ms, cmd.to_ms, limit + 1)
     if len(fires) > limit:
         return Refused(BatchTooLarge("to", f"the interval holds more than {limit} fire times"))
-    todo = [t for t in fires
-            if not record.covered(t) and fire_job_id(cmd.name, t) not in st.jobs]
+    todo = [t for t in fires if not record.covered(t) and fire_job_id(cmd.name, t) not in st.jobs]
     if todo:
         refusal = st.check_room({spec.template.queue: len(todo)})
         if refusal is not None:
@@ -353,8 +374,11 @@ def _begin(st: SchedulerState, schedule: Schedule, budget: Budget) -> None:
     spec, expr, tz = schedule.spec, schedule.expr, schedule.spec.timezone
     record = st.fire_records[schedule.name]
     now, old_ms = st.clock_ms, record.watermark_ms
-    grace_ms = st.limits.default_misfire_grace_ms if spec.misfire_grace_ms is None \
+    grace_ms = (
+        st.limits.default_misfire_grace_ms
+        if spec.misfire_grace_ms is None
         else spec.misfire_grace_ms
+    )
     budget.left -= 2 * NEXT_FIRE_UNITS
     first = cron.next_fire_ms(expr, tz, old_ms)
     if first is None or first > now:

@@ -67,24 +67,50 @@ def _job_plain(job: Job, in_cascade: bool) -> list[Any]:
         # when this job's turn comes, so leaving them out changes nothing.
         deps = [d.id for d in job.dependents if d.state == WAITING]
     return [
-        job.id, job.seq, job_spec_plain(job.spec), job.state, job.reason, job.workflow,
-        job.max_attempts, job.lease_ms, job.run_at_ms, job.attempts, job.token,
-        job.lease_expires_ms, job.worker_id, job.closed_by, job.result, job.error,
-        job.created_ms, job.updated_ms, job.ended_ms, job.pending_deps, deps,
-        list(job.events), job.attempt_deadline_ms,
+        job.id,
+        job.seq,
+        job_spec_plain(job.spec),
+        job.state,
+        job.reason,
+        job.workflow,
+        job.max_attempts,
+        job.lease_ms,
+        job.run_at_ms,
+        job.attempts,
+        job.token,
+        job.lease_expires_ms,
+        job.worker_id,
+        job.closed_by,
+        job.result,
+        job.error,
+        job.created_ms,
+        job.updated_ms,
+        job.ended_ms,
+        job.pending_deps,
+        deps,
+        list(job.events),
+        job.attempt_deadline_ms,
     ]
 
 
 def _spec_from_plain(d: dict[str, Any]) -> JobSpec:
     b = d["backoff"]
     return JobSpec(
-        id=d.get("id"), queue=d["queue"], payload=d["payload"], priority=d["priority"],
-        run_at_ms=d.get("run_at"), delay_ms=d.get("delay_ms"),
+        id=d.get("id"),
+        queue=d["queue"],
+        payload=d["payload"],
+        priority=d["priority"],
+        run_at_ms=d.get("run_at"),
+        delay_ms=d.get("delay_ms"),
         max_attempts=d.get("max_attempts"),
-        backoff=Backoff(initial_ms=b["initial_ms"], multiplier=float(b["multiplier"]),
-                        max_ms=b["max_ms"]),
-        lease_ms=d.get("lease_ms"), timeout_ms=d.get("timeout_ms"),
-        depends_on=tuple(d["depends_on"]), tags=tuple(d["tags"]))
+        backoff=Backoff(
+            initial_ms=b["initial_ms"], multiplier=float(b["multiplier"]), max_ms=b["max_ms"]
+        ),
+        lease_ms=d.get("lease_ms"),
+        timeout_ms=d.get("timeout_ms"),
+        depends_on=tuple(d["depends_on"]),
+        tags=tuple(d["tags"]),
+    )
 
 
 def dump_state(st: SchedulerState) -> bytes:
@@ -96,10 +122,21 @@ def dump_state(st: SchedulerState) -> bytes:
         s = st.schedules[name]
         spec_plain = to_plain(s.spec)
         spec_plain.pop("idempotency_key", None)
-        schedules.append([name, spec_plain, s.version, s.next_fire_ms, s.missed_fires,
-                          s.last_error, s.skip_events, s.last_skipped,
-                          None if s.catchup is None else s.catchup.to_plain(),
-                          s.last_fire_job, s.overlap_skips])
+        schedules.append(
+            [
+                name,
+                spec_plain,
+                s.version,
+                s.next_fire_ms,
+                s.missed_fires,
+                s.last_error,
+                s.skip_events,
+                s.last_skipped,
+                None if s.catchup is None else s.catchup.to_plain(),
+                s.last_fire_job,
+                s.overlap_skips,
+            ]
+        )
     data = {
         "format": FORMAT_VERSION,
         "limits": st.limits.to_plain(),
@@ -113,15 +150,27 @@ def dump_state(st: SchedulerState) -> bytes:
         "jobs": [_job_plain(j, j.id in cascade) for j in jobs],
         "cascade": [job.id for job in st.cascade],
         "workers": [
-            [w.id, w.capacity, list(w.queues), w.ttl_ms, w.last_seen_ms, w.registered_ms,
-             list(w.leased), w.incarnation, w.process, w.index_ms]
+            [
+                w.id,
+                w.capacity,
+                list(w.queues),
+                w.ttl_ms,
+                w.last_seen_ms,
+                w.registered_ms,
+                list(w.leased),
+                w.incarnation,
+                w.process,
+                w.index_ms,
+            ]
             for w in (st.workers[k] for k in sorted(st.workers))
         ],
         "schedules": schedules,
         "firing": list(st.firing),
         "fire_records": [[n, st.fire_records[n].to_plain()] for n in sorted(st.fire_records)],
-        "idempotency": [[key, fp, created_ms, _result_plain(result)]
-                        for key, (fp, result, created_ms) in st.idempotency.entries.items()],
+        "idempotency": [
+            [key, fp, created_ms, _result_plain(result)]
+            for key, (fp, result, created_ms) in st.idempotency.entries.items()
+        ],
     }
     packed: bytes = msgpack.packb(_canon(data), use_bin_type=True)
     return packed
@@ -146,10 +195,27 @@ def load_state(data: bytes, state_class: type[SchedulerState]) -> SchedulerState
     _load_jobs(st, raw["jobs"])
     st.cascade = deque(st.jobs[job_id] for job_id in raw["cascade"])
     worker_keys: list[tuple[int, str]] = []
-    for (wid, capacity, queues, ttl_ms, last_seen_ms, registered_ms, leased, incarnation,
-         process, index_ms) in raw["workers"]:
-        worker = Worker(wid, capacity, tuple(queues), ttl_ms, registered_ms,
-                        incarnation=incarnation, process=process)
+    for (
+        wid,
+        capacity,
+        queues,
+        ttl_ms,
+        last_seen_ms,
+        registered_ms,
+        leased,
+        incarnation,
+        process,
+        index_ms,
+    ) in raw["workers"]:
+        worker = Worker(
+            wid,
+            capacity,
+            tuple(queues),
+            ttl_ms,
+            registered_ms,
+            incarnation=incarnation,
+            process=process,
+        )
         worker.last_seen_ms = last_seen_ms
         worker.leased = {job_id: st.jobs[job_id] for job_id in leased}
         worker.index_ms = index_ms
@@ -159,8 +225,19 @@ def load_state(data: bytes, state_class: type[SchedulerState]) -> SchedulerState
     for name, record in raw["fire_records"]:
         st.fire_records[name] = FireRecord.from_plain(record)
     schedule_keys: list[tuple[int, str]] = []
-    for (name, spec_plain, version, next_fire_ms, missed, last_error, skip_events,
-         last_skipped, catchup, last_fire_job, overlap_skips) in raw["schedules"]:
+    for (
+        name,
+        spec_plain,
+        version,
+        next_fire_ms,
+        missed,
+        last_error,
+        skip_events,
+        last_skipped,
+        catchup,
+        last_fire_job,
+        overlap_skips,
+    ) in raw["schedules"]:
         schedule = Schedule(parse_put_schedule(spec_plain, Limits.permissive()), version)
         schedule.next_fire_ms = next_fire_ms
         schedule.missed_fires = missed
@@ -191,10 +268,31 @@ def _load_jobs(st: SchedulerState, jobs_plain: list[list[Any]]) -> None:
     listing: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for p in jobs_plain:
         job = Job.__new__(Job)
-        (job.id, job.seq, spec, state, job.reason, job.workflow, job.max_attempts, job.lease_ms,
-         job.run_at_ms, job.attempts, job.token, job.lease_expires_ms, job.worker_id,
-         job.closed_by, job.result, job.error, job.created_ms, job.updated_ms, job.ended_ms,
-         job.pending_deps, deps, events, job.attempt_deadline_ms) = p
+        (
+            job.id,
+            job.seq,
+            spec,
+            state,
+            job.reason,
+            job.workflow,
+            job.max_attempts,
+            job.lease_ms,
+            job.run_at_ms,
+            job.attempts,
+            job.token,
+            job.lease_expires_ms,
+            job.worker_id,
+            job.closed_by,
+            job.result,
+            job.error,
+            job.created_ms,
+            job.updated_ms,
+            job.ended_ms,
+            job.pending_deps,
+            deps,
+            events,
+            job.attempt_deadline_ms,
+        ) = p
         job.spec = _spec_from_plain(spec)
         job.state = _STATE_BY_NAME[state]
         job.events = tuple(_STATE_BY_NAME.get(e, e) if isinstance(e, str) else e for e in events)

@@ -124,8 +124,11 @@ class ClockSkew:
         self.last_stamp_ms = stamp_ms
 
     def to_plain(self) -> dict[str, int]:
-        return {"refused_entries": self.refused_entries, "max_excess_ms": self.max_excess_ms,
-                "last_stamp_ms": self.last_stamp_ms}
+        return {
+            "refused_entries": self.refused_entries,
+            "max_excess_ms": self.max_excess_ms,
+            "last_stamp_ms": self.last_stamp_ms,
+        }
 
 
 class SchedulerState:
@@ -215,15 +218,21 @@ class SchedulerState:
         if hit is not None:
             if hit[0] == fp:
                 return idempotency.expand(self, hit[1])
-            return Refused(IdempotencyKeyReused(
-                f"idempotency key {key!r} was first used for another command",
-                {"idempotency_key": key}))
+            return Refused(
+                IdempotencyKeyReused(
+                    f"idempotency key {key!r} was first used for another command",
+                    {"idempotency_key": key},
+                )
+            )
         limit = self.limits.idempotency_max_entries
         if len(table) >= limit:
             # A guarantee, not best effort: never forget a live key to make room.
-            return Refused(Overloaded(
-                f"the idempotency table holds {limit} live keys; retry later",
-                {"what": "idempotency_keys", "limit": limit}))
+            return Refused(
+                Overloaded(
+                    f"the idempotency table holds {limit} live keys; retry later",
+                    {"what": "idempotency_keys", "limit": limit},
+                )
+            )
         result = self._dispatch(command, index)
         if idempotency.storable(result):
             table.put(key, fp, idempotency.compact(command, result), now)
@@ -392,7 +401,8 @@ class SchedulerState:
                 return QueueFull(
                     f"queue {name!r} holds {unfinished} unfinished jobs; adding {count} would "
                     f"pass the limit of {limits.max_jobs_per_queue}",
-                    {"queue": name, "limit": limits.max_jobs_per_queue})
+                    {"queue": name, "limit": limits.max_jobs_per_queue},
+                )
         if new_queues and len(self.queues) + new_queues > limits.max_queues:
             return QueueFull(f"at most {limits.max_queues} queues", {"limit": limits.max_queues})
         return self.check_admission(total)
@@ -404,17 +414,22 @@ class SchedulerState:
         retained = counts[SUCCEEDED] + counts[DEAD] + counts[CANCELLED]
         live = len(self.jobs) - retained
         if new_jobs and live + new_jobs > limits.max_live_jobs:
-            return Overloaded(f"the cluster holds {live} unfinished jobs (limit "
-                              f"{limits.max_live_jobs})",
-                              {"what": "live_jobs", "limit": limits.max_live_jobs})
+            return Overloaded(
+                f"the cluster holds {live} unfinished jobs (limit {limits.max_live_jobs})",
+                {"what": "live_jobs", "limit": limits.max_live_jobs},
+            )
         if new_jobs and retained >= limits.max_retained_jobs:
-            return Overloaded(f"the cluster keeps {retained} finished jobs (limit "
-                              f"{limits.max_retained_jobs}); lower retention or purge",
-                              {"what": "retained_jobs", "limit": limits.max_retained_jobs})
+            return Overloaded(
+                f"the cluster keeps {retained} finished jobs (limit "
+                f"{limits.max_retained_jobs}); lower retention or purge",
+                {"what": "retained_jobs", "limit": limits.max_retained_jobs},
+            )
         if new_jobs and self.retained_bytes >= limits.max_retained_bytes:
-            return Overloaded(f"finished jobs hold about {self.retained_bytes} bytes (limit "
-                              f"{limits.max_retained_bytes}); lower retention or purge",
-                              {"what": "retained_bytes", "limit": limits.max_retained_bytes})
+            return Overloaded(
+                f"finished jobs hold about {self.retained_bytes} bytes (limit "
+                f"{limits.max_retained_bytes}); lower retention or purge",
+                {"what": "retained_bytes", "limit": limits.max_retained_bytes},
+            )
         return None
 
     def create_job(self, spec: JobSpec, job_id: str, workflow: str | None) -> Job:
@@ -429,11 +444,16 @@ class SchedulerState:
         else:
             run_at_ms = now
         self.seq += 1
-        job = Job(job_id, spec, self.seq, now,
-                  max_attempts=(spec.max_attempts or config.max_attempts
-                                or limits.default_max_attempts),
-                  lease_ms=spec.lease_ms or config.lease_ms or limits.default_lease_ms,
-                  run_at_ms=run_at_ms, workflow=workflow)
+        job = Job(
+            job_id,
+            spec,
+            self.seq,
+            now,
+            max_attempts=(spec.max_attempts or config.max_attempts or limits.default_max_attempts),
+            lease_ms=spec.lease_ms or config.lease_ms or limits.default_lease_ms,
+            run_at_ms=run_at_ms,
+            workflow=workflow,
+        )
         self.jobs[job_id] = job
         if workflow is not None:
             self.workflows.setdefault(workflow, []).append(job_id)
@@ -448,11 +468,16 @@ class SchedulerState:
                 return Refused(refusal)
         queue = self.queue_for(cmd.queue)
         if cmd.fields_set is None:  # every field given: replace
-            queue.config = QueueConfig(max_in_flight=cmd.max_in_flight, lease_ms=cmd.lease_ms,
-                                       max_attempts=cmd.max_attempts, paused=cmd.paused)
+            queue.config = QueueConfig(
+                max_in_flight=cmd.max_in_flight,
+                lease_ms=cmd.lease_ms,
+                max_attempts=cmd.max_attempts,
+                paused=cmd.paused,
+            )
         else:  # a partial update: only the fields the request named
             queue.config = dataclasses.replace(
-                queue.config, **{name: getattr(cmd, name) for name in cmd.fields_set})
+                queue.config, **{name: getattr(cmd, name) for name in cmd.fields_set}
+            )
         return Ok({"queue": queue.doc()})
 
     def _bootstrap(self, cmd: Bootstrap) -> Ok[SettingsAnswer]:
@@ -471,16 +496,25 @@ class SchedulerState:
 
     def _accept_clock_jump(self, cmd: AcceptClockJump) -> Ok[ClockJumpAnswer] | Refused:
         if cmd.to_ms > self._stamp_ms:
-            return Refused(ValidationError(
-                "to", f"{cmd.to_ms} is after this entry's stamp {self._stamp_ms}"))
+            return Refused(
+                ValidationError("to", f"{cmd.to_ms} is after this entry's stamp {self._stamp_ms}")
+            )
         self.clock_ms = max(self.clock_ms, cmd.to_ms)
         return Ok({"clock": self.clock_ms, "clock_skew": self.clock_skew.to_plain()})
 
     def _tick(self) -> Ok[TickAnswer]:
         d = self._last_due
-        return Ok[TickAnswer]({"released": d.released, "promoted": d.promoted, "fired": d.fired,
-                   "removed": d.removed, "resolved": d.resolved, "clock": self.clock_ms,
-                   "more": self.next_deadline_ms() == self.clock_ms})
+        return Ok[TickAnswer](
+            {
+                "released": d.released,
+                "promoted": d.promoted,
+                "fired": d.fired,
+                "removed": d.removed,
+                "resolved": d.resolved,
+                "clock": self.clock_ms,
+                "more": self.next_deadline_ms() == self.clock_ms,
+            }
+        )
 
     # -- queries (read-only) ---------------------------------------------------------------------
 
@@ -488,15 +522,23 @@ class SchedulerState:
         job = self.jobs.get(job_id)
         return None if job is None else job_doc(job)
 
-    def list_jobs(self, queue: str | None = None, state: str | None = None, limit: int = 100,
-                  after: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+    def list_jobs(
+        self,
+        queue: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        after: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int | None]:
         """Jobs in creation order (`seq`), filtered; `after` is the `seq` of the last job of
         the previous page. Returns (page, cursor for the next page or None). Costs
         O(page + log n) per (queue, state) pair merged, from the (queue, state) index."""
         assert limit >= 1
         start: ListingKey | None = None if after is None else (after, "\U0010ffff")
-        sources = [index.after(start) for (q, s), index in sorted(self.listing.items())
-                   if (queue is None or q == queue) and (state is None or s == state)]
+        sources = [
+            index.after(start)
+            for (q, s), index in sorted(self.listing.items())
+            if (queue is None or q == queue) and (state is None or s == state)
+        ]
         page: list[dict[str, Any]] = []
         for _, job_id in heapq.merge(*sources):
             if len(page) == limit:

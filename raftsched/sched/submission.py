@@ -48,8 +48,9 @@ def submit_jobs(st: SchedulerState, cmd: SubmitJobs, index: int) -> Ok[SubmitAns
     return _submit(st, specs, index, None)
 
 
-def submit_workflow(st: SchedulerState, cmd: SubmitWorkflow,
-                    index: int) -> Ok[SubmitAnswer] | Refused:
+def submit_workflow(
+    st: SchedulerState, cmd: SubmitWorkflow, index: int
+) -> Ok[SubmitAnswer] | Refused:
     result = _submit(st, cmd.jobs, index, cmd.workflow_id)
     if isinstance(result, Ok):
         result.value["workflow"] = cmd.workflow_id
@@ -64,10 +65,10 @@ def _submit_one(st: SchedulerState, spec: JobSpec, index: int) -> Ok[SubmitAnswe
     job = st.jobs.get(job_id)
     if job is not None:
         if job.spec != spec or job.workflow is not None:
-            return Refused(Conflict(f"job {job_id!r} exists with a different spec",
-                                    {"job_id": job_id}))
-        return Ok({"jobs": [{"id": job_id, "state": job.state, "seq": job.seq,
-                             "created": False}]})
+            return Refused(
+                Conflict(f"job {job_id!r} exists with a different spec", {"job_id": job_id})
+            )
+        return Ok({"jobs": [{"id": job_id, "state": job.state, "seq": job.seq, "created": False}]})
     queue = st.queues.get(spec.queue)
     if queue is None or queue.unfinished >= st.limits.max_jobs_per_queue:
         refusal = st.check_room({spec.queue: 1})
@@ -80,8 +81,9 @@ def _submit_one(st: SchedulerState, spec: JobSpec, index: int) -> Ok[SubmitAnswe
     return Ok({"jobs": [{"id": job_id, "state": job.state, "seq": job.seq, "created": True}]})
 
 
-def _submit(st: SchedulerState, specs: Sequence[JobSpec], index: int,
-            workflow: str | None) -> Ok[SubmitAnswer] | Refused:
+def _submit(
+    st: SchedulerState, specs: Sequence[JobSpec], index: int, workflow: str | None
+) -> Ok[SubmitAnswer] | Refused:
     assert specs
     jobs = st.jobs
     ids: list[str] = []
@@ -94,8 +96,9 @@ def _submit(st: SchedulerState, specs: Sequence[JobSpec], index: int,
         job = jobs.get(job_id)
         if job is not None:
             if job.spec != spec or job.workflow != workflow:
-                return Refused(Conflict(f"job {job_id!r} exists with a different spec",
-                                        {"job_id": job_id}))
+                return Refused(
+                    Conflict(f"job {job_id!r} exists with a different spec", {"job_id": job_id})
+                )
         else:
             new_specs.append(spec)
             new_ids.append(job_id)
@@ -115,16 +118,19 @@ def _submit(st: SchedulerState, specs: Sequence[JobSpec], index: int,
     else:
         order = range(len(new_specs))
     # Checked: from here on nothing can refuse.
-    created = [st.create_job(spec, job_id, workflow)
-               for spec, job_id in zip(new_specs, new_ids, strict=True)]
+    created = [
+        st.create_job(spec, job_id, workflow)
+        for spec, job_id in zip(new_specs, new_ids, strict=True)
+    ]
     for position in order:
         _place(st, created[position])
     answers: list[JobAnswer] = []
     created_iter = iter(created)
     for existing in found:
         job = next(created_iter) if existing is None else existing
-        answers.append({"id": job.id, "state": job.state, "seq": job.seq,
-                        "created": existing is None})
+        answers.append(
+            {"id": job.id, "state": job.state, "seq": job.seq, "created": existing is None}
+        )
     return Ok({"jobs": answers})
 
 

@@ -30,11 +30,30 @@ from .job import Job
 
 
 class Worker:
-    __slots__ = ("capacity", "id", "incarnation", "index_ms", "last_seen_ms", "leased",
-                 "process", "queues", "registered_ms", "ttl_ms")
+    __slots__ = (
+        "capacity",
+        "id",
+        "incarnation",
+        "index_ms",
+        "last_seen_ms",
+        "leased",
+        "process",
+        "queues",
+        "registered_ms",
+        "ttl_ms",
+    )
 
-    def __init__(self, worker_id: str, capacity: int, queues: tuple[str, ...], ttl_ms: int,
-                 now_ms: int, *, incarnation: int = 0, process: str | None = None) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        capacity: int,
+        queues: tuple[str, ...],
+        ttl_ms: int,
+        now_ms: int,
+        *,
+        incarnation: int = 0,
+        process: str | None = None,
+    ) -> None:
         self.id = worker_id
         self.capacity = capacity
         self.queues = queues

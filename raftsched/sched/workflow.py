@@ -20,8 +20,9 @@ from .errors import CycleError, UnknownDependency
 _WHITE, _GREY, _BLACK = 0, 1, 2
 
 
-def plan_submission(specs: Sequence[JobSpec], ids: Sequence[str],
-                    exists: Callable[[str], bool]) -> list[int]:
+def plan_submission(
+    specs: Sequence[JobSpec], ids: Sequence[str], exists: Callable[[str], bool]
+) -> list[int]:
     """Positions of `specs` in dependency order. Raises UnknownDependency or CycleError.
 
     `ids[i]` is the id job i will have; `exists(id)` tells whether a job outside the
@@ -33,7 +34,8 @@ def plan_submission(specs: Sequence[JobSpec], ids: Sequence[str],
             if dep not in position and not exists(dep):
                 raise UnknownDependency(
                     f"job {ids[i]!r} depends on {dep!r}, which does not exist",
-                    {"job_id": ids[i], "dependency": dep})
+                    {"job_id": ids[i], "dependency": dep},
+                )
     color = [_WHITE] * len(specs)
     order: list[int] = []
     for root in range(len(specs)):
@@ -52,7 +54,7 @@ def plan_submission(specs: Sequence[JobSpec], ids: Sequence[str],
                     continue  # an existing job: no cycle through it
                 if color[child] == _GREY:
                     grey = [n for n, _ in stack]
-                    cycle = [ids[n] for n in grey[grey.index(child):]] + [ids[child]]
+                    cycle = [ids[n] for n in grey[grey.index(child) :]] + [ids[child]]
                     raise CycleError(f"dependency cycle: {' -> '.join(cycle)}", {"cycle": cycle})
                 if color[child] == _WHITE:
                     color[child] = _GREY

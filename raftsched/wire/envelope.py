@@ -47,7 +47,8 @@ def encode_entry(stamp_ms: int, command_bytes: bytes, proposer_id: int = 0) -> b
     assert type(proposer_id) is int and 0 <= proposer_id <= PROPOSER_ID_MAX, proposer_id
     assert isinstance(command_bytes, bytes) and command_bytes, "an envelope needs a command"
     packed: bytes = msgpack.packb(
-        [ENVELOPE_VERSION, stamp_ms, command_bytes, proposer_id], use_bin_type=True)
+        [ENVELOPE_VERSION, stamp_ms, command_bytes, proposer_id], use_bin_type=True
+    )
     assert len(packed) <= MAX_ENVELOPE_BYTES
     return packed
 
@@ -61,8 +62,9 @@ def decode_entry(data: Any) -> SchedEntry:
         raise WireDecodeError(f"envelope of {len(data)} bytes exceeds {MAX_ENVELOPE_BYTES}")
     obj: Any = unpack_strict(bytes(data), "entry envelope")
     if type(obj) is not list or len(obj) != 4:
-        raise WireDecodeError("an entry envelope is an array [version, stamp_ms, command, "
-                              "proposer_id]")
+        raise WireDecodeError(
+            "an entry envelope is an array [version, stamp_ms, command, proposer_id]"
+        )
     version, stamp_ms, command, proposer_id = obj
     if type(version) is not int or version != ENVELOPE_VERSION:
         raise WireDecodeError(f"unsupported entry envelope version {version!r}")

@@ -46,7 +46,8 @@ WIRE_LIMITS: Final = Limits.permissive()
 def encode_command(cmd: Command) -> bytes:
     try:
         packed: bytes = msgpack.packb(
-            [FORMAT_VERSION, command_kind(cmd), to_plain(cmd)], use_bin_type=True)
+            [FORMAT_VERSION, command_kind(cmd), to_plain(cmd)], use_bin_type=True
+        )
     except (TypeError, ValueError, OverflowError) as exc:
         raise WireError(f"cannot encode {type(cmd).__name__}: {exc}") from exc
     return packed
@@ -72,8 +73,7 @@ def decode_command(data: bytes, limits: Limits = WIRE_LIMITS) -> Command:
     if type(kind) is not str or kind not in PARSERS:
         raise WireDecodeError(f"unknown command kind {kind!r}")
     if type(fields) is not dict:
-        raise WireDecodeError(f"fields of a {kind} command must be a map, got "
-                              f"{_type_name(fields)}")
+        raise WireDecodeError(f"fields of a {kind} command must be a map, got {_type_name(fields)}")
     try:
         return parse_command(kind, fields, limits)
     except SchedError as exc:

@@ -19,14 +19,12 @@ def unpack_strict(data: bytes | bytearray | memoryview, noun: str) -> Any:
     """Decode one msgpack value filling all of `data`: no ext types, string map keys only.
     `noun` names the record in error messages ("command", "entry envelope")."""
     try:
-        return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True,
-                               max_ext_len=0)
+        return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, max_ext_len=0)
     except msgpack.ExtraData as exc:
         raise WireDecodeError(f"trailing bytes after the {noun}") from exc
     except (msgpack.OutOfData, EOFError) as exc:
         raise WireDecodeError(f"truncated {noun}") from exc
-    except (msgpack.UnpackException, ValueError, TypeError, OverflowError,
-            RecursionError) as exc:
+    except (msgpack.UnpackException, ValueError, TypeError, OverflowError, RecursionError) as exc:
         if "incomplete input" in str(exc):
             raise WireDecodeError(f"truncated {noun}") from exc
         raise WireDecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from exc

@@ -12,8 +12,9 @@ T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 
 
 class Driver:
-    def __init__(self, limits: Limits | None = None, start_ms: int = T0, *,
-                 bound_clock: bool = False) -> None:
+    def __init__(
+        self, limits: Limits | None = None, start_ms: int = T0, *, bound_clock: bool = False
+    ) -> None:
         """`bound_clock` False lifts the per-entry clock step bound: most tests jump days in
         one entry; the clock tests opt in."""
         limits = limits or Limits()
@@ -68,4 +69,3 @@ class Driver:
         doc = self.state.get_job(job_id)
         assert doc is not None, f"no job {job_id}"
         return doc
-

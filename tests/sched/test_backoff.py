@@ -8,8 +8,14 @@ from raftsched.sched.commands import Backoff
 
 def test_grows_exponentially_then_caps() -> None:
     b = Backoff(initial_ms=1_000, multiplier=2.0, max_ms=10_000)
-    for attempt, base in [(1, 1_000), (2, 2_000), (3, 4_000), (4, 8_000), (5, 10_000),
-                          (500, 10_000)]:
+    for attempt, base in [
+        (1, 1_000),
+        (2, 2_000),
+        (3, 4_000),
+        (4, 8_000),
+        (5, 10_000),
+        (500, 10_000),
+    ]:
         delay = retry_delay_ms(b, "job", attempt)
         assert base * (1 - JITTER_FRACTION) <= delay <= base, (attempt, delay)
 
@@ -20,7 +26,8 @@ def test_jitter_is_deterministic_and_spreads() -> None:
     assert delays == [retry_delay_ms(b, f"job-{i}", 1) for i in range(200)]
     assert len(set(delays)) > 150  # jobs that failed together do not retry together
     assert retry_delay_ms(b, "x", 1) != retry_delay_ms(b, "x", 2) or jitter_unit("x", 1) == (
-        jitter_unit("x", 2))
+        jitter_unit("x", 2)
+    )
     assert jitter_unit("job", 7) == jitter_unit("job", 7)
     assert 0.0 <= jitter_unit("job", 7) < 1.0
 

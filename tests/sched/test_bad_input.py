@@ -20,18 +20,56 @@ from raftsched.wire.sched_codec import decode_command, encode_command
 # Any unicode, surrogates included (hypothesis leaves out category Cs unless asked).
 texts = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
 json_like = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=True, allow_infinity=True) | texts,
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | texts,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
-    max_leaves=10)
+    max_leaves=10,
+)
 
 # Field names each parser knows, so the values reach the field checks, not just "unknown".
-FIELDS = sorted({"queue", "worker_id", "job_id", "token", "result", "error", "reason", "id",
-                 "jobs", "payload", "tags", "name", "cron", "template", "from", "to",
-                 "capacity", "queues", "ttl_ms", "max_jobs", "wait_ms", "extend_ms",
-                 "retryable", "paused", "max_in_flight", "settings", "job_ids",
-                 "idempotency_key", "incarnation", "timezone", "misfire", "priority",
-                 "depends_on", "run_at", "delay_ms", "backoff"})
+FIELDS = sorted(
+    {
+        "queue",
+        "worker_id",
+        "job_id",
+        "token",
+        "result",
+        "error",
+        "reason",
+        "id",
+        "jobs",
+        "payload",
+        "tags",
+        "name",
+        "cron",
+        "template",
+        "from",
+        "to",
+        "capacity",
+        "queues",
+        "ttl_ms",
+        "max_jobs",
+        "wait_ms",
+        "extend_ms",
+        "retryable",
+        "paused",
+        "max_in_flight",
+        "settings",
+        "job_ids",
+        "idempotency_key",
+        "incarnation",
+        "timezone",
+        "misfire",
+        "priority",
+        "depends_on",
+        "run_at",
+        "delay_ms",
+        "backoff",
+    }
+)
 
 
 def _check(kind: str, body: Any) -> None:
@@ -60,15 +98,18 @@ def test_any_value_in_known_fields_is_refused_cleanly(kind: str, body: Any) -> N
     _check(kind, body)
 
 
-@pytest.mark.parametrize(("kind", "body"), [
-    ("submit_jobs", {"jobs": [{"queue": "q", "payload": "\ud800"}]}),
-    ("submit_jobs", {"jobs": [{"queue": "q", "payload": {"\udfff": 1}}]}),
-    ("submit_jobs", {"jobs": [{"queue": "q", "tags": ["ok", "\ud800"]}]}),
-    ("cancel", {"job_id": "a", "reason": "\ud800"}),
-    ("cancel", {"job_id": "a", "idempotency_key": "\ud800"}),
-    ("complete", {"job_id": "a", "token": 1, "result": ["\udc00"]}),
-    ("worker_heartbeat", {"worker_id": "w", "capacity": 1, "incarnation": "\ud800"}),
-])
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("submit_jobs", {"jobs": [{"queue": "q", "payload": "\ud800"}]}),
+        ("submit_jobs", {"jobs": [{"queue": "q", "payload": {"\udfff": 1}}]}),
+        ("submit_jobs", {"jobs": [{"queue": "q", "tags": ["ok", "\ud800"]}]}),
+        ("cancel", {"job_id": "a", "reason": "\ud800"}),
+        ("cancel", {"job_id": "a", "idempotency_key": "\ud800"}),
+        ("complete", {"job_id": "a", "token": 1, "result": ["\udc00"]}),
+        ("worker_heartbeat", {"worker_id": "w", "capacity": 1, "incarnation": "\ud800"}),
+    ],
+)
 def test_lone_surrogates_are_refused_where_they_enter(kind: str, body: Any) -> None:
     with pytest.raises(ValidationError):
         parse_command(kind, body)

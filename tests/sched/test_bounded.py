@@ -16,9 +16,14 @@ LIMITS = Limits(due_work_per_entry=PER_ENTRY, max_batch_jobs=10_000, lease_grant
 
 def _submit(d: Driver, n: int, prefix: str = "j", **kw: object) -> None:
     for start in range(0, n, 1_000):
-        d.ok(c.SubmitJobs(jobs=tuple(
-            c.JobSpec(id=f"{prefix}{i}", queue="q", **kw)  # type: ignore[arg-type]
-            for i in range(start, min(n, start + 1_000)))))
+        d.ok(
+            c.SubmitJobs(
+                jobs=tuple(
+                    c.JobSpec(id=f"{prefix}{i}", queue="q", **kw)  # type: ignore[arg-type]
+                    for i in range(start, min(n, start + 1_000))
+                )
+            )
+        )
 
 
 def _expect(result: Result, code: str) -> None:
@@ -92,8 +97,15 @@ def test_retention_and_idempotency_expiry_are_sliced() -> None:
 def test_cron_catch_up_is_sliced_and_restores_midway() -> None:
     """Old code: a fire_all schedule after an outage created all its fires in one entry."""
     d = Driver(Limits(due_work_per_entry=200))
-    d.ok(c.PutSchedule(name="s", cron="* * * * *", template=c.JobTemplate(queue="cq"),
-                       misfire="fire_all", misfire_cap=100))
+    d.ok(
+        c.PutSchedule(
+            name="s",
+            cron="* * * * *",
+            template=c.JobTemplate(queue="cq"),
+            misfire="fire_all",
+            misfire_cap=100,
+        )
+    )
     d.advance(30 * 86_400_000)
     first = d.ok(c.Tick())
     assert first["fired"] < 100 and first["more"] is True
@@ -109,7 +121,8 @@ def test_cron_catch_up_is_sliced_and_restores_midway() -> None:
 def test_a_long_cascade_restores_midway() -> None:
     d = Driver(Limits(due_work_per_entry=PER_ENTRY, max_batch_jobs=1_000))
     specs = [c.JobSpec(id="n0", queue="q")] + [
-        c.JobSpec(id=f"n{i}", queue="q", depends_on=("n0",)) for i in range(1, 400)]
+        c.JobSpec(id=f"n{i}", queue="q", depends_on=("n0",)) for i in range(1, 400)
+    ]
     d.ok(c.SubmitJobs(jobs=tuple(specs)))
     d.ok(c.Cancel(job_id="n5"))  # a waiting dependent ended already: skipped, not counted
     d.ok(c.Cancel(job_id="n0"))

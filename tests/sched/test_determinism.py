@@ -26,8 +26,18 @@ def random_entries(seed: int, count: int) -> list[tuple[c.Command, int]]:
     now = T0
     entries: list[tuple[c.Command, int]] = []
     template = c.JobTemplate(queue="q", payload={"cron": True})
-    entries.append((c.PutSchedule(name="every10s", cron="*/10 * * * * *", template=template,
-                                  misfire="fire_all", misfire_cap=5), now))
+    entries.append(
+        (
+            c.PutSchedule(
+                name="every10s",
+                cron="*/10 * * * * *",
+                template=template,
+                misfire="fire_all",
+                misfire_cap=5,
+            ),
+            now,
+        )
+    )
     for n in range(count):
         now += rng.choice([0, 0, 1, 100, 1_000, 10_000, 40_000]) - rng.choice([0] * 9 + [5_000])
         key = rng.choice([None] * 4 + ["k1", "k2", "k3"])
@@ -36,17 +46,26 @@ def random_entries(seed: int, count: int) -> list[tuple[c.Command, int]]:
         cmd: c.Command
         if kind <= 2:
             specs = tuple(
-                c.JobSpec(id=rng.choice([*ids, None]), queue=rng.choice(queues),
-                          payload={"n": rng.randrange(3)}, priority=rng.randrange(3),
-                          delay_ms=rng.choice([None, 500, 20_000]),
-                          max_attempts=rng.choice([None, 1, 4]),
-                          lease_ms=rng.choice([None, 2_000]),
-                          depends_on=tuple(rng.sample(ids, rng.choice([0, 0, 1, 2]))))
-                for _ in range(rng.randint(1, 3)))
+                c.JobSpec(
+                    id=rng.choice([*ids, None]),
+                    queue=rng.choice(queues),
+                    payload={"n": rng.randrange(3)},
+                    priority=rng.randrange(3),
+                    delay_ms=rng.choice([None, 500, 20_000]),
+                    max_attempts=rng.choice([None, 1, 4]),
+                    lease_ms=rng.choice([None, 2_000]),
+                    depends_on=tuple(rng.sample(ids, rng.choice([0, 0, 1, 2]))),
+                )
+                for _ in range(rng.randint(1, 3))
+            )
             cmd = c.SubmitJobs(jobs=specs, idempotency_key=key)
         elif kind <= 4:
-            cmd = c.Lease(queue=rng.choice(queues), worker_id=rng.choice(workers),
-                          max_jobs=rng.randint(1, 4), idempotency_key=key)
+            cmd = c.Lease(
+                queue=rng.choice(queues),
+                worker_id=rng.choice(workers),
+                max_jobs=rng.randint(1, 4),
+                idempotency_key=key,
+            )
             tokens.append(len(entries) + 1)
         elif kind == 5:
             cmd = c.Complete(job_id=job_id, token=rng.choice(tokens), result=n)
@@ -57,8 +76,11 @@ def random_entries(seed: int, count: int) -> list[tuple[c.Command, int]]:
         elif kind == 8:
             cmd = c.Cancel(job_id=job_id, idempotency_key=key)
         elif kind == 9:
-            cmd = c.WorkerHeartbeat(worker_id=rng.choice(workers), capacity=rng.randint(0, 5),
-                                    ttl_ms=rng.choice([None, 5_000]))
+            cmd = c.WorkerHeartbeat(
+                worker_id=rng.choice(workers),
+                capacity=rng.randint(0, 5),
+                ttl_ms=rng.choice([None, 5_000]),
+            )
         else:
             cmd = c.Tick()
         entries.append((cmd, now))
@@ -113,8 +135,13 @@ def test_restore_refuses_an_unknown_format() -> None:
         SchedulerState.restore(msgpack.packb({"format": 99}))
 
 
-TIGHT = Limits(retention_ms=120_000, idempotency_ttl_ms=60_000, idempotency_max_entries=20,
-               due_work_per_entry=3, lease_grants_per_entry=2)
+TIGHT = Limits(
+    retention_ms=120_000,
+    idempotency_ttl_ms=60_000,
+    idempotency_max_entries=20,
+    due_work_per_entry=3,
+    lease_grants_per_entry=2,
+)
 
 
 def operator_entries(seed: int, count: int) -> list[tuple[c.Command, int]]:
@@ -132,15 +159,32 @@ def operator_entries(seed: int, count: int) -> list[tuple[c.Command, int]]:
             out.append((c.PurgeDead(job_ids=(rng.choice(ids),)), stamp))
         elif roll == 2:
             wf = f"wf{n}"
-            out.append((c.SubmitWorkflow(workflow_id=wf, jobs=(
-                c.JobSpec(id=f"{wf}a", queue="q"),
-                c.JobSpec(id=f"{wf}b", queue="q", depends_on=(f"{wf}a",)),
-                c.JobSpec(id=f"{wf}c", queue="r", depends_on=(f"{wf}b", f"{wf}a")))), stamp))
+            out.append(
+                (
+                    c.SubmitWorkflow(
+                        workflow_id=wf,
+                        jobs=(
+                            c.JobSpec(id=f"{wf}a", queue="q"),
+                            c.JobSpec(id=f"{wf}b", queue="q", depends_on=(f"{wf}a",)),
+                            c.JobSpec(id=f"{wf}c", queue="r", depends_on=(f"{wf}b", f"{wf}a")),
+                        ),
+                    ),
+                    stamp,
+                )
+            )
         elif roll == 3:
             out.append((c.CancelWorkflow(workflow_id=f"wf{rng.randrange(n + 1)}"), stamp))
         elif roll == 4:
-            out.append((c.WorkerHeartbeat(worker_id=rng.choice(["w1", "w2"]), capacity=3,
-                                          incarnation=rng.choice(["a", "b"])), stamp))
+            out.append(
+                (
+                    c.WorkerHeartbeat(
+                        worker_id=rng.choice(["w1", "w2"]),
+                        capacity=3,
+                        incarnation=rng.choice(["a", "b"]),
+                    ),
+                    stamp,
+                )
+            )
     return out
 
 

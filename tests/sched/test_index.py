@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 from raftsched.sched import index as index_module
 from raftsched.sched.index import SortedIndex
 
-ops = st.lists(st.tuples(st.sampled_from(["add", "remove", "pop"]), st.integers(0, 3_000)),
-               max_size=400)
+ops = st.lists(
+    st.tuples(st.sampled_from(["add", "remove", "pop"]), st.integers(0, 3_000)), max_size=400
+)
 
 
 @given(ops)

@@ -21,7 +21,8 @@ def submit(*specs: c.JobSpec, key: str | None = None) -> c.SubmitJobs:
 
 def lease(d: Driver, n: int = 1, worker: str = "w", queue: str = "q") -> list[dict[str, Any]]:
     grants: list[dict[str, Any]] = d.ok(c.Lease(queue=queue, worker_id=worker, max_jobs=n))[
-        "leases"]
+        "leases"
+    ]
     return grants
 
 
@@ -52,8 +53,17 @@ def test_complete_is_idempotent_with_the_same_token() -> None:
     token = lease(d)[0]["token"]
     first = d.ok(c.Complete(job_id="a", token=token, result={"x": 1}))
     again = d.ok(c.Complete(job_id="a", token=token, result={"x": 2}))
-    assert first == again == {"id": "a", "state": "succeeded", "token": token, "attempts": 1,
-                              "run_at": first["run_at"]}
+    assert (
+        first
+        == again
+        == {
+            "id": "a",
+            "state": "succeeded",
+            "token": token,
+            "attempts": 1,
+            "run_at": first["run_at"],
+        }
+    )
     assert d.job("a")["result"] == {"x": 1}
     assert [e["state"] for e in d.job("a")["events"]].count("succeeded") == 1
 
@@ -70,7 +80,8 @@ def test_a_retried_fail_is_acknowledged_and_changes_nothing() -> None:
     assert before["error"] == {"msg": "boom"}
     # Heartbeat and complete with that token are still refused.
     assert d.apply(c.Complete(job_id="a", token=token)).error.code == (  # type: ignore[union-attr]
-        "already_terminal")
+        "already_terminal"
+    )
 
 
 def test_complete_after_expiry_without_a_tick_is_refused_and_releases() -> None:
@@ -197,10 +208,22 @@ def test_delayed_jobs_wait_in_scheduled() -> None:
 
 def test_dependencies_wait_then_run_and_failures_cascade() -> None:
     d = Driver()
-    d.ok(submit(job("a"), job("b"), job("c", depends_on=("a", "b")),
-                job("d", depends_on=("c",)), job("e", depends_on=("d",))))
-    assert [d.job(x)["state"] for x in "abcde"] == ["pending", "pending", "waiting", "waiting",
-                                                    "waiting"]
+    d.ok(
+        submit(
+            job("a"),
+            job("b"),
+            job("c", depends_on=("a", "b")),
+            job("d", depends_on=("c",)),
+            job("e", depends_on=("d",)),
+        )
+    )
+    assert [d.job(x)["state"] for x in "abcde"] == [
+        "pending",
+        "pending",
+        "waiting",
+        "waiting",
+        "waiting",
+    ]
     grants = {g["job_id"]: g["token"] for g in lease(d, 2)}
     d.ok(c.Complete(job_id="a", token=grants["a"]))
     assert d.job("c")["state"] == "waiting"
@@ -260,7 +283,8 @@ def test_retention_removes_terminal_jobs_and_dependents_cannot_find_them() -> No
     assert d.state.get_job("a") is None and d.state.get_job("keep") is not None
     assert d.state.queue_counts()["q"]["succeeded"] == 0
     assert d.apply(submit(job("b", depends_on=("a",)))).error.code == (  # type: ignore[union-attr]
-        "unknown_dependency")
+        "unknown_dependency"
+    )
     d.ok(submit(job("a")))  # the id is free again
 
 
@@ -323,8 +347,15 @@ def test_queue_counts_track_every_state() -> None:
     token = lease(d)[0]["token"]
     d.ok(c.Cancel(job_id="b"))
     counts = d.state.queue_counts()["q"]
-    assert counts == {"waiting": 1, "scheduled": 1, "pending": 0, "leased": 1, "succeeded": 0,
-                      "dead": 0, "cancelled": 1}
+    assert counts == {
+        "waiting": 1,
+        "scheduled": 1,
+        "pending": 0,
+        "leased": 1,
+        "succeeded": 0,
+        "dead": 0,
+        "cancelled": 1,
+    }
     d.ok(c.Complete(job_id="a", token=token))
     assert d.state.queue_counts()["q"]["pending"] == 1  # w woke up
 

@@ -98,8 +98,14 @@ class Model:
             assert s.id is not None
             self.seq += 1
             run_at = self.clock + (s.delay_ms or 0)
-            self.jobs[s.id] = MJob(s, self.seq, "scheduled" if run_at > self.clock else "pending",
-                                   run_at, s.max_attempts or 3, s.lease_ms or 30_000)
+            self.jobs[s.id] = MJob(
+                s,
+                self.seq,
+                "scheduled" if run_at > self.clock else "pending",
+                run_at,
+                s.max_attempts or 3,
+                s.lease_ms or 30_000,
+            )
         return None
 
     def lease(self, worker_id: str, max_jobs: int, index: int) -> list[str]:
@@ -108,8 +114,10 @@ class Model:
             worker = self.workers[worker_id] = MWorker(16, 30_000, self.clock)
         worker.last_seen = self.clock
         held = sum(1 for j in self.jobs.values() if j.state == "leased" and j.worker == worker_id)
-        pending = sorted((j for j in self.jobs.values() if j.state == "pending"),
-                         key=lambda j: (-j.spec.priority, j.seq))
+        pending = sorted(
+            (j for j in self.jobs.values() if j.state == "pending"),
+            key=lambda j: (-j.spec.priority, j.seq),
+        )
         leased_in_queue = sum(1 for j in self.jobs.values() if j.state == "leased")
         room = 0 if self.paused else len(pending)
         if self.max_in_flight is not None:
@@ -173,14 +181,33 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.now += ms
         self.expect(self.apply(c.Tick()), None)
 
-    @rule(jobs=st.lists(st.tuples(st.sampled_from(IDS), st.integers(0, 2),
-                                  st.sampled_from([None, 0, 1_000, 40_000]),
-                                  st.sampled_from([None, 1, 2]),
-                                  st.sampled_from([None, 1_000, 20_000])),
-                        min_size=1, max_size=3, unique_by=lambda t: t[0]))
+    @rule(
+        jobs=st.lists(
+            st.tuples(
+                st.sampled_from(IDS),
+                st.integers(0, 2),
+                st.sampled_from([None, 0, 1_000, 40_000]),
+                st.sampled_from([None, 1, 2]),
+                st.sampled_from([None, 1_000, 20_000]),
+            ),
+            min_size=1,
+            max_size=3,
+            unique_by=lambda t: t[0],
+        )
+    )
     def submit(self, jobs: list[tuple[str, int, int | None, int | None, int | None]]) -> None:
-        specs = tuple(c.JobSpec(id=i, queue="q", priority=p, delay_ms=d, max_attempts=m,
-                                lease_ms=lm, backoff=NO_BACKOFF) for i, p, d, m, lm in jobs)
+        specs = tuple(
+            c.JobSpec(
+                id=i,
+                queue="q",
+                priority=p,
+                delay_ms=d,
+                max_attempts=m,
+                lease_ms=lm,
+                backoff=NO_BACKOFF,
+            )
+            for i, p, d, m, lm in jobs
+        )
         result = self.apply(c.SubmitJobs(jobs=specs))
         self.expect(result, self.model.submit(specs))
 
@@ -198,8 +225,9 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     def _token(self, job_id: str, which: str) -> int:
         current = self.model.jobs[job_id].token if job_id in self.model.jobs else 1
-        return {"current": max(current, 1), "older": max(current - 1, 1),
-                "newer": current + 1}[which]
+        return {"current": max(current, 1), "older": max(current - 1, 1), "newer": current + 1}[
+            which
+        ]
 
     def _model_complete(self, job_id: str, token: int) -> str | None:
         """The model's outcome of a complete: None (ok) or the refusal code."""
@@ -227,33 +255,46 @@ class SchedulerMachine(RuleBasedStateMachine):
             return None  # a retried fail: acknowledged again, nothing changes
         return held
 
-    @rule(job_id=st.sampled_from(IDS), which=st.sampled_from(["current", "current", "older",
-                                                               "newer"]))
+    @rule(
+        job_id=st.sampled_from(IDS), which=st.sampled_from(["current", "current", "older", "newer"])
+    )
     def complete(self, job_id: str, which: str) -> None:
         token = self._token(job_id, which)
         result = self.apply(c.Complete(job_id=job_id, token=token, result={"t": token}))
         self.expect(result, self._model_complete(job_id, token))
 
-    @rule(job_id=st.sampled_from(IDS), which=st.sampled_from(["current", "older"]),
-          retryable=st.booleans())
+    @rule(
+        job_id=st.sampled_from(IDS),
+        which=st.sampled_from(["current", "older"]),
+        retryable=st.booleans(),
+    )
     def fail(self, job_id: str, which: str, retryable: bool) -> None:
         token = self._token(job_id, which)
         result = self.apply(c.Fail(job_id=job_id, token=token, error="x", retryable=retryable))
         self.expect(result, self._model_fail(job_id, token, retryable))
 
-    @rule(reports=st.lists(st.tuples(st.sampled_from(IDS),
-                                     st.sampled_from(["current", "current", "older", "newer"]),
-                                     st.sampled_from(["complete", "fail", "fail_final"])),
-                           min_size=1, max_size=5, unique_by=lambda t: t[0]))
+    @rule(
+        reports=st.lists(
+            st.tuples(
+                st.sampled_from(IDS),
+                st.sampled_from(["current", "current", "older", "newer"]),
+                st.sampled_from(["complete", "fail", "fail_final"]),
+            ),
+            min_size=1,
+            max_size=5,
+            unique_by=lambda t: t[0],
+        )
+    )
     def report_batch(self, reports: list[tuple[str, str, str]]) -> None:
         """One entry, each report judged on its own, in order, exactly as a single one."""
         items: list[c.Complete | c.Fail] = []
         for job_id, which, kind in reports:
             token = self._token(job_id, which)
-            items.append(c.Complete(job_id=job_id, token=token, result={"t": token})
-                         if kind == "complete" else
-                         c.Fail(job_id=job_id, token=token, error="x",
-                                retryable=kind == "fail"))
+            items.append(
+                c.Complete(job_id=job_id, token=token, result={"t": token})
+                if kind == "complete"
+                else c.Fail(job_id=job_id, token=token, error="x", retryable=kind == "fail")
+            )
         result = self.apply(c.ReportBatch(reports=tuple(items)))
         assert isinstance(result, Ok), result
         got = result.value["results"]
@@ -296,17 +337,23 @@ class SchedulerMachine(RuleBasedStateMachine):
             j.state = "cancelled"
             self.expect(result, None)
 
-    @rule(worker=st.sampled_from(WORKERS), capacity=st.integers(0, 3),
-          ttl=st.sampled_from([None, 1_000, 100_000]))
+    @rule(
+        worker=st.sampled_from(WORKERS),
+        capacity=st.integers(0, 3),
+        ttl=st.sampled_from([None, 1_000, 100_000]),
+    )
     def worker_heartbeat(self, worker: str, capacity: int, ttl: int | None) -> None:
-        self.expect(self.apply(c.WorkerHeartbeat(worker_id=worker, capacity=capacity,
-                                                 ttl_ms=ttl)), None)
+        self.expect(
+            self.apply(c.WorkerHeartbeat(worker_id=worker, capacity=capacity, ttl_ms=ttl)), None
+        )
         self.model.workers[worker] = MWorker(capacity, ttl or 30_000, self.model.clock)
 
     @rule(max_in_flight=st.sampled_from([None, 0, 1, 3]), paused=st.booleans())
     def configure(self, max_in_flight: int | None, paused: bool) -> None:
-        self.expect(self.apply(c.ConfigureQueue(queue="q", max_in_flight=max_in_flight,
-                                                paused=paused)), None)
+        self.expect(
+            self.apply(c.ConfigureQueue(queue="q", max_in_flight=max_in_flight, paused=paused)),
+            None,
+        )
         self.model.max_in_flight, self.model.paused = max_in_flight, paused
 
     @rule()
@@ -321,8 +368,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         for job_id, m in self.model.jobs.items():
             doc = self.sut.get_job(job_id)
             assert doc is not None
-            assert (doc["state"], doc["token"], doc["attempts"]) == (m.state, m.token,
-                                                                     m.attempts), job_id
+            assert (doc["state"], doc["token"], doc["attempts"]) == (
+                m.state,
+                m.token,
+                m.attempts,
+            ), job_id
             assert m.completions <= 1
             states = [e["state"] for e in doc["events"]]
             assert states.count("succeeded") <= 1, "completed twice"
@@ -356,6 +406,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert self.twin.state_hash() == self.sut.state_hash()
 
 
-SchedulerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40,
-                                              deadline=None)
+SchedulerMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None
+)
 TestScheduler = SchedulerMachine.TestCase

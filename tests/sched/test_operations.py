@@ -64,8 +64,12 @@ def test_queue_config_is_a_partial_update() -> None:
     d.ok(c.ConfigureQueue(queue="q", max_in_flight=3, lease_ms=9_000))
     d.ok(c.ConfigureQueue(queue="q", paused=True, fields_set=("paused",)))
     config = d.ok(c.ConfigureQueue(queue="q", paused=False, fields_set=("paused",)))
-    assert config["queue"]["config"] == {"max_in_flight": 3, "lease_ms": 9_000,
-                                         "max_attempts": None, "paused": False}
+    assert config["queue"]["config"] == {
+        "max_in_flight": 3,
+        "lease_ms": 9_000,
+        "max_attempts": None,
+        "paused": False,
+    }
     cleared = d.ok(c.ConfigureQueue(queue="q", fields_set=("max_in_flight",)))
     assert cleared["queue"]["config"]["max_in_flight"] is None
 
@@ -110,8 +114,7 @@ def test_dead_letter_requeue_and_purge() -> None:
     d.ok(submit(job("a", max_attempts=1), job("b", max_attempts=1), job("c")))
     for _ in range(2):
         grant = lease_one(d)
-        d.ok(c.Fail(job_id=str(grant["job_id"]), token=int(str(grant["token"])),
-                    retryable=False))
+        d.ok(c.Fail(job_id=str(grant["job_id"]), token=int(str(grant["token"])), retryable=False))
     assert d.job("a")["state"] == "dead" and d.job("b")["state"] == "dead"
     d.refused(c.RequeueDead(job_ids=("a", "c")), "invalid")  # all or none: c is not dead
     out = d.ok(c.RequeueDead(job_ids=("a",), max_attempts=4))
@@ -127,8 +130,12 @@ def test_dead_letter_requeue_and_purge() -> None:
 
 def test_workflow_status_and_cancel() -> None:
     d = Driver()
-    d.ok(c.SubmitWorkflow(workflow_id="wf", jobs=(job("x"), job("y", depends_on=("x",)),
-                                                   job("z", depends_on=("y",)))))
+    d.ok(
+        c.SubmitWorkflow(
+            workflow_id="wf",
+            jobs=(job("x"), job("y", depends_on=("x",)), job("z", depends_on=("y",))),
+        )
+    )
     status = d.state.workflow_status("wf")
     assert status is not None and status["counts"]["waiting"] == 2 and not status["done"]
     out = d.ok(c.CancelWorkflow(workflow_id="wf"))

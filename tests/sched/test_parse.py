@@ -55,19 +55,25 @@ CASES: list[tuple[Any, Any, str, str]] = [
     (parse_submit_job, {**JOB, "delay_ms": -1}, "invalid", "delay_ms"),
     (parse_submit_job, {**JOB, "max_attempts": 0}, "invalid", "max_attempts"),
     (parse_submit_job, {**JOB, "lease_ms": 0}, "invalid", "lease_ms"),
-    (parse_submit_job, {**JOB, "backoff": {"initial_ms": 10, "max_ms": 5}}, "invalid",
-     "backoff.max_ms"),
-    (parse_submit_job, {**JOB, "backoff": {"multiplier": 0.5}}, "invalid",
-     "backoff.multiplier"),
-    (parse_submit_job, {**JOB, "backoff": {"multiplier": True}}, "invalid",
-     "backoff.multiplier"),
+    (
+        parse_submit_job,
+        {**JOB, "backoff": {"initial_ms": 10, "max_ms": 5}},
+        "invalid",
+        "backoff.max_ms",
+    ),
+    (parse_submit_job, {**JOB, "backoff": {"multiplier": 0.5}}, "invalid", "backoff.multiplier"),
+    (parse_submit_job, {**JOB, "backoff": {"multiplier": True}}, "invalid", "backoff.multiplier"),
     (parse_submit_job, {**JOB, "backoff": {"jitter": 1}}, "invalid", "backoff.jitter"),
     (parse_submit_job, {**JOB, "depends_on": "a"}, "invalid", "depends_on"),
     (parse_submit_job, {**JOB, "depends_on": ["a", "a"]}, "invalid", "depends_on"),
     (parse_submit_job, {**JOB, "depends_on": ["j1"]}, "invalid", "depends_on"),
     (parse_submit_job, {**JOB, "depends_on": [1]}, "invalid", "depends_on[0]"),
-    (parse_submit_job, {**JOB, "depends_on": ["a", "b", "c"]}, "too_many_dependencies",
-     "depends_on"),
+    (
+        parse_submit_job,
+        {**JOB, "depends_on": ["a", "b", "c"]},
+        "too_many_dependencies",
+        "depends_on",
+    ),
     (parse_submit_job, {**JOB, "tags": ["a", "b", "c"]}, "invalid", "tags"),
     (parse_submit_job, {**JOB, "payload": "x" * 200}, "payload_too_large", "payload"),
     (parse_submit_job, {**JOB, "payload": {"a": float("nan")}}, "invalid", "payload"),
@@ -93,44 +99,77 @@ CASES: list[tuple[Any, Any, str, str]] = [
     (parse_heartbeat_lease, {"job_id": "j"}, "invalid", "token"),
     (parse_heartbeat_lease, {"job_id": "j", "token": 0}, "invalid", "token"),
     (parse_heartbeat_lease, {"job_id": "j", "token": True}, "invalid", "token"),
-    (parse_heartbeat_lease, {"job_id": "j", "token": 1, "extend_ms": 0}, "invalid",
-     "extend_ms"),
+    (parse_heartbeat_lease, {"job_id": "j", "token": 1, "extend_ms": 0}, "invalid", "extend_ms"),
     (parse_complete, {"token": 1}, "invalid", "job_id"),
-    (parse_complete, {"job_id": "j", "token": 1, "result": "x" * 200}, "payload_too_large",
-     "result"),
+    (
+        parse_complete,
+        {"job_id": "j", "token": 1, "result": "x" * 200},
+        "payload_too_large",
+        "result",
+    ),
     (parse_fail, {"job_id": "j", "token": 1, "retryable": 1}, "invalid", "retryable"),
-    (parse_fail, {"job_id": "j", "token": 1, "error": "x" * 200}, "payload_too_large",
-     "error"),
+    (parse_fail, {"job_id": "j", "token": 1, "error": "x" * 200}, "payload_too_large", "error"),
     (parse_cancel, {"job_id": "j", "reason": 3}, "invalid", "reason"),
     (parse_worker_heartbeat, {"worker_id": "w"}, "invalid", "capacity"),
     (parse_worker_heartbeat, {"worker_id": "w", "capacity": -1}, "invalid", "capacity"),
-    (parse_worker_heartbeat, {"worker_id": "w", "capacity": 1, "queues": ["q", "q"]},
-     "invalid", "queues"),
+    (
+        parse_worker_heartbeat,
+        {"worker_id": "w", "capacity": 1, "queues": ["q", "q"]},
+        "invalid",
+        "queues",
+    ),
     (parse_configure_queue, {"queue": "q", "paused": "yes"}, "invalid", "paused"),
     (parse_configure_queue, {"queue": "q", "max_in_flight": -1}, "invalid", "max_in_flight"),
-    (parse_put_schedule, {"name": "s", "cron": "* * *", "template": {"queue": "q"}},
-     "invalid", "cron"),
-    (parse_put_schedule, {"name": "s", "cron": "61 * * * *", "template": {"queue": "q"}},
-     "invalid", "cron"),
-    (parse_put_schedule, {"name": "s", "cron": "* * * * *", "timezone": "Mars/Olympus",
-                          "template": {"queue": "q"}}, "invalid", "timezone"),
-    (parse_put_schedule, {"name": "s", "cron": "* * * * *", "template": {"queue": "q"},
-                          "misfire": "sometimes"}, "invalid", "misfire"),
-    (parse_put_schedule, {"name": "s", "cron": "* * * * *", "template": {"queue": "q"},
-                          "misfire_cap": 0}, "invalid", "misfire_cap"),
+    (
+        parse_put_schedule,
+        {"name": "s", "cron": "* * *", "template": {"queue": "q"}},
+        "invalid",
+        "cron",
+    ),
+    (
+        parse_put_schedule,
+        {"name": "s", "cron": "61 * * * *", "template": {"queue": "q"}},
+        "invalid",
+        "cron",
+    ),
+    (
+        parse_put_schedule,
+        {"name": "s", "cron": "* * * * *", "timezone": "Mars/Olympus", "template": {"queue": "q"}},
+        "invalid",
+        "timezone",
+    ),
+    (
+        parse_put_schedule,
+        {"name": "s", "cron": "* * * * *", "template": {"queue": "q"}, "misfire": "sometimes"},
+        "invalid",
+        "misfire",
+    ),
+    (
+        parse_put_schedule,
+        {"name": "s", "cron": "* * * * *", "template": {"queue": "q"}, "misfire_cap": 0},
+        "invalid",
+        "misfire_cap",
+    ),
     (parse_put_schedule, {"name": "s", "cron": "* * * * *"}, "invalid", "template"),
-    (parse_put_schedule, {"name": "s", "cron": "* * * * *",
-                          "template": {"queue": "q", "id": "x"}}, "invalid", "template.id"),
-    (parse_put_schedule, {"name": "s@1", "cron": "* * * * *", "template": {"queue": "q"}},
-     "invalid", "name"),
+    (
+        parse_put_schedule,
+        {"name": "s", "cron": "* * * * *", "template": {"queue": "q", "id": "x"}},
+        "invalid",
+        "template.id",
+    ),
+    (
+        parse_put_schedule,
+        {"name": "s@1", "cron": "* * * * *", "template": {"queue": "q"}},
+        "invalid",
+        "name",
+    ),
     (parse_backfill, {"name": "s", "from": 10, "to": 5}, "invalid", "to"),
     (parse_backfill, {"name": "s", "from": 10}, "invalid", "to"),
 ]
 
 
 @pytest.mark.parametrize(("parser", "data", "code", "field"), CASES)
-def test_parse_refuses_with_code_and_field(parser: Any, data: Any, code: str,
-                                           field: str) -> None:
+def test_parse_refuses_with_code_and_field(parser: Any, data: Any, code: str, field: str) -> None:
     with pytest.raises(ValidationError) as info:
         parser(data, SMALL)
     assert info.value.code == code, info.value
@@ -154,35 +193,63 @@ def test_idempotency_header_and_body_must_agree() -> None:
 
 
 def test_parse_builds_the_command_with_defaults() -> None:
-    cmd = parse_submit_job({"queue": "q", "payload": {"a": [1, 2.5, None, True]},
-                            "delay_ms": 5, "tags": ["t"]})
-    assert cmd == c.SubmitJobs(jobs=(c.JobSpec(id=None, queue="q",
-                                               payload={"a": [1, 2.5, None, True]},
-                                               delay_ms=5, tags=("t",)),))
+    cmd = parse_submit_job(
+        {"queue": "q", "payload": {"a": [1, 2.5, None, True]}, "delay_ms": 5, "tags": ["t"]}
+    )
+    assert cmd == c.SubmitJobs(
+        jobs=(
+            c.JobSpec(
+                id=None, queue="q", payload={"a": [1, 2.5, None, True]}, delay_ms=5, tags=("t",)
+            ),
+        )
+    )
     lease = parse_lease({"queue": "q", "worker_id": "w"})
     assert lease == c.Lease(queue="q", worker_id="w", max_jobs=1, wait_ms=0)
 
 
 def test_every_kind_round_trips_through_plain() -> None:
-    template = c.JobTemplate(queue="q", payload=[1], priority=3, max_attempts=2,
-                             backoff=c.Backoff(5, 3.0, 50), lease_ms=9, timeout_ms=7,
-                             tags=("a",))
+    template = c.JobTemplate(
+        queue="q",
+        payload=[1],
+        priority=3,
+        max_attempts=2,
+        backoff=c.Backoff(5, 3.0, 50),
+        lease_ms=9,
+        timeout_ms=7,
+        tags=("a",),
+    )
     commands: list[c.Command] = [
-        c.SubmitJobs(jobs=(c.JobSpec(id="a", queue="q", run_at_ms=5, depends_on=("b@1",)),
-                           c.JobSpec(id=None, queue="q", delay_ms=3)), idempotency_key="k"),
+        c.SubmitJobs(
+            jobs=(
+                c.JobSpec(id="a", queue="q", run_at_ms=5, depends_on=("b@1",)),
+                c.JobSpec(id=None, queue="q", delay_ms=3),
+            ),
+            idempotency_key="k",
+        ),
         c.SubmitWorkflow(workflow_id="w", jobs=(c.JobSpec(id="a", queue="q"),)),
         c.Lease(queue="q", worker_id="w", max_jobs=4, wait_ms=10),
         c.HeartbeatLease(job_id="a", token=3, extend_ms=100),
         c.Complete(job_id="s@1000", token=3, result={"r": 1}),
         c.Fail(job_id="a", token=3, error="boom", retryable=False),
-        c.ReportBatch(reports=(c.Complete(job_id="a", token=3, result=None),
-                               c.Fail(job_id="b", token=4, error=None, retryable=True))),
+        c.ReportBatch(
+            reports=(
+                c.Complete(job_id="a", token=3, result=None),
+                c.Fail(job_id="b", token=4, error=None, retryable=True),
+            )
+        ),
         c.Cancel(job_id="a", reason="no longer needed"),
         c.WorkerHeartbeat(worker_id="w", capacity=3, queues=("q",), ttl_ms=5),
-        c.ConfigureQueue(queue="q", max_in_flight=None, lease_ms=5, max_attempts=2,
-                         paused=True),
-        c.PutSchedule(name="s", cron="*/5 * * * *", template=template, timezone="Europe/Paris",
-                      misfire="fire_all", misfire_cap=7, misfire_grace_ms=0, paused=True),
+        c.ConfigureQueue(queue="q", max_in_flight=None, lease_ms=5, max_attempts=2, paused=True),
+        c.PutSchedule(
+            name="s",
+            cron="*/5 * * * *",
+            template=template,
+            timezone="Europe/Paris",
+            misfire="fire_all",
+            misfire_cap=7,
+            misfire_grace_ms=0,
+            paused=True,
+        ),
         c.DeleteSchedule(name="s"),
         c.Backfill(name="s", from_ms=1, to_ms=2),
         c.Tick(idempotency_key="t"),

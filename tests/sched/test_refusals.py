@@ -13,8 +13,9 @@ from raftsched.sched.limits import Limits
 
 from .helpers import Driver
 
-LIMITS = Limits(max_jobs_per_queue=3, max_queues=2, max_workers=2, max_schedules=1,
-                max_backfill_fires=5)
+LIMITS = Limits(
+    max_jobs_per_queue=3, max_queues=2, max_workers=2, max_schedules=1, max_backfill_fires=5
+)
 TEMPLATE = c.JobTemplate(queue="cron")
 
 
@@ -219,8 +220,11 @@ CASES: list[tuple[Callable[[Driver], c.Command], str, int]] = [
 ]
 
 
-@pytest.mark.parametrize(("setup", "code", "status"), CASES,
-                         ids=[case.__name__.removeprefix("case_") for case, _, _ in CASES])
+@pytest.mark.parametrize(
+    ("setup", "code", "status"),
+    CASES,
+    ids=[case.__name__.removeprefix("case_") for case, _, _ in CASES],
+)
 def test_refusal(setup: Callable[[Driver], c.Command], code: str, status: int) -> None:
     d = Driver(LIMITS)
     cmd = setup(d)

@@ -143,8 +143,11 @@ def test_skipped_fires_are_counted_and_shown() -> None:
     doc = d.state.schedule_docs()[0]
     assert doc["skip_events"] == 1
     assert doc["last_skipped"] == {"after": T, "before": T + 10 * MIN + 1}
-    out = d.ok(c.Backfill(name="s", from_ms=doc["last_skipped"]["after"],
-                          to_ms=doc["last_skipped"]["before"] - 1))
+    out = d.ok(
+        c.Backfill(
+            name="s", from_ms=doc["last_skipped"]["after"], to_ms=doc["last_skipped"]["before"] - 1
+        )
+    )
     assert len(out["created"]) == 10
 
 
@@ -206,25 +209,33 @@ def test_two_replicas_fire_identically() -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(cron=st.sampled_from(["* * * * *", "*/7 * * * *", "0 * * * *", "*/20 * * * * *",
-                             "30 2 * * *"]),
-       tz=st.sampled_from(["UTC", "America/New_York", "Europe/Paris"]),
-       gap_ms=st.integers(1, 3 * 86_400_000),
-       policy=st.sampled_from(c.MISFIRE_POLICIES),
-       cap=st.integers(1, 30), grace_ms=st.integers(0, 3_600_000),
-       budget=st.sampled_from([1, 45, 256]))
+@given(
+    cron=st.sampled_from(["* * * * *", "*/7 * * * *", "0 * * * *", "*/20 * * * * *", "30 2 * * *"]),
+    tz=st.sampled_from(["UTC", "America/New_York", "Europe/Paris"]),
+    gap_ms=st.integers(1, 3 * 86_400_000),
+    policy=st.sampled_from(c.MISFIRE_POLICIES),
+    cap=st.integers(1, 30),
+    grace_ms=st.integers(0, 3_600_000),
+    budget=st.sampled_from([1, 45, 256]),
+)
 def test_sliced_firing_creates_what_due_fires_says(  # noqa: PLR0917 - hypothesis arguments
-        cron: str, tz: str, gap_ms: int, policy: str, cap: int, grace_ms: int,
-        budget: int) -> None:
+    cron: str, tz: str, gap_ms: int, policy: str, cap: int, grace_ms: int, budget: int
+) -> None:
     """The state machine's step-by-step catch-up (any budget) keeps exactly the fires of the
     reference `cron.due_fires`."""
     d = Driver(Limits(due_work_per_entry=budget), start_ms=T)
-    d.ok(put(cron=cron, timezone=tz, misfire=policy, misfire_cap=cap,
-             misfire_grace_ms=grace_ms))
+    d.ok(put(cron=cron, timezone=tz, misfire=policy, misfire_cap=cap, misfire_grace_ms=grace_ms))
     d.apply(c.Tick(), at_ms=T + gap_ms)
     d.settle()
-    want, watermark = cron_engine.due_fires(cron_engine.parse_cron(cron), tz, T, T + gap_ms,
-                                            cron_engine.MisfirePolicy(policy), cap, grace_ms)
+    want, watermark = cron_engine.due_fires(
+        cron_engine.parse_cron(cron),
+        tz,
+        T,
+        T + gap_ms,
+        cron_engine.MisfirePolicy(policy),
+        cap,
+        grace_ms,
+    )
     assert cron_ids(d) == [f"s@{t}" for t in want]
     assert d.state.schedule_docs()[0]["fired_through"] == max(watermark, T)
 

@@ -15,12 +15,15 @@ def spec(job_id: str, *deps: str) -> c.JobSpec:
     return c.JobSpec(id=job_id, queue="q", depends_on=deps)
 
 
-@pytest.mark.parametrize(("specs", "cycle"), [
-    ([spec("a", "b"), spec("b", "a")], ["a", "b", "a"]),
-    ([spec("a", "b"), spec("b", "c"), spec("c", "a")], ["a", "b", "c", "a"]),
-    ([spec("x"), spec("a", "x", "b"), spec("b", "c"), spec("c", "b")], ["b", "c", "b"]),
-    ([spec("a", "b"), spec("b", "c"), spec("c", "d"), spec("d", "b")], ["b", "c", "d", "b"]),
-])
+@pytest.mark.parametrize(
+    ("specs", "cycle"),
+    [
+        ([spec("a", "b"), spec("b", "a")], ["a", "b", "a"]),
+        ([spec("a", "b"), spec("b", "c"), spec("c", "a")], ["a", "b", "c", "a"]),
+        ([spec("x"), spec("a", "x", "b"), spec("b", "c"), spec("c", "b")], ["b", "c", "b"]),
+        ([spec("a", "b"), spec("b", "c"), spec("c", "d"), spec("d", "b")], ["b", "c", "d", "b"]),
+    ],
+)
 def test_cycle_is_named(specs: list[c.JobSpec], cycle: list[str]) -> None:
     with pytest.raises(CycleError) as info:
         plan_submission(specs, [s.id or "" for s in specs], lambda _: False)
@@ -46,12 +49,21 @@ def test_unknown_dependency_names_it() -> None:
 
 def test_workflow_is_atomic_and_runs_in_dependency_order() -> None:
     d = Driver()
-    refused = d.refused(c.SubmitWorkflow(workflow_id="wf", jobs=(
-        spec("extract"), spec("load", "transform"), spec("transform", "load"))), "cycle")
+    refused = d.refused(
+        c.SubmitWorkflow(
+            workflow_id="wf",
+            jobs=(spec("extract"), spec("load", "transform"), spec("transform", "load")),
+        ),
+        "cycle",
+    )
     assert refused.error.details["cycle"] == ["load", "transform", "load"]
     assert d.state.jobs == {}
-    out = d.ok(c.SubmitWorkflow(workflow_id="wf", jobs=(
-        spec("load", "transform"), spec("transform", "extract"), spec("extract"))))
+    out = d.ok(
+        c.SubmitWorkflow(
+            workflow_id="wf",
+            jobs=(spec("load", "transform"), spec("transform", "extract"), spec("extract")),
+        )
+    )
     assert out["workflow"] == "wf"
     assert [j["state"] for j in out["jobs"]] == ["waiting", "waiting", "pending"]
     assert d.job("load")["workflow"] == "wf"
@@ -61,6 +73,10 @@ def test_workflow_is_atomic_and_runs_in_dependency_order() -> None:
         done.append(grant["job_id"])
         d.ok(c.Complete(job_id=grant["job_id"], token=grant["token"]))
     assert done == ["extract", "transform", "load"]
-    again = d.ok(c.SubmitWorkflow(workflow_id="wf", jobs=(
-        spec("load", "transform"), spec("transform", "extract"), spec("extract"))))
+    again = d.ok(
+        c.SubmitWorkflow(
+            workflow_id="wf",
+            jobs=(spec("load", "transform"), spec("transform", "extract"), spec("extract")),
+        )
+    )
     assert [j["created"] for j in again["jobs"]] == [False, False, False]

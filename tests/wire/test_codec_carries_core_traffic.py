@@ -36,7 +36,17 @@ def test_every_simulated_message_survives_the_codec(
         result = run_seed(SimConfig(seed=seed, nodes=nodes))
         assert result.ok, f"seed {seed}: {result.violations}"
     # The runs exercised the whole protocol, snapshots included.
-    for kind in ("AppendEntries", "AppendEntriesResponse", "RequestVote", "RequestVoteResponse",
-                 "Heartbeat", "HeartbeatResponse", "InstallSnapshot", "InstallSnapshotResponse",
-                 "ReadIndexRequest", "ReadIndexResponse", "TimeoutNow"):
+    for kind in (
+        "AppendEntries",
+        "AppendEntriesResponse",
+        "RequestVote",
+        "RequestVoteResponse",
+        "Heartbeat",
+        "HeartbeatResponse",
+        "InstallSnapshot",
+        "InstallSnapshotResponse",
+        "ReadIndexRequest",
+        "ReadIndexResponse",
+        "TimeoutNow",
+    ):
         assert seen[kind] > 0, f"no {kind} went through the codec: {dict(seen)}"

@@ -42,24 +42,27 @@ def _pack(obj: Any) -> bytes:
     return packed
 
 
-@pytest.mark.parametrize("data", [
-    b"",
-    b"\xc1",  # never used in msgpack
-    _pack([ENVELOPE_VERSION, 1, b"x"]),  # too short
-    _pack([ENVELOPE_VERSION, 1, b"x", 0, 0]),  # too long
-    _pack([2, 1, b"x", 0]),  # unknown version
-    _pack([True, 1, b"x", 0]),  # a bool is not a version
-    _pack([ENVELOPE_VERSION, -1, b"x", 0]),
-    _pack([ENVELOPE_VERSION, True, b"x", 0]),
-    _pack([ENVELOPE_VERSION, 1.5, b"x", 0]),
-    _pack([ENVELOPE_VERSION, 1, "x", 0]),  # str, not bytes
-    _pack([ENVELOPE_VERSION, 1, b"", 0]),  # no command
-    _pack([ENVELOPE_VERSION, 1, b"x", -3]),
-    _pack([ENVELOPE_VERSION, 1, b"x", None]),
-    _pack({"stamp_ms": 1}),
-    _pack([ENVELOPE_VERSION, 1, b"x", 0]) + b"\x00",  # trailing bytes
-    _pack([ENVELOPE_VERSION, 1, b"xyz", 0])[:-2],  # truncated
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xc1",  # never used in msgpack
+        _pack([ENVELOPE_VERSION, 1, b"x"]),  # too short
+        _pack([ENVELOPE_VERSION, 1, b"x", 0, 0]),  # too long
+        _pack([2, 1, b"x", 0]),  # unknown version
+        _pack([True, 1, b"x", 0]),  # a bool is not a version
+        _pack([ENVELOPE_VERSION, -1, b"x", 0]),
+        _pack([ENVELOPE_VERSION, True, b"x", 0]),
+        _pack([ENVELOPE_VERSION, 1.5, b"x", 0]),
+        _pack([ENVELOPE_VERSION, 1, "x", 0]),  # str, not bytes
+        _pack([ENVELOPE_VERSION, 1, b"", 0]),  # no command
+        _pack([ENVELOPE_VERSION, 1, b"x", -3]),
+        _pack([ENVELOPE_VERSION, 1, b"x", None]),
+        _pack({"stamp_ms": 1}),
+        _pack([ENVELOPE_VERSION, 1, b"x", 0]) + b"\x00",  # trailing bytes
+        _pack([ENVELOPE_VERSION, 1, b"xyz", 0])[:-2],  # truncated
+    ],
+)
 def test_malformed_envelopes_are_refused(data: bytes) -> None:
     with pytest.raises(WireDecodeError):
         decode_entry(data)
@@ -87,10 +90,15 @@ def test_random_bytes_only_raise_wire_decode_error(data: bytes) -> None:
 
 
 msgpack_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
-    | st.text(max_size=8) | st.binary(max_size=8),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=4), inner,
-                                                                max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.binary(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -104,7 +112,10 @@ def test_random_msgpack_arrays_only_raise_wire_decode_error(items: list[Any]) ->
 @settings(max_examples=500, deadline=None)
 @given(stamps, commands, proposers, st.data())
 def test_mutated_envelopes_only_raise_wire_decode_error(
-    stamp_ms: int, command: bytes, proposer_id: int, data: st.DataObject,
+    stamp_ms: int,
+    command: bytes,
+    proposer_id: int,
+    data: st.DataObject,
 ) -> None:
     good = bytearray(encode_entry(stamp_ms, command, proposer_id))
     position = data.draw(st.integers(0, len(good) - 1))
