@@ -57,7 +57,9 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
-def decode_command(data: bytes, limits: Limits = WIRE_LIMITS) -> Command:
+def unpack_command(data: bytes | bytearray | memoryview) -> tuple[str, dict[str, Any]]:
+    """The (kind, fields) of an encoded command, with the envelope checked strictly; the
+    fields are not validated yet (decode_command and sched_trusted.decode_committed do)."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise WireDecodeError(f"expected bytes, got {_type_name(data)}")
     if len(data) > MAX_COMMAND_BYTES:
@@ -74,6 +76,11 @@ def decode_command(data: bytes, limits: Limits = WIRE_LIMITS) -> Command:
         raise WireDecodeError(f"unknown command kind {kind!r}")
     if type(fields) is not dict:
         raise WireDecodeError(f"fields of a {kind} command must be a map, got {_type_name(fields)}")
+    return kind, fields
+
+
+def decode_command(data: bytes, limits: Limits = WIRE_LIMITS) -> Command:
+    kind, fields = unpack_command(data)
     try:
         return parse_command(kind, fields, limits)
     except SchedError as exc:

@@ -40,10 +40,9 @@ from ..sched.commands import (
     Tick,
 )
 from ..sched.errors import SchedError
-from ..sched.parse import PARSERS, parse_command
+from ..sched.parse import parse_command
 from .errors import WireDecodeError
-from .sched_codec import FORMAT_VERSION, MAX_COMMAND_BYTES, WIRE_LIMITS
-from .strict import unpack_strict
+from .sched_codec import WIRE_LIMITS, unpack_command
 
 INT64_MAX: Final = 2**63 - 1
 
@@ -289,20 +288,7 @@ TRUSTED: Final[dict[str, Callable[[dict[str, Any]], Command]]] = {
 
 def decode_committed(data: bytes | bytearray | memoryview) -> Command:
     """The command a committed entry carries (encoded by `sched_codec.encode_command`)."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise WireDecodeError(f"expected bytes, got {type(data).__name__}")
-    if not 0 < len(data) <= MAX_COMMAND_BYTES:
-        raise WireDecodeError(f"a command has 1 to {MAX_COMMAND_BYTES} bytes, got {len(data)}")
-    obj: Any = unpack_strict(data, "command")
-    if type(obj) is not list or len(obj) != 3:
-        raise WireDecodeError("a command is an array [version, kind, fields]")
-    version, kind, fields = obj
-    if type(version) is not int or version != FORMAT_VERSION:
-        raise WireDecodeError(f"unsupported command format version {version!r}")
-    if type(kind) is not str or kind not in PARSERS:
-        raise WireDecodeError(f"unknown command kind {kind!r}")
-    if type(fields) is not dict:
-        raise WireDecodeError(f"fields of a {kind} command must be a map")
+    kind, fields = unpack_command(data)
     trusted = TRUSTED.get(kind)
     try:
         if trusted is not None:
