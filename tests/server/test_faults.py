@@ -61,10 +61,11 @@ class Submitters:
             job_id = f"{self.prefix}-{worker}-{n}"
             n += 1
             while not self._stop.is_set():
+                # A copy: the membership tests add nodes while the submitters run.
                 nodes = [
                     i
-                    for i in self.cluster.nodes
-                    if self.cluster.alive(i) and not self.cluster.nodes[i].paused
+                    for i, node in list(self.cluster.nodes.items())
+                    if self.cluster.alive(i) and not node.paused
                 ]
                 if not nodes:
                     time.sleep(0.05)
