@@ -28,20 +28,19 @@ ERROR_TEXT = {
     "503": "no leader / outcome unknown / shutting down / not ready; retry after Retry-After "
     "seconds with the same Idempotency-Key",
 }
-ERROR_SCHEMA = {
+ERROR_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["code", "message", "details"],
+    "properties": {
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+        "details": {"type": "object"},
+    },
+}
+ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "details"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "details": {"type": "object"},
-            },
-        }
-    },
+    "properties": {"error": ERROR_BODY},
 }
 # The API's own codes by status; the state machine's refusals are added from their classes.
 API_CODES: dict[str, tuple[str, ...]] = {
@@ -240,6 +239,21 @@ ANSWERS: dict[tuple[str, str], dict[str, Any]] = {
     ),
     ("POST", "/v1/jobs/{id}/complete"): _ref("Outcome"),
     ("POST", "/v1/jobs/{id}/fail"): _ref("Outcome"),
+    ("POST", "/v1/jobs:complete"): _obj(
+        {
+            "results": _list_of(
+                _obj(
+                    {
+                        "job_id": STR,
+                        "ok": BOOL,
+                        "state": STR,
+                        "error": ERROR_BODY,
+                    },
+                    required=("job_id",),
+                )
+            )
+        }
+    ),
     ("POST", "/v1/queues/{queue}/lease"): _obj({"leases": _list_of(_ref("LeaseGrant"))}),
     ("GET", "/v1/queues"): _obj({"queues": _list_of(_ref("Queue"))}),
     ("GET", "/v1/queues/{queue}"): _obj({"queue": _ref("Queue")}),
