@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Final
 
-from .local_nodes import ClusterFiles, NodeSpec, get_json, node_argv, prepare_files
+from .local_nodes import HOST, ClusterFiles, NodeSpec, get_json, node_argv, prepare_files
 
 LEADER_DEADLINE_S: Final = 30.0
 STOP_DEADLINE_S: Final = 15.0
@@ -154,6 +155,26 @@ def status_line(specs: Sequence[NodeSpec]) -> str:
     )
 
 
+def ports_in_use(specs: Sequence[NodeSpec]) -> list[str]:
+    """The ports of `specs` something already listens on. Checked before starting: another
+    cluster on the same ports would answer our readiness probes and pass for ours."""
+    busy: list[str] = []
+    for spec in specs:
+        for what, port in (("HTTP", spec.http_port), ("peer", spec.peer_port)):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                # As the node binds (asyncio sets SO_REUSEADDR): TIME_WAIT is not "in use".
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((HOST, port))
+                except OSError as exc:
+                    busy.append(f"{HOST}:{port} (node {spec.node_id} {what}: {exc.strerror})")
+    return busy
+
+
+def _nodes_alive(children: Sequence[Child], nodes: int) -> int:
+    return sum(1 for child in children[:nodes] if child.proc.poll() is None)
+
+
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise Stop()
 
@@ -168,6 +189,17 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     code = 0
+    busy = ports_in_use(specs)
+    if busy:
+        print(
+            "raftsched dev: ports already in use: "
+            + ", ".join(busy)
+            + "; is another cluster running? choose others with --http-port/--peer-port",
+            file=sys.stderr,
+        )
+        if temp:
+            shutil.rmtree(base, ignore_errors=True)
+        return 1
     try:
         if args.fsync == "never":
             print(
@@ -239,6 +271,12 @@ def _wait_and_watch(
     last_printed = 0.0
     while True:
         report_deaths(children)
+        if _nodes_alive(children, len(specs)) <= len(specs) // 2:
+            print(
+                "\nraftsched dev: a majority of the nodes died; see the logs above",
+                file=sys.stderr,
+            )
+            return 1
         line = status_line(specs)
         now = time.monotonic()
         if tty:

@@ -15,6 +15,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
+from raftsched.server import dev_cmd
 from tests.server.procs import free_ports
 
 
@@ -112,3 +115,21 @@ def test_dev_cluster_lifecycle(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_dev_refuses_ports_in_use_instead_of_adopting_another_cluster(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Something listens on node 2's HTTP port: dev must refuse before starting any node (a
+    # cluster already there would answer the readiness probe and pass for this one).
+    base = _free_base()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", base + 2))
+        squatter.listen()
+        code = dev_cmd.main(
+            ["--http-port", str(base), "--peer-port", str(base + 10), "--no-worker"]
+        )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{base + 2} (node 2 HTTP" in err
+    assert "ready:" not in err
