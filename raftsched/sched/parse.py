@@ -259,8 +259,9 @@ def _idempotency_key(data: Mapping[str, Any], header: str | None) -> str | None:
 
 # -- jobs ----------------------------------------------------------------------------------------
 
-_BACKOFF_KEYS = frozenset({"initial_ms", "multiplier", "max_ms"})
-_JOB_KEYS = frozenset(
+# The fields a job spec may carry; the trusted decode of committed entries checks the same sets.
+BACKOFF_KEYS = frozenset({"initial_ms", "multiplier", "max_ms"})
+JOB_KEYS = frozenset(
     {
         "id",
         "queue",
@@ -296,7 +297,7 @@ def _backoff(data: Mapping[str, Any], path: str) -> Backoff:
         return Backoff()
     bpath = _path(path, "backoff")
     b = _mapping(raw, bpath)
-    _keys(b, bpath, _BACKOFF_KEYS)
+    _keys(b, bpath, BACKOFF_KEYS)
     default = Backoff()
     initial_ms = _int(b, "initial_ms", bpath, lo=0, hi=7 * 86_400_000, default=default.initial_ms)
     max_ms = _int(b, "max_ms", bpath, lo=0, hi=7 * 86_400_000, default=default.max_ms)
@@ -335,7 +336,7 @@ def parse_job_spec(
     data: Any, path: str = "", limits: Limits = DEFAULT_LIMITS, require_id: bool = False
 ) -> JobSpec:
     d = _mapping(data, path)
-    _keys(d, path, _JOB_KEYS)
+    _keys(d, path, JOB_KEYS)
     job_id = _new_job_id(d, path, limits, require_id)
     run_at_ms = _int(d, "run_at", path, lo=0)
     delay_ms = _int(d, "delay_ms", path, lo=0)

@@ -40,29 +40,11 @@ from ..sched.commands import (
     Tick,
 )
 from ..sched.errors import SchedError
-from ..sched.parse import parse_command
+from ..sched.parse import BACKOFF_KEYS, JOB_KEYS, parse_command
 from .errors import WireDecodeError
 from .sched_codec import WIRE_LIMITS, unpack_command
 
 INT64_MAX: Final = 2**63 - 1
-
-_JOB_KEYS: Final = frozenset(
-    {
-        "id",
-        "queue",
-        "payload",
-        "priority",
-        "run_at",
-        "delay_ms",
-        "max_attempts",
-        "backoff",
-        "lease_ms",
-        "timeout_ms",
-        "depends_on",
-        "tags",
-    }
-)
-_BACKOFF_KEYS: Final = frozenset({"initial_ms", "multiplier", "max_ms"})
 
 
 class _Bad(Exception):
@@ -126,7 +108,7 @@ def _backoff(v: Any) -> Backoff:
         return DEFAULT_BACKOFF
     if type(v) is not dict:
         raise _Bad("backoff must be a map")
-    _keys(v, _BACKOFF_KEYS)
+    _keys(v, BACKOFF_KEYS)
     initial = _int_or(v, "initial_ms", DEFAULT_BACKOFF.initial_ms, 0)
     maximum = _int_or(v, "max_ms", DEFAULT_BACKOFF.max_ms, initial)
     mult = v.get("multiplier", DEFAULT_BACKOFF.multiplier)
@@ -138,7 +120,7 @@ def _backoff(v: Any) -> Backoff:
 def _job(v: Any) -> JobSpec:
     if type(v) is not dict:
         raise _Bad("a job must be a map")
-    _keys(v, _JOB_KEYS)
+    _keys(v, JOB_KEYS)
     run_at = _opt_int(v, "run_at", 0)
     delay = _opt_int(v, "delay_ms", 0)
     if run_at is not None and delay is not None:

@@ -4,9 +4,7 @@ shell and a Python job submitted through the client, and stops every child on SI
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,29 +14,10 @@ from pathlib import Path
 import pytest
 
 from raftsched.client import Client
+from tests.server.procs import free_port_base
 from tests.worker.helpers import ROOT, pid_alive, wait_for
 
 NODES = 3
-
-
-def consecutive_free_base(count: int) -> int:
-    """A base port B with B+1..B+count all free right now (tried at random, bounded)."""
-    rng = random.Random()
-    for _ in range(50):
-        base = rng.randrange(20_000, 60_000)
-        socks: list[socket.socket] = []
-        try:
-            for port in range(base + 1, base + count + 1):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError("no run of free ports found")
 
 
 def children_of(pid: int) -> list[int]:
@@ -51,7 +30,7 @@ def children_of(pid: int) -> list[int]:
 
 @pytest.fixture
 def dev(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], list[str]]]:
-    http_base, peer_base = consecutive_free_base(NODES), consecutive_free_base(NODES)
+    http_base, peer_base = free_port_base(range(1, NODES + 1)), free_port_base(range(1, NODES + 1))
     argv = [sys.executable, "-m", "raftsched.cli", "dev", "--http-port", str(http_base),
             "--peer-port", str(peer_base), "--data-dir", str(tmp_path / "dev")]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(ROOT))

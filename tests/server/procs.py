@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +53,28 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def free_port_base(offsets: Iterable[int]) -> int:
+    """A base port B with B+o free right now for every o in `offsets` (tried at random,
+    bounded): for commands that take a base port and add node numbers to it."""
+    wanted = tuple(offsets)
+    rng = random.Random()
+    for _ in range(50):
+        base = rng.randrange(20_000, 60_000)
+        socks: list[socket.socket] = []
+        try:
+            for o in wanted:
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + o))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError(f"no base port with offsets {wanted} all free")
 
 
 class ClusterError(AssertionError):

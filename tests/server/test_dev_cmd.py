@@ -18,26 +18,12 @@ from pathlib import Path
 import pytest
 
 from raftsched.server import dev_cmd
-from tests.server.procs import free_ports
+from tests.server.procs import free_port_base
 
 
 def _free_base() -> int:
-    """A base port P with P+1..P+3 and P+11..P+13 all free right now."""
-    for _ in range(50):
-        base = min(free_ports(1)[0], 60000)
-        socks = []
-        try:
-            for port in (*range(base + 1, base + 4), *range(base + 11, base + 14)):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError("no free port range found")
+    """A base port P with P+1..P+3 (HTTP) and P+11..P+13 (peers) all free right now."""
+    return free_port_base((1, 2, 3, 11, 12, 13))
 
 
 def _children(pid: int) -> list[int]:
