@@ -1,0 +1,271 @@
+"""Random sequential histories of a reference queue must pass; decidable mutations must fail.
+
+A reference implementation of the job lifecycle (the server's rules: tokens are growing log
+indexes, expiry and the end of backoff happen whenever they like) runs a random script, one
+operation at a time, recording what clients saw -- some answers lost (info), some requests
+refused (fail). A sequential history of a correct object is linearizable, so the checker must
+accept every one. Then one answer is changed in a way no order could explain (a job that
+vanished, a token reused, a stale read after a completion) and the checker must reject it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from jepsen.checkers import (
+    check_linearizable,
+    check_no_double_completion,
+    check_single_live_lease,
+    check_tokens_increase,
+)
+from jepsen.checkers.testing import HistoryBuilder
+from jepsen.history import Op
+
+MAX_ATTEMPTS = 3
+Action = tuple[int, int, bool]
+
+
+@dataclass
+class RefJob:
+    state: str = "pending"
+    token: int = 0
+    attempts: int = 0
+    closed: str = ""
+
+
+@dataclass
+class RefQueue:
+    """The server's job rules, sequential and exact."""
+
+    jobs: dict[str, RefJob] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    log_index: int = 0
+    known_tokens: dict[str, int] = field(default_factory=dict)  # what some client was told
+
+    def next_index(self, step: int) -> int:
+        self.log_index += 1 + step % 3
+        return self.log_index
+
+    def end_attempt(self, job: RefJob, *, closed: str, retryable: bool, coin: int) -> None:
+        job.closed = closed
+        if retryable and job.attempts < MAX_ATTEMPTS:
+            job.state = "scheduled" if coin % 2 else "pending"
+        else:
+            job.state = "dead"
+
+
+class Script:
+    def __init__(self) -> None:
+        self.h = HistoryBuilder()
+        self.ref = RefQueue()
+        self.next_process = 1
+
+    def process(self) -> int:
+        self.next_process += 1
+        return self.next_process
+
+    def finish(self, process: int, *, lost: bool, value: object) -> None:
+        if lost:
+            self.h.info(process)
+        else:
+            self.h.ok(process, value)
+
+    def run(self, action: Action) -> None:
+        code, arg, lost = action
+        ref, h = self.ref, self.h
+        jobs = ref.order
+        job_id = jobs[arg % len(jobs)] if jobs else None
+        job = ref.jobs[job_id] if job_id is not None else None
+        if code == 0 or job is None:  # submit
+            new = f"j{len(jobs)}"
+            p = self.process()
+            h.invoke(p, "submit", {"job_id": new, "queue": "q"})
+            happened = not lost or arg % 2 == 0
+            if happened:
+                ref.jobs[new] = RefJob()
+                ref.order.append(new)
+            self.finish(p, lost=lost, value={"job_id": new})
+            return
+        assert job_id is not None
+        if code == 1:  # lease: the oldest pending job
+            p = self.process()
+            h.invoke(p, "lease", {"queue": "q", "worker_id": f"w{p}"})
+            pending = [j for j in jobs if ref.jobs[j].state == "pending"]
+            if not pending:
+                self.finish(p, lost=lost, value={"job_id": None})
+                return
+            leased = ref.jobs[pending[0]]
+            leased.token = ref.next_index(arg)
+            leased.attempts += 1
+            leased.state, leased.closed = "leased", ""
+            if not lost:
+                ref.known_tokens[pending[0]] = leased.token
+            self.finish(p, lost=lost, value={"job_id": pending[0], "token": leased.token})
+            return
+        if code in (2, 3, 4):  # heartbeat / complete / fail with the token this client knows
+            token = ref.known_tokens.get(job_id)
+            if token is None:
+                return
+            f = {2: "heartbeat", 3: "complete", 4: "fail"}[code]
+            value: dict[str, object] = {"job_id": job_id, "token": token}
+            if f == "fail":
+                value["retryable"] = arg % 5 != 0
+            p = self.process()
+            h.invoke(p, f, value)
+            live = job.state == "leased" and job.token == token
+            repeat = job.token == token and (
+                (f == "complete" and job.closed == "completed")
+                or (f == "fail" and job.closed == "failed")
+            )
+            if not (live or repeat):
+                h.fail(p, "409 stale_token")
+                ref.next_index(arg)
+                return
+            if live and f == "complete":
+                job.state, job.closed = "succeeded", "completed"
+            elif live and f == "fail":
+                retryable = value["retryable"] is True
+                ref.end_attempt(job, closed="failed", retryable=retryable, coin=arg)
+            ref.next_index(arg)
+            self.finish(p, lost=lost, value={})
+            return
+        if code == 5:  # internal: the lease expires
+            if job.state == "leased":
+                ref.end_attempt(job, closed="expired", retryable=True, coin=arg)
+            return
+        if code == 6:  # internal: the backoff ends
+            if job.state == "scheduled":
+                job.state = "pending"
+            return
+        p = self.process()  # read
+        h.invoke(p, "read", {"job_id": job_id})
+        result = {"state": job.state, "token": job.token, "attempts": job.attempts}
+        self.finish(p, lost=lost, value=result)
+
+    def final(self) -> list[Op]:
+        for job_id in self.ref.order:
+            job = self.ref.jobs[job_id]
+            self.h.final_read(job_id, job.state, job.token, job.attempts)
+        return self.h.ops
+
+
+actions = st.lists(
+    st.tuples(st.integers(0, 7), st.integers(0, 1000), st.just(False)),
+    min_size=10,
+    max_size=60,
+)
+# One in five answers lost: a tuple's third item says so when the draw is below 20.
+actions_with_info = st.lists(
+    st.tuples(st.integers(0, 7), st.integers(0, 1000), st.integers(0, 99).map(lambda n: n < 20)),
+    min_size=10,
+    max_size=60,
+)
+
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _history(script_actions: list[Action]) -> list[Op]:
+    script = Script()
+    for action in script_actions:
+        script.run(action)
+    return script.final()
+
+
+@SETTINGS
+@given(actions_with_info)
+def test_random_sequential_histories_pass(script_actions: list[Action]) -> None:
+    ops = _history(script_actions)
+    for checker in (
+        check_linearizable,
+        check_tokens_increase,
+        check_single_live_lease,
+        check_no_double_completion,
+    ):
+        result = checker(ops)
+        assert result.valid is True, (checker.__name__, result.message)
+
+
+def _mutate(ops: list[Op], position: int, value: object) -> list[Op]:
+    return [*ops[:position], replace(ops[position], value=value), *ops[position + 1 :]]
+
+
+def _ok_reads(ops: list[Op]) -> list[int]:
+    return [
+        op.index
+        for op in ops
+        if op.type == "ok" and op.f in ("read", "final-read") and op.value.get("state")
+    ]
+
+
+@SETTINGS
+@given(actions_with_info, st.integers(0, 10_000))
+def test_a_vanished_job_is_caught(script_actions: list[Action], pick: int) -> None:
+    ops = _history(script_actions)
+    # Decidable only once the job certainly exists: an earlier answer showed it.
+    invokes = {op.index: op for op in ops if op.type == "invoke"}
+    exists_since: dict[str, int] = {}
+    for op in ops:
+        if op.type == "ok" and op.f != "lease" and op.process != "nemesis":
+            job = invokes[op.index - 1].value.get("job_id")
+            if op.f == "submit" or op.value.get("state"):
+                exists_since.setdefault(job, op.index)
+    reads = [
+        index
+        for index in _ok_reads(ops)
+        if exists_since.get(invokes[index - 1].value["job_id"], index) < index - 1
+    ]
+    event(f"mutated: {bool(reads)}")
+    if not reads:
+        return
+    position = reads[pick % len(reads)]
+    ops = _mutate(ops, position, {"state": None, "token": 0, "attempts": 0})
+    assert check_linearizable(ops).valid is False
+
+
+@settings(SETTINGS, max_examples=300)
+@given(actions, st.integers(0, 10_000))
+def test_a_reused_token_is_caught(script_actions: list[Action], pick: int) -> None:
+    ops = _history(script_actions)
+    leases = [op for op in ops if op.type == "ok" and op.f == "lease" and op.value["job_id"]]
+    seen: dict[str, int] = {}
+    candidates: list[tuple[int, int]] = []
+    for op in leases:
+        job = op.value["job_id"]
+        if job in seen:
+            candidates.append((op.index, seen[job]))
+        seen[job] = op.value["token"]
+    event(f"mutated: {bool(candidates)}")
+    if not candidates:
+        return
+    position, earlier_token = candidates[pick % len(candidates)]
+    value = {**ops[position].value, "token": earlier_token}
+    ops = _mutate(ops, position, value)
+    assert check_linearizable(ops).valid is False
+    assert check_tokens_increase(ops).valid is False
+
+
+@SETTINGS
+@given(actions_with_info, st.integers(0, 10_000))
+def test_a_stale_read_after_completion_is_caught(script_actions: list[Action], pick: int) -> None:
+    ops = _history(script_actions)
+    invokes = {op.index: op for op in ops if op.type == "invoke"}
+    completed_at: dict[str, int] = {}
+    for op in ops:
+        if op.type == "ok" and op.f == "complete":
+            completed_at.setdefault(invokes[op.index - 1].value["job_id"], op.index)
+    stale = [
+        index
+        for index in _ok_reads(ops)
+        if (job := invokes[index - 1].value["job_id"]) in completed_at
+        and completed_at[job] < index - 1
+    ]
+    event(f"mutated: {bool(stale)}")
+    if not stale:
+        return
+    position = stale[pick % len(stale)]
+    value = {**ops[position].value, "state": "leased"}
+    ops = _mutate(ops, position, value)
+    assert check_linearizable(ops).valid is False
