@@ -17,6 +17,13 @@ pending jobs are held back by max_in_flight or this worker's capacity), the hand
 off for NO_PROGRESS_BACKOFF_S instead of spinning the event loop. `wait_ms` 0 always
 proposes once (it also registers or refreshes the worker, like any lease).
 
+Capacity freed elsewhere. When the queue has leasable jobs but the worker is full, what frees
+its room is a complete, fail, cancel or expiry of one of ITS leases, on whatever queue that
+lease is: the poll then also waits on the queues where the worker holds leases (their leased
+count falls, which wakes their waiters). Those waits start as tasks, so before suspending the
+handler checks that nothing was applied since it looked at the state; if something was, it
+looks again instead of waiting.
+
 At most `limits.max_long_polls` lease requests may wait at once on a node; past that a request
 that would wait gets 429 + Retry-After (a bound, like every queue of the node).
 
@@ -90,6 +97,40 @@ def leasable(state: SchedulerState, cmd: Lease) -> bool:
     return worker is None or worker.room() > 0
 
 
+def capacity_queues(state: SchedulerState, cmd: Lease) -> list[str]:
+    """The other queues whose completions could give this worker room, when room is what it
+    lacks (the queue itself has leasable jobs); [] otherwise. Sorted: a stable order."""
+    queue = state.queues.get(cmd.queue)
+    worker = state.workers.get(cmd.worker_id)
+    if queue is None or queue.lease_room() <= 0 or worker is None or worker.room() > 0:
+        return []
+    return sorted({job.queue for job in worker.leased.values()} - {cmd.queue})
+
+
+async def _wait_for_work(request: web.Request, cmd: Lease, remaining_s: float) -> None:
+    """Until an applied entry may have made a lease possible for this worker on `cmd.queue`,
+    or `remaining_s` passed. Spurious wake-ups are fine: the caller checks again."""
+    runtime = runtime_of(request)
+    others = capacity_queues(runtime.state, cmd)
+    if not others:
+        # Registered before the first suspension (RuntimeLike.wait_for_work): no wake-up
+        # can slip between the caller's check and this wait.
+        await runtime.wait_for_work(cmd.queue, remaining_s)
+        return
+    looked_at = runtime.state.last_index
+    waits = [
+        asyncio.ensure_future(runtime.wait_for_work(q, remaining_s)) for q in [cmd.queue, *others]
+    ]
+    try:
+        await asyncio.sleep(0)  # the waits' first steps (their registration) run first
+        if runtime.state.last_index != looked_at:
+            return  # applied meanwhile: the caller looks again
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
 def _with_docs(state: SchedulerState, value: dict[str, Any]) -> dict[str, Any]:
     for grant in value["leases"]:
         grant["job"] = state.get_job(grant["job_id"])
@@ -124,7 +165,7 @@ async def _poll(
             if remaining <= 0:
                 return json_response({"leases": []})
             applied_before = runtime.state.last_index
-            await runtime.wait_for_work(cmd.queue, remaining)
+            await _wait_for_work(request, cmd, remaining)
             if _client_gone(request):
                 # Nobody would receive a lease granted now: it would sit leased until it
                 # expires. (aiohttp does not cancel handlers when the client disconnects.)

@@ -34,15 +34,39 @@ def resolve(call: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
+# A pool child runs job after job, mostly of the same few functions: whether a function takes
+# `ctx` is looked up once per function, not per job (inspect.signature of a builtin parses its
+# text signature: ~55 us, most of a trivial job's cost in the child). Bounded: a child running
+# many distinct callables only loses the cache, never grows without limit.
+TAKES_CTX_CACHE_MAX = 1024
+_takes_ctx_cache: dict[Callable[..., Any], bool] = {}
+
+
+def _takes_ctx(target: Callable[..., Any]) -> bool:
+    try:
+        cached = _takes_ctx_cache.get(target)
+    except TypeError:  # an unhashable callable: look it up every time
+        cached = None
+        hashable = False
+    else:
+        hashable = True
+    if cached is not None:
+        return cached
+    try:
+        takes = "ctx" in inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if hashable:
+        if len(_takes_ctx_cache) >= TAKES_CTX_CACHE_MAX:
+            _takes_ctx_cache.clear()
+        _takes_ctx_cache[target] = takes
+    return takes
+
+
 def invoke(fn: Callable[..., Any], ctx: JobContext, args: list[Any], kwargs: dict[str, Any]) -> Any:
     if getattr(fn, "bind", False):
         return fn(ctx, *args, **kwargs)
-    target = getattr(fn, "fn", fn)
-    try:
-        params = inspect.signature(target).parameters
-    except (TypeError, ValueError):
-        params = {}  # type: ignore[assignment]
-    if "ctx" in params and "ctx" not in kwargs:
+    if _takes_ctx(getattr(fn, "fn", fn)) and "ctx" not in kwargs:
         return fn(*args, ctx=ctx, **kwargs)
     return fn(*args, **kwargs)
 

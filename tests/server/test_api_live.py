@@ -349,6 +349,32 @@ def test_lease_long_poll_waits_and_wakes(live: Live, via: str) -> None:
     assert time.monotonic() - started < 10  # woken by the submit, not by the 20 s deadline
 
 
+@pytest.mark.parametrize("via", VIAS)
+def test_lease_long_poll_wakes_when_the_worker_frees_room_on_another_queue(
+    live: Live, via: str
+) -> None:
+    """A full worker polls queue B, which has a job: completing its lease on queue A must wake
+    the poll (B's own counts do not move). Before the fix the poll ran to its wait time."""
+    a, b, w = f"room-a-{via}", f"room-b-{via}", f"room-w-{via}"
+    r = live.call(via, "POST", f"/v1/workers/{w}/heartbeat", {"capacity": 1, "queues": [a, b]})
+    assert r.status == 200, r.body
+    live.call("leader", "POST", "/v1/jobs", {"id": f"{a}-1", "queue": a})
+    [grant] = live.call(via, "POST", f"/v1/queues/{a}/lease", {"worker_id": w}).body["leases"]
+    live.call("leader", "POST", "/v1/jobs", {"id": f"{b}-1", "queue": b})
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        poll = pool.submit(
+            live.call, via, "POST", f"/v1/queues/{b}/lease", {"worker_id": w, "wait_ms": 12_000}
+        )
+        time.sleep(0.3)  # let the poll reach its wait: the check below holds either way
+        assert not poll.done()  # the worker is full: nothing to grant yet
+        started = time.monotonic()
+        r = live.call(via, "POST", f"/v1/jobs/{a}-1/complete", {"token": grant["token"]})
+        assert r.status == 200, r.body
+        result = poll.result(timeout=30)
+    assert [g["job_id"] for g in result.body["leases"]] == [f"{b}-1"]
+    assert time.monotonic() - started < 8  # woken by the complete, not by the 12 s deadline
+
+
 # -- queues, workers, schedules ------------------------------------------------------------------
 
 
