@@ -1,0 +1,406 @@
+"""Real `raftsched node` processes on this machine, every peer link behind a fault proxy.
+
+Theory of operation. `Cluster.start` picks free loopback ports, writes the cluster secret,
+one token per role (admin, submit, worker, read; only their sha256 digests go to the nodes)
+and one TOML config per node, then starts `python -m raftsched.cli node --config <file>`
+per node in its own session (a Ctrl-C in the terminal reaches the harness, not the nodes:
+the harness decides how they stop). Node i's config lists peer j at the address of the
+proxy for the directed link i->j (jepsen/proxy.py), both the peer port and the HTTP URL
+(followers forward client requests to the leader over HTTP: a partition must cut that
+too). Clients talk to each node's real HTTP port.
+
+The harness talks to nodes only over HTTP and with signals: it never imports
+raftsched.server, so it tests exactly what an operator runs.
+
+Every process is tracked by pid and signalled by pid: kill (SIGKILL), pause (SIGSTOP),
+resume (SIGCONT), restart (same data dir, same ports, same config). `stop` ends them all:
+SIGCONT to paused ones, SIGTERM, a shared deadline, SIGKILL for stragglers, and a wait on
+every pid. It is idempotent and also registered with atexit, so an exception or a Ctrl-C
+anywhere in the harness still leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Final
+
+from .proxy import HOST, LinkMode, ProxyHub
+
+NODE_MODULE: Final = "raftsched.cli"  # the `raftsched` entry point's module
+ROLES: Final = ("admin", "submit", "worker", "read")
+UNSAFE_MODES: Final = ("stale_reads", "ack_before_fsync")
+POWER_LOSS_ENV: Final = "RAFTSCHED_FAILPOINT_POWER_LOSS"  # docs/operations.md
+STOP_GRACE_S: Final = 15.0  # SIGTERM -> SIGKILL for the whole cluster
+KILL_WAIT_S: Final = 10.0  # a SIGKILLed process is reaped within this
+LOG_TAIL_LINES: Final = 20
+
+
+class ClusterError(RuntimeError):
+    """A node could not be started or signalled (the message carries its log tail)."""
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the OS just handed out: bound together (so distinct), then released."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((HOST, 0))
+            socks.append(sock)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """One bearer token per role; the nodes only see their sha256 digests."""
+
+    admin: str
+    submit: str
+    worker: str
+    read: str
+
+    @classmethod
+    def generate(cls) -> Tokens:
+        return cls(*(secrets.token_urlsafe(24) for _ in ROLES))
+
+    def of(self, role: str) -> str:
+        assert role in ROLES, role
+        token: str = getattr(self, role)
+        return token
+
+    def toml(self) -> str:
+        return "".join(f'"{sha256_hex(self.of(role))}" = "{role}"\n' for role in ROLES)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterOptions:
+    nodes: int = 3
+    unsafe: frozenset[str] = frozenset()  # names from UNSAFE_MODES
+    fsync: str = "always"
+    tick_ms: int = 30
+    election_ticks: int = 10
+    power_loss: bool = False  # kill -9 loses unsynced writes (needed to show ack_before_fsync)
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        assert self.nodes in (1, 3, 5), "a cluster of 3 or 5 nodes (1 for tests)"
+        unknown = set(self.unsafe) - set(UNSAFE_MODES)
+        assert not unknown, f"unknown unsafe mode(s) {sorted(unknown)}"
+        assert self.fsync in ("always", "never")
+
+
+@dataclass(slots=True)
+class Node:
+    node_id: int
+    http_port: int
+    peer_port: int
+    data_dir: Path
+    config_path: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+    paused: bool = False
+    starts: int = 0
+    killed: bool = False  # the harness killed it: its exit is not a crash
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """The proxies of the directed link src->dst (src dials dst)."""
+
+    src: int
+    dst: int
+    peer_proxy: str
+    http_proxy: str
+
+
+@dataclass
+class Cluster:
+    base: Path
+    options: ClusterOptions = field(default_factory=ClusterOptions)
+    tokens: Tokens = field(default_factory=Tokens.generate)
+
+    def __post_init__(self) -> None:
+        self.nodes: dict[int, Node] = {}
+        self.links: dict[tuple[int, int], Link] = {}
+        self.blocked: frozenset[tuple[int, int]] = frozenset()
+        self.crashes: list[dict[str, float | int | None]] = []  # exits the harness did not cause
+        self._hub = ProxyHub()
+        self._started = False
+        self._stopped = False
+
+    # -- setup ------------------------------------------------------------------------------
+
+    @property
+    def node_ids(self) -> list[int]:
+        return sorted(self.nodes)
+
+    def url(self, node_id: int) -> str:
+        return self.nodes[node_id].url
+
+    def start(self) -> None:
+        """Proxies, files, configs, then every node process."""
+        assert not self._started, "a Cluster starts once"
+        self._started = True
+        atexit.register(self.stop)
+        self.base.mkdir(parents=True, exist_ok=True)
+        (self.base / "logs").mkdir(exist_ok=True)
+        ids = list(range(1, self.options.nodes + 1))
+        ports = free_ports(2 * len(ids))
+        for k, node_id in enumerate(ids):
+            self.nodes[node_id] = Node(
+                node_id=node_id,
+                http_port=ports[2 * k],
+                peer_port=ports[2 * k + 1],
+                data_dir=self.base / f"node{node_id}",
+                config_path=self.base / f"node{node_id}.toml",
+                log_path=self.base / "logs" / f"node{node_id}.log",
+            )
+        self._hub.start()
+        for src in ids:
+            for dst in ids:
+                if src != dst:
+                    self._add_link(src, dst)
+        secret_file = self.base / "cluster.secret"
+        secret_file.write_text(secrets.token_hex(32) + "\n")
+        secret_file.chmod(0o600)
+        tokens_file = self.base / "tokens.toml"
+        tokens_file.write_text(self.tokens.toml())
+        tokens_file.chmod(0o600)
+        for node in self.nodes.values():
+            node.config_path.write_text(self._config_toml(node, secret_file, tokens_file))
+        for node_id in ids:
+            self.start_node(node_id)
+
+    def _add_link(self, src: int, dst: int) -> None:
+        target = self.nodes[dst]
+        peer_name, http_name = f"peer {src}->{dst}", f"http {src}->{dst}"
+        self._hub.add(peer_name, (HOST, target.peer_port))
+        self._hub.add(http_name, (HOST, target.http_port))
+        self.links[(src, dst)] = Link(src, dst, peer_name, http_name)
+
+    def proxy_port(self, name: str) -> int:
+        return self._hub.port(name)
+
+    def _config_toml(self, node: Node, secret_file: Path, tokens_file: Path) -> str:
+        opts = self.options
+        lines = [
+            f"node_id = {node.node_id}",
+            f'data_dir = "{node.data_dir}"',
+            f'peer_addr = "{HOST}:{node.peer_port}"',
+            f'http_addr = "{HOST}:{node.http_port}"',
+            f'secret_file = "{secret_file}"',
+            f'tokens_file = "{tokens_file}"',
+            "auth = true  # loopback would default to off: the harness tests what production runs",
+            f'fsync = "{opts.fsync}"',
+            f'log_level = "{opts.log_level}"',
+            "",
+            "[raft]",
+            f"tick_ms = {opts.tick_ms}",
+            f"election_ticks = {opts.election_ticks}",
+        ]
+        if opts.unsafe:
+            lines += ["", "[unsafe]  # DELIBERATELY BROKEN: the checkers must catch this run"]
+            lines += [f"{mode} = true" for mode in sorted(opts.unsafe)]
+        for other in self.node_ids:
+            if other == node.node_id:
+                continue
+            link = self.links[(node.node_id, other)]
+            lines += [
+                "",
+                f"[peers.{other}]  # through the proxies of the link {node.node_id}->{other}",
+                f'peer_addr = "{HOST}:{self._hub.port(link.peer_proxy)}"',
+                f'http_url = "http://{HOST}:{self._hub.port(link.http_proxy)}"',
+            ]
+        return "\n".join(lines) + "\n"
+
+    # -- processes --------------------------------------------------------------------------
+
+    def start_node(self, node_id: int) -> None:
+        """Start (or restart after a kill) with the same config, data dir and ports."""
+        node = self.nodes[node_id]
+        if node.alive():
+            raise ClusterError(f"node {node_id} is already running (pid {node.pid})")
+        if node.proc is not None:
+            code = node.proc.wait(timeout=KILL_WAIT_S)
+            if not node.killed:
+                self.crashes.append({"node": node_id, "exit_code": code, "at": time.time()})
+        if node.log is not None:
+            node.log.close()
+        node.log = node.log_path.open("ab")
+        node.log.write(f"--- jepsen: start #{node.starts + 1} at {time.time():.3f}\n".encode())
+        node.log.flush()
+        env = dict(os.environ)
+        if self.options.power_loss:
+            env[POWER_LOSS_ENV] = "1"
+        argv = [sys.executable, "-m", NODE_MODULE, "node", "--config", str(node.config_path)]
+        node.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=node.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+        node.paused = False
+        node.killed = False
+        node.starts += 1
+
+    def alive(self, node_id: int) -> bool:
+        return self.nodes[node_id].alive()
+
+    def paused(self, node_id: int) -> bool:
+        return self.nodes[node_id].paused
+
+    def running(self) -> list[int]:
+        """Nodes whose process runs and is not paused."""
+        return [i for i in self.node_ids if self.alive(i) and not self.paused(i)]
+
+    def _signal(self, node_id: int, sig: signal.Signals) -> subprocess.Popen[bytes]:
+        node = self.nodes[node_id]
+        if node.proc is None or not node.alive():
+            raise ClusterError(f"node {node_id} is not running\n{self.log_tail(node_id)}")
+        node.proc.send_signal(sig)
+        return node.proc
+
+    def kill(self, node_id: int) -> None:
+        """kill -9 (no shutdown code runs), then reap it."""
+        proc = self._signal(node_id, signal.SIGKILL)
+        self.nodes[node_id].killed = True
+        proc.wait(timeout=KILL_WAIT_S)
+        self.nodes[node_id].paused = False
+
+    def pause(self, node_id: int) -> None:
+        self._signal(node_id, signal.SIGSTOP)
+        self.nodes[node_id].paused = True
+
+    def resume(self, node_id: int) -> None:
+        self._signal(node_id, signal.SIGCONT)
+        self.nodes[node_id].paused = False
+
+    def exit_codes(self) -> dict[int, int | None]:
+        """Each node's exit code (None while it runs); a crash shows up here."""
+        return {i: (n.proc.poll() if n.proc is not None else None) for i, n in self.nodes.items()}
+
+    def log_tail(self, node_id: int, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.nodes[node_id].log_path.read_text(errors="replace")
+        except OSError:
+            return f"(no log for node {node_id})"
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- network ----------------------------------------------------------------------------
+
+    def set_blocked(self, blocked: Iterable[tuple[int, int]]) -> None:
+        """Exactly these directed links drop everything (src can no longer reach dst);
+        every other link passes."""
+        wanted = frozenset(blocked)
+        for src, dst in wanted:
+            assert (src, dst) in self.links, f"no link {src}->{dst}"
+        drop = [name for pair in wanted for name in self._link_names(pair)]
+        heal = [
+            name for pair in self.links if pair not in wanted for name in self._link_names(pair)
+        ]
+        self._hub.set_mode(heal, LinkMode.PASS)
+        self._hub.set_mode(drop, LinkMode.DROP)
+        self.blocked = wanted
+
+    def heal_network(self) -> None:
+        self.set_blocked(())
+
+    def set_delay(self, delay_ms: int) -> None:
+        names = [name for pair in self.links for name in self._link_names(pair)]
+        modes = self._hub.modes()
+        for name in names:
+            self._hub.set_mode([name], modes[name], delay_ms=delay_ms)
+
+    def _link_names(self, pair: tuple[int, int]) -> tuple[str, str]:
+        link = self.links[pair]
+        return link.peer_proxy, link.http_proxy
+
+    # -- teardown ---------------------------------------------------------------------------
+
+    def stop(self) -> dict[int, int | None]:
+        """Stop every node by pid (SIGCONT, SIGTERM, then SIGKILL after STOP_GRACE_S) and the
+        proxies; returns the exit codes. Idempotent."""
+        if self._stopped:
+            return self.exit_codes()
+        self._stopped = True
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+        for node_id, node in self.nodes.items():
+            if node.proc is not None and not node.alive() and not node.killed:
+                code = node.proc.returncode
+                self.crashes.append({"node": node_id, "exit_code": code, "at": time.time()})
+        for node in self.nodes.values():
+            if node.proc is not None and node.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    if node.paused:
+                        node.proc.send_signal(signal.SIGCONT)
+                    node.proc.send_signal(signal.SIGTERM)
+                node.paused = False
+        deadline = time.monotonic() + STOP_GRACE_S
+        for node in self.nodes.values():
+            if node.proc is None:
+                continue
+            try:
+                node.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                node.proc.kill()
+                node.proc.wait(timeout=KILL_WAIT_S)
+        for node in self.nodes.values():
+            if node.log is not None:
+                node.log.close()
+                node.log = None
+        self._hub.stop()
+        return self.exit_codes()
+
+    def __enter__(self) -> Cluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def describe(self) -> Mapping[str, object]:
+        """For the report's meta: who is where."""
+        return {
+            "nodes": {
+                i: {"url": n.url, "peer_port": n.peer_port, "pid": n.pid, "starts": n.starts}
+                for i, n in self.nodes.items()
+            },
+            "unsafe": sorted(self.options.unsafe),
+            "fsync": self.options.fsync,
+            "power_loss": self.options.power_loss,
+            "base": str(self.base),
+        }

@@ -1,0 +1,344 @@
+"""The nemesis: real faults on the running cluster, each logged as a history event.
+
+Theory of operation. A schedule alternates a fault window and a heal window until the test
+time is up: pick one fault (at random, from the enabled kinds), apply it, record one
+"nemesis" info event saying exactly what was done, hold it `fault_s`, undo it and record
+that, then let the cluster run healthy for `heal_s`. One fault at a time, so every fault
+window in the history has one cause. `heal_all` (always run at the end, also after an
+error) lifts every partition, resumes paused nodes and restarts killed ones.
+
+Faults (`--nemesis kind[:variant],...`; a bare kind picks a variant at random each time):
+- kill:      random | leader | minority | all    kill -9, restarted (same data dir) at heal
+- pause:     random | leader | minority          SIGSTOP, SIGCONT at heal
+- partition: halves | isolate-leader | ring | bridge | one-way
+             real TCP faults on the directed-link proxies (jepsen/proxy.py). ring (each node
+             sees a majority, no two the same one) needs 5 nodes. one-way: a node's
+             outgoing or incoming links are cut, not both.
+- transfer:  POST /v1/cluster/leader to a random other voter (nothing to heal)
+`kill:all` is only used when named: it takes the whole cluster down at once (with the
+power-loss failpoint it is what exposes acknowledgements sent before the fsync).
+
+The partition shapes are pure functions of (nodes, rng) below, tested without processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .cluster import Cluster
+from .http_client import NodeApi
+from .observe import leader
+from .recorder import Recorder
+
+Pair = tuple[int, int]
+VARIANTS: Final[dict[str, tuple[str, ...]]] = {
+    "kill": ("random", "leader", "minority", "all"),
+    "pause": ("random", "leader", "minority"),
+    "partition": ("halves", "isolate-leader", "ring", "bridge", "one-way"),
+    "transfer": ("random",),
+}
+# Variants a bare kind never picks: they must be asked for by name.
+EXPLICIT_ONLY: Final = frozenset({("kill", "all")})
+TRANSFER_TIMEOUT_S: Final = 5.0
+
+
+class NemesisSpecError(ValueError):
+    """A --nemesis value names an unknown fault or one the cluster size cannot do."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    kind: str
+    variants: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return self.kind + (":" + "|".join(self.variants) if self.variants else "")
+
+
+def parse_nemesis(text: str, *, nodes: int) -> list[FaultSpec]:
+    """`partition,kill:leader,pause` -> specs; "" or "none" -> no faults."""
+    specs: list[FaultSpec] = []
+    for raw in (part.strip() for part in text.split(",")):
+        if not raw or raw == "none":
+            continue
+        kind, _, variant = raw.partition(":")
+        if kind not in VARIANTS:
+            raise NemesisSpecError(f"unknown nemesis {kind!r} (known: {', '.join(VARIANTS)})")
+        if variant:
+            if variant not in VARIANTS[kind]:
+                raise NemesisSpecError(
+                    f"unknown {kind} variant {variant!r} (known: {', '.join(VARIANTS[kind])})"
+                )
+            chosen: tuple[str, ...] = (variant,)
+        else:
+            chosen = tuple(v for v in VARIANTS[kind] if (kind, v) not in EXPLICIT_ONLY)
+        if nodes < 5:
+            if chosen == ("ring",):
+                raise NemesisSpecError("partition:ring needs 5 nodes (with 3 it cuts nothing)")
+            chosen = tuple(v for v in chosen if v != "ring")
+        specs.append(FaultSpec(kind, chosen))
+    return specs
+
+
+# -- partition shapes (pure) --------------------------------------------------------------
+
+
+def cut_between(components: Sequence[Iterable[int]]) -> frozenset[Pair]:
+    """Every directed link between two different components."""
+    groups = [frozenset(c) for c in components]
+    return frozenset(
+        (a, b)
+        for i, g in enumerate(groups)
+        for j, h in enumerate(groups)
+        if i != j
+        for a in g
+        for b in h
+    )
+
+
+def all_pairs(nodes: Sequence[int]) -> frozenset[Pair]:
+    return frozenset((a, b) for a in nodes for b in nodes if a != b)
+
+
+def halves(nodes: Sequence[int], rng: random.Random) -> tuple[list[list[int]], frozenset[Pair]]:
+    """A random minority (n // 2 nodes) and majority."""
+    shuffled = list(nodes)
+    rng.shuffle(shuffled)
+    small, big = sorted(shuffled[: len(nodes) // 2]), sorted(shuffled[len(nodes) // 2 :])
+    return [small, big], cut_between([small, big])
+
+
+def isolate(node: int, nodes: Sequence[int]) -> tuple[list[list[int]], frozenset[Pair]]:
+    rest = [n for n in nodes if n != node]
+    return [[node], rest], cut_between([[node], rest])
+
+
+def majorities_ring(nodes: Sequence[int], rng: random.Random) -> frozenset[Pair]:
+    """Nodes on a random ring, each connected to its neighbours within n // 2 places: each
+    sees a majority (itself included) and no two see the same one."""
+    ring = list(nodes)
+    rng.shuffle(ring)
+    n = len(ring)
+    majority = n // 2 + 1
+    reach = (majority - 1 + 1) // 2  # itself plus `reach` on each side covers a majority
+    allowed = set()
+    for i, a in enumerate(ring):
+        for step in range(1, reach + 1):
+            for b in (ring[(i + step) % n], ring[(i - step) % n]):
+                allowed.add((a, b))
+    return all_pairs(nodes) - allowed
+
+
+def bridge(nodes: Sequence[int], rng: random.Random) -> tuple[int, frozenset[Pair]]:
+    """Two halves that cannot talk, and one node (the bridge) that talks to both."""
+    shuffled = list(nodes)
+    rng.shuffle(shuffled)
+    middle = shuffled[0]
+    rest = shuffled[1:]
+    left, right = rest[: len(rest) // 2], rest[len(rest) // 2 :]
+    return middle, cut_between([left, right])
+
+
+def one_way(node: int, nodes: Sequence[int], *, inbound: bool) -> frozenset[Pair]:
+    """Cut `node`'s incoming links (it hears nobody, everyone hears it) or its outgoing
+    links (nobody hears it, it hears everyone)."""
+    others = [n for n in nodes if n != node]
+    if inbound:
+        return frozenset((o, node) for o in others)
+    return frozenset((node, o) for o in others)
+
+
+# -- the schedule -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Active:
+    """What the current fault did, so heal can undo exactly that."""
+
+    kind: str
+    killed: list[int] = field(default_factory=list)
+    paused: list[int] = field(default_factory=list)
+    partitioned: bool = False
+
+
+class Nemesis:
+    def __init__(
+        self,
+        *,
+        cluster: Cluster,
+        api: NodeApi,
+        recorder: Recorder,
+        rng: random.Random,
+        faults: Sequence[FaultSpec],
+        fault_s: float,
+        heal_s: float,
+    ) -> None:
+        assert fault_s > 0 and heal_s > 0
+        self.cluster = cluster
+        self.api = api
+        self.recorder = recorder
+        self.rng = rng
+        self.faults = list(faults)
+        self.fault_s = fault_s
+        self.heal_s = heal_s
+        self.current: str | None = None  # for the progress display
+        self.applied = 0
+        self._active: Active | None = None
+
+    async def run(self, until: float) -> None:
+        """Alternate heal and fault windows until the monotonic time `until`."""
+        if not self.faults:
+            return
+        while True:
+            await _sleep_until(min(time.monotonic() + self.heal_s, until))
+            if time.monotonic() >= until:
+                return
+            spec = self.rng.choice(self.faults)
+            variant = self.rng.choice(spec.variants)
+            await self.apply(spec.kind, variant)
+            await _sleep_until(min(time.monotonic() + self.fault_s, until))
+            await self.heal()
+
+    async def _leader_or_random(self) -> tuple[int, str]:
+        found = await leader(self.api, self.cluster.running())
+        if found is not None:
+            return found, "leader"
+        return self.rng.choice(self.cluster.node_ids), "random (no leader found)"
+
+    def _minority(self) -> list[int]:
+        ids = list(self.cluster.node_ids)
+        return sorted(self.rng.sample(ids, (len(ids) - 1) // 2))
+
+    async def _targets(self, variant: str) -> tuple[list[int], str]:
+        ids = self.cluster.node_ids
+        if variant == "leader":
+            node, how = await self._leader_or_random()
+            return [node], how
+        if variant == "minority":
+            return self._minority(), "minority"
+        if variant == "all":
+            return list(ids), "all"
+        return [self.rng.choice(ids)], "random"
+
+    async def apply(self, kind: str, variant: str) -> None:
+        assert self._active is None, "one fault at a time"
+        self.applied += 1
+        self.current = f"{kind}:{variant}"
+        if kind == "kill":
+            nodes, how = await self._targets(variant)
+            nodes = [n for n in nodes if self.cluster.alive(n)]
+            for n in nodes:
+                await asyncio.to_thread(self.cluster.kill, n)
+            self._active = Active(kind, killed=nodes)
+            self.recorder.nemesis("kill", {"kind": how, "nodes": nodes})
+        elif kind == "pause":
+            nodes, how = await self._targets(variant)
+            nodes = [n for n in nodes if self.cluster.alive(n) and not self.cluster.paused(n)]
+            for n in nodes:
+                self.cluster.pause(n)
+            self._active = Active(kind, paused=nodes)
+            self.recorder.nemesis("pause", {"kind": how, "nodes": nodes})
+        elif kind == "partition":
+            value = await self._partition(variant)
+            self._active = Active(kind, partitioned=True)
+            self.recorder.nemesis("partition", value)
+        elif kind == "transfer":
+            self.recorder.nemesis("transfer-leader", await self._transfer())
+            self._active = Active(kind)
+        else:
+            raise AssertionError(f"unknown fault {kind}")
+
+    async def _partition(self, variant: str) -> dict[str, Any]:
+        ids = self.cluster.node_ids
+        value: dict[str, Any] = {"kind": variant}
+        if variant == "halves":
+            components, blocked = halves(ids, self.rng)
+            value["components"] = components
+        elif variant == "isolate-leader":
+            node, how = await self._leader_or_random()
+            components, blocked = isolate(node, ids)
+            value.update(components=components, isolated=node, target=how)
+        elif variant == "ring":
+            blocked = majorities_ring(ids, self.rng)
+        elif variant == "bridge":
+            middle, blocked = bridge(ids, self.rng)
+            value["bridge"] = middle
+        elif variant == "one-way":
+            node = self.rng.choice(ids)
+            inbound = self.rng.random() < 0.5
+            blocked = one_way(node, ids, inbound=inbound)
+            value.update(node=node, direction="inbound" if inbound else "outbound")
+        else:
+            raise AssertionError(f"unknown partition {variant}")
+        self.cluster.set_blocked(blocked)
+        value["blocked"] = sorted([a, b] for a, b in blocked)
+        return value
+
+    async def _transfer(self) -> dict[str, Any]:
+        current = await leader(self.api, self.cluster.running())
+        if current is None:
+            return {"kind": "transfer", "error": "no leader"}
+        others = [n for n in self.cluster.running() if n != current]
+        if not others:
+            return {"kind": "transfer", "from": current, "error": "no other running node"}
+        target = self.rng.choice(others)
+        outcome = await self.api.call(
+            current,
+            "POST",
+            "/v1/cluster/leader",
+            role="admin",
+            timeout_s=TRANSFER_TIMEOUT_S,
+            body={"to": target},
+        )
+        return {
+            "kind": "transfer",
+            "from": current,
+            "to": target,
+            "status": outcome.status,
+            "error": outcome.error,
+        }
+
+    async def heal(self) -> None:
+        """Undo the current fault (if any) and record it."""
+        active, self._active = self._active, None
+        self.current = None
+        if active is None:
+            return
+        if active.partitioned:
+            self.cluster.heal_network()
+            self.recorder.nemesis("heal", {"kind": "partition"})
+        for n in active.paused:
+            if self.cluster.alive(n) and self.cluster.paused(n):
+                self.cluster.resume(n)
+        if active.paused:
+            self.recorder.nemesis("resume", {"nodes": active.paused})
+        for n in active.killed:
+            if not self.cluster.alive(n):
+                self.cluster.start_node(n)
+        if active.killed:
+            self.recorder.nemesis("start", {"nodes": active.killed})
+
+    async def heal_all(self) -> None:
+        """Lift every fault, whatever its origin: the network, paused and dead nodes."""
+        await self.heal()
+        self.cluster.heal_network()
+        resumed = [
+            n for n in self.cluster.node_ids if self.cluster.alive(n) and self.cluster.paused(n)
+        ]
+        for n in resumed:
+            self.cluster.resume(n)
+        started = [n for n in self.cluster.node_ids if not self.cluster.alive(n)]
+        for n in started:
+            self.cluster.start_node(n)
+        self.recorder.nemesis("heal", {"kind": "all", "resumed": resumed, "started": started})
+
+
+async def _sleep_until(deadline: float) -> None:
+    delay = deadline - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
