@@ -33,7 +33,8 @@ Operations (invoke value -> ok value, as jepsen/history.py records them; the con
 the checker's events is in jepsen/checkers/linearizable.py):
   submit               -> creates the job pending; a repeated submit of an existing job is
                           acknowledged and changes nothing (same id, same spec)
-  lease (names J, T)   legal iff J is pending and T > J's previous token; J becomes leased
+  lease (names J, T)   legal iff J is pending and T > J's previous token (and the grant's
+                       attempt number, when recorded, is attempts + 1); J becomes leased
   lease (indeterminate)  may have leased J with an unknown token (see token_known)
   heartbeat(T)         legal iff J is leased with token T; changes nothing (expiry is free)
   complete(T)          leased with T -> succeeded; or a repeat: already succeeded with T
@@ -108,7 +109,7 @@ JobStates = frozenset[Job]
 # The conversion (jepsen/checkers/linearizable.py) builds event values as plain tuples, so
 # they freeze to FrozenList and index like tuples here:
 #   submit    invoke (max_attempts,)           ok ignored
-#   lease     invoke ()                        ok (token,) -- only leases naming this job
+#   lease     invoke ()                        ok (token, attempt or -1) -- naming this job
 #   heartbeat invoke (token,)                  ok ignored
 #   complete  invoke (token,)                  ok ignored
 #   fail      invoke (token, retryable)        ok ignored
@@ -232,8 +233,10 @@ def step_job(job: Job, op: Operation) -> list[Job]:
                 )
             ]
         token = _int_at(op.output, 0, what="lease output")
-        # The new token is a later log index: above the previous one, known or not.
-        if token <= job.token:
+        attempt = _int_at(op.output, 1, what="lease output")
+        # The new token is a later log index: above the previous one, known or not. The
+        # grant's attempt number (when recorded, else -1) counts this lease.
+        if token <= job.token or attempt not in (-1, job.attempts + 1):
             return []
         return [
             Job(
@@ -326,16 +329,19 @@ class JobModel:
 
 
 def describe_operation(op: Operation) -> str:
-    """A one-line human form: `p3 lease -> token 17`, `p5 read -> ?`."""
+    """A one-line human form: `#12 lease -> token 17 attempt 1`, `#30 read -> ?`.
+
+    jepsen/checkers/linearizable.py numbers each operation's process with its invoke's
+    history index, so `#12` points at line 13 of history.jsonl."""
     args = _plain(op.input)
-    text = f"p{op.process} {op.f}"
+    text = f"#{op.process} {op.f}"
     if op.f in ("heartbeat", "complete", "fail") and args:
         text += f"(token={args[0]}" + (f", retryable={args[1]}" if op.f == "fail" else "") + ")"
     if not op.known:
         return text + " -> ? (indeterminate)"
     out = _plain(op.output)
     if op.f == "lease" and out:
-        return text + f" -> token {out[0]}"
+        return text + f" -> token {out[0]}" + (f" attempt {out[1]}" if out[1] != -1 else "")
     if op.f == "read" and out:
         return text + f" -> state={out[0]} token={out[1]} attempts={out[2]}"
     return text + " -> ok"

@@ -75,7 +75,12 @@ def _invoke_value(pair: Pair) -> tuple[Any, ...]:
 
 def _ok_value(pair: Pair) -> tuple[Any, ...]:
     if pair.f == "lease":
-        return (pair.token if pair.token is not None else -1,)
+        attempt = pair.result("attempt")
+        valid_attempt = isinstance(attempt, int) and not isinstance(attempt, bool)
+        return (
+            pair.token if pair.token is not None else -1,
+            attempt if valid_attempt else -1,
+        )
     if pair.f in ("read", "final-read"):
         state = pair.result("state")
         token = pair.result("token")

@@ -77,9 +77,19 @@ class HistoryBuilder:
         return self.call(process, "submit", {"job_id": job, "queue": queue}, {"job_id": job})
 
     def lease(
-        self, process: Process, job: str | None, token: int | None = None, *, queue: str = "q"
+        self,
+        process: Process,
+        job: str | None,
+        token: int | None = None,
+        *,
+        queue: str = "q",
+        attempt: int | None = None,
     ) -> Op:
-        result = {"job_id": job} if job is None else {"job_id": job, "token": token}
+        result: dict[str, Any] = {"job_id": job}
+        if job is not None:
+            result["token"] = token
+        if attempt is not None:
+            result["attempt"] = attempt
         return self.call(process, "lease", {"queue": queue, "worker_id": f"w{process}"}, result)
 
     def complete(self, process: Process, job: str, token: int) -> Op:

@@ -205,6 +205,18 @@ def test_attempts_miscounted() -> None:
     assert _verdict(h.ops) is False
 
 
+def test_lease_attempt_number_must_count_the_leases() -> None:
+    h = HistoryBuilder()
+    h.submit(1, "a")
+    h.lease(2, "a", 10, attempt=1)
+    h.fail_job(2, "a", 10)
+    h.lease(2, "a", 12, attempt=2)
+    assert _verdict(h.ops) is True
+    h.fail_job(2, "a", 12)
+    h.lease(2, "a", 14, attempt=2)  # the third lease says it is the second attempt
+    assert _verdict(h.ops) is False
+
+
 def test_heartbeat_accepted_after_completion() -> None:
     h = HistoryBuilder()
     h.submit(1, "a")
