@@ -9,7 +9,11 @@ against pysyncobj, RQ and a single node arrive with the cluster):
   million pending jobs, lease cost vs queue depth, memory per million jobs
   (bench/sched_apply.py);
 - the durable storage: entries/s and fsyncs/s against the disk's raw fsync floor, bytes per
-  entry, open time of a 1M-entry log (bench/storage.py, also bench/results/storage.md).
+  entry, open time of a 1M-entry log (bench/storage.py, also bench/results/storage.md);
+- raftsched against its baselines on the same workload (bench/compare.py, also
+  bench/results/compare.md and compare.png): real clusters of 1, 3 and 5 nodes with fsync
+  always and never, a pysyncobj-replicated implementation of the same queue, and RQ on a
+  local Redis (installed with apt when missing); skip it with --no-compare.
 
 Each benchmark runs in its own process, so one's heap never distorts another's figures. The
 raw JSON, a Markdown table (bench/results/summary.md) and a plot
@@ -36,10 +40,10 @@ RAFT_BATCHES = (1, 16, 64, 256, 1024)
 RAFT_TARGET = 200_000
 
 
-def _run(module: str, args: list[str]) -> None:
+def _run(module: str, args: list[str], *, check: bool = True) -> int:
     cmd = [sys.executable, "-m", module, *args]
     print(f"==> {' '.join(cmd[1:])}", flush=True)
-    subprocess.run(cmd, check=True)
+    return subprocess.run(cmd, check=check).returncode
 
 
 def render_summary(
@@ -124,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         default=RESULTS_DIR,
         help="where results go (default: bench/results)",
     )
+    parser.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="skip the comparison with the baselines (python -m bench.compare)",
+    )
     args = parser.parse_args(argv)
     out: Path = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -142,6 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench" + (" --quick" if args.quick else "")
     summary = render_summary(raft, sched, machine_line(), command)
     summary += "\n#" + (out / "storage.md").read_text()  # its own section, one level down
+    if not args.no_compare:
+        # Exit 1 means a figure failed its sanity check (bench/baselines/report.py); the
+        # table is still written and says which, so the other sections are kept.
+        quick = ["--quick"] if args.quick else []
+        if _run("bench.compare", [*quick, "--out-dir", str(out)], check=False) != 0:
+            print("bench.compare: see its messages above", file=sys.stderr)
+        if (out / "compare.md").exists():
+            summary += "\n#" + (out / "compare.md").read_text()
     (out / "summary.md").write_text(summary)
     plot_raft(raft, out / "raft_core_batches.png")
     print()

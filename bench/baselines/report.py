@@ -1,0 +1,201 @@
+"""The comparison's outputs: a Markdown table, a PNG plot, a rich table on the terminal, and
+`problems()`, the sanity check the CI smoke test runs on a result (and shows failing on a
+doctored one)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+WORKER_CLASS_SHORT = {"rq.SimpleWorker": "SimpleWorker", "rq.Worker": "Worker, fork per job"}
+MAX_ERROR_FRACTION = 0.01
+
+
+def _num(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.0f}"
+
+
+def _e2e_cell(res: dict[str, Any], workers: int) -> str:
+    parts = []
+    for row in res["e2e"]:
+        if row["workers"] != workers:
+            continue
+        cls = row.get("worker_class")
+        parts.append(
+            f"{_num(row['jobs_per_s'])}" + (f" ({WORKER_CLASS_SHORT[cls]})" if cls else "")
+        )
+    return ", ".join(parts) or "n/a"
+
+
+def columns(doc: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """The concurrencies and worker counts measured in this run."""
+    settings = doc["meta"]["settings"]
+    return list(settings["concurrencies"]), list(settings["e2e_workers"])
+
+
+def rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells, shared by the Markdown and the rich table."""
+    concs, workers = columns(doc)
+    header = [
+        "system",
+        "replication, durability",
+        "idle submit p50 / p99 ms",
+        *[f"submits/s c={c} (p50 ms)" for c in concs],
+        "batch jobs/s (100/request, 8 concurrent)",
+        *[f"end-to-end jobs/s, {w} workers" for w in workers],
+        "failover median s",
+        "load 1m start-end",
+    ]
+    out = []
+    for sysdoc in doc["systems"]:
+        res = sysdoc.get("result")
+        if res is None:
+            out.append(
+                [sysdoc["label"], sysdoc["durability"], f"skipped: {sysdoc['skipped']}"]
+                + [""] * (len(header) - 3)
+            )
+            continue
+        fo = res.get("failover")
+        out.append(
+            [
+                sysdoc["label"],
+                sysdoc["durability"],
+                f"{res['idle']['p50_ms']:.2f} / {res['idle']['p99_ms']:.2f}",
+                *[f"{_num(t['per_s'])} ({t['p50_ms']:.1f})" for t in res["throughput"]],
+                _num(res["batch"]["per_s"]),
+                *[_e2e_cell(res, w) for w in workers],
+                "n/a (not replicated)"
+                if sysdoc["kind"] == "rq"
+                else ("n/a (1 node)" if fo is None else f"{fo['median_s']:.3f}"),
+                f"{res['load_start']:.1f}-{res['load_end']:.1f}",
+            ]
+        )
+    return header, out
+
+
+def render_markdown(doc: dict[str, Any], notes: list[str]) -> str:
+    meta = doc["meta"]
+    header, cells = rows(doc)
+    lines = [
+        "# raftsched vs baselines, one run on one machine",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Machine: {meta['machine']}  ",
+        f"Python: {meta['python']}  ",
+        f"Date: {meta['date']}  ",
+        f"Load average (1 min) at start {meta['load_start']:.2f}, at end {meta['load_end']:.2f}"
+        " (the machine is shared: figures taken at load above ~1 are noisy and low)",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * 2 + "---:|" * (len(header) - 2),
+        *["| " + " | ".join(c) + " |" for c in cells],
+        "",
+        "![raftsched vs baselines](compare.png)",
+        "",
+        "## What each figure is",
+        "",
+        *[f"- {n}" for n in notes],
+    ]
+    alarms = [
+        (s["label"], a) for s in doc["systems"] for a in (s.get("result") or {}).get("alarms", [])
+    ]
+    if alarms:
+        lines += ["", "## Alarms in the node logs", ""]
+        lines += [f"- {label}: `{a}`" for label, a in alarms[:20]]
+        if len(alarms) > 20:
+            lines.append(f"- ... {len(alarms) - 20} more (compare.json)")
+    return "\n".join(lines) + "\n"
+
+
+def plot(doc: dict[str, Any], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415  (optional dependency, imported only to plot)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    measured = [s for s in doc["systems"] if s.get("result") is not None]
+    concs, workers = columns(doc)
+    c_mid = 64 if 64 in concs else concs[-1]
+    w0 = workers[0]
+
+    def at_c_mid(res: dict[str, Any]) -> float:
+        return float(next(t["per_s"] for t in res["throughput"] if t["concurrency"] == c_mid))
+
+    def batch(res: dict[str, Any]) -> float:
+        return float(res["batch"]["per_s"])
+
+    def best_e2e(res: dict[str, Any]) -> float:
+        return max((float(r["jobs_per_s"]) for r in res["e2e"] if r["workers"] == w0), default=0)
+
+    panels: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
+        (f"single submits/s, {c_mid} concurrent", at_c_mid),
+        ("batch submit jobs/s (100 per request)", batch),
+        (f"end-to-end jobs/s, {w0} workers", best_e2e),
+    ]
+    labels = [s["label"] for s in measured]
+    colors = [
+        {"raftsched": "tab:blue", "pysyncobj": "tab:orange", "rq": "tab:green"}[s["kind"]]
+        for s in measured
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.5 * len(measured) + 2), sharey=True)
+    for ax, (title, value) in zip(axes, panels, strict=True):
+        ax.barh(labels, [value(s["result"]) for s in measured], color=colors)
+        ax.set_title(title, fontsize=10)
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+    meta = doc["meta"]
+    fig.suptitle(
+        f"{meta['date']}, {meta['machine'].split(',')[0]}, load {meta['load_start']:.1f}-"
+        f"{meta['load_end']:.1f} (shared machine: noisy)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def print_rich(doc: dict[str, Any]) -> None:
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    header, cells = rows(doc)
+    table = Table(title=f"raftsched vs baselines ({doc['meta']['date']})", show_lines=True)
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i < 2 else "right")
+    for c in cells:
+        table.add_row(*c)
+    Console(width=200).print(table)
+
+
+def problems(doc: dict[str, Any]) -> list[str]:
+    """What makes a result not worth publishing: missing context, a non-positive rate, an
+    inverted percentile, more than 1% errors, a failed failover. Empty when sane."""
+    out = []
+    meta = doc.get("meta", {})
+    for key in ("command", "machine", "python", "date", "load_start", "load_end", "settings"):
+        if key not in meta:
+            out.append(f"meta: no {key}")
+    measured = [s for s in doc.get("systems", []) if s.get("result") is not None]
+    if not measured:
+        out.append("no system was measured")
+    for s in measured:
+        res, name = s["result"], s["key"]
+        idle = res["idle"]
+        if not 0 < idle["p50_ms"] <= idle["p99_ms"]:
+            out.append(f"{name}: idle p50 {idle['p50_ms']} / p99 {idle['p99_ms']}")
+        for t in [*res["throughput"], res["batch"]]:
+            if t["per_s"] <= 0:
+                out.append(f"{name}: {t['per_s']}/s at concurrency {t['concurrency']}")
+            if t["errors"] > MAX_ERROR_FRACTION * max(1, t["requests"]):
+                out.append(f"{name}: {t['errors']} errors at concurrency {t['concurrency']}")
+        if not res["e2e"]:
+            out.append(f"{name}: no end-to-end row")
+        for r in res["e2e"]:
+            if r["jobs_per_s"] <= 0:
+                out.append(f"{name}: end-to-end {r['jobs_per_s']} jobs/s")
+        fo = res.get("failover")
+        if fo is not None and not (fo["kills"] == len(fo["all_s"]) and fo["median_s"] > 0):
+            out.append(f"{name}: failover {fo}")
+    return out
