@@ -65,6 +65,7 @@ from raftsched.sched import (
     WorkerHeartbeat,
 )
 from raftsched.sched.limits import Limits
+from raftsched.server.gc_policy import DEFAULT_THRESHOLDS, GcPolicy
 
 CHUNK = 10_000
 IN_FLIGHT = 1_000
@@ -73,13 +74,20 @@ RESULTS = Path(__file__).parent / "results" / "sched_apply.json"
 START_MS = 1_700_000_000_000
 
 
+def _nothing(_apply_s: float) -> None:
+    pass
+
+
 class Driver:
     """Feeds commands with increasing indexes and stamps, like committed Raft entries."""
 
-    def __init__(self, state: SchedulerState) -> None:
+    def __init__(self, state: SchedulerState, policy: GcPolicy | None = None) -> None:
         self.state = state
         self.index = 0
         self.wall_s = 0.0  # wall time of all runs, for the record
+        # The runtime calls the policy after each slice of applied entries (timed: its cost
+        # is part of apply's).
+        self.after_slice = policy.after_apply if policy is not None else _nothing
 
     def run(
         self, commands: list[Any], extract: Callable[[Any], Any] = lambda r: None
@@ -97,6 +105,7 @@ class Driver:
             for cmd in commands[start : start + IN_FLIGHT]:
                 index += 1
                 window.append(apply(cmd, index, START_MS + index // 100))
+            self.after_slice(time.process_time() - t0)
             elapsed += time.process_time() - t0
             self.wall_s += time.perf_counter() - w0
             self.index = index
@@ -154,26 +163,29 @@ def lease_and_complete(driver: Driver, count: int) -> tuple[float, float]:
 GC_MODES = {
     # Python's defaults (700, 10, 10): a young collection every ~700 container allocations.
     "default": (700, 10, 10),
-    # What the runtime should set (with gc.freeze() after loading a snapshot): the state holds
-    # millions of long-lived objects and no reference cycles, so frequent young collections
-    # only re-walk survivors; fewer, larger ones cost a third as much per apply.
-    "tuned": (50_000, 20, 100),
+    # The runtime's policy (raftsched/server/gc_policy.py): its thresholds, and the survivors
+    # of each middle collection frozen after the next slice of applied entries.
+    "runtime": DEFAULT_THRESHOLDS,
 }
 
 
 def measure(total: int, batch: int, gc_mode: str) -> dict[str, float]:
     gc.collect()
-    gc.set_threshold(*GC_MODES[gc_mode])
+    policy = GcPolicy(GC_MODES[gc_mode]) if gc_mode == "runtime" else None
+    if policy is not None:
+        policy.install()
+    else:
+        gc.set_threshold(*GC_MODES[gc_mode])
     sample = min(LEASE_SAMPLE, total // 5)
     limits = Limits(max_jobs_per_queue=10 * total + 100_000)
     # 1. leases on a shallow queue (10k pending), alone in memory, for the depth comparison.
-    small = Driver(SchedulerState(limits))
+    small = Driver(SchedulerState(limits), policy)
     fill(small, 10_000 + sample, 1, "s")
     lease_small_s, _ = lease_and_complete(small, sample)
     del small
     gc.collect()
     # 2. submits, one job per command, into a fresh state; RSS growth = memory of the state.
-    big = Driver(SchedulerState(limits))
+    big = Driver(SchedulerState(limits), policy)
     rss0 = rss_bytes()
     submit_s, submitted = fill(big, total, 1, "j")
     submit_wall_s = big.wall_s
@@ -183,7 +195,11 @@ def measure(total: int, batch: int, gc_mode: str) -> dict[str, float]:
     # 4. batched submits (same state, more jobs).
     batch_s, batched = fill(big, min(total, 200_000), batch, "b")
     del big
+    if policy is not None:
+        policy.uninstall()
     gc.set_threshold(*GC_MODES["default"])
+    gc.unfreeze()
+    gc.collect()
     return {
         "submits_per_s": submitted / submit_s,
         "submits_per_wall_s": submitted / submit_wall_s,
@@ -201,8 +217,9 @@ class Worst:
     """Applies entries one at a time, timing each (wall clock: one apply is short and the
     question is how long a replica's event loop is held)."""
 
-    def __init__(self, state: SchedulerState, now_ms: int) -> None:
+    def __init__(self, state: SchedulerState, now_ms: int, policy: GcPolicy) -> None:
         self.state = state
+        self.policy = policy
         self.index = state.last_index
         self.now_ms = now_ms
         self.worst_ms = 0.0
@@ -226,6 +243,8 @@ class Worst:
         self._gc_ms = 0.0
         t0, c0 = time.perf_counter(), time.process_time()
         result = self.state.apply(cmd, self.index, self.now_ms)
+        # The runtime calls it after each slice of entries (here: each entry, the worst case).
+        self.policy.after_apply(time.process_time() - c0)
         cpu_ms = (time.process_time() - c0) * 1000
         self.worst_cpu_ms = max(self.worst_cpu_ms, cpu_ms)
         self.worst_no_gc_ms = max(self.worst_no_gc_ms, cpu_ms - self._gc_ms)
@@ -245,16 +264,11 @@ class Worst:
         """Run `setup` (not timed), then `trigger` and the Ticks it needs (timed)."""
         setup(self)
         self.settle()
-        # What the runtime should do after loading or growing its state: freeze the long-lived
-        # objects, so a collection inside one apply does not walk millions of them (without
-        # it a full collection, not the apply, is the worst "apply" here: ~50 ms at 200k jobs).
-        gc.collect()
-        gc.freeze()
+        # No collect or freeze here: the runtime's GC policy runs throughout, as on a node.
         self.worst_ms = self.worst_cpu_ms = self.worst_no_gc_ms = 0.0
         t0 = time.perf_counter()
         trigger(self)
         entries = self.settle() + 1
-        gc.unfreeze()
         return {
             "worst_apply_ms": self.worst_ms,
             "worst_apply_cpu_ms": self.worst_cpu_ms,
@@ -276,14 +290,16 @@ def _submit_many(w: Worst, n: int, prefix: str, queue: str, **kw: Any) -> None:
         )
 
 
-def worst_applies(total: int) -> dict[str, dict[str, float]]:
+def worst_applies(total: int) -> dict[str, dict[str, Any]]:
     limits = Limits(max_jobs_per_queue=10 * total + 10**6, max_batch_jobs=1_000)
-    w = Worst(SchedulerState(limits), START_MS)
+    policy = GcPolicy()
+    policy.install()
+    w = Worst(SchedulerState(limits), START_MS, policy)
     _submit_many(w, total, "bg", "bulk")  # the background: `total` pending jobs
     scale = min(1.0, total / 1_000_000)
     n_run_at, n_leases = int(300_000 * scale), int(100_000 * scale)
     n_stale, n_retained = int(200_000 * scale), int(100_000 * scale)
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
 
     def run_at_setup(w: Worst) -> None:
         _submit_many(w, n_run_at, "r", "burst", run_at_ms=w.now_ms + 1_000)
@@ -378,6 +394,21 @@ def worst_applies(total: int) -> dict[str, dict[str, float]]:
 
     out["keyed_commands"] = w.burst(keyed_setup, keyed_trigger)
     w.close()
+    # What the policy's freezing leaked (cycles frozen while alive: none expected from the
+    # state machine) and what a thaw costs at this size (the runtime thaws only where it
+    # already pauses as long: loading a snapshot).
+    leaked = policy.thaw()
+    stats = policy.stats
+    out["gc"] = {
+        "collections": stats.collections,
+        "max_pause_ms": [p * 1000 for p in stats.max_pause_s],
+        "freezes": stats.freezes,
+        "leaked_objects_found_by_thaw": leaked,
+        "thaw_objects": stats.last_thaw_objects,
+        "thaw_ms": stats.last_thaw_s * 1000,
+    }
+    policy.uninstall()
+    gc.unfreeze()
     return out
 
 
@@ -396,9 +427,8 @@ def main() -> None:
     total = 100_000 if args.quick else args.jobs
     modes = list(GC_MODES) if args.gc == "both" else [args.gc]
     results = {mode: measure(total, args.batch, mode) for mode in modes}
-    gc.set_threshold(*GC_MODES["tuned"])
     worst = worst_applies(total)
-    gc.set_threshold(*GC_MODES["default"])
+    gc_stats = worst.pop("gc")
     load_average = os.getloadavg()
     machine: dict[str, Any] = {
         "cpu": cpu_name(),
@@ -425,7 +455,7 @@ def main() -> None:
     ]
     for label, key, fmt in lines:
         print(f"  {label:<34}" + "".join(f"{results[m][key]:>18{fmt}}" for m in modes))
-    print(f"worst single apply on {total:,} pending jobs (gc tuned; goal: under 10 ms)")
+    print(f"worst single apply on {total:,} pending jobs (runtime gc policy; goal: under 10 ms)")
     print(f"  {'burst':<30}{'wall ms':>9}{'cpu ms':>9}{'no gc':>9}{'entries':>9}{'total s':>9}")
     for name, row in worst.items():
         print(
@@ -433,6 +463,13 @@ def main() -> None:
             f"{row['worst_apply_cpu_ms_without_gc']:>9.2f}{row['entries']:>9,.0f}"
             f"{row['total_s']:>9.2f}"
         )
+    pauses = ", ".join(f"{ms:.1f}" for ms in gc_stats["max_pause_ms"])
+    print(
+        f"  gc under the runtime policy: collections {gc_stats['collections']}, longest pause "
+        f"per generation {pauses} ms, {gc_stats['freezes']} freezes; a thaw at this size "
+        f"took {gc_stats['thaw_ms']:.0f} ms and found {gc_stats['leaked_objects_found_by_thaw']}"
+        " leaked objects"
+    )
     out = {
         "jobs_pending": total,
         "batch_size": args.batch,
@@ -440,6 +477,7 @@ def main() -> None:
         "gc_thresholds": {m: GC_MODES[m] for m in modes},
         "results": results,
         "worst_single_apply": worst,
+        "gc_policy": gc_stats,
         "machine": machine,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

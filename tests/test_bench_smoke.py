@@ -13,7 +13,7 @@ from bench.sched_apply import measure
 
 
 def test_sched_bench_measures_every_figure() -> None:
-    figures = measure(total=20_000, batch=50, gc_mode="tuned")
+    figures = measure(total=20_000, batch=50, gc_mode="runtime")
     for key in (
         "submits_per_s",
         "batched_jobs_per_s",
@@ -34,8 +34,8 @@ def test_summary_reports_each_batch_and_target() -> None:
     sched = {
         "jobs_pending": 20_000,
         "batch_size": 50,
-        "gc_thresholds": {"tuned": [50_000, 20, 100]},
-        "results": {"tuned": measure(total=20_000, batch=50, gc_mode="tuned")},
+        "gc_thresholds": {"runtime": [50_000, 2, 100]},
+        "results": {"runtime": measure(total=20_000, batch=50, gc_mode="runtime")},
     }
     text = render_summary(raft, sched, "test machine", "python -m bench --quick")
     assert "test machine" in text and "python -m bench --quick" in text

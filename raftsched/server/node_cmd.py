@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import ssl
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from .config import ConfigError, NodeConfig, load_config
+from .gc_policy import GcPolicy
 from .logging_setup import setup_logging
 
 if TYPE_CHECKING:
@@ -42,9 +42,6 @@ if TYPE_CHECKING:
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_CONFIG: Final = 2
-# bench/sched_apply.py: with the default thresholds a quarter of each submit went to the
-# collector walking the (long-lived) state; gc.freeze() after loading a snapshot does the rest.
-GC_THRESHOLDS: Final = (50_000, 20, 100)
 STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 
 # Signals received before the event loop's handlers exist (imports, config, opening the
@@ -217,16 +214,18 @@ def main(argv: list[str]) -> int:
     setup_logging(
         node_label=f"node{config.node_id}", level=config.log_level, log_file=config.log_file
     )
-    gc.set_threshold(*GC_THRESHOLDS)
+    # The collector policy of a node (gc_policy.py): short pauses with millions of jobs.
+    gc_policy = GcPolicy()
+    gc_policy.install()
     try:
         import uvloop  # noqa: PLC0415 - optional speed-up
 
-        return int(uvloop.run(serve(config)))
+        return int(uvloop.run(serve(config, gc_policy)))
     except ImportError:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, gc_policy))
 
 
-async def serve(config: NodeConfig) -> int:
+async def serve(config: NodeConfig, gc_policy: GcPolicy | None = None) -> int:
     """Run the node until SIGTERM/SIGINT (0) or a fatal error (1)."""
     from aiohttp import web  # noqa: PLC0415 - imported after the early signal handlers
 
@@ -284,7 +283,14 @@ async def serve(config: NodeConfig) -> int:
             log.critical("refusing to start: TLS: %s", exc)
             storage.close()
             return EXIT_FAILURE
-    runtime = Runtime(config, storage, log=log)
+    runtime = Runtime(config, storage, log=log, gc_policy=gc_policy)
+    if gc_policy is not None:
+        gc_policy.on_skip = lambda predicted_s: log.info(
+            "gc: skipped a thaw predicted to pause %.0f ms (budget %.0f ms); cycles frozen "
+            "while alive stay until the next snapshot load",
+            predicted_s * 1000,
+            gc_policy.thaw_budget_s * 1000,
+        )
     transport = PeerTransport(
         node_id=config.node_id,
         cluster_secret=config.cluster_secret,

@@ -69,6 +69,7 @@ from .api_runtime import RuntimeMetrics
 from .cluster_ops import ClusterOps
 from .config import NodeConfig, PeerInfo
 from .errors import NoLeader, NotLeader, OutcomeUnknown, Overloaded, ShuttingDown
+from .gc_policy import GcPolicy
 from .membership import MemberDirectory
 from .mirror import mirror_of
 from .runtime_metrics import Counters, FsyncHistogram
@@ -112,8 +113,12 @@ class Runtime:
         *,
         log: logging.Logger | None = None,
         rng: random.Random | None = None,
+        gc_policy: GcPolicy | None = None,
     ) -> None:
         self.node_id = config.node_id
+        # The process's collector policy (installed by `raftsched node`): told after each
+        # apply slice and on ticks. None: the runtime leaves the collector alone.
+        self.gc_policy = gc_policy
         self.config = config
         self.log = log or logging.getLogger(f"raftsched.node{config.node_id}")
         self.storage = storage  # the durable log: the storage thread's alone once started
@@ -182,9 +187,7 @@ class Runtime:
         hard_state, snapshot = mirror.initial_state()
         self.app.restore(snapshot.data)
         assert self.app.applied_index == snapshot.meta.index, "snapshot data and meta disagree"
-        # The restored state is long-lived: keep it out of every future collection.
-        gc.collect()
-        gc.freeze()
+        self._thaw_after_restore()
         r = self.config.raft
         self.snapshotter = Snapshotter(
             storage=self.storage,
@@ -334,6 +337,8 @@ class Runtime:
             return
         if core.role is Role.LEADER and not self.shutting_down:
             self._maybe_propose_tick()
+        if self.gc_policy is not None:
+            self.gc_policy.maybe_thaw()
         self._kick()
 
     def _maybe_propose_tick(self) -> None:
@@ -643,7 +648,8 @@ class Runtime:
         replay after a restart, or a burst of big batches, must not stall heartbeats and
         HTTP); the rest continues on the next loop iteration."""
         app, waiters, queue = self.app, self.waiters, self._apply_queue
-        deadline = time.perf_counter() + (math.inf if self._replaying else APPLY_SLICE_S)
+        started = time.perf_counter()
+        deadline = started + (math.inf if self._replaying else APPLY_SLICE_S)
         applied = 0
         while queue:
             item = queue.popleft()
@@ -653,6 +659,7 @@ class Runtime:
                         "restoring the state machine from a snapshot at index %d", item.meta.index
                     )
                     app.restore(item.data)
+                    self._thaw_after_restore()
                     waiters.fail_up_to(app.applied_index)
                     self.work.wake_all()
                 continue
@@ -671,7 +678,18 @@ class Runtime:
         if applied:
             self.counters.entries_applied += applied
             self._check_stamps()
+            if self.gc_policy is not None:
+                self.gc_policy.after_apply(time.perf_counter() - started)
         waiters.serve_reads(app.applied_index)
+
+    def _thaw_after_restore(self) -> None:
+        """A restored state is long-lived: collect once and freeze it (the restore already
+        paused this node for longer than the full collection)."""
+        if self.gc_policy is not None:
+            self.gc_policy.thaw()
+        else:
+            gc.collect()
+            gc.freeze()
 
     def _check_stamps(self) -> None:
         refused = self.stamps_refused()
