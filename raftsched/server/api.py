@@ -55,11 +55,9 @@ def _raft_headers(runtime: RuntimeLike) -> dict[str, str]:
     return {"X-Raft-Leader": "" if leader is None else str(leader), "X-Raft-Term": str(st.term)}
 
 
-def _leader_url(runtime: RuntimeLike) -> tuple[bool, str | None]:
-    """(this node is the leader, the leader's HTTP URL if known)."""
-    st = runtime.status()
-    is_leader = str(st.role).lower().endswith("leader")
-    return is_leader, getattr(st, "leader_http_url", None)
+def _leader_url(runtime: RuntimeLike) -> str | None:
+    """The leader's HTTP URL if known (asked only on a node that does not lead)."""
+    return getattr(runtime.status(), "leader_http_url", None)
 
 
 def _body_too_large(limit: int, length: int | None = None) -> ApiError:
@@ -118,10 +116,8 @@ def _make_middleware(
 async def _dispatch(
     request: web.Request, handler: Handler, route: Route, runtime: RuntimeLike
 ) -> web.StreamResponse:
-    if route.forward:
-        is_leader, url = _leader_url(runtime)
-        if not is_leader:
-            return await forward(request, url)
+    if route.forward and not runtime.is_leader():
+        return await forward(request, _leader_url(runtime))
     try:
         return await handler(request)
     except NotLeader as exc:

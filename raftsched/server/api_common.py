@@ -71,15 +71,26 @@ def answer(result: Result) -> Any:
     Both may be the very objects of the idempotency table: the value is copied (`plain`) and
     the stored SchedError is never raised itself (raising would pin this request's frames
     to it through its __traceback__ for as long as the table keeps the entry)."""
+    return plain(answer_shared(result))
+
+
+def answer_shared(result: Result) -> Any:
+    """`answer` without the copy, for a handler that only reads the value to build its own
+    answer: it must not change it or hand it out (it may belong to the idempotency table)."""
     if isinstance(result, Refused):
         error = to_api_error(result.error)
         assert error is not None
         raise error
-    return plain(result.value)
+    return result.value
 
 
 async def propose(request: web.Request, command: Command) -> Any:
     return answer(await runtime_of(request).propose(command))
+
+
+async def propose_shared(request: web.Request, command: Command) -> Any:
+    """`propose` answering the state machine's value itself (see `answer_shared`)."""
+    return answer_shared(await runtime_of(request).propose(command))
 
 
 async def read_point(request: web.Request) -> SchedulerState:
@@ -93,11 +104,18 @@ async def read_point(request: web.Request) -> SchedulerState:
     return runtime.state
 
 
+# One encoder for every answer (json.dumps with options builds a new one per call). ASCII
+# output (ensure_ascii), so the body bytes need no charset work: the same bytes and the same
+# Content-Type as `text=json.dumps(...)` gave.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def json_response(value: Any, status: int = 200) -> web.Response:
     return web.Response(
         status=status,
-        text=json.dumps(value, separators=(",", ":")),
+        body=_ENCODER.encode(value).encode("ascii"),
         content_type="application/json",
+        charset="utf-8",
     )
 
 

@@ -23,12 +23,14 @@ from .api_common import (
     merge_path,
     not_found,
     propose,
+    propose_shared,
     query_int,
     query_str,
     read_json,
     read_point,
     runtime_of,
 )
+from .api_runtime import plain
 from .http_errors import bad_request
 
 MAX_LIST_LIMIT = 1_000
@@ -48,30 +50,52 @@ def path_job_id(request: web.Request, limits: Limits) -> str:
 
 
 def _docs(state: SchedulerState, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fresh job documents for the state machine's records (which are not changed: they may
+    be the idempotency table's own)."""
     docs = []
     for item in items:
         doc = state.get_job(item["id"])
         if doc is None:
-            docs.append(item)
+            docs.append(plain(item))
         else:
             doc["created"] = item.get("created", True)
             docs.append(doc)
     return docs
 
 
+def brief_answer(request: web.Request) -> bool:
+    """`?answer=brief` (opt-in): answer the state machine's own records {id, state, seq,
+    created} without rendering each job's document; `full` (the default): the documents.
+    Checked before anything is proposed."""
+    kind = request.query.get("answer", "full")
+    if kind not in ("full", "brief"):
+        raise bad_request("answer", "must be full or brief")
+    return kind == "brief"
+
+
+def _submit_answer(
+    request: web.Request, items: list[dict[str, Any]], *, brief: bool
+) -> list[dict[str, Any]]:
+    if brief:
+        return [plain(item) for item in items]
+    return _docs(runtime_of(request).state, items)
+
+
 async def submit_job(request: web.Request) -> web.Response:
+    brief = brief_answer(request)
     body = await read_json(request, empty_ok=False)
     cmd = p.parse_submit_job(body, limits_of(request), idempotency_key(request))
-    value = await propose(request, cmd)
-    [doc] = _docs(runtime_of(request).state, value["jobs"])
+    value = await propose_shared(request, cmd)
+    [doc] = _submit_answer(request, value["jobs"], brief=brief)
     return json_response({"job": doc}, status=201 if doc["created"] else 200)
 
 
 async def submit_batch(request: web.Request) -> web.Response:
+    brief = brief_answer(request)
     body = await read_json(request, empty_ok=False)
     cmd = p.parse_submit_batch(body, limits_of(request), idempotency_key(request))
-    value = await propose(request, cmd)
-    docs = _docs(runtime_of(request).state, value["jobs"])
+    value = await propose_shared(request, cmd)
+    docs = _submit_answer(request, value["jobs"], brief=brief)
     created = any(doc["created"] for doc in docs)
     return json_response({"jobs": docs}, status=201 if created else 200)
 

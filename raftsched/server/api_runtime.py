@@ -86,6 +86,11 @@ class RuntimeLike(Protocol):
 
     def status(self) -> StatusLike: ...
 
+    def is_leader(self) -> bool:
+        """This node leads now (the cheap check of every forwarded request; `status()`
+        builds the whole view)."""
+        ...
+
     def metrics_snapshot(self) -> RuntimeMetrics: ...
 
     async def propose(self, command: Command) -> Result:
@@ -128,8 +133,21 @@ class RuntimeLike(Protocol):
         ...
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def plain(value: Any) -> Any:
-    """JSON-ready form of an answer: dataclasses become dicts, tuples lists, recursively."""
+    """JSON-ready form of an answer: dataclasses become dicts, tuples lists, recursively.
+
+    The exact types that answers are made of are tested first (on every answer: the
+    dataclass and Mapping checks cost more than the copy itself)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): plain(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [plain(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):

@@ -53,6 +53,12 @@ BASE_ERRORS = ("401", "403", "429", "503")
 READ_ERRORS = ("400", *BASE_ERRORS)
 WRITE_ERRORS = ("400", "401", "403", "409", "413", "429", "503")
 CONSISTENCY = Field("consistency", "string", "linearizable (default) | stale")
+SUBMIT_ANSWER = Field(
+    "answer",
+    "string",
+    "full (default): job documents | brief: {id, state, seq, created} each, without rendering"
+    " the documents (a faster answer for bulk submitters)",
+)
 
 JOB_FIELDS = (
     Field("id", "string", "optional; [A-Za-z0-9][A-Za-z0-9._:-]*, no 'auto-' prefix"),
@@ -106,6 +112,7 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         forward=True,
         body=JOB_FIELDS,
+        query=(SUBMIT_ANSWER,),
         errors=WRITE_ERRORS,
     ),
     Route(
@@ -119,6 +126,7 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         forward=True,
         body=(Field("jobs", "array", "job objects (1..max_batch_jobs)", True),),
+        query=(SUBMIT_ANSWER,),
         errors=WRITE_ERRORS,
     ),
     Route(

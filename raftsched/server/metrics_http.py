@@ -154,9 +154,22 @@ class ApiMetrics:
         )
         self.registry.register(_NodeCollector(runtime))
 
+        # The labelled children, looked up once each: `labels()` costs a lock and a few
+        # dict operations per request. Bounded like the labels themselves (route templates
+        # and methods of the route table, HTTP statuses).
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._histograms: dict[str, Histogram] = {}
+
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        key = (route, method, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.requests.labels(route, method, str(status))
+        counter.inc()
+        histogram = self._histograms.get(route)
+        if histogram is None:
+            histogram = self._histograms[route] = self.latency.labels(route)
+        histogram.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -75,6 +75,9 @@ class FakeRuntime:
     def state(self) -> SchedulerState:
         return self._state
 
+    def is_leader(self) -> bool:
+        return self.role == "leader"
+
     def status(self) -> FakeStatus:
         return FakeStatus(
             self.node_id,

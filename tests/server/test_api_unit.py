@@ -307,6 +307,31 @@ def _h(**headers: str) -> dict[str, str]:
     return {k.replace("_", "-"): v for k, v in headers.items()}
 
 
+async def test_brief_submit_answers_are_opt_in_and_keep_the_records(rt_client: Any) -> None:
+    rt, c = rt_client
+    r = await c.post("/v1/jobs:batch?answer=brief", json={"jobs": [{"id": "r1", "queue": "q"}]})
+    assert r.status == 201
+    [record] = (await r.json())["jobs"]
+    assert set(record) == {"id", "state", "seq", "created"}
+    assert (record["id"], record["state"], record["created"]) == ("r1", "pending", True)
+    r = await c.post("/v1/jobs?answer=brief", json={"id": "r1", "queue": "q"})
+    assert r.status == 200 and (await r.json())["job"] == {**record, "created": False}
+    r = await c.post("/v1/jobs?answer=full", json={"id": "r2", "queue": "q"})
+    assert r.status == 201 and "events" in (await r.json())["job"]
+    r = await c.post("/v1/jobs:batch", json={"jobs": [{"id": "r1", "queue": "q"}]})
+    assert "events" in (await r.json())["jobs"][0]  # the default is the full document
+    proposed = len(rt.proposed)
+    err = await _err(await c.post("/v1/jobs?answer=short", json={"queue": "q"}), 400, "invalid")
+    assert err["details"]["field"] == "answer"
+    assert len(rt.proposed) == proposed  # refused before anything was proposed
+    keyed = {"Idempotency-Key": "k-brief"}
+    first = await c.post("/v1/jobs?answer=brief", json={"queue": "q"}, headers=keyed)
+    again = await c.post("/v1/jobs", json={"queue": "q"}, headers=keyed)
+    # The brief answer did not change the stored answer a keyed retry gets.
+    assert (await again.json())["job"]["id"] == (await first.json())["job"]["id"]
+    assert "events" in (await again.json())["job"]
+
+
 async def test_submit_answers_render_job_documents(rt_client: Any) -> None:
     _, c = rt_client
     r = await c.post(
