@@ -8,7 +8,12 @@ aiohttp client in this process (uvloop when importable). Every figure is wall-cl
 - throughput: C concurrent submitters against the leader for D seconds, C in 16/64/256:
   submits/s and p50/p99 latency. Each answer is a 201 after commit on a majority, fsync and
   apply (SPEC §5), so this is the durable rate.
-- batch: POST /v1/jobs:batch with 100 jobs per request, 8 concurrent: jobs/s.
+- batch: POST /v1/jobs:batch with 100 jobs per request, 8 concurrent: jobs/s; once with the
+  default answer (every job's document) and once with the opt-in `?answer=brief` (the records
+  {id, state, seq, created}), which bulk submitters can ask for.
+- CPU per request of every process (the leader, each follower, this load generator) in each
+  phase, and the load average (1 min) at its end: the machine is shared, so requests/s move
+  with the neighbours' load while CPU per request mostly does not.
 - failover: kill -9 the leader, then submit to every live node in turn until one answers
   201; the time from the kill to that answer, over K kills (the killed node is restarted
   and caught up before the next).
@@ -61,6 +66,29 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU of each node and of this process over one phase, per request of the phase."""
+
+    def __init__(self, cluster: LocalCluster, leader: int) -> None:
+        self.pids = {
+            ("leader" if n == leader else f"follower{n}"): cluster.pid(n) for n in cluster.nodes
+        }
+        self.before = {k: _proc_cpu_s(p) for k, p in self.pids.items()}
+        self.client_before = time.process_time()
+
+    def per_request_ms(self, requests: int) -> dict[str, float]:
+        n = max(1, requests)
+        out = {k: (_proc_cpu_s(p) - self.before[k]) * 1000 / n for k, p in self.pids.items()}
+        out["client"] = (time.process_time() - self.client_before) * 1000 / n
+        return {k: round(v, 3) for k, v in sorted(out.items())}
+
+
 async def _submit(
     session: aiohttp.ClientSession, url: str, body: dict[str, Any], path: str = "/v1/jobs"
 ) -> bool:
@@ -91,6 +119,7 @@ async def throughput(
     duration_s: float,
     *,
     batch: int = 0,
+    query: str = "",
 ) -> dict[str, float]:
     lats: list[float] = []
     errors = 0
@@ -107,7 +136,7 @@ async def throughput(
                     body: dict[str, Any] = {
                         "jobs": [{"queue": "batch", "payload": {"w": w}} for _ in range(batch)]
                     }
-                    path = "/v1/jobs:batch"
+                    path = "/v1/jobs:batch" + query
                 else:
                     body, path = (
                         {"queue": f"tp{concurrency}", "payload": {"w": w, "n": n}},
@@ -182,6 +211,19 @@ def failover(cluster: LocalCluster, kills: int) -> dict[str, Any]:
     }
 
 
+def _cpu(row: dict[str, Any]) -> str:
+    """leader / followers / client CPU ms per request of a phase ('' for older results)."""
+    cpu = row.get("cpu_ms_per_request")
+    if not cpu:
+        return ""
+    followers = " + ".join(f"{v:.3f}" for k, v in cpu.items() if k.startswith("follower"))
+    return f"{cpu['leader']:.3f} / {followers} / {cpu['client']:.3f}"
+
+
+def _load(row: dict[str, Any]) -> str:
+    return f"{row['load_1m']:.1f}" if "load_1m" in row else ""
+
+
 def render(result: dict[str, Any]) -> str:
     idle, tp, b, fo = result["idle"], result["throughput"], result["batch"], result["failover"]
     g = GOALS
@@ -191,28 +233,39 @@ def render(result: dict[str, Any]) -> str:
         f"Machine: {result['machine']}. fsync: {result['fsync']}. Run: `{result['command']}` "
         f"at {result['when']}.",
         "",
-        "| measure | value | goal |",
-        "|---|---|---|",
-        f"| idle submit latency p50 | {idle['p50_ms']:.2f} ms | <= {g['idle_p50_ms']} ms |",
-        f"| idle submit latency p99 | {idle['p99_ms']:.2f} ms | <= {g['idle_p99_ms']} ms |",
+        "| measure | value | load (1 min) | CPU ms per request: leader / followers / client "
+        "| goal |",
+        "|---|---|---:|---|---|",
+        f"| idle submit latency p50 | {idle['p50_ms']:.2f} ms | {_load(idle)} | {_cpu(idle)} "
+        f"| <= {g['idle_p50_ms']} ms |",
+        f"| idle submit latency p99 | {idle['p99_ms']:.2f} ms | | | <= {g['idle_p99_ms']} ms |",
     ]
     for row in tp:
         goal = f">= {g['submits_per_s_c64']:,}/s" if row["concurrency"] == 64 else ""
         lines.append(
             f"| submits/s at concurrency {row['concurrency']} | {row['per_s']:,}/s "
             f"(p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "
-            f"{row['errors']} errors) | {goal} |"
+            f"{row['errors']} errors) | {_load(row)} | {_cpu(row)} | {goal} |"
+        )
+    batches = [("", b)]
+    if "batch_brief" in result:
+        batches.append((", `?answer=brief`", result["batch_brief"]))
+    for label, row in batches:
+        lines.append(
+            f"| batch endpoint ({BATCH_JOBS} jobs/request, {BATCH_CONCURRENCY} concurrent"
+            f"{label}) | {row['per_s']:,} jobs/s (p50 {row['p50_ms']:.1f} ms) | {_load(row)} "
+            f"| {_cpu(row)} | >= {g['batch_jobs_per_s']:,}/s |"
         )
     lines += [
-        f"| batch endpoint ({BATCH_JOBS} jobs/request, {BATCH_CONCURRENCY} concurrent) | "
-        f"{b['per_s']:,} jobs/s (p50 {b['p50_ms']:.1f} ms) | >= {g['batch_jobs_per_s']:,}/s |",
         f"| failover (kill -9 leader -> first write), {fo['kills']} kills | median "
-        f"{fo['median_s']:.3f} s, p99 {fo['p99_s']:.3f} s, max {fo['max_s']:.3f} s | median < "
-        f"{g['failover_median_s']} s, p99 < {g['failover_p99_s']} s |",
+        f"{fo['median_s']:.3f} s, p99 {fo['p99_s']:.3f} s, max {fo['max_s']:.3f} s | | | median "
+        f"< {g['failover_median_s']} s, p99 < {g['failover_p99_s']} s |",
         "",
         "The load generator runs on the same 2 cores as the three node processes. Load average "
         f"(1 min) at start {result['load_start']:.1f}, at end {result['load_end']:.1f}: other "
-        "work on the machine shares the cores and inflates every latency.",
+        "work on the machine shares the cores and inflates every latency. CPU per request is "
+        "user + system time of each process over the phase divided by its requests (a batch "
+        "request carries 100 jobs).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -238,14 +291,21 @@ def main(argv: list[str] | None = None) -> int:
         leader = cluster.wait_for_leader(timeout_s=30)
         url = cluster.url(leader)
         print(f"cluster up, leader node {leader}", flush=True)
-        idle = asyncio.run(idle_latency(url, idle_n))
-        print(f"idle: {idle}", flush=True)
-        tp = []
-        for c in CONCURRENCIES:
-            tp.append(asyncio.run(throughput(url, c, duration_s)))
-            print(f"throughput: {tp[-1]}", flush=True)
-        b = asyncio.run(throughput(url, BATCH_CONCURRENCY, duration_s, batch=BATCH_JOBS))
-        print(f"batch: {b}", flush=True)
+
+        def phase(run: Any, requests_key: str = "requests") -> dict[str, Any]:
+            meter = CpuMeter(cluster, leader)
+            row: dict[str, Any] = asyncio.run(run)
+            row["cpu_ms_per_request"] = meter.per_request_ms(int(row[requests_key]))
+            row["load_1m"] = round(os.getloadavg()[0], 2)
+            print(f"{row}", flush=True)
+            return row
+
+        idle = phase(idle_latency(url, idle_n), "count")
+        tp = [phase(throughput(url, c, duration_s)) for c in CONCURRENCIES]
+        b = phase(throughput(url, BATCH_CONCURRENCY, duration_s, batch=BATCH_JOBS))
+        brief = phase(
+            throughput(url, BATCH_CONCURRENCY, duration_s, batch=BATCH_JOBS, query="?answer=brief")
+        )
         fo = failover(cluster, kills)
         print(f"failover: {fo}", flush=True)
     result = {
@@ -256,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         "idle": idle,
         "throughput": tp,
         "batch": b,
+        "batch_brief": brief,
         "failover": fo,
         "load_start": load_start,
         "load_end": os.getloadavg()[0],

@@ -441,14 +441,26 @@ class AsyncClient:
         )
 
     async def submit_batch(
-        self, jobs: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None
+        self,
+        jobs: Sequence[Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        brief: bool = False,
     ) -> list[Job]:
+        """Submit many jobs, all or none. `brief=True` asks for the brief answer
+        (`?answer=brief`): each Job then carries only id and state (`raw` is the record
+        {id, state, seq, created}); the cluster skips rendering the documents."""
         body = {"jobs": [dict(j) for j in jobs]}
-        return _jobs_of(
-            await self.call(
-                Call("POST", "/v1/jobs:batch", body, keyed=True, idempotency_key=idempotency_key)
-            )
+        params = {"answer": "brief"} if brief else None
+        call = Call(
+            "POST",
+            "/v1/jobs:batch",
+            body,
+            params=params,
+            keyed=True,
+            idempotency_key=idempotency_key,
         )
+        return _jobs_of(await self.call(call))
 
     async def submit_workflow(
         self,

@@ -183,7 +183,8 @@ class FakeApi:
         value = await self._apply(
             "submit_jobs", await self._body(request), request.headers.get("Idempotency-Key")
         )
-        docs = self._docs(value["jobs"])
+        brief = request.query.get("answer") == "brief"  # the records, like the real API
+        docs = [dict(item) for item in value["jobs"]] if brief else self._docs(value["jobs"])
         return web.json_response(
             {"jobs": docs}, status=201 if any(d["created"] for d in docs) else 200
         )

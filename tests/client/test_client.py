@@ -195,6 +195,14 @@ def test_batch_is_201_when_new_and_200_on_replay(api: FakeApi, client: Client) -
     assert [j.raw["created"] for j in again] == [False, False]
 
 
+def test_brief_batch_answers_the_records(api: FakeApi, client: Client) -> None:
+    jobs = client.submit_batch([{"id": "br1", "queue": "bq"}], brief=True)
+    assert [(j.id, j.state, j.queue) for j in jobs] == [("br1", "pending", "")]
+    assert set(jobs[0].raw) == {"id", "state", "seq", "created"}
+    [full] = client.submit_batch([{"id": "br1", "queue": "bq"}])
+    assert full.queue == "bq" and full.raw["created"] is False
+
+
 def test_get_schedule(client: Client) -> None:
     client.put_schedule("gs", cron="0 3 * * *", template={"queue": "sq"})
     doc = client.get_schedule("gs")
