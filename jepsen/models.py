@@ -329,12 +329,13 @@ class JobModel:
 
 
 def describe_operation(op: Operation) -> str:
-    """A one-line human form: `#12 lease -> token 17 attempt 1`, `#30 read -> ?`.
+    """A one-line human form: `lease -> token 17 attempt 1`, `read -> ? (indeterminate)`.
 
-    jepsen/checkers/linearizable.py numbers each operation's process with its invoke's
-    history index, so `#12` points at line 13 of history.jsonl."""
+    The checker prints it after "process N": jepsen/checkers/linearizable.py numbers each
+    operation's process with its invoke's history index, so N points at line N+1 of
+    history.jsonl."""
     args = _plain(op.input)
-    text = f"#{op.process} {op.f}"
+    text = op.f
     if op.f in ("heartbeat", "complete", "fail") and args:
         text += f"(token={args[0]}" + (f", retryable={args[1]}" if op.f == "fail" else "") + ")"
     if not op.known:

@@ -2,7 +2,9 @@
 
 Every job whose submit was answered ok must exist when it is read: any ok read (during the
 test or the final one after heal) whose invoke came after the submit's ok and that answers
-"not found" (state null) is a lost job. A job with no ok final-read cannot be confirmed:
+"not found" (state null) is a violation -- at the final read the job is lost; during the
+test it may have been a stale read that a later read contradicts, which breaks promise 1
+or 2 all the same (the details say which kind). A job with no ok final-read cannot be confirmed:
 the verdict is unknown for it (the runner could not read it), never valid by default.
 """
 
@@ -32,9 +34,11 @@ def check_no_lost_jobs(ops: Sequence[Op]) -> CheckResult:
         if submit is None or not precedes(submit, pair):
             continue
         if pair.result("state") is None:
+            kind = "final read: not found" if pair.f == "final-read" else "read: not found"
             lost.append(
                 {
                     "job_id": pair.job_id,
+                    "kind": kind,
                     "ops": submit.ops() + pair.ops(),
                     "why": f"{submit.describe()} then {pair.describe()}: not found",
                 }
@@ -50,11 +54,19 @@ def check_no_lost_jobs(ops: Sequence[Op]) -> CheckResult:
     }
     if lost:
         jobs = sorted({str(item["job_id"]) for item in lost})
-        return CheckResult(
-            valid=False,
-            message=f"{len(jobs)} acknowledged job(s) lost: {', '.join(jobs[:SHOWN_MAX])}",
-            details=details,
+        gone = sorted(
+            {str(item["job_id"]) for item in lost if str(item["kind"]).startswith("final")}
         )
+        message = (
+            f"{len(jobs)} acknowledged job(s) read as not found: {', '.join(jobs[:SHOWN_MAX])}"
+        )
+        message += (
+            f"; {len(gone)} still missing at the final read"
+            if gone
+            else "; found again later "
+            "(a stale read of a missing job: the read or the acknowledgement lied)"
+        )
+        return CheckResult(valid=False, message=message, details=details)
     if not attempted and acked:
         return CheckResult(
             valid=None, message="no final reads in the history: cannot confirm", details=details
