@@ -504,6 +504,20 @@ def _img(name: str, data: bytes) -> str:
     return f'<img alt="{name}" src="data:image/png;base64,{encoded}"/>'
 
 
+def _title(meta: dict[str, Any]) -> str:
+    """meta["name"], else what the runner's options say (workload, nodes, nemesis, seed)."""
+    if "name" in meta:
+        return str(meta["name"])
+    options = meta.get("options")
+    if isinstance(options, dict):
+        parts = [f"jepsen {options.get('workload', '')}".strip()]
+        for key in ("nodes", "nemesis", "unsafe", "seed"):
+            if options.get(key) not in (None, [], ""):
+                parts.append(f"{key} {options[key]}")
+        return ", ".join(parts)
+    return "jepsen run"
+
+
 def write_report(
     out_dir: str | Path,
     ops: Sequence[Op],
@@ -568,7 +582,7 @@ def write_report(
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(json.dumps(v, default=str))}</td></tr>"
         for k, v in meta.items()
     )
-    title = html.escape(str(meta.get("name", "jepsen run")))
+    title = html.escape(_title(meta))
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}: {html.escape(verdict)}</title>
 <style>{_STYLE}</style></head><body>

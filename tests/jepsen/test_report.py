@@ -106,6 +106,14 @@ def test_timeline_samples_ok_ops_but_keeps_every_failure() -> None:
     assert svg.count('class="op info"') == 1500
 
 
+def test_title_from_the_runner_options(tmp_path: Path) -> None:
+    meta = {"options": {"workload": "queue", "nodes": 5, "nemesis": "kill", "unsafe": []}}
+    written = write_report(tmp_path, _history(), check_all(_history()), meta, use_matplotlib=False)
+    assert "<title>jepsen queue, nodes 5, nemesis kill:" in written["index.html"].read_text(
+        encoding="utf-8"
+    )
+
+
 def test_empty_history_report(tmp_path: Path) -> None:
     written = write_report(tmp_path, [], check_all([]), {}, use_matplotlib=False)
     assert json.loads(written["results.json"].read_text(encoding="utf-8"))["history"] == {
