@@ -13,8 +13,9 @@ title). Latency and throughput are PNG via matplotlib when it is installed (the 
 also written next to index.html) and SVG drawn here otherwise.
 
 Fault windows pair the nemesis events: kill..start/restart, pause..resume, partition..heal,
-skew..unskew (see `WINDOW_END`); a window still open at the end runs to the end of the
-history; nemesis events of other kinds are drawn as instants.
+skew..unskew (see `WINDOW_END`); a heal with {"kind": "all"} ends every open window; a
+window still open at the end runs to the end of the history; nemesis events of other kinds
+are drawn as instants.
 """
 
 from __future__ import annotations
@@ -76,11 +77,15 @@ def fault_windows(ops: Sequence[Op]) -> list[FaultWindow]:
     for op in ops:
         if op.process != NEMESIS_PROCESS:
             continue
+        heal_all = op.f == "heal" and isinstance(op.value, dict) and op.value.get("kind") == "all"
         if op.f in WINDOW_END:
             open_windows[op.f].append(op)
-        elif op.f in ends and open_windows[ends[op.f]]:
-            # A stop ends every open window of its kind (heal heals all partitions).
-            for start in open_windows.pop(ends[op.f]):
+        elif heal_all or (op.f in ends and open_windows[ends[op.f]]):
+            # A stop ends every open window of its kind (heal heals all partitions); the
+            # runner's final {"kind": "all"} heal ends every window.
+            kinds = list(open_windows) if heal_all else [ends[op.f]]
+            closing = [start for kind in kinds for start in open_windows.pop(kind, [])]
+            for start in closing:
                 windows.append(
                     FaultWindow(
                         kind=start.f,

@@ -50,6 +50,19 @@ def test_fault_windows_pair_start_and_stop_events() -> None:
     assert partition.end_s is not None and partition.end_s > partition.start_s
 
 
+def test_heal_all_ends_every_window() -> None:
+    h = HistoryBuilder()
+    h.nemesis("kill", {"nodes": [1]})
+    h.nemesis("pause", {"nodes": [2]})
+    h.nemesis("heal", {"kind": "all", "resumed": [2], "started": [1]})
+    h.read(1, "a", None)
+    windows = fault_windows(h.ops)
+    assert [(w.kind, w.end_s, w.closed) for w in windows] == [
+        ("kill", 0.002, True),
+        ("pause", 0.002, True),
+    ]
+
+
 def test_counts_and_latencies() -> None:
     ops = _history()
     counts = op_counts(ops)
