@@ -23,7 +23,18 @@ READY_MAX_APPLY_LAG = 1_000  # entries applied may trail commit and still count 
 
 
 async def get_cluster(request: web.Request) -> web.Response:
-    return json_response(status_doc(runtime_of(request)))
+    """This node's view. `?state_hash=true` adds the hash of the whole scheduler state and
+    the applied index it was taken at (a snapshot's cost: for convergence checks)."""
+    runtime = runtime_of(request)
+    doc = status_doc(runtime)
+    flag = request.query.get("state_hash", "false")
+    if flag not in ("true", "false"):
+        raise bad_request("state_hash", "must be true or false")
+    digest = getattr(runtime, "state_digest", None)
+    if flag == "true" and callable(digest):
+        index, state_hash = digest()
+        doc["state_hash"] = {"applied_index": index, "hash": state_hash}
+    return json_response(doc)
 
 
 def _int_field(body: dict[str, Any], name: str, *, required: bool) -> int | None:

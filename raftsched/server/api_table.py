@@ -476,7 +476,15 @@ ROUTES: tuple[Route, ...] = (
         "read",
         "This node's view of the cluster",
         "{node_id, role, term, leader_id, leader_http_url, commit_index, applied_index, "
-        "members: [{node_id, voter, peer_addr, http_url, match_index, lag}], ...}",
+        "chain_hash, members: [{node_id, voter, peer_addr, http_url, match_index, lag}], ...}",
+        query=(
+            Field(
+                "state_hash",
+                "string",
+                "true: add {state_hash: {applied_index, hash}}, the hash of the whole "
+                "scheduler state (costs a snapshot's serialization); default false",
+            ),
+        ),
         errors=BASE_ERRORS,
     ),
     Route(

@@ -390,6 +390,11 @@ class Runtime:
     def status(self) -> RuntimeStatus:
         return self._status.status()
 
+    def state_digest(self) -> tuple[int, str]:
+        """(applied index, hash of the whole scheduler state there): what replicas that
+        converged agree on. Costs a snapshot's serialization: for checks, not polling."""
+        return self.app.applied_index, self.app.state_hash()
+
     def metrics_snapshot(self) -> RuntimeMetrics:
         return self._status.metrics()
 

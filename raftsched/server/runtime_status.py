@@ -55,6 +55,9 @@ class RuntimeStatus:
     clock_ms: int = 0  # the state machine's clock (the largest stamp applied)
     clock_skew_ms: float = 0.0  # this node's wall clock minus the quorum median (leader)
     shutting_down: bool = False
+    # The running hash of the applied log prefix (app/chain.py), hex: replicas at the same
+    # applied_index applied the same entries iff their chain hashes agree.
+    chain_hash: str = ""
 
 
 class StatusView:
@@ -105,6 +108,7 @@ class StatusView:
             leader_http_url=rt.directory.http_url(st.leader) if st.leader else None,
             commit_index=st.commit,
             applied_index=rt.app.applied_index,
+            chain_hash=rt.app.chain_hash.hex(),
             last_index=st.last_index,
             snapshot_index=rt.snapshotter.index if rt.snapshotter is not None else 0,
             members=members,
