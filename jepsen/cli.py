@@ -130,6 +130,9 @@ class RichReporter:
         if self.current and self.current != "running":
             took = time.monotonic() - self.phase_started
             self.console.print(f"  {self.current} ({took:.1f} s)")
+        if name == "done":
+            self.current = ""
+            return
         if name == "running":
             self.progress.start()
             self.task = self.progress.add_task("running", total=self.total_s, detail="")
@@ -184,8 +187,10 @@ def stats_table(result: RunResult) -> Table:
     return table
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM: the same orderly stop as Ctrl-C
+def _sigterm_as_sigint(signum: int, frame: FrameType | None) -> None:
+    # The same orderly stop as Ctrl-C: asyncio.run's SIGINT handler cancels the run, whose
+    # finally blocks stop every node.
+    signal.raise_signal(signal.SIGINT)
 
 
 def run_command(args: argparse.Namespace, console: Console) -> int:
@@ -219,7 +224,7 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         f"jepsen: {options.nodes} nodes, {options.time_s:g} s, nemesis {options.nemesis}, "
         f"workload {options.workload}, seed {seed}{unsafe} -> {out}"
     )
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _sigterm_as_sigint)
     try:
         result = asyncio.run(run_test(options, RichReporter(console, options.time_s)))
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import signal
@@ -275,6 +276,12 @@ class Cluster:
         node.paused = False
         node.killed = False
         node.starts += 1
+        self._write_pids()
+
+    def _write_pids(self) -> None:
+        """cluster/pids.json: who to look for if the harness itself is killed -9."""
+        pids = {str(i): n.pid for i, n in self.nodes.items() if n.pid is not None}
+        (self.base / "pids.json").write_text(json.dumps(pids) + "\n")
 
     def alive(self, node_id: int) -> bool:
         return self.nodes[node_id].alive()

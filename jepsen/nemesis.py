@@ -1,7 +1,8 @@
 """The nemesis: real faults on the running cluster, each logged as a history event.
 
-Theory of operation. A schedule alternates a fault window and a heal window until the test
-time is up: pick one fault (at random, from the enabled kinds), apply it, record one
+Theory of operation. A schedule alternates a heal window and a fault window until the test
+time is up: pick one fault (each enabled kind once per round, in a seeded random order; the
+variant at random), apply it, record one
 "nemesis" info event saying exactly what was done, hold it `fault_s`, undo it and record
 that, then let the cluster run healthy for `heal_s`. One fault at a time, so every fault
 window in the history has one cause. `heal_all` (always run at the end, also after an
@@ -194,11 +195,15 @@ class Nemesis:
         """Alternate heal and fault windows until the monotonic time `until`."""
         if not self.faults:
             return
+        turn: list[FaultSpec] = []
         while True:
             await _sleep_until(min(time.monotonic() + self.heal_s, until))
             if time.monotonic() >= until:
                 return
-            spec = self.rng.choice(self.faults)
+            if not turn:
+                # Every kind once per round, in a seeded order: a short run still sees each.
+                turn = self.rng.sample(self.faults, len(self.faults))
+            spec = turn.pop()
             variant = self.rng.choice(spec.variants)
             await self.apply(spec.kind, variant)
             await _sleep_until(min(time.monotonic() + self.fault_s, until))

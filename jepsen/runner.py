@@ -165,6 +165,7 @@ async def run_test(options: RunOptions, reporter: Reporter | None = None) -> Run
     meta.update(phases={k: round(v, 3) for k, v in phases.items()}, ops=len(ops), problems=problems)
     shown.phase("writing the report")
     write_report(out, ops, check_report, meta)
+    shown.phase("done")
     return RunResult(out, history_path, check_report, meta, problems)
 
 
