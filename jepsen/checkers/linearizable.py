@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jepsen.history import Op
-from jepsen.models import JobModel
+from jepsen.models import TERMINAL_STATES, JobModel
 from raftsched.sim.history import Event, EventType
 from raftsched.sim.linearizability import check_history
 
@@ -131,6 +131,27 @@ def _events_of(pair: Pair, *, job_id: str) -> list[tuple[int, Event]]:
     return events
 
 
+def _terminal_from(pairs: Sequence[Pair]) -> dict[str, int]:
+    """job -> the first history index by which it was certainly terminal: the return of an
+    ok complete, of an ok fail that was not retryable, or of an ok read showing a terminal
+    state. An indeterminate lease invoked later cannot have leased that job in any
+    linearization (the model has no way out of succeeded or dead), so leaving it out of the
+    job's partition loses nothing; it only saves the search work."""
+    ended: dict[str, int] = {}
+    for pair in pairs:
+        job, end = pair.job_id, pair.end
+        if job is None or end is None or not pair.ok:
+            continue
+        final = (
+            pair.f == "complete"
+            or (pair.f == "fail" and pair.arg("retryable") is False)
+            or (pair.f in ("read", "final-read") and pair.result("state") in TERMINAL_STATES)
+        )
+        if final and end < ended.get(job, end + 1):
+            ended[job] = end
+    return ended
+
+
 def job_events(ops: Sequence[Op]) -> tuple[dict[str, list[Event]], dict[str, int]]:
     """Each job's sub-history for the search, and counts of what was left out and why."""
     pairs = [pair for pair in pairs_of(ops) if pair.f in _CHECKED_FS]
@@ -155,11 +176,16 @@ def job_events(ops: Sequence[Op]) -> tuple[dict[str, list[Event]], dict[str, int
             dropped[reason] += 1
             continue
         per_job[job].extend(_events_of(pair, job_id=job))
+    ended_at = _terminal_from(pairs)
     for lease in unknown_leases:
         queue = lease.arg("queue")
         for job, items in per_job.items():
-            if queue_of.get(job, queue) == queue:
-                items.extend(_events_of(lease, job_id=job))
+            if queue_of.get(job, queue) != queue:
+                continue
+            if lease.start > ended_at.get(job, len(ops)):
+                dropped["indeterminate lease after its job ended"] += 1
+                continue
+            items.extend(_events_of(lease, job_id=job))
     events = {
         job: [event for _, event in sorted(items, key=lambda item: item[0])]
         for job, items in per_job.items()

@@ -11,6 +11,7 @@ from jepsen.checkers import check_linearizable
 from jepsen.checkers.linearizable import job_events
 from jepsen.checkers.testing import HistoryBuilder
 from jepsen.history import Op
+from raftsched.sim.history import EventType
 
 LEASE = {"queue": "q", "worker_id": "w"}
 
@@ -272,6 +273,22 @@ def test_indeterminate_leases_join_every_job_of_their_queue_only() -> None:
     events, _ = job_events(h.ops)
     leases = {job: sum(1 for e in evs if e.f == "lease") for job, evs in events.items()}
     assert leases == {"a": 1, "b": 1, "c": 0}
+
+
+def test_indeterminate_lease_after_its_job_ended_is_left_out() -> None:
+    h = HistoryBuilder()
+    h.submit(1, "a")
+    h.submit(1, "b")
+    h.lease(2, "a", 10)
+    h.complete(2, "a", 10)
+    h.invoke(3, "lease", LEASE)  # a is certainly succeeded by now: it can only have taken b
+    h.info(3)
+    h.read(4, "b", "leased", 12, 1)
+    events, left_out = job_events(h.ops)
+    invokes = {job: [e.f for e in evs if e.type is EventType.INVOKE] for job, evs in events.items()}
+    assert invokes == {"a": ["submit", "lease", "complete"], "b": ["submit", "lease", "read"]}
+    assert left_out == {"indeterminate lease after its job ended": 1}
+    assert check_linearizable(h.ops).valid is True
 
 
 def test_time_limit_gives_unknown_not_a_wrong_answer() -> None:
