@@ -19,7 +19,8 @@ returned a job). Two do not:
     lease with an unknown token. Each partition may use it or not, independently; in reality
     one lease (max_jobs 1) takes at most one job, so this too only relaxes: sound, slightly
     less complete. All indeterminate leases of a queue look identical in a partition (their
-    input is empty), so the search tries only the earliest unused one (its twin rule).
+    input is empty), so the search tries only the earliest unused one (its twin rule). One
+    invoked after its job was certainly terminal is left out of that job (`_terminal_from`).
 Soundness in one line: a linearization of the whole history, projected on job J, is a legal
 run of J's model (which allows everything the real queue allows for J), so a job found not
 linearizable proves the whole history is not.
