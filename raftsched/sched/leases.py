@@ -155,6 +155,7 @@ def lease_is_live(st: SchedulerState, job: Job) -> bool:
 def release_dead_lease(st: SchedulerState, job: Job) -> None:
     """End a leased attempt whose lease is dead (deadline, timeout or worker)."""
     assert not lease_is_live(st, job)
+    st.lease_expirations += 1
     if st.clock_ms >= job.lease_expires_ms:
         deadline = job.attempt_deadline_ms
         timed_out = bool(deadline) and job.lease_expires_ms >= deadline

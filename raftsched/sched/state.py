@@ -145,6 +145,7 @@ class SchedulerState:
         "idempotency",
         "jobs",
         "last_index",
+        "lease_expirations",
         "lease_index",
         "limits",
         "listing",
@@ -191,6 +192,10 @@ class SchedulerState:
         self.firing: deque[str] = deque()  # schedules with fires left to create
         self._last_due = due.NOTHING_DUE
         self._stamp_ms = 0
+        # Leases ended by expiry (their own, their attempt's timeout or their worker's) since
+        # this object was built: a metric, the same on every replica that applied the same
+        # entries, but not in the snapshot (a restored state counts from 0).
+        self.lease_expirations = 0
 
     # -- apply ----------------------------------------------------------------------------------
 

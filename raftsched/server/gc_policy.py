@@ -18,8 +18,8 @@ The policy (measured in bench/sched_apply.py):
 - The price: a reference cycle frozen while alive (a connection or handler that was in
   flight at a freeze and later dies in a cycle) is not collected until a thaw: unfreeze and
   one full collection. `maybe_thaw` does that on a timer, only while the full collection is
-  predicted to stay under `thaw_budget_s` (predicted from the last thaw's cost per object and
-  the objects frozen since); a node whose state is too big for that skips it (counted, and
+  predicted to stay under `thaw_budget_s` (predicted from the cheapest thaw's cost per object
+  and the objects frozen since); a node whose state is too big for that skips it (counted, and
   logged once) and thaws only where it already pauses as long: loading a snapshot (`thaw`).
   What each thaw found is exported (/metrics), so the leak is measured, not assumed.
 """
@@ -137,8 +137,8 @@ class GcPolicy:
         self.stats.freezes += 1
 
     def predicted_thaw_s(self) -> float:
-        """What a thaw would pause now: the last thaw's cost per object times the objects
-        it walked plus those frozen since. 0 before the first thaw (nothing measured)."""
+        """What a thaw would pause now: the lowest cost per object measured by a thaw times
+        the objects the last one walked plus those frozen since. 0 before the first thaw."""
         s = self.stats
         return self._cost_per_object_s * (s.last_thaw_objects + s.frozen_since_thaw)
 
@@ -178,5 +178,9 @@ class GcPolicy:
         stats.last_thaw_objects = objects
         stats.frozen_since_thaw = 0
         stats.thaw_found_total += found
-        self._cost_per_object_s = elapsed / max(objects, 1)
+        # The cheapest thaw seen so far: a thaw slowed by a busy machine must not stop all
+        # later ones (the walk's own cost per object does not change much with the heap).
+        cost = elapsed / max(objects, 1)
+        if self._cost_per_object_s == 0.0 or cost < self._cost_per_object_s:
+            self._cost_per_object_s = cost
         return found

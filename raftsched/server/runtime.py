@@ -663,6 +663,7 @@ class Runtime:
                     self.log.info(
                         "restoring the state machine from a snapshot at index %d", item.meta.index
                     )
+                    self.work.before_restore()
                     app.restore(item.data)
                     self._thaw_after_restore()
                     waiters.fail_up_to(app.applied_index)

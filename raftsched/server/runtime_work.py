@@ -10,11 +10,11 @@ promotion, a release, a retry, a dead-letter requeue), its leased count fell (a 
 cancel or expiry frees max_in_flight room and worker capacity) or its configuration changed
 (resume, max_in_flight). A lease alone (pending down, leased up) wakes nobody. Comparing per
 command, not per batch, means a submit and a lease in one batch cannot hide each other.
-Known gap: capacity freed on another queue by the same worker is not seen (the long poll then
-ends at its wait time and the worker leases again). A restored snapshot wakes everyone.
+Capacity freed on another queue by the same worker moves only that queue's counts: the lease
+route (api_routes_leases.py) also waits on those queues. A restored snapshot wakes everyone.
 
-It also counts the leases the leader's Tick entries released by expiry (`released` of the
-Tick answer; due work done by other entries is not reported by the state machine).
+`lease_expirations` is the state machine's count of leases ended by expiry (by any entry, or
+when a command met a dead lease), kept monotonic across snapshot restores for /metrics.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from raftsched.app import SchedApp
 from raftsched.raft.types import Entry
-from raftsched.sched import Command, Ok, Result, Tick
+from raftsched.sched import Command, Result
 from raftsched.wire.envelope import SchedEntry
 
 _Signature = tuple[int, int, object]
@@ -40,11 +40,22 @@ class WorkWaiters:
     def __init__(self) -> None:
         self._waits: dict[str, _QueueWait] = {}
         self.app: SchedApp | None = None  # set by the runtime (the app's observer)
-        self.lease_expirations = 0
+        self._expirations_before_restore = 0  # counted by states replaced by a restore
         self.wakeups = 0
 
     def __len__(self) -> int:
         return len(self._waits)
+
+    @property
+    def lease_expirations(self) -> int:
+        """Leases ended by expiry on this replica since the process started."""
+        assert self.app is not None
+        return self._expirations_before_restore + self.app.state.lease_expirations
+
+    def before_restore(self) -> None:
+        """The app's state is about to be replaced: keep what it counted."""
+        assert self.app is not None
+        self._expirations_before_restore += self.app.state.lease_expirations
 
     def _signature(self, queue: str) -> _Signature:
         assert self.app is not None
@@ -78,10 +89,6 @@ class WorkWaiters:
         result: Result,
         clock_before_ms: int,
     ) -> None:
-        if type(command) is Tick and type(result) is Ok and type(result.value) is dict:
-            released = result.value.get("released")
-            if type(released) is int:
-                self.lease_expirations += released
         if not self._waits:
             return
         woken = []
