@@ -33,7 +33,14 @@ from typing import Any
 
 from jepsen.history import NEMESIS_PROCESS, Op, Process, pair_ops
 
-__all__ = ["FaultWindow", "fault_windows", "latency_stats", "op_counts", "write_report"]
+__all__ = [
+    "FaultWindow",
+    "fault_windows",
+    "flagged_ops",
+    "latency_stats",
+    "op_counts",
+    "write_report",
+]
 
 # A fault-starting nemesis f -> the fs that end its window.
 WINDOW_END: dict[str, tuple[str, ...]] = {
@@ -50,7 +57,20 @@ PERCENTILES = (50, 90, 99)
 THROUGHPUT_BUCKETS = 60
 THROUGHPUT_BUCKET_S_MIN = 0.01
 COLORS = {"ok": "#3a9a4a", "fail": "#d9534f", "info": "#f0ad4e", "open": "#999999"}
-SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+SERIES_COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+)
+FLAGGED_STROKE = "#000000"
+ALL_COLOR = "#000000"  # the total throughput line
 FAULT_COLORS = {"kill": "#d62728", "pause": "#9467bd", "partition": "#1f77b4"}
 FAULT_COLOR_OTHER = "#7f7f7f"
 
@@ -262,14 +282,48 @@ def _process_order(process: Process) -> tuple[int, int, str]:
     return (1, 0, process)
 
 
+def flagged_ops(check_report: dict[str, Any]) -> set[int]:
+    """History indexes the failing checks name (every "ops" list in their details)."""
+    found: set[int] = set()
+
+    def walk(value: Any, *, under_ops: bool) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, under_ops=key in ("ops", "unlinearizable_ops"))
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, under_ops=under_ops)
+        elif under_ops and isinstance(value, int) and not isinstance(value, bool):
+            found.add(value)
+
+    for check in check_report.get("checks", {}).values():
+        if isinstance(check, dict) and check.get("valid") is False:
+            walk(check.get("details", {}), under_ops=False)
+    return found
+
+
 def timeline_svg(
-    ops: Sequence[Op], windows: Sequence[FaultWindow], *, width: int = 1100
+    ops: Sequence[Op],
+    windows: Sequence[FaultWindow],
+    *,
+    width: int = 1100,
+    flagged: frozenset[int] | set[int] = frozenset(),
 ) -> tuple[str, int, int]:
-    """Operations per process as bars; returns (svg, ops drawn, ops in total)."""
+    """Operations per process as bars, the ops in `flagged` (history indexes of an invoke or
+    completion) outlined; returns (svg, ops drawn, ops in total)."""
     pairs = pair_ops(ops)
     end_s = _seconds(ops[-1].time_ns) if ops else 1.0
-    keep = [pair for pair in pairs if pair[1] is None or pair[1].type != "ok"]
-    oks = [pair for pair in pairs if pair[1] is not None and pair[1].type == "ok"]
+
+    def is_flagged(pair: tuple[Op, Op | None]) -> bool:
+        invoke, done = pair
+        return invoke.index in flagged or (done is not None and done.index in flagged)
+
+    keep = [pair for pair in pairs if pair[1] is None or pair[1].type != "ok" or is_flagged(pair)]
+    oks = [
+        pair
+        for pair in pairs
+        if pair[1] is not None and pair[1].type == "ok" and not is_flagged(pair)
+    ]
     room = max(0, TIMELINE_OPS_MAX - len(keep))
     stride = max(1, math.ceil(len(oks) / room)) if room else len(oks) + 1
     drawn = keep[:TIMELINE_OPS_MAX] + oks[::stride][:room]
@@ -295,10 +349,14 @@ def timeline_svg(
             title += f" -> {done.type} {json.dumps(done.value)}"
             if done.error:
                 title += f" ({done.error})"
+        outline = ""
+        if is_flagged((invoke, done)):
+            title = "FLAGGED by a check: " + title
+            outline = f' stroke="{FLAGGED_STROKE}" stroke-width="2"'
         body.append(
             f'<rect class="op {outcome}" x="{x0:.1f}" y="{y:.1f}" '
             f'width="{max(1.0, x1 - x0):.1f}" height="{max(1.0, row_h - 1):.1f}" '
-            f'fill="{COLORS[outcome]}"><title>{html.escape(title)}</title></rect>'
+            f'fill="{COLORS[outcome]}"{outline}><title>{html.escape(title)}</title></rect>'
         )
     if row_h >= 8:
         for process, row in row_of.items():
@@ -334,14 +392,18 @@ def _bucket_s(duration_s: float) -> float:
 
 
 def _throughput_series(ops: Sequence[Op]) -> dict[str, list[tuple[float, float]]]:
-    """f -> (bucket middle s, ok completions per second); the last bucket is cut at the end
-    of the history, so its rate is not diluted by time that never happened."""
+    """f (and "all") -> (bucket middle s, ok completions per second) of client processes;
+    the last bucket is cut at the end of the history, so its rate is not diluted by time
+    that never happened."""
     end_s = _seconds(ops[-1].time_ns) if ops else 0.0
     bucket_s = _bucket_s(end_s)
     buckets: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for invoke, done in pair_ops(ops):
-        if done is not None and done.type == "ok":
-            buckets[invoke.f][int(_seconds(done.time_ns) // bucket_s)] += 1
+        # The workload's clients only: the end-of-test reads ("final") would dwarf them.
+        if done is not None and done.type == "ok" and isinstance(invoke.process, int):
+            bucket = int(_seconds(done.time_ns) // bucket_s)
+            buckets[invoke.f][bucket] += 1
+            buckets["all"][bucket] += 1
     series: dict[str, list[tuple[float, float]]] = {}
     last = int(end_s // bucket_s)
     for f, counts in sorted(buckets.items()):
@@ -360,7 +422,7 @@ def _legend_svg(frame: _Frame, names: Sequence[str]) -> list[str]:
     parts: list[str] = []
     for position, name in enumerate(names):
         x = frame.left + 10 + position * 95
-        color = SERIES_COLORS[position % len(SERIES_COLORS)]
+        color = ALL_COLOR if name == "all" else SERIES_COLORS[position % len(SERIES_COLORS)]
         parts.append(
             f'<rect x="{x}" y="{frame.top + 2}" width="10" height="10" fill="{color}"/>'
             f'<text x="{x + 14}" y="{frame.top + 11}" font-size="11">{html.escape(name)}</text>'
@@ -403,10 +465,15 @@ def throughput_svg(ops: Sequence[Op], windows: Sequence[FaultWindow], *, width: 
         y_max=max(peak * 1.1, 1.0),
     )
     body = _faults_svg(frame, windows) + _axes_svg(frame, y_label="ok ops/s")
-    for position, rows in enumerate(series.values()):
+    for position, (name, rows) in enumerate(series.items()):
         color = SERIES_COLORS[position % len(SERIES_COLORS)]
         points = " ".join(f"{frame.x(at):.1f},{frame.y(rate):.1f}" for at, rate in rows)
-        body.append(f'<polyline points="{points}" fill="none" stroke="{color}"/>')
+        stroke_px = 1.0
+        if name == "all":
+            color, stroke_px = ALL_COLOR, 1.8
+        body.append(
+            f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="{stroke_px}"/>'
+        )
     body.extend(_legend_svg(frame, list(series)))
     return _svg(frame, body)
 
@@ -447,7 +514,8 @@ def _matplotlib_pngs(ops: Sequence[Op], windows: Sequence[FaultWindow]) -> dict[
     figure, axes = pyplot.subplots(figsize=(11, 2.6), dpi=100)
     shade(axes)
     for f, rows in _throughput_series(ops).items():
-        axes.plot([r[0] for r in rows], [r[1] for r in rows], label=f)
+        style = {"color": "black", "linewidth": 1.5} if f == "all" else {"linewidth": 0.9}
+        axes.plot([r[0] for r in rows], [r[1] for r in rows], label=f, **style)
     axes.set_xlabel("time (s)")
     axes.set_ylabel("ok ops/s")
     axes.set_ylim(bottom=0)
@@ -577,7 +645,8 @@ def write_report(
         )
     else:
         latency_html, throughput_html = latency_svg(ops, windows), throughput_svg(ops, windows)
-    timeline, drawn, total = timeline_svg(ops, windows)
+    flagged = flagged_ops(check_report)
+    timeline, drawn, total = timeline_svg(ops, windows, flagged=flagged)
     legend = "".join(
         f'<span><svg width="12" height="10"><rect width="12" height="10" fill="{color}"/></svg> '
         f"{name}</span>"
@@ -597,8 +666,9 @@ def write_report(
 <h2>Run</h2><table>{meta_rows}</table>
 <h2>Timeline</h2>
 <p class="legend">{legend}</p>
-<p>{drawn} of {total} operations drawn (every failed or indeterminate one; ok ones sampled
-evenly past {TIMELINE_OPS_MAX}). Hover a bar for the operation. Shaded: fault windows.</p>
+<p>{drawn} of {total} operations drawn (every failed, indeterminate or flagged one; ok ones
+sampled evenly past {TIMELINE_OPS_MAX}). Hover a bar for the operation. Shaded: fault windows.
+Outlined in black: the {len(flagged)} history line(s) a failing check names.</p>
 {timeline}
 <h2>Latency (ok operations)</h2>
 {latency_html}

@@ -11,7 +11,14 @@ import pytest
 from jepsen.checkers import check_all
 from jepsen.checkers.testing import HistoryBuilder
 from jepsen.history import Op
-from jepsen.report import fault_windows, latency_stats, op_counts, timeline_svg, write_report
+from jepsen.report import (
+    fault_windows,
+    flagged_ops,
+    latency_stats,
+    op_counts,
+    timeline_svg,
+    write_report,
+)
 
 
 def _history() -> list[Op]:
@@ -117,6 +124,21 @@ def test_timeline_samples_ok_ops_but_keeps_every_failure() -> None:
     assert total == 4500
     assert drawn <= 4000
     assert svg.count('class="op info"') == 1500
+
+
+def test_ops_named_by_failing_checks_are_outlined(tmp_path: Path) -> None:
+    h = HistoryBuilder()
+    h.submit(1, "a")
+    h.lease(2, "a", 10)
+    h.complete(2, "a", 10)
+    stale = h.read(3, "a", "leased", 10, 1)
+    report = check_all(h.ops)
+    flagged = flagged_ops(report)
+    assert stale.index - 1 in flagged  # the stale read's invoke
+    written = write_report(tmp_path, h.ops, report, {}, use_matplotlib=False)
+    page = written["index.html"].read_text(encoding="utf-8")
+    assert page.count('stroke="#000000" stroke-width="2"') >= 2
+    assert "FLAGGED by a check: #6 p3 read" in page
 
 
 def test_title_from_the_runner_options(tmp_path: Path) -> None:
