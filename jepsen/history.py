@@ -226,8 +226,13 @@ class HistoryWriter:
     def __init__(self, path: str | Path) -> None:
         self._path = Path(path)
         self._lock = threading.Lock()
+        # Appending to an existing history continues its indexes (line numbers).
+        existing = 0
+        if self._path.exists():
+            with self._path.open(encoding="utf-8") as stream:
+                existing = sum(1 for line in stream if line.strip())
         self._stream: IO[str] | None = self._path.open("a", encoding="utf-8")
-        self._next_index = 0
+        self._next_index = existing
 
     @property
     def path(self) -> Path:

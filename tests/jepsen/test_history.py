@@ -94,6 +94,16 @@ def test_append_writes_the_given_op(tmp_path: Path) -> None:
     assert read_history(path) == [op]
 
 
+def test_reopened_writer_continues_the_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    with HistoryWriter(path) as writer:
+        writer.record(type="invoke", process=1, f="read", value=None, time_ns=0, wall_ms=0)
+    with HistoryWriter(path) as writer:
+        op = writer.record(type="ok", process=1, f="read", value=None, time_ns=1, wall_ms=0)
+    assert op.index == 1
+    assert [op.index for op in read_history(path)] == [0, 1]
+
+
 def test_closed_writer_refuses(tmp_path: Path) -> None:
     writer = HistoryWriter(tmp_path / "h.jsonl")
     writer.close()
