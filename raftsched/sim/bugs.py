@@ -13,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass
+from typing import TypeVar
 
 from raftsched.raft.config import RaftConfig
 from raftsched.raft.messages import Heartbeat, Message
 from raftsched.raft.node import RaftNode
 from raftsched.raft.ready import Ready
 from raftsched.raft.types import HardState, Membership, NodeId
-from raftsched.sched import Command, Complete, Fail, HeartbeatLease, Result
+from raftsched.sched import Command, Complete, Fail, HeartbeatLease, ReportBatch, Result
 
 from .cluster import DiskFactory, default_disk, real_core_factory
 from .disk import SimDisk
@@ -121,16 +122,26 @@ class AckBeforeSyncHost(NodeHost):
 # -- scheduler variant (the sched workload) ----------------------------------------------------
 
 
+_TokenCmd = TypeVar("_TokenCmd", bound=HeartbeatLease | Complete | Fail)
+
+
 class AnyTokenSchedApp(SimSchedApp):
     """Accepts a heartbeat/complete/fail with any token, as a scheduler without fencing
     would: the command is applied as if it quoted the job's current token."""
 
     def _apply_command(self, command: Command, index: int, stamp_ms: int) -> Result:
         if isinstance(command, HeartbeatLease | Complete | Fail):
-            job = self.state.jobs.get(command.job_id)
-            if job is not None and job.token != command.token:
-                command = dataclasses.replace(command, token=job.token)
+            command = self._current_token(command)
+        elif isinstance(command, ReportBatch):
+            reports = tuple(self._current_token(item) for item in command.reports)
+            command = dataclasses.replace(command, reports=reports)
         return super()._apply_command(command, index, stamp_ms)
+
+    def _current_token(self, command: _TokenCmd) -> _TokenCmd:
+        job = self.state.jobs.get(command.job_id)
+        if job is not None and job.token != command.token:
+            return dataclasses.replace(command, token=job.token)
+        return command
 
 
 class LocalClockSchedApp(SimSchedApp):

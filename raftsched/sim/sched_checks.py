@@ -37,6 +37,7 @@ from raftsched.sched import (
     Ok,
     PutSchedule,
     Refused,
+    ReportBatch,
     Result,
     SchedulerState,
 )
@@ -65,6 +66,7 @@ class SchedCounters:
     key_reuses_refused: int = 0  # idempotency keys reused with another body, refused
     queue_configs: int = 0  # ConfigureQueue commands acknowledged
     backfills: int = 0  # Backfill commands acknowledged
+    report_batches: int = 0  # complete/fail reports answered through a ReportBatch
     cron_fires: int = 0  # cron jobs on the leader at the end
     refusals: dict[str, int] = field(default_factory=dict)
 
@@ -123,13 +125,11 @@ class SchedChecks:
                             f"{entry.index} with token {grant['token']}"
                         )
             elif isinstance(command, HeartbeatLease | Complete | Fail):
-                job = state.jobs.get(command.job_id)
-                if job is None or job.token != command.token:
-                    self.report(
-                        f"stale token accepted by a replica: {type(command).__name__} of job "
-                        f"{command.job_id} with token {command.token} at index {entry.index}, "
-                        f"current token {None if job is None else job.token}"
-                    )
+                self._check_current_token(state, command, entry.index)
+            elif isinstance(command, ReportBatch):
+                for item, outcome in zip(command.reports, result.value["results"], strict=True):
+                    if "ok" in outcome:
+                        self._check_current_token(state, item, entry.index)
         if isinstance(command, PutSchedule) and isinstance(result, Ok):
             self._cron_puts.add(entry.index)
             if result.value.get("created") and self._cron_created_ms is None:
@@ -144,6 +144,17 @@ class SchedChecks:
                     f"sched state divergence: replicas applied index {entry.index} "
                     f"into different state hashes {seen[:12]} and {digest[:12]}"
                 )
+
+    def _check_current_token(
+        self, state: SchedulerState, command: HeartbeatLease | Complete | Fail, index: int
+    ) -> None:
+        job = state.jobs.get(command.job_id)
+        if job is None or job.token != command.token:
+            self.report(
+                f"stale token accepted by a replica: {type(command).__name__} of job "
+                f"{command.job_id} with token {command.token} at index {index}, "
+                f"current token {None if job is None else job.token}"
+            )
 
     # -- clients --------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from raftsched.sched import Command, Fail, Lease, Ok, Result, SchedulerState
+from raftsched.sched import Command, Fail, Lease, Ok, ReportBatch, Result, SchedulerState
 from raftsched.sched.job import LEASED, PENDING, SUCCEEDED
 
 
@@ -37,6 +37,8 @@ def replica_violations(state: SchedulerState, command: Command, result: Result) 
         job_ids = [str(g["job_id"]) for g in result.value["leases"]]
     elif isinstance(command, Fail):
         job_ids = [command.job_id]
+    elif isinstance(command, ReportBatch):
+        job_ids = [item.job_id for item in command.reports if isinstance(item, Fail)]
     for job_id in job_ids:
         job = state.jobs.get(job_id)
         if job is not None and job.attempts > job.max_attempts:

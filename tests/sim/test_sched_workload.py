@@ -57,6 +57,7 @@ def test_seeds_keep_the_scheduler_promises(nodes: int, seeds: int) -> None:
     assert sum(c.jobs_completed for c in counters) > 20 * seeds
     assert sum(c.stale_refused for c in counters) > seeds
     assert sum(c.lagging_stamps for c in counters) > seeds
+    assert sum(c.report_batches for c in counters) > 5 * seeds  # as the worker agent reports
     assert sum(r.faults_injected for r in results) > 5 * seeds
     # ...and what it checks was exercised: ReadIndex reads judged against what clients were
     # told, wrong/future tokens and reused idempotency keys refused, the queue reconfigured.
