@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from jepsen.checkers import (
     check_linearizable,
     check_no_double_completion,
+    check_no_lost_jobs,
     check_single_live_lease,
     check_tokens_increase,
 )
@@ -269,3 +270,194 @@ def test_a_stale_read_after_completion_is_caught(script_actions: list[Action], p
     value = {**ops[position].value, "state": "leased"}
     ops = _mutate(ops, position, value)
     assert check_linearizable(ops).valid is False
+
+
+# -- concurrent histories -------------------------------------------------------------------
+#
+# The same reference queue, but operations overlap: each is invoked, takes effect at some
+# later step (atomically, on the reference), and returns later still -- or its answer is
+# lost (info), possibly before it took effect, in which case it may take effect later or
+# never. Such a history is linearizable by construction (order the ops by their effect), so
+# every safety checker must accept it.
+
+SLOTS = 4
+
+
+@dataclass
+class InFlight:
+    process: int
+    f: str
+    value: dict[str, object]
+    applied: bool = False
+    refused: bool = False
+    result: dict[str, object] = field(default_factory=dict)
+
+
+class ConcurrentScript:
+    def __init__(self) -> None:
+        self.h = HistoryBuilder()
+        self.ref = RefQueue()
+        self.next_process = 0
+        self.slots: list[InFlight | None] = [None] * SLOTS
+        self.zombies: list[InFlight] = []  # answered info before taking effect
+        self.tokens: list[tuple[str, int]] = []  # every token a client was told
+        self.submitted = 0
+
+    def new_process(self) -> int:
+        self.next_process += 1
+        return self.next_process
+
+    def invoke(self, slot: int, code: int, arg: int) -> None:
+        if self.slots[slot] is not None:
+            return
+        ref = self.ref
+        value: dict[str, object]
+        if code == 0 or not ref.order:
+            self.submitted += 1
+            f, value = "submit", {"job_id": f"j{self.submitted}", "queue": "q"}
+        elif code in (1, 2):
+            f, value = "lease", {"queue": "q", "worker_id": f"w{slot}"}
+        elif code in (3, 4) and self.tokens:
+            # mostly the newest tokens (live leases), sometimes an old one (stale)
+            newest = arg % 4 != 0
+            pick = len(self.tokens) - 1 - arg % min(2, len(self.tokens)) if newest else arg
+            job_id, token = self.tokens[pick % len(self.tokens)]
+            f = ("heartbeat", "complete", "complete", "fail", "fail")[arg % 5]
+            value = {"job_id": job_id, "token": token}
+            if f == "fail":
+                value["retryable"] = arg % 7 != 0
+        else:
+            f, value = "read", {"job_id": ref.order[arg % len(ref.order)]}
+        op = InFlight(process=self.new_process(), f=f, value=value)
+        self.h.invoke(op.process, f, value)
+        self.slots[slot] = op
+
+    def apply(self, op: InFlight, arg: int) -> None:
+        """The op takes effect now, atomically, by the server's rules."""
+        if op.applied:
+            return
+        op.applied = True
+        ref = self.ref
+        if op.f == "submit":
+            job_id = str(op.value["job_id"])
+            if job_id not in ref.jobs:
+                ref.jobs[job_id] = RefJob()
+                ref.order.append(job_id)
+            op.result = {"job_id": job_id}
+            return
+        if op.f == "lease":
+            pending = [j for j in ref.order if ref.jobs[j].state == "pending"]
+            if not pending:
+                op.result = {"job_id": None}
+                return
+            job = ref.jobs[pending[0]]
+            job.token = ref.next_index(arg)
+            job.attempts += 1
+            job.state, job.closed = "leased", ""
+            op.result = {"job_id": pending[0], "token": job.token, "attempt": job.attempts}
+            return
+        if op.f == "read":
+            job_ref = ref.jobs.get(str(op.value["job_id"]))
+            if job_ref is None:
+                op.result = {"state": None, "token": None, "attempts": None}
+            else:
+                op.result = {
+                    "state": job_ref.state,
+                    "token": job_ref.token,
+                    "attempts": job_ref.attempts,
+                }
+            return
+        job = ref.jobs[str(op.value["job_id"])]
+        token = op.value["token"]
+        live = job.state == "leased" and job.token == token
+        repeat = job.token == token and (
+            (op.f == "complete" and job.closed == "completed")
+            or (op.f == "fail" and job.closed == "failed")
+        )
+        ref.next_index(arg)
+        if not (live or repeat):
+            op.refused = True
+            return
+        if live and op.f == "complete":
+            job.state, job.closed = "succeeded", "completed"
+        elif live and op.f == "fail":
+            retryable = op.value["retryable"] is True
+            ref.end_attempt(job, closed="failed", retryable=retryable, coin=arg)
+        op.result = {}
+
+    def complete(self, slot: int, *, lose: bool) -> None:
+        op = self.slots[slot]
+        if op is None:
+            return
+        if not op.applied and not lose:
+            return  # it has not happened yet: it cannot answer
+        self.slots[slot] = None
+        if lose:
+            self.h.info(op.process)
+            if not op.applied:
+                self.zombies.append(op)
+            return
+        if op.refused:
+            self.h.fail(op.process, "409 stale_token")
+            return
+        self.h.ok(op.process, op.result)
+        if op.f == "lease" and op.result.get("job_id") is not None:
+            token = op.result["token"]
+            assert isinstance(token, int)
+            self.tokens.append((str(op.result["job_id"]), token))
+
+    def run(self, action: tuple[int, int, int]) -> None:
+        code, arg, coin = action
+        slot = arg % SLOTS
+        if code <= 5:
+            self.invoke(slot, code, arg)
+        elif code in (6, 7):
+            op = self.slots[slot]
+            if op is not None:
+                self.apply(op, arg)
+            elif self.zombies and coin < 30:
+                self.apply(self.zombies.pop(arg % len(self.zombies)), arg)
+        elif code in (8, 9):
+            self.complete(slot, lose=coin < 10)
+        elif code == 10 and self.ref.order:
+            job = self.ref.jobs[self.ref.order[arg % len(self.ref.order)]]
+            if job.state == "leased":
+                self.ref.end_attempt(job, closed="expired", retryable=True, coin=arg)
+            elif job.state == "scheduled":
+                job.state = "pending"
+
+    def final(self) -> list[Op]:
+        for slot, op in enumerate(self.slots):
+            if op is not None:
+                self.apply(op, slot)  # the last ops take effect and answer
+                self.complete(slot, lose=False)
+        for job_id in self.ref.order:
+            job = self.ref.jobs[job_id]
+            self.h.final_read(job_id, job.state, job.token, job.attempts)
+        return self.h.ops
+
+
+concurrent_actions = st.lists(
+    st.tuples(st.integers(0, 10), st.integers(0, 1000), st.integers(0, 99)),
+    min_size=10,
+    max_size=150,
+)
+
+
+@SETTINGS
+@given(concurrent_actions)
+def test_random_concurrent_histories_pass(script_actions: list[tuple[int, int, int]]) -> None:
+    script = ConcurrentScript()
+    for action in script_actions:
+        script.run(action)
+    ops = script.final()
+    event(f"info ops: {min(5, sum(1 for op in ops if op.type == 'info'))}+")
+    for checker in (
+        check_linearizable,
+        check_tokens_increase,
+        check_single_live_lease,
+        check_no_double_completion,
+        check_no_lost_jobs,
+    ):
+        result = checker(ops)
+        assert result.valid is True, (checker.__name__, result.message, result.details)
