@@ -206,7 +206,8 @@ class Nemesis:
             spec = turn.pop()
             variant = self.rng.choice(spec.variants)
             await self.apply(spec.kind, variant)
-            await _sleep_until(min(time.monotonic() + self.fault_s, until))
+            if spec.kind != "transfer":  # a transfer is instant: nothing to hold
+                await _sleep_until(min(time.monotonic() + self.fault_s, until))
             await self.heal()
 
     async def _leader_or_random(self) -> tuple[int, str]:

@@ -1,0 +1,179 @@
+"""Each nemesis fault has its real effect on a live 3-node cluster, and heal undoes it.
+
+One cluster for the module (startup is the expensive part); each test applies one fault
+through `Nemesis.apply`, observes the cluster over HTTP (with deadlines), heals, and waits
+until the cluster has converged again, so the next test starts from a healthy cluster. The
+history events the nemesis wrote are checked at the end of each test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import pytest_asyncio
+
+from jepsen.cluster import Cluster, ClusterOptions
+from jepsen.history import HistoryWriter, read_history
+from jepsen.http_client import NodeApi, new_session
+from jepsen.nemesis import Nemesis
+from jepsen.observe import NodeStatus, leader, status, statuses, wait_converged
+from jepsen.recorder import Recorder
+
+T = TypeVar("T")
+DEADLINE_S = 20.0
+
+
+@dataclass
+class Live:
+    cluster: Cluster
+    api: NodeApi
+    nemesis: Nemesis
+    history: Path
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("live") / "cluster", ClusterOptions(nodes=3))
+    try:
+        c.start()
+        yield c
+    finally:
+        codes = c.stop()
+    assert codes == {1: 0, 2: 0, 3: 0}, f"unclean exits {codes}: {c.crashes}"
+
+
+@pytest_asyncio.fixture
+async def live(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Live]:
+    history = tmp_path / "history.jsonl"
+    async with new_session() as session:
+        api = NodeApi(session, {i: cluster.url(i) for i in cluster.node_ids}, cluster.tokens)
+        assert await wait_converged(api, cluster.node_ids, DEADLINE_S), "cluster not healthy"
+        with HistoryWriter(history) as writer:
+            nemesis = Nemesis(
+                cluster=cluster,
+                api=api,
+                recorder=Recorder(writer),
+                rng=random.Random(1),
+                faults=[],
+                fault_s=1,
+                heal_s=1,
+            )
+            try:
+                yield Live(cluster, api, nemesis, history)
+            finally:
+                await nemesis.heal_all()
+                converged = await wait_converged(api, cluster.node_ids, DEADLINE_S)
+        assert converged, "the cluster did not converge after heal"
+
+
+async def eventually(what: str, check: Callable[[], Awaitable[T | None]]) -> T:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        value = await check()
+        if value is not None and value is not False:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def nemesis_events(history: Path) -> list[tuple[str, object]]:
+    return [(op.f, op.value) for op in read_history(history) if op.process == "nemesis"]
+
+
+async def leader_among(live: Live, nodes: list[int], *, not_: int) -> NodeStatus | None:
+    """A leader other than `not_` that every node of `nodes` follows."""
+    seen = await statuses(live.api, nodes)
+    if len(seen) < len(nodes):
+        return None
+    leads = {s.leader_id for s in seen.values()}
+    lead = next((s for s in seen.values() if s.role == "leader"), None)
+    if lead is None or lead.node_id == not_ or leads != {lead.node_id}:
+        return None
+    return lead
+
+
+@pytest.mark.asyncio
+async def test_kill_leader_then_restart(live: Live) -> None:
+    old = await leader(live.api, live.cluster.node_ids)
+    assert old is not None
+    await live.nemesis.apply("kill", "leader")
+    assert not live.cluster.alive(old)
+    rest = [n for n in live.cluster.node_ids if n != old]
+    await eventually("a new leader", lambda: leader_among(live, rest, not_=old))
+    await live.nemesis.heal()
+    assert live.cluster.alive(old)
+    await eventually("the killed node to serve again", lambda: status(live.api, old))
+    assert nemesis_events(live.history) == [
+        ("kill", {"kind": "leader", "nodes": [old]}),
+        ("start", {"nodes": [old]}),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_pause_stops_answers_until_resume(live: Live) -> None:
+    await live.nemesis.apply("pause", "random")
+    (paused,) = [n for n in live.cluster.node_ids if live.cluster.paused(n)]
+    assert await status(live.api, paused, timeout_s=0.5) is None, "a paused node answered"
+    await live.nemesis.heal()
+    await eventually("the resumed node to answer", lambda: status(live.api, paused))
+    assert [f for f, _ in nemesis_events(live.history)] == ["pause", "resume"]
+
+
+@pytest.mark.asyncio
+async def test_isolating_the_leader_elects_another(live: Live) -> None:
+    old = await leader(live.api, live.cluster.node_ids)
+    assert old is not None
+    await live.nemesis.apply("partition", "isolate-leader")
+    rest = [n for n in live.cluster.node_ids if n != old]
+    new = await eventually("the majority to elect", lambda: leader_among(live, rest, not_=old))
+    # The old leader hears nothing: it cannot know the new term's leader.
+    isolated = await status(live.api, old)
+    assert isolated is not None and isolated.leader_id != new.node_id
+    await live.nemesis.heal()
+    events = nemesis_events(live.history)
+    assert events[0][0] == "partition" and events[1] == ("heal", {"kind": "partition"})
+
+
+@pytest.mark.asyncio
+async def test_one_way_cut_of_the_leaders_outbound_links(live: Live) -> None:
+    old = await leader(live.api, live.cluster.node_ids)
+    assert old is not None
+    others = [n for n in live.cluster.node_ids if n != old]
+    live.cluster.set_blocked({(old, o) for o in others})  # the followers stop hearing it
+    try:
+        new = await eventually("followers to elect", lambda: leader_among(live, others, not_=old))
+        # The old leader still hears the new one (its inbound links pass): it follows.
+        followed = await eventually(
+            "the old leader to learn the new leader",
+            lambda: _follows(live, old, new.node_id),
+        )
+        assert followed
+    finally:
+        live.cluster.heal_network()
+
+
+async def _follows(live: Live, node: int, leader_id: int) -> bool:
+    st = await status(live.api, node)
+    return st is not None and st.leader_id == leader_id and st.role != "leader"
+
+
+@pytest.mark.asyncio
+async def test_transfer_moves_leadership(live: Live) -> None:
+    old = await leader(live.api, live.cluster.node_ids)
+    assert old is not None
+    await live.nemesis.apply("transfer", "random")
+    ((f, value),) = nemesis_events(live.history)
+    assert f == "transfer-leader" and isinstance(value, dict)
+    assert value["from"] == old and value["status"] == 202, value
+    target = value["to"]
+    rest = live.cluster.node_ids
+    lead = await eventually("the transfer", lambda: leader_among(live, rest, not_=old))
+    assert lead.node_id == target
+    await live.nemesis.heal()
