@@ -70,6 +70,8 @@ SERIES_COLORS = (
     "#7f7f7f",
 )
 FLAGGED_STROKE = "#000000"
+# How many linearizability explanations the page spells out (all are in results.json).
+EXPLANATIONS_SHOWN_MAX = 3
 ALL_COLOR = "#000000"  # the total throughput line
 FAULT_COLORS = {"kill": "#d62728", "pause": "#9467bd", "partition": "#1f77b4"}
 FAULT_COLOR_OTHER = "#7f7f7f"
@@ -552,10 +554,19 @@ def _check_rows(check_report: dict[str, Any]) -> str:
     rows = []
     for name, check in check_report.get("checks", {}).items():
         verdict = str(check.get("verdict", "unknown"))
-        details = html.escape(json.dumps(check.get("details", {}), indent=1, default=str))
+        raw = check.get("details", {})
+        details = html.escape(json.dumps(raw, indent=1, default=str))
+        # Multi-line explanations (the linearizability search's) read better as text.
+        failures = raw.get("failures", []) if isinstance(raw, dict) else []
+        explained = "".join(
+            f"<pre>{html.escape(str(item['explanation']))}</pre>"
+            for item in failures[:EXPLANATIONS_SHOWN_MAX]
+            if isinstance(item, dict) and "explanation" in item
+        )
         rows.append(
             f'<tr><td class="{html.escape(verdict)}">{html.escape(verdict)}</td>'
             f"<td>{html.escape(name)}</td><td>{html.escape(str(check.get('message', '')))}"
+            f"{explained}"
             f"<details><summary>details</summary><pre>{details}</pre></details></td></tr>"
         )
     return "<table><tr><th>verdict</th><th>check</th><th>result</th></tr>" + "".join(rows)

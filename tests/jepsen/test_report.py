@@ -139,6 +139,7 @@ def test_ops_named_by_failing_checks_are_outlined(tmp_path: Path) -> None:
     page = written["index.html"].read_text(encoding="utf-8")
     assert page.count('stroke="#000000" stroke-width="2"') >= 2
     assert "FLAGGED by a check: #6 p3 read" in page
+    assert "<pre>not linearizable: key &#x27;a&#x27;" in page  # the explanation as text
 
 
 def test_title_from_the_runner_options(tmp_path: Path) -> None:
