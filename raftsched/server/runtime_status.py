@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 from raftsched.raft.types import Membership, Role, Status
 
 from .api_runtime import RuntimeMetrics
+from .gc_policy import GcStats
 from .stamp import ClockSampleLike
 
 if TYPE_CHECKING:
@@ -34,6 +35,33 @@ class MemberStatus:
     http_url: str | None
     match_index: int | None  # the leader's view; None on followers
     lag: int | None  # entries behind the leader's last index (leader only)
+
+
+@dataclass(slots=True)
+class GcView:
+    """GcStats as GET /v1/cluster shows them (milliseconds, rounded)."""
+
+    collections: list[int]
+    max_pause_ms: list[float]
+    freezes: int
+    frozen_since_thaw: int
+    thaws: int
+    thaws_skipped: int
+    last_thaw_ms: float
+    thaw_found_total: int
+
+
+def gc_view(stats: GcStats) -> GcView:
+    return GcView(
+        collections=list(stats.collections),
+        max_pause_ms=[round(s * 1000, 2) for s in stats.max_pause_s],
+        freezes=stats.freezes,
+        frozen_since_thaw=stats.frozen_since_thaw,
+        thaws=stats.thaws,
+        thaws_skipped=stats.thaws_skipped,
+        last_thaw_ms=round(stats.last_thaw_s * 1000, 2),
+        thaw_found_total=stats.thaw_found_total,
+    )
 
 
 @dataclass(slots=True)
@@ -58,6 +86,8 @@ class RuntimeStatus:
     # The running hash of the applied log prefix (app/chain.py), hex: replicas at the same
     # applied_index applied the same entries iff their chain hashes agree.
     chain_hash: str = ""
+    # The garbage collector under the node's policy (gc_policy.py); None when not managed.
+    gc: GcView | None = None
 
 
 class StatusView:
@@ -117,6 +147,7 @@ class StatusView:
             clock_ms=rt.app.state.clock_ms,
             clock_skew_ms=round(rt.clock.skew_ms, 1),
             shutting_down=rt.shutting_down,
+            gc=gc_view(rt.gc_policy.stats) if rt.gc_policy is not None else None,
         )
 
     def _member_status(self, st: Status) -> list[MemberStatus]:

@@ -585,6 +585,8 @@ def test_replicas_converge_to_one_state_hash_and_chain_hash(live: Live) -> None:
     assert len({d["state_hash"]["hash"] for d in docs}) == 1, docs
     assert len({d["chain_hash"] for d in docs}) == 1, docs
     assert all(len(d["chain_hash"]) == 32 for d in docs)
+    # Each node runs the collector under its policy: thawed (collected and frozen) at start.
+    assert all(d["gc"]["thaws"] >= 1 and d["gc"]["freezes"] >= 1 for d in docs), docs
     # Without the flag the costly hash is left out; a bad flag is a 400 naming the field.
     assert "state_hash" not in cluster.request(leader, "GET", "/v1/cluster").body
     _err(cluster.request(leader, "GET", "/v1/cluster?state_hash=yes"), 400, "invalid")
