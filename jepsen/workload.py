@@ -29,8 +29,6 @@ a "final-read" of every job ever submitted (process "final"); a "state-hash" of 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import random
 import time
 from collections.abc import Sequence
@@ -38,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .http_client import NodeApi, Outcome
-from .observe import status, wait_converged
+from .observe import wait_converged
 from .recorder import Recorder
 
 UNFINISHED_STATES: Final = ("waiting", "scheduled", "pending", "leased")
@@ -47,7 +45,6 @@ LEASE_GONE_CODES: Final = frozenset(
 )
 RECENT_JOBS: Final = 20  # reads prefer the newest jobs this often...
 RECENT_READ_P: Final = 0.5  # ...with this probability
-LIST_PAGE: Final = 1000  # GET /v1/jobs page size (the API's maximum)
 FINAL_READ_ATTEMPTS: Final = 5
 
 
@@ -382,7 +379,7 @@ class QueueWorkload:
                 if result is None:
                     hashes[node] = None
                     self.recorder.final(
-                        "fail", "state-hash", None, node=node, error="no stable listing in time"
+                        "fail", "state-hash", None, node=node, error="no state hash in time"
                     )
                     continue
                 hashes[node] = result["state_hash"]
@@ -393,43 +390,28 @@ class QueueWorkload:
             await asyncio.sleep(0.2)
 
     async def _state_hash(self, node: int, deadline: float) -> dict[str, Any] | None:
-        """sha256 of every job document of this replica (stale reads: this replica as it
-        is), taken while its applied index stays the same before and after the listing.
-        Stands in for a state hash until GET /v1/cluster reports one (requests.md)."""
+        """The node's own hash of its whole scheduler state and the applied index it was
+        taken at (GET /v1/cluster?state_hash=true), plus the chain hash of the applied log
+        prefix when the document is at that same index."""
         while time.monotonic() < deadline:
-            before = await status(self.api, node)
-            jobs = await self._list_jobs(node)
-            after = await status(self.api, node)
-            if (
-                before is not None
-                and after is not None
-                and jobs is not None
-                and before.applied_index == after.applied_index
-            ):
-                canonical = json.dumps(jobs, sort_keys=True, separators=(",", ":"))
-                return {
+            outcome = await self.api.call(
+                node,
+                "GET",
+                "/v1/cluster?state_hash=true",
+                role="read",
+                timeout_s=self.options.op_timeout_s,
+            )
+            doc = outcome.body if outcome.verdict == "ok" else None
+            state = doc.get("state_hash") if isinstance(doc, dict) else None
+            if isinstance(doc, dict) and isinstance(state, dict):
+                result = {
                     "node": node,
-                    "applied_index": after.applied_index,
-                    "state_hash": hashlib.sha256(canonical.encode()).hexdigest(),
-                    "source": "jobs-list",
-                    "jobs": len(jobs),
+                    "applied_index": state.get("applied_index"),
+                    "state_hash": state.get("hash"),
+                    "source": "server",
                 }
+                if doc.get("applied_index") == state.get("applied_index"):
+                    result["chain_hash"] = doc.get("chain_hash")
+                return result
             await asyncio.sleep(0.2)
         return None
-
-    async def _list_jobs(self, node: int) -> list[Any] | None:
-        jobs: list[Any] = []
-        after: int | None = None
-        while True:
-            query = f"?consistency=stale&limit={LIST_PAGE}"
-            if after is not None:
-                query += f"&after={after}"
-            outcome = await self.api.call(
-                node, "GET", "/v1/jobs" + query, role="read", timeout_s=self.options.op_timeout_s
-            )
-            if outcome.verdict != "ok" or not isinstance(outcome.body, dict):
-                return None
-            jobs.extend(outcome.body.get("jobs", []))
-            after = outcome.body.get("next_after")
-            if after is None:
-                return jobs
