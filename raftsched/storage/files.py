@@ -12,6 +12,9 @@ Failpoints (test-only, off unless named by the environment or the constructor):
   durable by the directory fsyncs the storage does anyway.
 - disk full (`RAFTSCHED_FAILPOINT_ENOSPC_AFTER_BYTES=N`): after N bytes written in total,
   a write stores the part that fits and fails with ENOSPC, as a full file system does.
+- slow disk (`RAFTSCHED_FAILPOINT_FSYNC_DELAY_MS=N`): each fsync first sleeps N ms (on the
+  storage thread), as a slow or contended disk would; it widens the windows the jepsen
+  harness probes (an `[unsafe] ack_before_fsync` follower acks entries it has not synced).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Final
 
@@ -26,6 +30,7 @@ from .errors import StorageFatalError
 
 POWER_LOSS_ENV: Final = "RAFTSCHED_FAILPOINT_POWER_LOSS"
 ENOSPC_ENV: Final = "RAFTSCHED_FAILPOINT_ENOSPC_AFTER_BYTES"
+FSYNC_DELAY_ENV: Final = "RAFTSCHED_FAILPOINT_FSYNC_DELAY_MS"
 
 
 class DiskIO:
@@ -38,8 +43,10 @@ class DiskIO:
         log: logging.Logger,
         power_loss: bool = False,
         enospc_after_bytes: int | None = None,
+        fsync_delay_s: float = 0.0,
     ) -> None:
         self.fsync_enabled = fsync
+        self.fsync_delay_s = fsync_delay_s
         self.power_loss = power_loss
         self._log = log
         self._budget = enospc_after_bytes
@@ -51,11 +58,13 @@ class DiskIO:
     @classmethod
     def from_env(cls, *, fsync: bool, log: logging.Logger) -> DiskIO:
         budget = os.environ.get(ENOSPC_ENV)
+        delay_ms = os.environ.get(FSYNC_DELAY_ENV)
         return cls(
             fsync=fsync,
             log=log,
             power_loss=os.environ.get(POWER_LOSS_ENV, "") not in ("", "0"),
             enospc_after_bytes=int(budget) if budget else None,
+            fsync_delay_s=int(delay_ms) / 1000 if delay_ms else 0.0,
         )
 
     def check(self) -> None:
@@ -114,6 +123,8 @@ class DiskIO:
     def fsync(self, fd: int, what: str) -> None:
         """Make every earlier write to `fd` durable (a no-op under the unsafe policy)."""
         self.check()
+        if self.fsync_delay_s:
+            time.sleep(self.fsync_delay_s)  # failpoint: before the held data is written
         held = self._held.pop(fd, None)
         if held:
             self._write_now(fd, b"".join(held), what)
