@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .http_client import NodeApi, Outcome
+from .http_client import NodeApi, Outcome, Verdict
 from .observe import wait_converged
 from .recorder import Recorder
 
@@ -130,7 +130,7 @@ class QueueWorkload:
 
     # -- one operation ----------------------------------------------------------------------
 
-    async def perform(self, process: int, node: int, req: Request) -> tuple[str, Any]:
+    async def perform(self, process: int, node: int, req: Request) -> tuple[Verdict, Any]:
         """Invoke, call, complete: the verdict ("ok", "fail", "info") and recorded value."""
         self.recorder.event(type="invoke", process=process, f=req.f, value=req.value, node=node)
         outcome = await self.api.call(
@@ -144,7 +144,7 @@ class QueueWorkload:
         )
         verdict, value = self._interpret(req, outcome)
         self.recorder.event(
-            type=verdict,  # type: ignore[arg-type]  # a Verdict is an OpType
+            type=verdict,
             process=process,
             f=req.f,
             value=value,
@@ -154,7 +154,7 @@ class QueueWorkload:
         self.completed_ops += 1
         return verdict, value
 
-    def _interpret(self, req: Request, outcome: Outcome) -> tuple[str, Any]:
+    def _interpret(self, req: Request, outcome: Outcome) -> tuple[Verdict, Any]:
         body = outcome.body if isinstance(outcome.body, dict) else {}
         job_id = req.value.get("job_id")
         if req.f == "read" and outcome.code == "not_found":
@@ -353,7 +353,7 @@ class QueueWorkload:
                 )
                 verdict, result = self._interpret(self.read_request(job_id), outcome)
                 self.recorder.final(
-                    verdict,  # type: ignore[arg-type]  # a Verdict is an OpType
+                    verdict,
                     "final-read",
                     result,
                     node=node,
