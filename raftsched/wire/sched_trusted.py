@@ -103,11 +103,28 @@ def _req(d: dict[str, Any], name: str) -> Any:
         raise _Bad(f"{name} is required") from None
 
 
+_DEFAULT_BACKOFF_MAP: Final = {
+    "initial_ms": DEFAULT_BACKOFF.initial_ms,
+    "multiplier": DEFAULT_BACKOFF.multiplier,
+    "max_ms": DEFAULT_BACKOFF.max_ms,
+}
+
+
 def _backoff(v: Any) -> Backoff:
     if v is None:
         return DEFAULT_BACKOFF
     if type(v) is not dict:
         raise _Bad("backoff must be a map")
+    # The leader writes every job's backoff, nearly always the default one: share the frozen
+    # default (equal to what the checks below would build) when the map is exactly it, types
+    # included (1000.0 or True would compare equal but must be refused below).
+    if (
+        v == _DEFAULT_BACKOFF_MAP
+        and type(v["initial_ms"]) is int
+        and type(v["max_ms"]) is int
+        and type(v["multiplier"]) in (int, float)
+    ):
+        return DEFAULT_BACKOFF
     _keys(v, BACKOFF_KEYS)
     initial = _int_or(v, "initial_ms", DEFAULT_BACKOFF.initial_ms, 0)
     maximum = _int_or(v, "max_ms", DEFAULT_BACKOFF.max_ms, initial)
@@ -118,26 +135,40 @@ def _backoff(v: Any) -> Backoff:
 
 
 def _job(v: Any) -> JobSpec:
+    """The same checks as the helpers above, written out: this runs once per job of every
+    committed submit on every replica, and most optional fields are absent or empty."""
     if type(v) is not dict:
         raise _Bad("a job must be a map")
     _keys(v, JOB_KEYS)
-    run_at = _opt_int(v, "run_at", 0)
-    delay = _opt_int(v, "delay_ms", 0)
+    get = v.get
+    run_at = get("run_at")
+    if run_at is not None:
+        _int(run_at, "run_at", 0)
+    delay = get("delay_ms")
+    if delay is not None:
+        _int(delay, "delay_ms", 0)
     if run_at is not None and delay is not None:
         raise _Bad("run_at and delay_ms both given")
+    ident = get("id")
+    priority = get("priority")
+    max_attempts = get("max_attempts")
+    lease_ms = get("lease_ms")
+    timeout_ms = get("timeout_ms")
+    depends_on = get("depends_on")
+    tags = get("tags")
     return JobSpec(
-        id=_opt_str(v, "id"),
+        id=None if ident is None else _str(ident, "id"),
         queue=_str(_req(v, "queue"), "queue"),
-        payload=v.get("payload"),
-        priority=_int_or(v, "priority", 0, -INT64_MAX),
+        payload=get("payload"),
+        priority=0 if priority is None else _int(priority, "priority", -INT64_MAX),
         run_at_ms=run_at,
         delay_ms=delay,
-        max_attempts=_opt_int(v, "max_attempts", 1),
-        backoff=_backoff(v.get("backoff")),
-        lease_ms=_opt_int(v, "lease_ms", 1),
-        timeout_ms=_opt_int(v, "timeout_ms", 1),
-        depends_on=_strs(v, "depends_on"),
-        tags=_strs(v, "tags"),
+        max_attempts=None if max_attempts is None else _int(max_attempts, "max_attempts", 1),
+        backoff=_backoff(get("backoff")),
+        lease_ms=None if lease_ms is None else _int(lease_ms, "lease_ms", 1),
+        timeout_ms=None if timeout_ms is None else _int(timeout_ms, "timeout_ms", 1),
+        depends_on=() if depends_on == [] else _strs(v, "depends_on"),
+        tags=() if tags == [] else _strs(v, "tags"),
     )
 
 

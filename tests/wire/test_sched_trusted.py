@@ -60,6 +60,22 @@ def _cmd(kind: str, fields: Any) -> bytes:
     return packed
 
 
+_DEFAULT_BACKOFF = {"initial_ms": 1_000, "multiplier": 2.0, "max_ms": 300_000}
+_DEFAULT_BACKOFF_FLOAT_MS = {**_DEFAULT_BACKOFF, "initial_ms": 1_000.0}
+
+
+def _one_job(backoff: dict[str, Any]) -> c.JobSpec:
+    cmd = decode_committed(_cmd("submit_jobs", {"jobs": [{"queue": "q", "backoff": backoff}]}))
+    assert isinstance(cmd, c.SubmitJobs) and len(cmd.jobs) == 1
+    return cmd.jobs[0]
+
+
+def test_the_default_backoff_is_shared_and_equal() -> None:
+    assert _one_job(_DEFAULT_BACKOFF).backoff is c.DEFAULT_BACKOFF
+    other = _one_job({**_DEFAULT_BACKOFF, "max_ms": 9_000}).backoff
+    assert other == c.Backoff(initial_ms=1_000, multiplier=2.0, max_ms=9_000)
+
+
 @pytest.mark.parametrize(
     "raw",
     [
@@ -70,6 +86,14 @@ def _cmd(kind: str, fields: Any) -> bytes:
         _cmd("submit_jobs", {"jobs": [{"queue": "q", "run_at": 1, "delay_ms": 1}]}),
         _cmd("submit_jobs", {"jobs": [{"queue": "q", "backoff": {"multiplier": 0.5}}]}),
         _cmd("submit_jobs", {"jobs": [{"queue": "q", "tags": "a"}]}),
+        _cmd("submit_jobs", {"jobs": [{"queue": "q", "tags": [""]}]}),
+        _cmd("submit_jobs", {"jobs": [{"queue": "q", "depends_on": {}}]}),
+        _cmd("submit_jobs", {"jobs": [{"queue": "q", "id": ""}]}),
+        _cmd("submit_jobs", {"jobs": [{"queue": "q", "max_attempts": 0}]}),
+        # Equal to the default backoff by value, but not by type: the shortcut that shares
+        # the default must not accept what the checks refuse.
+        _cmd("submit_jobs", {"jobs": [{"queue": "q", "backoff": _DEFAULT_BACKOFF_FLOAT_MS}]}),
+        _cmd("submit_jobs", {"jobs": [{"queue": "q", "backoff": {**_DEFAULT_BACKOFF, "x": 1}}]}),
         _cmd("submit_workflow", {"id": "w", "jobs": [{"queue": "q"}]}),
         _cmd("lease", {"queue": "q", "worker_id": "w", "max_jobs": 0}),
         _cmd("complete", {"job_id": "j", "token": 0}),
