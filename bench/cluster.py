@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +272,22 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+START_ATTEMPTS = 3
+
+
+@contextlib.contextmanager
+def _whole_cluster(base: Path, fsync: str) -> Iterator[LocalCluster]:
+    """A started cluster with all 3 nodes alive (LocalCluster waits only for the live ones: a
+    node whose port another process took meanwhile exits, and 2 nodes would be measured)."""
+    for attempt in range(START_ATTEMPTS):
+        with LocalCluster(base / f"try{attempt}", nodes=3, fsync=fsync) as cluster:
+            if all(cluster.alive(n) for n in cluster.nodes):
+                yield cluster
+                return
+        print("a node died while starting (port taken?): new ports", file=sys.stderr, flush=True)
+    raise RuntimeError(f"no cluster with every node alive in {START_ATTEMPTS} attempts")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cluster")
     parser.add_argument("--quick", action="store_true", help="smoke run: small counts")
@@ -286,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     with (
         tempfile.TemporaryDirectory(prefix="raftsched-bench-") as tmp,
-        LocalCluster(Path(tmp), nodes=3, fsync=args.fsync) as cluster,
+        _whole_cluster(Path(tmp), args.fsync) as cluster,
     ):
         leader = cluster.wait_for_leader(timeout_s=30)
         url = cluster.url(leader)

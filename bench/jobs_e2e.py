@@ -55,6 +55,7 @@ SUBMITS_IN_FLIGHT = 4
 LEADER_DEADLINE_S = 60.0
 DRAIN_DEADLINE_S = 600.0
 POLL_S = 0.05
+START_ATTEMPTS = 3  # fresh ports each time a node dies while starting
 
 
 def free_ports(count: int) -> list[int]:
@@ -68,6 +69,10 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+class NodeDied(RuntimeError):
+    """A node process exited during start (most often: its port was taken meanwhile)."""
 
 
 class Cluster:
@@ -92,10 +97,19 @@ class Cluster:
                 subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             )
         deadline = time.monotonic() + LEADER_DEADLINE_S
-        while self.leader_url() is None:
+        # Every node serving, not only a leader: a node that lost its port to another process
+        # between free_ports and its bind exits, and a 2-node run would measure something else.
+        while self.leader_url() is None or not self.all_serving():
+            if any(p.poll() is not None for p in self.procs):
+                raise NodeDied(f"a node exited while starting: {self.files.base}/logs")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no leader after {LEADER_DEADLINE_S}s: {self.files.base}/logs")
             time.sleep(0.1)
+
+    def all_serving(self) -> bool:
+        return all(
+            isinstance(get_json(f"{s.url}/v1/cluster", timeout_s=1.0), dict) for s in self.specs
+        )
 
     def leader_url(self) -> str | None:
         for spec in self.specs:
@@ -344,7 +358,16 @@ def main(argv: list[str] | None = None) -> int:
     cluster = Cluster(base, 3, args.fsync)
     rows = []
     try:
-        cluster.start()
+        for attempt in range(START_ATTEMPTS):
+            try:
+                cluster.start()
+                break
+            except NodeDied:
+                cluster.stop()
+                if attempt == START_ATTEMPTS - 1:
+                    raise
+                print("a node died while starting (port taken?): new ports", file=sys.stderr)
+                cluster = Cluster(base / f"retry{attempt + 1}", 3, args.fsync)
         for workers in (int(w) for w in args.workers.split(",")):
             row = asyncio.run(
                 measure(
