@@ -7,7 +7,8 @@
     h.nemesis("kill", {"nodes": [1]})
     ops = h.ops
 
-Time advances 1 ms per event, so the line order is the real-time order.
+Time advances 1 ms per event (plus `advance(ms)`), so the line order is the real-time
+order.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ class HistoryBuilder:
     def __init__(self) -> None:
         self.ops: list[Op] = []
         self._open: dict[Process, str] = {}
+        self._offset_ns = 0  # time added by `advance`
 
     def _add(
         self, *, type: OpType, process: Process, f: str, value: Any, error: str | None = None
     ) -> Op:
-        time_ns = len(self.ops) * STEP_NS
+        time_ns = len(self.ops) * STEP_NS + self._offset_ns
         op = Op(
             index=len(self.ops),
             type=type,
@@ -44,6 +46,10 @@ class HistoryBuilder:
         )
         self.ops.append(op)
         return op
+
+    def advance(self, ms: int) -> None:
+        """Let `ms` milliseconds pass before the next event."""
+        self._offset_ns += ms * 1_000_000
 
     def invoke(self, process: Process, f: str, value: Any) -> Op:
         assert process not in self._open, f"process {process} already has an op in flight"
@@ -73,8 +79,13 @@ class HistoryBuilder:
 
     # -- the queue workload's operations, sequential (invoke then ok) ---------------------------
 
-    def submit(self, process: Process, job: str, *, queue: str = "q") -> Op:
-        return self.call(process, "submit", {"job_id": job, "queue": queue}, {"job_id": job})
+    def submit(
+        self, process: Process, job: str, *, queue: str = "q", lease_ms: int | None = None
+    ) -> Op:
+        value: dict[str, Any] = {"job_id": job, "queue": queue}
+        if lease_ms is not None:
+            value["lease_ms"] = lease_ms
+        return self.call(process, "submit", value, {"job_id": job})
 
     def lease(
         self,

@@ -214,6 +214,64 @@ def test_lease_after_expiry_and_stale_refused_is_fine() -> None:
     assert check_single_live_lease(h.ops).valid is True
 
 
+def test_second_grant_while_the_first_lease_cannot_have_expired() -> None:
+    h = HistoryBuilder()
+    h.submit(1, "a", lease_ms=1000)
+    h.invoke(2, "lease", {"queue": "q", "worker_id": "w2"})
+    h.invoke(3, "lease", {"queue": "q", "worker_id": "w3"})
+    first = h.ok(2, {"job_id": "a", "token": 10})
+    second = h.ok(3, {"job_id": "a", "token": 11})
+    result = check_single_live_lease(h.ops)
+    assert result.valid is False, result.message
+    assert result.details["violations"][0]["kind"] == (
+        "granted while the older lease was certainly live"
+    )
+    assert {first.index, second.index} <= _ops_named(result.details)
+
+
+def test_second_grant_after_the_lease_time_is_fine() -> None:
+    h = HistoryBuilder()
+    h.submit(1, "a", lease_ms=1000)
+    h.lease(2, "a", 10)
+    h.advance(800)  # past lease_ms minus the margin (half the lease): may have expired
+    h.lease(3, "a", 11)
+    assert check_single_live_lease(h.ops).valid is True
+
+
+def test_a_heartbeat_extends_the_certain_life_of_a_lease() -> None:
+    h = HistoryBuilder()
+    h.submit(1, "a", lease_ms=1000)
+    h.lease(2, "a", 10)
+    h.advance(700)
+    h.heartbeat(2, "a", 10)
+    h.advance(200)  # 900 ms after the lease, 200 ms after the heartbeat
+    h.lease(3, "a", 11)
+    assert check_single_live_lease(h.ops).valid is False
+
+
+def test_a_complete_in_flight_may_have_ended_the_older_lease() -> None:
+    h = HistoryBuilder()
+    h.submit(1, "a", lease_ms=1000)
+    h.lease(2, "a", 10)
+    h.invoke(2, "fail", {"job_id": "a", "token": 10, "retryable": True})
+    h.info(2)  # the fail may have happened
+    h.lease(3, "a", 11)
+    assert check_single_live_lease(h.ops).valid is True
+
+
+def test_expiry_rule_is_off_with_a_clock_nemesis_or_without_lease_ms() -> None:
+    for clock_fault, lease_ms in ((True, 1000), (False, None)):
+        h = HistoryBuilder()
+        if clock_fault:
+            h.nemesis("clock-skew", {"nodes": [1], "ms": 5000})
+        h.submit(1, "a", lease_ms=lease_ms)
+        h.lease(2, "a", 10)
+        h.lease(3, "a", 11)
+        result = check_single_live_lease(h.ops)
+        assert result.valid is True, (clock_fault, result.message)
+        assert result.details["expiry_rule"].startswith("off" if clock_fault else "on")
+
+
 # -- tokens ------------------------------------------------------------------------------------
 
 
