@@ -122,6 +122,8 @@ class Node:
     paused: bool = False
     starts: int = 0
     killed: bool = False  # the harness killed it: its exit is not a crash
+    join: bool = False  # added at run time (`join = true`: no membership until added)
+    retired: bool = False  # removed from the cluster and stopped
 
     @property
     def url(self) -> str:
@@ -152,7 +154,9 @@ class Cluster:
     tokens: Tokens = field(default_factory=Tokens.generate)
 
     def __post_init__(self) -> None:
-        self.nodes: dict[int, Node] = {}
+        self.nodes: dict[int, Node] = {}  # every node ever started, retired ones too
+        self.members: list[int] = []  # the current members, as the harness changed them
+        self.urls: dict[int, str] = {}  # node id -> its real HTTP URL (clients use these)
         self.links: dict[tuple[int, int], Link] = {}
         self.blocked: frozenset[tuple[int, int]] = frozenset()
         self.crashes: list[dict[str, float | int | None]] = []  # exits the harness did not cause
@@ -164,7 +168,8 @@ class Cluster:
 
     @property
     def node_ids(self) -> list[int]:
-        return sorted(self.nodes)
+        """The current members (nodes added at run time included, removed ones not)."""
+        return sorted(self.members)
 
     def url(self, node_id: int) -> str:
         return self.nodes[node_id].url
@@ -177,31 +182,98 @@ class Cluster:
         self.base.mkdir(parents=True, exist_ok=True)
         (self.base / "logs").mkdir(exist_ok=True)
         ids = list(range(1, self.options.nodes + 1))
-        ports = free_ports(2 * len(ids))
-        for k, node_id in enumerate(ids):
-            self.nodes[node_id] = Node(
-                node_id=node_id,
-                http_port=ports[2 * k],
-                peer_port=ports[2 * k + 1],
-                data_dir=self.base / f"node{node_id}",
-                config_path=self.base / f"node{node_id}.toml",
-                log_path=self.base / "logs" / f"node{node_id}.log",
-            )
+        for node_id in ids:
+            self._new_node(node_id)
+        self.members = list(ids)
         self._hub.start()
         for src in ids:
             for dst in ids:
                 if src != dst:
                     self._add_link(src, dst)
-        secret_file = self.base / "cluster.secret"
-        secret_file.write_text(secrets.token_hex(32) + "\n")
-        secret_file.chmod(0o600)
-        tokens_file = self.base / "tokens.toml"
-        tokens_file.write_text(self.tokens.toml())
-        tokens_file.chmod(0o600)
+        self._secret_file.write_text(secrets.token_hex(32) + "\n")
+        self._secret_file.chmod(0o600)
+        self._tokens_file.write_text(self.tokens.toml())
+        self._tokens_file.chmod(0o600)
         for node in self.nodes.values():
-            node.config_path.write_text(self._config_toml(node, secret_file, tokens_file))
+            node.config_path.write_text(self._config_toml(node))
         for node_id in ids:
             self.start_node(node_id)
+
+    @property
+    def _secret_file(self) -> Path:
+        return self.base / "cluster.secret"
+
+    @property
+    def _tokens_file(self) -> Path:
+        return self.base / "tokens.toml"
+
+    def _new_node(self, node_id: int) -> Node:
+        assert node_id not in self.nodes, f"node id {node_id} was used (ids are never reused)"
+        http_port, peer_port = free_ports(2)
+        node = Node(
+            node_id=node_id,
+            http_port=http_port,
+            peer_port=peer_port,
+            data_dir=self.base / f"node{node_id}",
+            config_path=self.base / f"node{node_id}.toml",
+            log_path=self.base / "logs" / f"node{node_id}.log",
+        )
+        self.nodes[node_id] = node
+        self.urls[node_id] = node.url
+        return node
+
+    # -- membership -------------------------------------------------------------------------
+
+    def next_node_id(self) -> int:
+        return max(self.nodes) + 1
+
+    def add_node(self, node_id: int) -> tuple[str, str]:
+        """Start a new node that joins (it has no membership until a member adds it);
+        returns the (peer_addr, http_url) to announce in POST /v1/cluster/members.
+
+        The members learn a new node's address from that one request (docs/operations.md),
+        so they all reach it through ONE shared proxy per kind ("peer *->n"): a partition
+        that cuts any link into a node added at run time cuts every link into it. Its own
+        outgoing links get one proxy per directed link, as usual."""
+        node = self._new_node(node_id)
+        node.join = True
+        peer_name, http_name = f"peer *->{node_id}", f"http *->{node_id}"
+        self._hub.add(peer_name, (HOST, node.peer_port))
+        self._hub.add(http_name, (HOST, node.http_port))
+        for other in self.members:
+            self._add_link(node_id, other)
+            self.links[(other, node_id)] = Link(other, node_id, peer_name, http_name)
+        node.config_path.write_text(self._config_toml(node))
+        self.start_node(node_id)
+        return (
+            f"{HOST}:{self._hub.port(peer_name)}",
+            f"http://{HOST}:{self._hub.port(http_name)}",
+        )
+
+    def admit(self, node_id: int) -> None:
+        """The cluster accepted `node_id`: clients and faults may now pick it."""
+        assert node_id in self.nodes and node_id not in self.members
+        self.members.append(node_id)
+
+    def retire(self, node_id: int) -> None:
+        """A removed (or never admitted) node: out of the members, its process stopped
+        (SIGTERM, SIGKILL after STOP_GRACE_S) and reaped."""
+        if node_id in self.members:
+            self.members.remove(node_id)
+        node = self.nodes[node_id]
+        node.retired = True
+        node.killed = True  # its exit is ours, not a crash
+        if node.proc is None or not node.alive():
+            return
+        if node.paused:
+            node.proc.send_signal(signal.SIGCONT)
+            node.paused = False
+        node.proc.send_signal(signal.SIGTERM)
+        try:
+            node.proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            node.proc.kill()
+            node.proc.wait(timeout=KILL_WAIT_S)
 
     def _add_link(self, src: int, dst: int) -> None:
         target = self.nodes[dst]
@@ -213,18 +285,19 @@ class Cluster:
     def proxy_port(self, name: str) -> int:
         return self._hub.port(name)
 
-    def _config_toml(self, node: Node, secret_file: Path, tokens_file: Path) -> str:
+    def _config_toml(self, node: Node) -> str:
         opts = self.options
         lines = [
             f"node_id = {node.node_id}",
             f'data_dir = "{node.data_dir}"',
             f'peer_addr = "{HOST}:{node.peer_port}"',
             f'http_addr = "{HOST}:{node.http_port}"',
-            f'secret_file = "{secret_file}"',
-            f'tokens_file = "{tokens_file}"',
+            f'secret_file = "{self._secret_file}"',
+            f'tokens_file = "{self._tokens_file}"',
             "auth = true  # loopback would default to off: the harness tests what production runs",
             f'fsync = "{opts.fsync}"',
             f'log_level = "{opts.log_level}"',
+            f"join = {'true' if node.join else 'false'}",
             "",
             "[raft]",
             f"tick_ms = {opts.tick_ms}",
@@ -334,12 +407,12 @@ class Cluster:
         wanted = frozenset(blocked)
         for src, dst in wanted:
             assert (src, dst) in self.links, f"no link {src}->{dst}"
-        drop = [name for pair in wanted for name in self._link_names(pair)]
-        heal = [
-            name for pair in self.links if pair not in wanted for name in self._link_names(pair)
-        ]
-        self._hub.set_mode(heal, LinkMode.PASS)
-        self._hub.set_mode(drop, LinkMode.DROP)
+        # A proxy shared by several links (into a node added at run time) drops when any
+        # of its links is cut.
+        drop = {name for pair in wanted for name in self._link_names(pair)}
+        every = {name for pair in self.links for name in self._link_names(pair)}
+        self._hub.set_mode(sorted(every - drop), LinkMode.PASS)
+        self._hub.set_mode(sorted(drop), LinkMode.DROP)
         self.blocked = wanted
 
     def heal_network(self) -> None:
@@ -403,9 +476,17 @@ class Cluster:
         """For the report's meta: who is where."""
         return {
             "nodes": {
-                i: {"url": n.url, "peer_port": n.peer_port, "pid": n.pid, "starts": n.starts}
+                i: {
+                    "url": n.url,
+                    "peer_port": n.peer_port,
+                    "pid": n.pid,
+                    "starts": n.starts,
+                    "joined": n.join,
+                    "retired": n.retired,
+                }
                 for i, n in self.nodes.items()
             },
+            "members": self.node_ids,
             "unsafe": sorted(self.options.unsafe),
             "fsync": self.options.fsync,
             "power_loss": self.options.power_loss,

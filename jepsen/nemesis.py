@@ -16,6 +16,11 @@ Faults (`--nemesis kind[:variant],...`; a bare kind picks a variant at random ea
              sees a majority, no two the same one) needs 5 nodes. one-way: a node's
              outgoing or incoming links are cut, not both.
 - transfer:  POST /v1/cluster/leader to a random other voter (nothing to heal)
+- member:    replace: DELETE /v1/cluster/members/<random member> (the leader too) and stop
+             that node; at heal a NEW node (ids are never reused) starts with `join` and
+             is added with POST /v1/cluster/members (it is promoted to voter once caught
+             up). Members reach a node added this way through one shared proxy, so a
+             later partition cuts all of its incoming links or none (jepsen/cluster.py).
 `kill:all` is only used when named: it takes the whole cluster down at once (with the
 power-loss failpoint it is what exposes acknowledgements sent before the fsync).
 
@@ -42,10 +47,12 @@ VARIANTS: Final[dict[str, tuple[str, ...]]] = {
     "pause": ("random", "leader", "minority"),
     "partition": ("halves", "isolate-leader", "ring", "bridge", "one-way"),
     "transfer": ("random",),
+    "member": ("replace",),
 }
 # Variants a bare kind never picks: they must be asked for by name.
 EXPLICIT_ONLY: Final = frozenset({("kill", "all")})
 TRANSFER_TIMEOUT_S: Final = 5.0
+MEMBER_CHANGE_TIMEOUT_S: Final = 10.0  # a removal or an addition is retried / looked for this long
 
 
 class NemesisSpecError(ValueError):
@@ -165,6 +172,7 @@ class Active:
     killed: list[int] = field(default_factory=list)
     paused: list[int] = field(default_factory=list)
     partitioned: bool = False
+    removed: list[int] = field(default_factory=list)
 
 
 class Nemesis:
@@ -256,6 +264,8 @@ class Nemesis:
         elif kind == "transfer":
             self.recorder.nemesis("transfer-leader", await self._transfer())
             self._active = Active(kind)
+        elif kind == "member":
+            self._active = Active(kind, removed=await self._remove_member())
         else:
             raise AssertionError(f"unknown fault {kind}")
 
@@ -309,12 +319,93 @@ class Nemesis:
             "error": outcome.error,
         }
 
+    async def _members_seen(self) -> list[int] | None:
+        """The member ids in the leader's GET /v1/cluster (None: no leader answered)."""
+        current = await leader(self.api, self.cluster.running())
+        if current is None:
+            return None
+        outcome = await self.api.call(
+            current, "GET", "/v1/cluster", role="read", timeout_s=TRANSFER_TIMEOUT_S
+        )
+        members = outcome.body.get("members") if isinstance(outcome.body, dict) else None
+        if not isinstance(members, list):
+            return None
+        return [int(m["node_id"]) for m in members if isinstance(m, dict) and "node_id" in m]
+
+    async def _remove_member(self) -> list[int]:
+        """Remove one member and stop it: [its id], or [] when the cluster refused."""
+        ids = self.cluster.node_ids
+        victim = self.rng.choice(ids)
+        target = await leader(self.api, self.cluster.running()) or self.rng.choice(ids)
+        outcome = await self.api.call(
+            target,
+            "DELETE",
+            f"/v1/cluster/members/{victim}",
+            role="admin",
+            timeout_s=MEMBER_CHANGE_TIMEOUT_S,
+        )
+        removed = outcome.verdict == "ok"
+        if outcome.verdict == "info":  # it may still commit: look at the members
+            deadline = time.monotonic() + MEMBER_CHANGE_TIMEOUT_S
+            while time.monotonic() < deadline and not removed:
+                seen = await self._members_seen()
+                removed = seen is not None and victim not in seen
+                await asyncio.sleep(0.2)
+        self.recorder.nemesis(
+            "remove-member",
+            {
+                "kind": "replace",
+                "node": victim,
+                "removed": removed,
+                "status": outcome.status,
+                "error": outcome.error,
+            },
+        )
+        if not removed:
+            return []
+        await asyncio.to_thread(self.cluster.retire, victim)
+        return [victim]
+
+    async def _add_member(self) -> None:
+        """Start a new node and add it (retried until a leader takes it, bounded)."""
+        node_id = self.cluster.next_node_id()
+        peer_addr, http_url = await asyncio.to_thread(self.cluster.add_node, node_id)
+        body = {"node_id": node_id, "peer_addr": peer_addr, "http_url": http_url}
+        deadline = time.monotonic() + MEMBER_CHANGE_TIMEOUT_S
+        added, status, error = False, None, None
+        while not added and time.monotonic() < deadline:
+            target = await leader(self.api, self.cluster.running())
+            if target is None:
+                await asyncio.sleep(0.2)
+                continue
+            outcome = await self.api.call(
+                target,
+                "POST",
+                "/v1/cluster/members",
+                role="admin",
+                timeout_s=TRANSFER_TIMEOUT_S,
+                body=body,
+            )
+            status, error = outcome.status, outcome.error
+            added = outcome.verdict == "ok" or outcome.code == "member_exists"
+            if not added:
+                await asyncio.sleep(0.3)
+        self.recorder.nemesis(
+            "add-member", {"node": node_id, "added": added, "status": status, "error": error}
+        )
+        if added:
+            self.cluster.admit(node_id)
+        else:
+            await asyncio.to_thread(self.cluster.retire, node_id)
+
     async def heal(self) -> None:
         """Undo the current fault (if any) and record it."""
         active, self._active = self._active, None
         self.current = None
         if active is None:
             return
+        if active.removed:
+            await self._add_member()
         if active.partitioned:
             self.cluster.heal_network()
             self.recorder.nemesis("heal", {"kind": "partition"})

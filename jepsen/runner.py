@@ -126,7 +126,7 @@ async def run_test(options: RunOptions, reporter: Reporter | None = None) -> Run
         started = time.monotonic()
         cluster.start()
         async with new_session() as session:
-            api = NodeApi(session, {i: cluster.url(i) for i in cluster.node_ids}, cluster.tokens)
+            api = NodeApi(session, cluster.urls, cluster.tokens)  # grows with added nodes
             if await wait_converged(api, cluster.node_ids, STARTUP_TIMEOUT_S) is None:
                 tails = "\n".join(cluster.log_tail(i) for i in cluster.node_ids)
                 raise RunError(f"the cluster did not elect a leader in time\n{tails}")
@@ -182,10 +182,9 @@ async def _exercise(
     problems: list[str],
     phases: dict[str, float],
 ) -> None:
-    nodes = cluster.node_ids
     workload = QueueWorkload(
         api=api,
-        nodes=nodes,
+        nodes=lambda: cluster.node_ids,
         recorder=recorder,
         rng=random.Random(rng.random()),
         options=QueueWorkloadOptions(

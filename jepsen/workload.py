@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -113,13 +113,13 @@ class QueueWorkload:
         self,
         *,
         api: NodeApi,
-        nodes: Sequence[int],
+        nodes: Callable[[], Sequence[int]],
         recorder: Recorder,
         rng: random.Random,
         options: QueueWorkloadOptions,
     ) -> None:
         self.api = api
-        self.nodes = list(nodes)
+        self.nodes = nodes  # the current members (a membership nemesis changes them)
         self.recorder = recorder
         self.rng = rng
         self.options = options
@@ -281,14 +281,14 @@ class QueueWorkload:
             if time.monotonic() >= until:
                 return
             req = self.choose(slot)
-            verdict, _ = await self.perform(process, self.rng.choice(self.nodes), req)
+            verdict, _ = await self.perform(process, self.rng.choice(self.nodes()), req)
             if verdict == "info":
                 process = self.recorder.new_process()
 
     # -- after the faults -------------------------------------------------------------------
 
     async def converge(self, timeout_s: float) -> bool:
-        return await wait_converged(self.api, self.nodes, timeout_s) is not None
+        return await wait_converged(self.api, self.nodes(), timeout_s) is not None
 
     async def _unfinished(self, node: int, queue: str) -> int | None:
         outcome = await self.api.call(
@@ -313,7 +313,7 @@ class QueueWorkload:
         worker = f"drain-{queue}"
         unfinished: int | None = None
         while time.monotonic() < deadline:
-            node = self.rng.choice(self.nodes)
+            node = self.rng.choice(self.nodes())
             unfinished = await self._unfinished(node, queue)
             if unfinished == 0:
                 return 0
@@ -342,7 +342,8 @@ class QueueWorkload:
             for attempt in range(FINAL_READ_ATTEMPTS):
                 if time.monotonic() >= deadline:
                     break
-                node = self.nodes[(k + attempt) % len(self.nodes)]
+                nodes = self.nodes()
+                node = nodes[(k + attempt) % len(nodes)]
                 self.recorder.final("invoke", "final-read", value, node=node)
                 outcome = await self.api.call(
                     node,
@@ -373,7 +374,7 @@ class QueueWorkload:
         hashes: dict[int, str | None] = {}
         while True:
             indexes: set[int] = set()
-            for node in self.nodes:
+            for node in self.nodes():
                 self.recorder.final("invoke", "state-hash", {"node": node}, node=node)
                 result = await self._state_hash(node, deadline)
                 if result is None:
