@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import sys
 import tempfile
@@ -130,12 +131,14 @@ def _pysyncobj(system: System, base: Path, settings: Settings) -> dict[str, Any]
 def run_system(
     system: System, settings: Settings, redis_binary: Callable[[], str]
 ) -> dict[str, Any]:
-    """The system's entry in compare.json: its description plus `result` or `skipped`."""
+    """The system's entry in compare.json: its description plus `result`, `skipped` or
+    `failed`. A failed system does not end the run; its data dir and logs are kept."""
     entry: dict[str, Any] = asdict(system)
-    with tempfile.TemporaryDirectory(prefix=f"compare-{system.key}-") as tmp:
-        base = Path(tmp)
-        print(f"==> {system.key}: {system.label}", flush=True)
-        started = time.monotonic()
+    base = Path(tempfile.mkdtemp(prefix=f"compare-{system.key}-"))
+    print(f"==> {system.key}: {system.label}", flush=True)
+    started = time.monotonic()
+    keep = False
+    try:
         if system.kind == "raftsched":
             entry["result"] = _raftsched(system, base, settings)
         elif system.kind == "pysyncobj":
@@ -148,8 +151,19 @@ def run_system(
                 print(f"    skipped: {exc}", flush=True)
                 return entry
             entry["result"] = measure_rq(settings, base, appendfsync=system.option, binary=binary)
-        entry["seconds"] = round(time.monotonic() - started, 1)
-        print(f"    done in {entry['seconds']} s", flush=True)
+        keep = bool((entry["result"].get("failover") or {}).get("failed"))
+    except Exception as exc:  # one system's failure is reported, the others still run
+        entry["failed"] = f"{type(exc).__name__}: {exc}"
+        keep = True
+        print(f"    FAILED: {entry['failed']}", flush=True)
+    finally:
+        if keep:
+            entry["kept_dir"] = str(base)
+            print(f"    data and logs kept in {base}", flush=True)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    entry["seconds"] = round(time.monotonic() - started, 1)
+    print(f"    done in {entry['seconds']} s", flush=True)
     return entry
 
 

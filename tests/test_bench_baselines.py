@@ -140,6 +140,19 @@ def test_problems_names_what_is_wrong(path: tuple[Any, ...], value: Any, complai
     assert any(complaint in p for p in found), found
 
 
+def test_problems_accepts_a_reported_failover_failure_but_not_a_failed_run() -> None:
+    doc = _sane_doc()
+    doc["systems"][0]["result"]["failover"] = {
+        "kills": 5,
+        "median_s": 0.9,
+        "all_s": [0.9, 0.8],
+        "failed": "kill 3: no write within 30.0s of killing the leader",
+    }
+    assert problems(doc) == []  # a system that did not recover is a result, reported
+    doc["systems"].append({"key": "rq-always", "label": "RQ", "kind": "rq", "failed": "boom"})
+    assert problems(doc) == ["rq-always: run failed: boom"]
+
+
 def _compare(tmp_path: Path, systems: str) -> dict[str, Any]:
     """`python -m bench.compare --quick --systems ...`; SIGTERM (its processes are stopped by
     pid on the way out) then SIGKILL if it overruns its deadline."""
@@ -178,6 +191,7 @@ def test_quick_pysyncobj_baseline(tmp_path: Path) -> None:
     (e2e,) = res["e2e"]
     assert e2e["workers"] == 2 and e2e["jobs"] == 300 and e2e["jobs_per_s"] > 0
     assert res["failover"]["kills"] == 1 and res["failover"]["median_s"] > 0
+    assert res["replicas"]["checked"] is True  # the digests were compared (agreeing or not)
     assert "pysyncobj queue, 3 nodes" in (tmp_path / "compare.md").read_text()
 
 

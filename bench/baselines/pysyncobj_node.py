@@ -16,7 +16,8 @@ with raftsched.
 The routes are the subset of raftsched's API (SPEC §5) that the benchmarks and the raftsched
 worker use, with the same bodies and answers: POST /v1/jobs, /v1/jobs:batch,
 /v1/queues/{q}/lease (with the long poll), /v1/jobs/{id}/complete|fail|heartbeat,
-/v1/jobs:complete, /v1/workers/{id}/heartbeat; GET /v1/cluster and /v1/queues/{q}. So the
+/v1/jobs:complete, /v1/workers/{id}/heartbeat; GET /v1/cluster and /v1/queues/{q}; and
+GET /v1/debug/digest (applied index and a hash of the state, to compare the replicas). So the
 same driver (bench/cluster.py, bench/jobs_e2e.py) and the same `raftsched worker` run against
 both systems.
 
@@ -117,10 +118,14 @@ class Node:
                 fut.set_exception(Unavailable(failure))
 
         def callback(result: Any, err: int) -> None:
+            # Runs in pysyncobj's thread: nothing may raise out of here into its tick loop.
+            value, failure = None, FAIL_REASONS.get(err, str(err)) if err else None
             if err == 0:
-                self.loop.call_soon_threadsafe(settle, render(result), None)
-            else:
-                self.loop.call_soon_threadsafe(settle, None, FAIL_REASONS.get(err, str(err)))
+                try:
+                    value = render(result)
+                except Exception as exc:  # reported to the request instead
+                    failure = f"rendering the answer failed: {exc!r}"
+            self.loop.call_soon_threadsafe(settle, value, failure)
 
         method(*args, callback=callback)
         return await asyncio.wait_for(fut, REPLICATION_TIMEOUT_S)
@@ -166,6 +171,19 @@ class Node:
             return error(404, "not_found", f"no queue {name}")
         return web.json_response({"queue": {"name": name, "counts": dict(counts)}})
 
+    async def get_digest(self, request: web.Request) -> web.Response:
+        """This replica's applied index and state hash (bench/baselines/http_systems.py
+        compares them across nodes after a run). Read while pysyncobj's thread may apply:
+        a concurrent change answers 503 and the caller asks again."""
+        applied = int(self.sync.raftLastApplied)
+        try:
+            digest = self.queue.machine.digest()
+        except RuntimeError:  # a dict changed size under the iteration
+            return error(503, "busy", "the state changed while hashing")
+        if int(self.sync.raftLastApplied) != applied:
+            return error(503, "busy", "an entry was applied while hashing")
+        return web.json_response({"applied_index": applied, "digest": digest})
+
     async def submit(self, request: web.Request) -> web.Response:
         if (redirect := self.not_leader(request)) is not None:
             return redirect
@@ -205,7 +223,7 @@ class Node:
         queue = request.match_info["queue"]
         body = await request.json()
         worker_id = str(body.get("worker_id", ""))
-        max_jobs = int(body.get("max_jobs", 1))
+        max_jobs = max(1, int(body.get("max_jobs", 1)))
         wait_ms = min(int(body.get("wait_ms", 0)), LEASE_WAIT_MS_MAX)
         deadline = self.loop.time() + wait_ms / 1000
 
@@ -320,6 +338,7 @@ class Node:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/cluster", self.get_cluster)
         app.router.add_get("/v1/queues/{queue}", self.get_queue)
+        app.router.add_get("/v1/debug/digest", self.get_digest)
         app.router.add_post("/v1/jobs", self.submit)
         app.router.add_post("/v1/jobs:batch", self.submit_batch)
         app.router.add_post("/v1/jobs:complete", self.complete_batch)

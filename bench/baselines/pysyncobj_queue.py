@@ -20,6 +20,7 @@ after its `__init__`, so the asyncio wake-up hook is set before it and the machi
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -187,6 +188,16 @@ class QueueMachine:
 
     def register_worker(self, worker_id: str, capacity: int) -> None:
         self.workers[worker_id] = capacity
+
+    def digest(self) -> str:
+        """A hash of the whole state, to compare replicas once writes have stopped."""
+        h = hashlib.sha256()
+        h.update(repr((self.seq, self.token, sorted(self.workers.items()))).encode())
+        h.update(repr(sorted((q, sorted(c.items())) for q, c in self.counts.items())).encode())
+        for job_id in sorted(self.jobs):
+            j = self.jobs[job_id]
+            h.update(repr((job_id, j.state, j.attempts, j.token, j.result, j.error)).encode())
+        return h.hexdigest()
 
 
 class ReplicatedQueue(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj has no type hints

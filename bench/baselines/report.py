@@ -29,6 +29,23 @@ def _e2e_cell(res: dict[str, Any], workers: int) -> str:
     return ", ".join(parts) or "n/a"
 
 
+def _failover_cell(fo: dict[str, Any] | None) -> str:
+    if fo is None:
+        return "n/a (1 node)"
+    text = f"{fo['median_s']:.3f} ({len(fo['all_s'])} kills)" if fo["all_s"] else ""
+    if fo.get("failed"):
+        text += f" FAILED {fo['failed']}"
+    return text.strip()
+
+
+def _replicas_cell(rep: dict[str, Any] | None) -> str:
+    if rep is not None and rep.get("unreachable"):
+        return f"not checked: {rep['unreachable']} node(s) not answering"
+    if rep is None or not rep.get("checked"):
+        return "not checked here"
+    return "yes" if rep.get("agree") else "NO: states differ"
+
+
 def columns(doc: dict[str, Any]) -> tuple[list[int], list[int]]:
     """The concurrencies and worker counts measured in this run."""
     settings = doc["meta"]["settings"]
@@ -46,16 +63,15 @@ def rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "batch jobs/s (100/request, 8 concurrent)",
         *[f"end-to-end jobs/s, {w} workers" for w in workers],
         "failover median s",
+        "replicas agree after the run",
         "load 1m start-end",
     ]
     out = []
     for sysdoc in doc["systems"]:
         res = sysdoc.get("result")
         if res is None:
-            out.append(
-                [sysdoc["label"], sysdoc["durability"], f"skipped: {sysdoc['skipped']}"]
-                + [""] * (len(header) - 3)
-            )
+            why = f"skipped: {sysdoc['skipped']}" if "skipped" in sysdoc else "FAILED (below)"
+            out.append([sysdoc["label"], sysdoc["durability"], why] + [""] * (len(header) - 3))
             continue
         fo = res.get("failover")
         out.append(
@@ -66,9 +82,8 @@ def rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 *[f"{_num(t['per_s'])} ({t['p50_ms']:.1f})" for t in res["throughput"]],
                 _num(res["batch"]["per_s"]),
                 *[_e2e_cell(res, w) for w in workers],
-                "n/a (not replicated)"
-                if sysdoc["kind"] == "rq"
-                else ("n/a (1 node)" if fo is None else f"{fo['median_s']:.3f}"),
+                "n/a (not replicated)" if sysdoc["kind"] == "rq" else _failover_cell(fo),
+                _replicas_cell(res.get("replicas")),
                 f"{res['load_start']:.1f}-{res['load_end']:.1f}",
             ]
         )
@@ -98,6 +113,10 @@ def render_markdown(doc: dict[str, Any], notes: list[str]) -> str:
         "",
         *[f"- {n}" for n in notes],
     ]
+    failures = [(s["label"], s["failed"]) for s in doc["systems"] if "failed" in s]
+    if failures:
+        lines += ["", "## Systems whose run failed", ""]
+        lines += [f"- {label}: {why}" for label, why in failures]
     alarms = [
         (s["label"], a) for s in doc["systems"] for a in (s.get("result") or {}).get("alarms", [])
     ]
@@ -180,6 +199,9 @@ def problems(doc: dict[str, Any]) -> list[str]:
     measured = [s for s in doc.get("systems", []) if s.get("result") is not None]
     if not measured:
         out.append("no system was measured")
+    out += [
+        f"{s['key']}: run failed: {s['failed']}" for s in doc.get("systems", []) if "failed" in s
+    ]
     for s in measured:
         res, name = s["result"], s["key"]
         idle = res["idle"]
@@ -196,6 +218,9 @@ def problems(doc: dict[str, Any]) -> list[str]:
             if r["jobs_per_s"] <= 0:
                 out.append(f"{name}: end-to-end {r['jobs_per_s']} jobs/s")
         fo = res.get("failover")
-        if fo is not None and not (fo["kills"] == len(fo["all_s"]) and fo["median_s"] > 0):
+        # A system that did not recover is a measured outcome (`failed` says how), not an
+        # insane figure; a failover that neither finished its kills nor says why is.
+        finished = fo is not None and fo["kills"] == len(fo["all_s"]) and fo["median_s"] > 0
+        if fo is not None and not finished and not fo.get("failed"):
             out.append(f"{name}: failover {fo}")
     return out
