@@ -15,14 +15,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jepsen.history import FINAL_PROCESS, Op, pair_ops
+from jepsen.history import Op, pair_ops
 
 __all__ = [
+    "READ_FS",
     "TOKEN_FS",
     "Pair",
+    "acknowledged_submits",
     "by_job",
     "final_reads",
     "pairs_of",
+    "precedes",
 ]
 
 TOKEN_FS = ("heartbeat", "complete", "fail")
@@ -147,7 +150,3 @@ def final_reads(pairs: Sequence[Pair]) -> tuple[dict[str, Pair], bool]:
         if pair.ok and pair.job_id is not None:
             last[pair.job_id] = pair
     return last, attempted
-
-
-def is_final_process(op: Op) -> bool:
-    return op.process == FINAL_PROCESS
