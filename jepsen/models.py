@@ -70,15 +70,11 @@ LEASED = "leased"
 SUCCEEDED = "succeeded"
 DEAD = "dead"
 TERMINAL_STATES = frozenset({SUCCEEDED, DEAD, "cancelled"})
-READABLE_STATES = frozenset({PENDING, SCHEDULED, LEASED, SUCCEEDED, DEAD})
 
 CLOSED_NONE = ""
 CLOSED_COMPLETED = "completed"
 CLOSED_FAILED = "failed"
 CLOSED_EXPIRED = "expired"
-
-# Operation names the model knows (the checker maps final-read to read).
-MODEL_FS = frozenset({"submit", "lease", "heartbeat", "complete", "fail", "read"})
 
 
 @dataclass(frozen=True, slots=True)

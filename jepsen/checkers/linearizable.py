@@ -134,19 +134,18 @@ def _events_of(pair: Pair, *, job_id: str) -> list[tuple[int, Event]]:
 
 def _terminal_from(pairs: Sequence[Pair]) -> dict[str, int]:
     """job -> the first history index by which it was certainly terminal: the return of an
-    ok complete, of an ok fail that was not retryable, or of an ok read showing a terminal
-    state. An indeterminate lease invoked later cannot have leased that job in any
+    ok complete (first or repeated: either way the job succeeded) or of an ok read showing a
+    terminal state. An indeterminate lease invoked later cannot have leased that job in any
     linearization (the model has no way out of succeeded or dead), so leaving it out of the
-    job's partition loses nothing; it only saves the search work."""
+    job's partition loses nothing; it only saves the search work. (An ok non-retryable fail
+    does not count: it may be a repeat of a retryable fail, acknowledged with no change.)"""
     ended: dict[str, int] = {}
     for pair in pairs:
         job, end = pair.job_id, pair.end
         if job is None or end is None or not pair.ok:
             continue
-        final = (
-            pair.f == "complete"
-            or (pair.f == "fail" and pair.arg("retryable") is False)
-            or (pair.f in ("read", "final-read") and pair.result("state") in TERMINAL_STATES)
+        final = pair.f == "complete" or (
+            pair.f in ("read", "final-read") and pair.result("state") in TERMINAL_STATES
         )
         if final and end < ended.get(job, end + 1):
             ended[job] = end

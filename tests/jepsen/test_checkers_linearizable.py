@@ -291,6 +291,18 @@ def test_indeterminate_lease_after_its_job_ended_is_left_out() -> None:
     assert check_linearizable(h.ops).valid is True
 
 
+def test_repeated_fail_marked_not_retryable_does_not_end_the_job() -> None:
+    h = HistoryBuilder()
+    h.submit(1, "a")
+    h.lease(2, "a", 10)
+    h.fail_job(2, "a", 10)  # retried: the job goes back to pending
+    h.fail_job(3, "a", 10, retryable=False)  # a repeat: acknowledged, nothing changes
+    h.invoke(4, "lease", LEASE)
+    h.info(4)
+    h.read(5, "a", "leased", 12, 2)  # the indeterminate lease took it
+    assert check_linearizable(h.ops).valid is True
+
+
 def test_time_limit_gives_unknown_not_a_wrong_answer() -> None:
     h = HistoryBuilder()
     h.submit(1, "a")
