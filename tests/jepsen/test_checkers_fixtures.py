@@ -76,3 +76,17 @@ def test_recorded_stale_reads_are_caught(tmp_path: Path) -> None:
     }
     for name in ("no-double-completion", "tokens-increase", "replicas-converge"):
         assert checks[name]["valid"] is True, name
+
+
+def test_recheck_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from jepsen.checkers.__main__ import main
+
+    assert main([str(HISTORIES / "valid-with-faults.jsonl")]) == 0
+    out = tmp_path / "report"
+    assert main([str(HISTORIES / "lost-submit.jsonl"), "--out", str(out)]) == 1
+    assert (out / "results.json").exists() and (out / "index.html").exists()
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n", encoding="utf-8")
+    assert main([str(broken)]) == 3
+    printed = capsys.readouterr()
+    assert "INVALID" in printed.out and "line 1: not JSON" in printed.err
