@@ -133,6 +133,8 @@ class Runtime:
         self.work = WorkWaiters()  # lease long polls, woken by the app's observer
         self.app = SchedApp(observer=self.work)
         self.work.app = self.app
+        if gc_policy is not None:  # thaws are predicted from the state's growth in jobs
+            gc_policy.jobs = lambda: len(self.app.state.jobs)
         self.clock = QuorumClock(
             node_id=config.node_id, max_sample_age_s=config.limits.clock_sample_max_age_s
         )

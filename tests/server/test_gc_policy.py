@@ -174,3 +174,20 @@ def test_timer_thaws_only_when_due_and_under_budget(restore_gc: list[GcPolicy]) 
         assert not policy.maybe_thaw()
     assert policy.stats.thaws == 2 and policy.stats.thaws_skipped == 3
     assert len(skipped) == 1 and skipped[0] > 0
+
+
+def test_with_a_job_count_a_thaw_is_predicted_from_the_jobs_added(
+    restore_gc: list[GcPolicy],
+) -> None:
+    jobs = [0]
+    policy = _installed(restore_gc, GcPolicy(jobs=lambda: jobs[0]))
+    policy.thaw()
+    base = policy.predicted_thaw_s()
+    assert base > 0
+    garbage = [[i] for i in range(10_000)]  # frozen, then freed: not growth
+    gc.collect(0)
+    policy.after_apply(0.0)
+    del garbage
+    assert policy.predicted_thaw_s() == base  # no jobs added: nothing predicted beyond the base
+    jobs[0] = 1_000_000
+    assert policy.predicted_thaw_s() > 10 * base
