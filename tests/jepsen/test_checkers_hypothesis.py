@@ -419,7 +419,7 @@ class ConcurrentScript:
                 self.apply(self.zombies.pop(arg % len(self.zombies)), arg)
         elif code in (8, 9):
             self.complete(slot, lose=coin < 10)
-        elif code == 10 and self.ref.order:
+        elif code == 10 and self.ref.order and coin < 40:  # internal moves, now and then
             job = self.ref.jobs[self.ref.order[arg % len(self.ref.order)]]
             if job.state == "leased":
                 self.ref.end_attempt(job, closed="expired", retryable=True, coin=arg)
@@ -461,3 +461,74 @@ def test_random_concurrent_histories_pass(script_actions: list[tuple[int, int, i
     ):
         result = checker(ops)
         assert result.valid is True, (checker.__name__, result.message, result.details)
+
+
+def _concurrent_history(script_actions: list[tuple[int, int, int]]) -> list[Op]:
+    script = ConcurrentScript()
+    for action in script_actions:
+        script.run(action)
+    return script.final()
+
+
+long_concurrent_actions = st.lists(
+    st.tuples(st.integers(0, 10), st.integers(0, 1000), st.integers(0, 99)),
+    min_size=100,
+    max_size=200,
+)
+
+
+@settings(SETTINGS, max_examples=50)
+@given(long_concurrent_actions, st.integers(0, 10_000))
+def test_concurrent_token_regression_is_caught(
+    script_actions: list[tuple[int, int, int]], pick: int
+) -> None:
+    """A lease invoked after an earlier lease of the same job returned gets the earlier
+    token: decidable in any interleaving (real-time order fixes their order)."""
+    ops = _concurrent_history(script_actions)
+    invokes: dict[object, Op] = {}
+    paired: list[tuple[Op, Op]] = []
+    for op in ops:
+        if op.type == "invoke":
+            invokes[op.process] = op
+        elif op.f == "lease" and op.type == "ok" and op.value.get("job_id"):
+            paired.append((invokes[op.process], op))
+    candidates = [
+        (later_ok.index, earlier_ok.value["token"])
+        for earlier_invoke, earlier_ok in paired
+        for later_invoke, later_ok in paired
+        if earlier_ok.value["job_id"] == later_ok.value["job_id"]
+        and earlier_ok.index < later_invoke.index
+    ]
+    event(f"mutated: {bool(candidates)}")
+    if not candidates:
+        return
+    position, token = candidates[pick % len(candidates)]
+    ops = _mutate(ops, position, {**ops[position].value, "token": token})
+    assert check_tokens_increase(ops).valid is False
+    assert check_linearizable(ops).valid is False
+
+
+@settings(SETTINGS, max_examples=50)
+@given(long_concurrent_actions, st.integers(0, 10_000))
+def test_concurrent_second_completion_is_caught(
+    script_actions: list[tuple[int, int, int]], pick: int
+) -> None:
+    """An extra acknowledged complete with another token of a completed job."""
+    ops = _concurrent_history(script_actions)
+    invokes = {op.index: op for op in ops if op.type == "invoke"}
+    by_process = {}
+    completes = []
+    for op in ops:
+        if op.type == "invoke":
+            by_process[op.process] = op
+        elif op.f == "complete" and op.type == "ok":
+            completes.append(by_process[op.process].value)
+    event(f"mutated: {bool(completes)}")
+    if not completes or not invokes:
+        return
+    done = completes[pick % len(completes)]
+    h = HistoryBuilder()
+    h.ops = list(ops)
+    h.complete(10_000_000, str(done["job_id"]), int(str(done["token"])) + 1)
+    assert check_no_double_completion(h.ops).valid is False
+    assert check_linearizable(h.ops).valid is False
