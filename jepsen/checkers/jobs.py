@@ -76,6 +76,15 @@ class Pair:
         return self.done.value.get(name)
 
     @property
+    def has_state(self) -> bool:
+        """An ok read whose answer says the job's state (null: not found). Anything else is
+        a recording mistake that no checker may take for "not found"."""
+        if self.done is None or self.done.type != "ok":
+            return False
+        value = self.done.value
+        return isinstance(value, dict) and "state" in value
+
+    @property
     def job_id(self) -> str | None:
         """The job this operation is about: the invoke's job_id, or the job an ok lease got."""
         job = self.result("job_id") if self.f == "lease" else self.arg("job_id")
@@ -147,6 +156,6 @@ def final_reads(pairs: Sequence[Pair]) -> tuple[dict[str, Pair], bool]:
         if pair.f != "final-read":
             continue
         attempted = True
-        if pair.ok and pair.job_id is not None:
+        if pair.has_state and pair.job_id is not None:
             last[pair.job_id] = pair
     return last, attempted

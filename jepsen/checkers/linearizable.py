@@ -58,6 +58,16 @@ JOB_TIME_LIMIT_S = 10.0
 FAILURES_SHOWN_MAX = 10
 
 _CHECKED_FS = frozenset({"submit", "lease", "heartbeat", "complete", "fail", "read", "final-read"})
+# Client ops that are not about jobs: not counted as left out.
+_NOT_MODELLED_QUIETLY = frozenset({"state-hash"})
+
+
+def _has_state(pair: Pair) -> bool:
+    """An ok read's answer must say the state (null for not found); anything else is a
+    recording mistake the model must not read as "not found"."""
+    return (
+        pair.done is not None and isinstance(pair.done.value, dict) and ("state" in pair.done.value)
+    )
 
 
 def _invoke_value(pair: Pair) -> tuple[Any, ...]:
@@ -154,8 +164,17 @@ def _terminal_from(pairs: Sequence[Pair]) -> dict[str, int]:
 
 def job_events(ops: Sequence[Op]) -> tuple[dict[str, list[Event]], dict[str, int]]:
     """Each job's sub-history for the search, and counts of what was left out and why."""
-    pairs = [pair for pair in pairs_of(ops) if pair.f in _CHECKED_FS]
     dropped: dict[str, int] = defaultdict(int)
+    pairs: list[Pair] = []
+    for pair in pairs_of(ops):
+        if pair.f not in _CHECKED_FS:
+            if pair.f not in _NOT_MODELLED_QUIETLY:
+                dropped[f"f={pair.f} not in the model"] += 1
+            continue
+        if pair.ok and pair.f in ("read", "final-read") and not pair.has_state:
+            dropped["read answer without a state field"] += 1
+            continue
+        pairs.append(pair)
     queue_of: dict[str, str] = {}
     for pair in pairs:
         queue = pair.arg("queue")

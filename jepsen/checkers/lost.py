@@ -28,7 +28,7 @@ def check_no_lost_jobs(ops: Sequence[Op]) -> CheckResult:
     finals, attempted = final_reads(pairs)
     lost: list[dict[str, object]] = []
     for pair in pairs:
-        if pair.f not in ("read", "final-read") or not pair.ok or pair.job_id is None:
+        if pair.f not in ("read", "final-read") or not pair.has_state or pair.job_id is None:
             continue
         submit = acked.get(pair.job_id)
         if submit is None or not precedes(submit, pair):

@@ -115,6 +115,15 @@ def test_not_found_for_an_indeterminate_or_concurrent_submit_is_not_lost() -> No
     assert result.valid is True, result.message
 
 
+def test_a_read_answer_without_a_state_is_not_taken_for_not_found() -> None:
+    h = HistoryBuilder()
+    h.submit(1, "a")
+    h.call(2, "read", {"job_id": "a"}, {"oops": True})
+    h.call("final", "final-read", {"job_id": "a"}, None)
+    assert check_no_lost_jobs(h.ops).valid is None  # unconfirmed, not lost
+    assert check_terminal_after_heal(h.ops).valid is None
+
+
 def test_lost_check_is_unknown_without_final_reads() -> None:
     h = HistoryBuilder()
     h.submit(1, "a")

@@ -118,6 +118,20 @@ def test_failed_ops_and_no_work_leases_are_left_out() -> None:
     assert left_out == {"failed (certainly did not happen)": 1, "lease answered no work": 1}
 
 
+def test_unknown_ops_and_malformed_read_answers_are_left_out_and_counted() -> None:
+    h = HistoryBuilder()
+    h.submit(1, "a")
+    h.call(2, "cancel", {"job_id": "a"}, {})
+    h.call(3, "read", {"job_id": "a"}, {"oops": True})  # must not read as "not found"
+    h.state_hash(1, 5, "x")
+    result = check_linearizable(h.ops)
+    assert result.valid is True, result.message
+    assert result.details["left_out"] == {
+        "f=cancel not in the model": 1,
+        "read answer without a state field": 1,
+    }
+
+
 def test_retryable_fail_can_end_dead_when_attempts_unknown() -> None:
     h = HistoryBuilder()
     h.submit(1, "a")
