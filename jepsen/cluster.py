@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -46,24 +47,47 @@ POWER_LOSS_ENV: Final = "RAFTSCHED_FAILPOINT_POWER_LOSS"  # docs/operations.md
 STOP_GRACE_S: Final = 15.0  # SIGTERM -> SIGKILL for the whole cluster
 KILL_WAIT_S: Final = 10.0  # a SIGKILLed process is reaped within this
 LOG_TAIL_LINES: Final = 20
+EPHEMERAL_RANGE_FILE: Final = "/proc/sys/net/ipv4/ip_local_port_range"
+PORT_RANGE_LOW: Final = 10_000  # node ports come from [PORT_RANGE_LOW, ephemeral low)
+PORT_TRIES_MAX: Final = 1_000
 
 
 class ClusterError(RuntimeError):
     """A node could not be started or signalled (the message carries its log tail)."""
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports the OS just handed out: bound together (so distinct), then released."""
-    socks: list[socket.socket] = []
+def ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out as source ports of outgoing connections."""
     try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((HOST, 0))
-            socks.append(sock)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
+        low, high = Path(EPHEMERAL_RANGE_FILE).read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_ports(count: int, rng: random.Random | None = None) -> list[int]:
+    """`count` distinct ports free right now, chosen BELOW the ephemeral range: a port the
+    OS handed out for bind(0) can be taken as the source port of any outgoing connection
+    before a node (re)binds it, and this harness alone opens thousands of connections
+    (one per request, one per proxied link). Candidates are tried at random, bounded."""
+    rng = rng or random.Random()
+    low = PORT_RANGE_LOW
+    high = min(ephemeral_range()[0], 65536) - 1
+    assert high - low > 100 * count, "no room for ports below the ephemeral range"
+    chosen: list[int] = []
+    for _ in range(PORT_TRIES_MAX):
+        if len(chosen) == count:
+            return chosen
+        port = rng.randrange(low, high)
+        if port in chosen:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+        chosen.append(port)
+    raise ClusterError(f"could not find {count} free ports in [{low}, {high}]")
 
 
 def sha256_hex(text: str) -> str:

@@ -33,6 +33,7 @@ from .workload import QueueWorkload, QueueWorkloadOptions
 
 WORKLOADS: Final = ("queue",)
 STARTUP_TIMEOUT_S: Final = 60.0
+STARTUP_POLL_S: Final = 1.0
 TICK_S: Final = 0.25
 
 
@@ -127,9 +128,7 @@ async def run_test(options: RunOptions, reporter: Reporter | None = None) -> Run
         cluster.start()
         async with new_session() as session:
             api = NodeApi(session, cluster.urls, cluster.tokens)  # grows with added nodes
-            if await wait_converged(api, cluster.node_ids, STARTUP_TIMEOUT_S) is None:
-                tails = "\n".join(cluster.log_tail(i) for i in cluster.node_ids)
-                raise RunError(f"the cluster did not elect a leader in time\n{tails}")
+            await _wait_started(cluster, api)
             phases["startup_s"] = time.monotonic() - started
             with HistoryWriter(history_path) as writer:
                 await _exercise(
@@ -238,6 +237,25 @@ async def _exercise(
     meta["state_hashes"] = hashes
     meta["jobs_submitted"] = len(workload.book.order)
     phases["final_s"] = time.monotonic() - started
+
+
+async def _wait_started(cluster: Cluster, api: NodeApi) -> None:
+    """Until the new cluster converged; RunError at once if a node exits (a port taken, a
+    bad config), or at the deadline, with every node's log tail."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        exited = {i: c for i, c in cluster.exit_codes().items() if c is not None}
+        if exited:
+            raise RunError(f"node(s) exited while starting: {exited}\n{_tails(cluster)}")
+        if await wait_converged(api, cluster.node_ids, STARTUP_POLL_S) is not None:
+            return
+    raise RunError(
+        f"the cluster did not elect a leader in {STARTUP_TIMEOUT_S} s\n{_tails(cluster)}"
+    )
+
+
+def _tails(cluster: Cluster) -> str:
+    return "\n".join(f"--- node{i}:\n{cluster.log_tail(i)}" for i in cluster.node_ids)
 
 
 async def _ticks(
