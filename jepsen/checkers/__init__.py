@@ -19,6 +19,7 @@ from .convergence import check_convergence
 from .double_complete import check_no_double_completion
 from .linearizable import check_linearizable
 from .lost import check_no_lost_jobs
+from .queue_order import check_queue_order
 from .result import CheckResult, Verdict, verdict_of
 from .single_lease import check_single_live_lease
 from .terminal import check_terminal_after_heal
@@ -32,6 +33,7 @@ __all__ = [
     "check_linearizable",
     "check_no_double_completion",
     "check_no_lost_jobs",
+    "check_queue_order",
     "check_single_live_lease",
     "check_terminal_after_heal",
     "check_tokens_increase",
@@ -47,6 +49,7 @@ CHECKERS: dict[str, Checker] = {
     "no-double-completion": check_no_double_completion,
     "single-live-lease": check_single_live_lease,
     "tokens-increase": check_tokens_increase,
+    "queue-order": check_queue_order,
     "terminal-after-heal": check_terminal_after_heal,
     "replicas-converge": check_convergence,
 }

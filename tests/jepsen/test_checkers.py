@@ -12,6 +12,7 @@ from jepsen.checkers import (
     check_convergence,
     check_no_double_completion,
     check_no_lost_jobs,
+    check_queue_order,
     check_single_live_lease,
     check_terminal_after_heal,
     check_tokens_increase,
@@ -56,6 +57,7 @@ def test_check_all_passes_a_good_run() -> None:
         "no-double-completion",
         "single-live-lease",
         "tokens-increase",
+        "queue-order",
         "terminal-after-heal",
         "replicas-converge",
     }
@@ -320,6 +322,66 @@ def test_token_must_be_a_positive_integer() -> None:
     result = check_tokens_increase(h.ops)
     assert result.valid is False
     assert result.details["violations"][0]["kind"] == "not a positive integer"
+
+
+# -- queue order ---------------------------------------------------------------------------
+
+
+def test_younger_job_leased_while_an_older_one_was_pending() -> None:
+    h = HistoryBuilder()
+    older = h.submit(1, "a")
+    h.submit(1, "b")
+    lease = h.lease(2, "b", 10)
+    result = check_queue_order(h.ops)
+    assert result.valid is False, result.message
+    violation = result.details["violations"][0]
+    assert violation["older_pending"] == ["a"]
+    assert {older.index, lease.index} <= _ops_named(result.details)
+
+
+def test_indeterminate_leases_may_have_taken_the_older_jobs() -> None:
+    h = HistoryBuilder()
+    h.submit(1, "a")
+    h.submit(1, "b")
+    h.submit(1, "c")
+    h.invoke(3, "lease", {"queue": "q", "worker_id": "w3"})
+    h.info(3)  # may have taken a
+    h.lease(2, "c", 10)  # but not both a and b
+    assert check_queue_order(h.ops).valid is False
+    h2 = HistoryBuilder()
+    h2.submit(1, "a")
+    h2.submit(1, "b")
+    h2.invoke(3, "lease", {"queue": "q", "worker_id": "w3"})
+    h2.info(3)
+    h2.lease(2, "b", 10)
+    assert check_queue_order(h2.ops).valid is True
+
+
+def test_order_is_not_judged_when_it_is_not_certain() -> None:
+    h = HistoryBuilder()
+    h.invoke(1, "submit", {"job_id": "a", "queue": "q"})
+    h.invoke(4, "submit", {"job_id": "b", "queue": "q"})
+    h.ok(1, {"job_id": "a"})
+    h.ok(4, {"job_id": "b"})  # concurrent submits: either may be older
+    h.lease(2, "b", 10)
+    h.call(5, "submit", {"job_id": "c", "queue": "q", "priority": 5}, {"job_id": "c"})
+    h.lease(2, "c", 11)  # a priority job: not judged
+    h.submit(1, "d", queue="other")
+    h.lease(2, "a", 12)
+    h.invoke(6, "lease", {"queue": "other", "worker_id": "w6"})
+    h.ok(6, {"job_id": "d", "token": 13})
+    assert check_queue_order(h.ops).valid is True
+
+
+def test_an_older_job_leased_concurrently_is_not_pending_for_sure() -> None:
+    h = HistoryBuilder()
+    h.submit(1, "a")
+    h.submit(1, "b")
+    h.invoke(2, "lease", {"queue": "q", "worker_id": "w2"})
+    h.invoke(3, "lease", {"queue": "q", "worker_id": "w3"})
+    h.ok(3, {"job_id": "b", "token": 11})
+    h.ok(2, {"job_id": "a", "token": 10})
+    assert check_queue_order(h.ops).valid is True
 
 
 # -- terminal after heal -----------------------------------------------------------------------

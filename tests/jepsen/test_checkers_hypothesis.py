@@ -19,6 +19,7 @@ from jepsen.checkers import (
     check_linearizable,
     check_no_double_completion,
     check_no_lost_jobs,
+    check_queue_order,
     check_single_live_lease,
     check_tokens_increase,
 )
@@ -184,6 +185,7 @@ def test_random_sequential_histories_pass(script_actions: list[Action]) -> None:
         check_tokens_increase,
         check_single_live_lease,
         check_no_double_completion,
+        check_queue_order,
     ):
         result = checker(ops)
         assert result.valid is True, (checker.__name__, result.message)
@@ -458,6 +460,7 @@ def test_random_concurrent_histories_pass(script_actions: list[tuple[int, int, i
         check_single_live_lease,
         check_no_double_completion,
         check_no_lost_jobs,
+        check_queue_order,
     ):
         result = checker(ops)
         assert result.valid is True, (checker.__name__, result.message, result.details)
