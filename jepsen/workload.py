@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -46,6 +47,7 @@ LEASE_GONE_CODES: Final = frozenset(
 RECENT_JOBS: Final = 20  # reads prefer the newest jobs this often...
 RECENT_READ_P: Final = 0.5  # ...with this probability
 FINAL_READ_ATTEMPTS: Final = 5
+OLD_TOKENS_MAX: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,8 @@ class JobBook:
     submitted: dict[str, str] = field(default_factory=dict)  # job id -> queue (ok or info)
     order: list[str] = field(default_factory=list)  # job ids in submit order
     held: dict[str, int] = field(default_factory=dict)  # job id -> token we believe we hold
-    old_tokens: list[tuple[str, int]] = field(default_factory=list)
+    # Tokens seen, newest last (bounded): reports with them should be refused with a 409.
+    old_tokens: deque[tuple[str, int]] = field(default_factory=lambda: deque(maxlen=OLD_TOKENS_MAX))
 
     def remember_submit(self, job_id: str, queue: str) -> None:
         if job_id not in self.submitted:
@@ -218,16 +221,24 @@ class QueueWorkload:
             "lease_ms": opts.lease_ms,
             "max_attempts": opts.max_attempts,
         }
-        return Request("submit", value, "POST", "/v1/jobs", "submit", spec, f"submit-{job_id}")
+        return Request(
+            f="submit",
+            value=value,
+            method="POST",
+            path="/v1/jobs",
+            role="submit",
+            body=spec,
+            idempotency_key=f"submit-{job_id}",
+        )
 
     def lease_request(self, queue: str, worker_id: str) -> Request:
         return Request(
-            "lease",
-            {"queue": queue, "worker_id": worker_id},
-            "POST",
-            f"/v1/queues/{queue}/lease",
-            "worker",
-            {"worker_id": worker_id, "max_jobs": 1, "wait_ms": 0},
+            f="lease",
+            value={"queue": queue, "worker_id": worker_id},
+            method="POST",
+            path=f"/v1/queues/{queue}/lease",
+            role="worker",
+            body={"worker_id": worker_id, "max_jobs": 1, "wait_ms": 0},
         )
 
     def report_request(self, f: str, job_id: str, token: int) -> Request:
@@ -238,10 +249,14 @@ class QueueWorkload:
             body.update(error="jepsen: a deliberate failure", retryable=True)
         elif f == "complete":
             body["result"] = {"by": "jepsen"}
-        return Request(f, value, "POST", f"/v1/jobs/{job_id}/{f}", "worker", body)
+        return Request(
+            f=f, value=value, method="POST", path=f"/v1/jobs/{job_id}/{f}", role="worker", body=body
+        )
 
     def read_request(self, job_id: str) -> Request:
-        return Request("read", {"job_id": job_id}, "GET", f"/v1/jobs/{job_id}", "read")
+        return Request(
+            f="read", value={"job_id": job_id}, method="GET", path=f"/v1/jobs/{job_id}", role="read"
+        )
 
     def choose(self, slot: int) -> Request:
         names = [name for name, _ in self.options.mix]
