@@ -19,6 +19,7 @@ Format (see /work/notes/interfaces.md, agreed between the runner and the checker
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterable, Sequence
@@ -218,19 +219,35 @@ def read_history(path: str | Path, *, check: bool = True) -> list[Op]:
 class HistoryWriter:
     """Appends ops to a history.jsonl, one flushed line each, from any thread.
 
-    `append` assigns nothing: the caller builds the Op (with its index). `record` is the
-    convenient form that assigns the next index under the same lock, so the line order and
-    the indexes always agree with the real-time order of the calls.
+    `append` writes the caller's Op (with its index). `record` is the convenient form that
+    assigns the next index under the same lock, so the line order and the indexes always
+    agree with the real-time order of the calls.
+
+    Both keep time_ns non-decreasing: a caller that read the clock, then waited for the lock
+    behind a later reading, gets the previous line's time_ns instead of one that goes back
+    (the line order is the real-time order; time_ns must not contradict it, or the history
+    would be refused as malformed).
     """
 
     def __init__(self, path: str | Path) -> None:
         self._path = Path(path)
         self._lock = threading.Lock()
-        # Appending to an existing history continues its indexes (line numbers).
+        # Appending to an existing history continues its indexes (line numbers) and times.
         existing = 0
+        self._last_time_ns = 0
         if self._path.exists():
             with self._path.open(encoding="utf-8") as stream:
-                existing = sum(1 for line in stream if line.strip())
+                for line in stream:
+                    if line.strip():
+                        existing += 1
+                        last_line = line
+            if existing:
+                try:
+                    last = json.loads(last_line)
+                except ValueError:
+                    last = None  # a torn last line: read_history will name it
+                if isinstance(last, dict) and isinstance(last.get("time_ns"), int):
+                    self._last_time_ns = last["time_ns"]
         self._stream: IO[str] | None = self._path.open("a", encoding="utf-8")
         self._next_index = existing
 
@@ -239,12 +256,14 @@ class HistoryWriter:
         return self._path
 
     def append(self, op: Op) -> None:
-        line = json.dumps(op_to_json(op), separators=(",", ":"), sort_keys=False)
         with self._lock:
             if self._stream is None:
                 raise ValueError(f"history writer for {self._path} is closed")
-            self._stream.write(line + "\n")
+            if op.time_ns < self._last_time_ns:
+                op = dataclasses.replace(op, time_ns=self._last_time_ns)
+            self._stream.write(json.dumps(op_to_json(op), separators=(",", ":")) + "\n")
             self._stream.flush()
+            self._last_time_ns = op.time_ns
             self._next_index = max(self._next_index, op.index + 1)
 
     def record(
@@ -261,8 +280,8 @@ class HistoryWriter:
     ) -> Op:
         """Build the op with the next index and append it, atomically; returns the op.
 
-        time_ns and wall_ms are the caller's: read them just before calling, or pass a
-        clock function in a wrapper; the lock makes the line order the call order.
+        time_ns and wall_ms are the caller's, read just before calling; the lock makes the
+        line order the call order, and time_ns is raised to the previous line's if needed.
         """
         with self._lock:
             if self._stream is None:
@@ -273,13 +292,14 @@ class HistoryWriter:
                 process=process,
                 f=f,
                 value=value,
-                time_ns=time_ns,
+                time_ns=max(time_ns, self._last_time_ns),
                 wall_ms=wall_ms,
                 node=node,
                 error=error,
             )
             self._stream.write(json.dumps(op_to_json(op), separators=(",", ":")) + "\n")
             self._stream.flush()
+            self._last_time_ns = op.time_ns
             self._next_index += 1
             return op
 

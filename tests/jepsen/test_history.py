@@ -104,6 +104,22 @@ def test_reopened_writer_continues_the_indexes(tmp_path: Path) -> None:
     assert [op.index for op in read_history(path)] == [0, 1]
 
 
+def test_writer_keeps_time_from_going_back(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    with HistoryWriter(path) as writer:
+        writer.record(type="invoke", process=1, f="read", value=None, time_ns=50, wall_ms=0)
+        # a caller that read the clock earlier but got the lock later
+        late = writer.record(type="invoke", process=2, f="read", value=None, time_ns=40, wall_ms=0)
+        writer.append(
+            Op(index=2, type="ok", process=1, f="read", value=None, time_ns=30, wall_ms=0)
+        )
+    assert late.time_ns == 50
+    assert [op.time_ns for op in read_history(path)] == [50, 50, 50]
+    with HistoryWriter(path) as writer:  # reopened: continues from the last line's time
+        op = writer.record(type="ok", process=2, f="read", value=None, time_ns=1, wall_ms=0)
+    assert (op.index, op.time_ns) == (3, 50)
+
+
 def test_closed_writer_refuses(tmp_path: Path) -> None:
     writer = HistoryWriter(tmp_path / "h.jsonl")
     writer.close()
