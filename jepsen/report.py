@@ -13,9 +13,9 @@ title). Latency and throughput are PNG via matplotlib when it is installed (the 
 also written next to index.html) and SVG drawn here otherwise.
 
 Fault windows pair the nemesis events: kill..start/restart, pause..resume, partition..heal,
-skew..unskew (see `WINDOW_END`); a heal with {"kind": "all"} ends every open window; a
-window still open at the end runs to the end of the history; nemesis events of other kinds
-are drawn as instants.
+skew..unskew, remove-member..add-member (see `WINDOW_END`); a heal with {"kind": "all"}
+ends every open window; a window still open at the end runs to the end of the history;
+nemesis events of other kinds are drawn as instants.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ WINDOW_END: dict[str, tuple[str, ...]] = {
     "partition": ("heal",),
     "skew": ("unskew", "reset-clock"),
     "clock-skew": ("unskew", "reset-clock"),
+    "remove-member": ("add-member",),  # a member replaced: one node fewer until added
 }
 # The timeline draws at most this many operations (all non-ok ones first, ok ones sampled).
 TIMELINE_OPS_MAX = 4000
@@ -73,7 +74,12 @@ FLAGGED_STROKE = "#000000"
 # How many linearizability explanations the page spells out (all are in results.json).
 EXPLANATIONS_SHOWN_MAX = 3
 ALL_COLOR = "#000000"  # the total throughput line
-FAULT_COLORS = {"kill": "#d62728", "pause": "#9467bd", "partition": "#1f77b4"}
+FAULT_COLORS = {
+    "kill": "#d62728",
+    "pause": "#9467bd",
+    "partition": "#1f77b4",
+    "remove-member": "#2ca02c",
+}
 FAULT_COLOR_OTHER = "#7f7f7f"
 
 

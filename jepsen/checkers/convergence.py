@@ -3,7 +3,9 @@
 The runner asks every node for (applied_index, state_hash) after heal ("state-hash" ops, ok
 value {"node", "applied_index", "state_hash"}). The state machine is deterministic, so:
   - two reports at the same applied index must carry the same hash (safety: any difference
-    means replicas applied different entries or apply is not deterministic);
+    means replicas applied different entries or apply is not deterministic), and the same
+    chain hash of the applied log prefix when the report has one ("chain_hash": a
+    difference means the logs themselves differ);
   - the nodes must have caught up: there must be one applied index at which every node that
     answered reported a hash (the runner polls until they meet; if they never met, the
     replicas did not converge within its wait).
@@ -23,8 +25,27 @@ from .result import CheckResult
 __all__ = ["check_convergence"]
 
 
+def _diverged(
+    by_index: dict[int, dict[str, list[tuple[int, list[int]]]]], *, what: str
+) -> list[dict[str, Any]]:
+    """Applied indexes at which the nodes reported more than one hash."""
+    diverged: list[dict[str, Any]] = []
+    for index, digests in sorted(by_index.items()):
+        if len(digests) > 1:
+            diverged.append(
+                {
+                    "what": what,
+                    "applied_index": index,
+                    "hashes": {d: sorted({n for n, _ in who}) for d, who in digests.items()},
+                    "ops": sorted(line for who in digests.values() for _, ls in who for line in ls),
+                }
+            )
+    return diverged
+
+
 def check_convergence(ops: Sequence[Op]) -> CheckResult:
     reports: list[tuple[int, int, str, list[int]]] = []  # (node, index, hash, ops)
+    chains: list[tuple[int, int, str, list[int]]] = []  # (node, index, chain hash, ops)
     for pair in pairs_of(ops):
         if pair.f != "state-hash" or not pair.ok:
             continue
@@ -35,6 +56,9 @@ def check_convergence(ops: Sequence[Op]) -> CheckResult:
         )
         if isinstance(node, int) and isinstance(index, int) and isinstance(digest, str):
             reports.append((node, index, digest, pair.ops()))
+            chain = pair.result("chain_hash")
+            if isinstance(chain, str):
+                chains.append((node, index, chain, pair.ops()))
     if not reports:
         return CheckResult(valid=None, message="no state-hash reports in the history")
     by_index: dict[int, dict[str, list[tuple[int, list[int]]]]] = defaultdict(
@@ -44,16 +68,13 @@ def check_convergence(ops: Sequence[Op]) -> CheckResult:
     for node, index, digest, lines in reports:
         by_index[index][digest].append((node, lines))
         indexes_of[node].add(index)
-    diverged: list[dict[str, Any]] = []
-    for index, digests in sorted(by_index.items()):
-        if len(digests) > 1:
-            diverged.append(
-                {
-                    "applied_index": index,
-                    "hashes": {d: sorted({n for n, _ in who}) for d, who in digests.items()},
-                    "ops": sorted(line for who in digests.values() for _, ls in who for line in ls),
-                }
-            )
+    diverged = _diverged(by_index, what="state")
+    chains_by_index: dict[int, dict[str, list[tuple[int, list[int]]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for node, index, chain, lines in chains:
+        chains_by_index[index][chain].append((node, lines))
+    diverged += _diverged(chains_by_index, what="log (chain hash)")
     common = set.intersection(*indexes_of.values())
     last = {node: max(indexes) for node, indexes in sorted(indexes_of.items())}
     details: dict[str, Any] = {
@@ -67,8 +88,8 @@ def check_convergence(ops: Sequence[Op]) -> CheckResult:
         first = diverged[0]
         return CheckResult(
             valid=False,
-            message=f"replicas diverged at {len(diverged)} applied index(es); first at "
-            f"{first['applied_index']}: {first['hashes']}",
+            message=f"replicas diverged at {len(diverged)} applied index(es); first "
+            f"{first['what']} at {first['applied_index']}: {first['hashes']}",
             details=details,
         )
     if not common:

@@ -431,6 +431,17 @@ def test_diverged_replicas_are_named() -> None:
     assert odd.index in _ops_named(result.details, "diverged")
 
 
+def test_diverged_logs_are_named_by_their_chain_hash() -> None:
+    h = HistoryBuilder()
+    for node, chain in ((1, "c1"), (2, "c1"), (3, "c2")):
+        value = {"node": node, "applied_index": 9, "state_hash": "same", "chain_hash": chain}
+        h.call("final", "state-hash", {"node": node}, value)
+    result = check_convergence(h.ops)
+    assert result.valid is False
+    assert result.details["diverged"][0]["what"] == "log (chain hash)"
+    assert result.details["diverged"][0]["hashes"] == {"c1": [1, 2], "c2": [3]}
+
+
 def test_replicas_that_never_meet_at_one_index_did_not_converge() -> None:
     h = HistoryBuilder()
     h.state_hash(1, 40, "x")

@@ -70,6 +70,14 @@ def test_heal_all_ends_every_window() -> None:
     ]
 
 
+def test_member_replacement_is_a_window() -> None:
+    h = HistoryBuilder()
+    h.nemesis("remove-member", {"kind": "replace", "node": 2, "removed": True})
+    h.nemesis("add-member", {"node": 4, "added": True})
+    windows = fault_windows(h.ops)
+    assert [(w.kind, w.end_s) for w in windows] == [("remove-member", 0.001)]
+
+
 def test_counts_and_latencies() -> None:
     ops = _history()
     counts = op_counts(ops)
