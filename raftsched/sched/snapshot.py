@@ -114,7 +114,7 @@ def _spec_from_plain(d: dict[str, Any]) -> JobSpec:
 
 
 def dump_state(st: SchedulerState) -> bytes:
-    jobs = list(st.jobs.values())
+    jobs = st.jobs.sorted_values()
     assert all(a.seq < b.seq for a, b in itertools.pairwise(jobs)), "jobs out of order"
     cascade = {job.id for job in st.cascade}  # membership only
     schedules = []

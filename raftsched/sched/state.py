@@ -88,6 +88,7 @@ from .job import (
     JobState,
     job_doc,
 )
+from .job_table import JobTable
 from .limits import Limits
 from .queues import Queue, QueueConfig
 from .result import Ok, Refused, Result
@@ -171,7 +172,7 @@ class SchedulerState:
         self.last_index = 0
         self.seq = 0  # creation order of jobs: unique, the "oldest first" tie-break
         self.schedule_version = 0
-        self.jobs: dict[str, Job] = {}  # insertion order == seq order
+        self.jobs = JobTable()  # iterates in seq order
         self.queues: dict[str, Queue] = {}
         self.workers: dict[str, Worker] = {}
         self.schedules: dict[str, Schedule] = {}
