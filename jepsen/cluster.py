@@ -397,6 +397,22 @@ class Cluster:
         node.proc.send_signal(sig)
         return node.proc
 
+    def kill_now(self, node_ids: list[int]) -> None:
+        """SIGKILL every node in `node_ids` back to back, without waiting in between (the
+        nodes die within microseconds of each other); `reap` waits for them."""
+        for node_id in node_ids:
+            if not self.alive(node_id):
+                continue  # already dead (its exit is reported by start_node)
+            self._signal(node_id, signal.SIGKILL)
+            self.nodes[node_id].killed = True
+            self.nodes[node_id].paused = False
+
+    def reap(self, node_ids: list[int]) -> None:
+        for node_id in node_ids:
+            proc = self.nodes[node_id].proc
+            assert proc is not None
+            proc.wait(timeout=KILL_WAIT_S)
+
     def kill(self, node_id: int) -> None:
         """kill -9 (no shutdown code runs), then reap it."""
         proc = self._signal(node_id, signal.SIGKILL)

@@ -9,7 +9,10 @@ window in the history has one cause. `heal_all` (always run at the end, also aft
 error) lifts every partition, resumes paused nodes and restarts killed ones.
 
 Faults (`--nemesis kind[:variant],...`; a bare kind picks a variant at random each time):
-- kill:      random | leader | minority | all    kill -9, restarted (same data dir) at heal
+- kill:      random | leader | minority | all | all-after-ack
+             kill -9, restarted (same data dir) at heal. all-after-ack waits for the next
+             acknowledged write and kills every node in the same instant (from the
+             recorder's completion hook, before the event loop runs anything else)
 - pause:     random | leader | minority          SIGSTOP, SIGCONT at heal
 - partition: halves | isolate-leader | ring | bridge | one-way
              real TCP faults on the directed-link proxies (jepsen/proxy.py). ring (each node
@@ -21,8 +24,9 @@ Faults (`--nemesis kind[:variant],...`; a bare kind picks a variant at random ea
              is added with POST /v1/cluster/members (it is promoted to voter once caught
              up). Members reach a node added this way through one shared proxy, so a
              later partition cuts all of its incoming links or none (jepsen/cluster.py).
-`kill:all` is only used when named: it takes the whole cluster down at once (with the
-power-loss failpoint it is what exposes acknowledgements sent before the fsync).
+`kill:all` and `kill:all-after-ack` are only used when named: they take the whole cluster
+down at once (with the power-loss failpoint they are what can expose acknowledgements sent
+before the fsync).
 
 The partition shapes are pure functions of (nodes, rng) below, tested without processes.
 """
@@ -37,20 +41,23 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .cluster import Cluster
+from .history import Op
 from .http_client import NodeApi
 from .observe import leader
 from .recorder import Recorder
 
 Pair = tuple[int, int]
 VARIANTS: Final[dict[str, tuple[str, ...]]] = {
-    "kill": ("random", "leader", "minority", "all"),
+    "kill": ("random", "leader", "minority", "all", "all-after-ack"),
     "pause": ("random", "leader", "minority"),
     "partition": ("halves", "isolate-leader", "ring", "bridge", "one-way"),
     "transfer": ("random",),
     "member": ("replace",),
 }
 # Variants a bare kind never picks: they must be asked for by name.
-EXPLICIT_ONLY: Final = frozenset({("kill", "all")})
+EXPLICIT_ONLY: Final = frozenset({("kill", "all"), ("kill", "all-after-ack")})
+# Client operations whose ok means "a write was acknowledged".
+WRITE_FS: Final = frozenset({"submit", "lease", "heartbeat", "complete", "fail"})
 TRANSFER_TIMEOUT_S: Final = 5.0
 MEMBER_CHANGE_TIMEOUT_S: Final = 10.0  # a removal or an addition is retried / looked for this long
 
@@ -235,8 +242,8 @@ class Nemesis:
             return [node], how
         if variant == "minority":
             return self._minority(), "minority"
-        if variant == "all":
-            return list(ids), "all"
+        if variant in ("all", "all-after-ack"):
+            return list(ids), variant
         return [self.rng.choice(ids)], "random"
 
     async def apply(self, kind: str, variant: str) -> None:
@@ -246,10 +253,14 @@ class Nemesis:
         if kind == "kill":
             nodes, how = await self._targets(variant)
             nodes = [n for n in nodes if self.cluster.alive(n)]
-            for n in nodes:
-                await asyncio.to_thread(self.cluster.kill, n)
+            value: dict[str, Any] = {"kind": how, "nodes": nodes}
+            if variant == "all-after-ack":
+                value["after"] = await self._kill_after_ack(nodes)
+            else:
+                self.cluster.kill_now(nodes)
+            await asyncio.to_thread(self.cluster.reap, nodes)
             self._active = Active(kind, killed=nodes)
-            self.recorder.nemesis("kill", {"kind": how, "nodes": nodes})
+            self.recorder.nemesis("kill", value)
         elif kind == "pause":
             nodes, how = await self._targets(variant)
             nodes = [n for n in nodes if self.cluster.alive(n) and not self.cluster.paused(n)]
@@ -268,6 +279,27 @@ class Nemesis:
             self._active = Active(kind, removed=await self._remove_member())
         else:
             raise AssertionError(f"unknown fault {kind}")
+
+    async def _kill_after_ack(self, nodes: list[int]) -> int | None:
+        """Kill `nodes` the moment the next write is acknowledged (or after fault_s with
+        none): the history index of that acknowledgement, or None."""
+        struck: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+        def hook(op: Op) -> None:
+            if op.type == "ok" and op.f in WRITE_FS and not struck.done():
+                self.cluster.kill_now(nodes)
+                struck.set_result(op.index)
+
+        self.recorder.on_completion.append(hook)
+        try:
+            return await asyncio.wait_for(asyncio.shield(struck), self.fault_s)
+        except TimeoutError:
+            if struck.done():
+                return struck.result()
+            self.cluster.kill_now(nodes)
+            return None
+        finally:
+            self.recorder.on_completion.remove(hook)
 
     async def _partition(self, variant: str) -> dict[str, Any]:
         ids = self.cluster.node_ids

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .history import FINAL_PROCESS, NEMESIS_PROCESS, HistoryWriter, Op, OpType, Process
@@ -21,6 +22,9 @@ class Recorder:
         self.t0_ns = time.monotonic_ns()
         self._processes = itertools.count()
         self.counts: dict[str, int] = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
+        # Called synchronously after each recorded client completion (a nemesis that
+        # strikes right after an acknowledgement needs to act before anything else runs).
+        self.on_completion: list[Callable[[Op], None]] = []
 
     def elapsed_s(self) -> float:
         return (time.monotonic_ns() - self.t0_ns) / 1e9
@@ -40,7 +44,7 @@ class Recorder:
     ) -> Op:
         if isinstance(process, int):
             self.counts[type] += 1  # client operations only (the progress display)
-        return self.writer.record(
+        op = self.writer.record(
             type=type,
             process=process,
             f=f,
@@ -50,6 +54,10 @@ class Recorder:
             node=node,
             error=error,
         )
+        if type != "invoke" and isinstance(process, int):
+            for hook in list(self.on_completion):
+                hook(op)
+        return op
 
     def nemesis(self, f: str, value: Any) -> Op:
         return self.event(type="info", process=NEMESIS_PROCESS, f=f, value=value)

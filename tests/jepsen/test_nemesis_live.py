@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from jepsen.cluster import Cluster, ClusterOptions
-from jepsen.history import HistoryWriter, read_history
+from jepsen.history import HistoryWriter, OpType, read_history
 from jepsen.http_client import NodeApi, new_session
 from jepsen.nemesis import Nemesis
 from jepsen.observe import NodeStatus, leader, status, statuses, wait_converged
@@ -177,6 +177,49 @@ async def test_transfer_moves_leadership(live: Live) -> None:
     lead = await eventually("the transfer", lambda: leader_among(live, rest, not_=old))
     assert lead.node_id == target
     await live.nemesis.heal()
+
+
+@pytest.mark.asyncio
+async def test_kill_all_after_ack_strikes_right_after_a_write(live: Live) -> None:
+    recorder = live.nemesis.recorder
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            node = live.cluster.node_ids[n % len(live.cluster.node_ids)]
+            value = {"job_id": f"ack{n}", "queue": "q"}
+            recorder.event(type="invoke", process=0, f="submit", value=value, node=node)
+            outcome = await live.api.call(
+                node,
+                "POST",
+                "/v1/jobs",
+                role="submit",
+                timeout_s=2,
+                body={"id": f"ack{n}", "queue": "q"},
+            )
+            kind: OpType = "ok" if outcome.verdict == "ok" else "fail"
+            recorder.event(type=kind, process=0, f="submit", value=None, node=node)
+            if kind == "fail":
+                await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(writer())
+    try:
+        await live.nemesis.apply("kill", "all-after-ack")
+    finally:
+        stop.set()
+        await task
+    assert not any(live.cluster.alive(n) for n in live.cluster.node_ids)
+    ops = read_history(live.history)
+    (kill,) = [op for op in ops if op.f == "kill"]
+    struck_after = ops[kill.value["after"]]
+    assert struck_after.type == "ok" and struck_after.f == "submit"
+    # Nothing was recorded between that acknowledgement and the kill but the writer's own
+    # next steps (it was the acknowledgement's own hook that killed).
+    assert all(op.process == 0 for op in ops[struck_after.index + 1 : kill.index])
+    await live.nemesis.heal()
+    assert all(live.cluster.alive(n) for n in live.cluster.node_ids)
 
 
 async def _voters(live: Live) -> set[int] | None:
