@@ -253,14 +253,13 @@ class Nemesis:
         if kind == "kill":
             nodes, how = await self._targets(variant)
             nodes = [n for n in nodes if self.cluster.alive(n)]
-            value: dict[str, Any] = {"kind": how, "nodes": nodes}
+            self._active = Active(kind, killed=nodes)
             if variant == "all-after-ack":
-                value["after"] = await self._kill_after_ack(nodes)
+                await self._kill_after_ack(nodes, how)
             else:
                 self.cluster.kill_now(nodes)
+                self.recorder.nemesis("kill", {"kind": how, "nodes": nodes})
             await asyncio.to_thread(self.cluster.reap, nodes)
-            self._active = Active(kind, killed=nodes)
-            self.recorder.nemesis("kill", value)
         elif kind == "pause":
             nodes, how = await self._targets(variant)
             nodes = [n for n in nodes if self.cluster.alive(n) and not self.cluster.paused(n)]
@@ -280,24 +279,26 @@ class Nemesis:
         else:
             raise AssertionError(f"unknown fault {kind}")
 
-    async def _kill_after_ack(self, nodes: list[int]) -> int | None:
+    async def _kill_after_ack(self, nodes: list[int], how: str) -> None:
         """Kill `nodes` the moment the next write is acknowledged (or after fault_s with
-        none): the history index of that acknowledgement, or None."""
-        struck: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        none); the event names that acknowledgement's history index ("after")."""
+        struck: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def strike(after: int | None) -> None:
+            self.cluster.kill_now(nodes)
+            self.recorder.nemesis("kill", {"kind": how, "nodes": nodes, "after": after})
+            struck.set_result(None)
 
         def hook(op: Op) -> None:
             if op.type == "ok" and op.f in WRITE_FS and not struck.done():
-                self.cluster.kill_now(nodes)
-                struck.set_result(op.index)
+                strike(op.index)
 
         self.recorder.on_completion.append(hook)
         try:
-            return await asyncio.wait_for(asyncio.shield(struck), self.fault_s)
+            await asyncio.wait_for(asyncio.shield(struck), self.fault_s)
         except TimeoutError:
-            if struck.done():
-                return struck.result()
-            self.cluster.kill_now(nodes)
-            return None
+            if not struck.done():
+                strike(None)
         finally:
             self.recorder.on_completion.remove(hook)
 
