@@ -317,6 +317,29 @@ def test_repeated_fail_marked_not_retryable_does_not_end_the_job() -> None:
     assert check_linearizable(h.ops).valid is True
 
 
+def test_search_that_runs_out_of_time_is_unknown() -> None:
+    """A hard job (60 indeterminate leases and fails, 16 concurrent reads that no order
+    explains: about a second of search) with a 20 ms budget: the search gives up."""
+    h = HistoryBuilder()
+    h.submit(1, "a")
+    for process in range(100, 130):
+        h.invoke(process, "lease", LEASE)
+    for process in range(100, 130):
+        h.info(process)
+    for process in range(200, 230):
+        h.invoke(process, "fail", {"job_id": "a", "token": 1000 + process, "retryable": True})
+    for process in range(200, 230):
+        h.info(process)
+    for process in range(300, 316):
+        h.invoke(process, "read", {"job_id": "a"})
+    for offset, process in enumerate(range(300, 316)):
+        h.ok(process, {"state": "leased", "token": 1500 - offset, "attempts": 20 + offset})
+    result = check_linearizable(h.ops, job_time_limit_s=0.02)
+    assert result.valid is None, result.message
+    assert result.details["unknown_jobs"] == ["a"]
+    assert "gave up" in result.details["unknown"][0]["message"]
+
+
 def test_time_limit_gives_unknown_not_a_wrong_answer() -> None:
     h = HistoryBuilder()
     h.submit(1, "a")
