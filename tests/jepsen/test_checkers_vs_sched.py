@@ -16,6 +16,7 @@ expiry rule is exercised against real lease expiry too.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
@@ -223,3 +224,47 @@ def test_histories_of_the_real_state_machine_pass_every_safety_check(
     ):
         result = checker(ops)
         assert result.valid is True, (checker.__name__, result.message, result.details)
+
+
+def _history(script: list[Action]) -> list[Op]:
+    recorder = Recorder()
+    for action in script:
+        recorder.run(action)
+    return recorder.final()
+
+
+def _reindexed(ops: list[Op]) -> list[Op]:
+    return [dataclasses.replace(op, index=index) for index, op in enumerate(ops)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(actions, st.integers(0, 10_000))
+def test_a_job_granted_to_a_second_worker_at_once_is_caught(
+    script: list[Action], pick: int
+) -> None:
+    """Right after a real grant, a second worker is told it holds the same job too (the
+    next token, the next attempt): the classic double grant. The linearizability model may
+    explain it by an instant expiry; single-live-lease's expiry rule must not."""
+    ops = _history(script)
+    grants = [
+        op for op in ops if op.f == "lease" and op.type == "ok" and op.value["job_id"] is not None
+    ]
+    event(f"mutated: {bool(grants)}")
+    if not grants:
+        return
+    grant = grants[pick % len(grants)]
+    twin_value = {
+        "job_id": grant.value["job_id"],
+        "token": grant.value["token"] + 1,
+        "attempt": grant.value["attempt"] + 1,
+    }
+    at = dataclasses.replace(grant, process=10_000_000)
+    twin = [
+        dataclasses.replace(at, type="invoke", f="lease", value={"queue": "q", "worker_id": "x"}),
+        dataclasses.replace(at, type="ok", f="lease", value=twin_value),
+    ]
+    mutated = _reindexed([*ops[: grant.index + 1], *twin, *ops[grant.index + 1 :]])
+    result = check_single_live_lease(mutated)
+    assert result.valid is False, result.message
+    kinds = {v["kind"] for v in result.details["violations"]}
+    assert "granted while the older lease was certainly live" in kinds
