@@ -183,6 +183,7 @@ class Cluster:
         self.urls: dict[int, str] = {}  # node id -> its real HTTP URL (clients use these)
         self.links: dict[tuple[int, int], Link] = {}
         self.blocked: frozenset[tuple[int, int]] = frozenset()
+        self.delay_ms = 0
         self.crashes: list[dict[str, float | int | None]] = []  # exits the harness did not cause
         self._hub = ProxyHub()
         self._started = False
@@ -459,10 +460,14 @@ class Cluster:
         self.set_blocked(())
 
     def set_delay(self, delay_ms: int) -> None:
-        names = [name for pair in self.links for name in self._link_names(pair)]
+        """Every link (peer and HTTP, both directions) holds each chunk `delay_ms`."""
+        assert delay_ms >= 0
         modes = self._hub.modes()
-        for name in names:
-            self._hub.set_mode([name], modes[name], delay_ms=delay_ms)
+        names = sorted({name for pair in self.links for name in self._link_names(pair)})
+        for mode in {modes[name] for name in names}:
+            same = [name for name in names if modes[name] is mode]
+            self._hub.set_mode(same, mode, delay_ms=delay_ms)
+        self.delay_ms = delay_ms
 
     def _link_names(self, pair: tuple[int, int]) -> tuple[str, str]:
         link = self.links[pair]

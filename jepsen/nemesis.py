@@ -19,6 +19,8 @@ Faults (`--nemesis kind[:variant],...`; a bare kind picks a variant at random ea
              sees a majority, no two the same one) needs 5 nodes. one-way: a node's
              outgoing or incoming links are cut, not both.
 - transfer:  POST /v1/cluster/leader to a random other voter (nothing to heal)
+- delay:     uniform: every link holds its bytes one of DELAYS_MS, both ways (a slow
+             network: at 200 ms a heartbeat round trip nears the election timeout)
 - member:    replace: DELETE /v1/cluster/members/<random member> (the leader too) and stop
              that node; at heal a NEW node (ids are never reused) starts with `join` and
              is added with POST /v1/cluster/members (it is promoted to voter once caught
@@ -53,7 +55,14 @@ VARIANTS: Final[dict[str, tuple[str, ...]]] = {
     "partition": ("halves", "isolate-leader", "ring", "bridge", "one-way"),
     "transfer": ("random",),
     "member": ("replace",),
+    "delay": ("uniform",),
 }
+DELAYS_MS: Final = (
+    20,
+    50,
+    100,
+    200,
+)  # one way, per link: 200 ms makes RTTs near the election timeout
 # Variants a bare kind never picks: they must be asked for by name.
 EXPLICIT_ONLY: Final = frozenset({("kill", "all"), ("kill", "all-after-ack")})
 # Client operations whose ok means "a write was acknowledged".
@@ -180,6 +189,7 @@ class Active:
     paused: list[int] = field(default_factory=list)
     partitioned: bool = False
     removed: list[int] = field(default_factory=list)
+    delayed: bool = False
 
 
 class Nemesis:
@@ -276,6 +286,11 @@ class Nemesis:
             self._active = Active(kind)
         elif kind == "member":
             self._active = Active(kind, removed=await self._remove_member())
+        elif kind == "delay":
+            delay_ms = self.rng.choice(DELAYS_MS)
+            self.cluster.set_delay(delay_ms)
+            self._active = Active(kind, delayed=True)
+            self.recorder.nemesis("delay", {"kind": variant, "delay_ms": delay_ms})
         else:
             raise AssertionError(f"unknown fault {kind}")
 
@@ -442,6 +457,9 @@ class Nemesis:
         if active.partitioned:
             self.cluster.heal_network()
             self.recorder.nemesis("heal", {"kind": "partition"})
+        if active.delayed:
+            self.cluster.set_delay(0)
+            self.recorder.nemesis("heal", {"kind": "delay"})
         for n in active.paused:
             if self.cluster.alive(n) and self.cluster.paused(n):
                 self.cluster.resume(n)
@@ -457,6 +475,7 @@ class Nemesis:
         """Lift every fault, whatever its origin: the network, paused and dead nodes."""
         await self.heal()
         self.cluster.heal_network()
+        self.cluster.set_delay(0)
         resumed = [
             n for n in self.cluster.node_ids if self.cluster.alive(n) and self.cluster.paused(n)
         ]

@@ -221,6 +221,32 @@ async def test_kill_all_after_ack_strikes_right_after_a_write(live: Live) -> Non
     assert all(live.cluster.alive(n) for n in live.cluster.node_ids)
 
 
+@pytest.mark.asyncio
+async def test_delay_slows_replication_until_heal(live: Live) -> None:
+    await live.nemesis.apply("delay", "uniform")
+    ((f, value),) = nemesis_events(live.history)
+    assert f == "delay" and isinstance(value, dict)
+    delay_s = value["delay_ms"] / 1000
+
+    async def timed_submit(job_id: str) -> float | None:
+        lead = await leader(live.api, live.cluster.node_ids)
+        if lead is None:
+            return None
+        started = time.monotonic()
+        body = {"id": job_id, "queue": "q"}
+        outcome = await live.api.call(
+            lead, "POST", "/v1/jobs", role="submit", timeout_s=5, body=body
+        )
+        return time.monotonic() - started if outcome.verdict == "ok" else None
+
+    # A write commits after one round trip to a follower: two link delays at least.
+    slow = await eventually("a write under delay", lambda: timed_submit("delay-1"))
+    assert slow >= 2 * delay_s, (slow, delay_s)
+    await live.nemesis.heal()
+    assert nemesis_events(live.history)[1] == ("heal", {"kind": "delay"})
+    assert live.cluster.delay_ms == 0
+
+
 async def _voters(live: Live) -> set[int] | None:
     lead = await leader(live.api, live.cluster.node_ids)
     if lead is None:
