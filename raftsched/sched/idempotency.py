@@ -16,16 +16,19 @@ refusal for the window. Answers are stored compactly: a lease's grants keep ids 
 are rebuilt from the jobs when replayed (payloads are not copied into the table, so a keyed
 lease of 1,000 large payloads does not double the snapshot).
 
-The clock never goes backwards, so insertion order is creation order: the dict's own order is
-the expiry queue. An OrderedDict, because popping the front of a plain dict over and over makes
-finding the new front O(n) until it resizes.
+The clock never goes backwards, so insertion order is creation order: a deque of the keys in
+insertion order is the expiry queue (keys leave only from its front). The entries live in 64
+dicts chosen by the key's hash, like the job table (job_table.py): the table holds up to a
+million keys (the client keys every submit), and one dict of them would copy itself whole in
+the single apply that makes it grow (37 ms at 699,051 keys, 100 ms at 1.4M).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
+from collections import deque
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .commands import Command, Lease, command_kind, to_plain
@@ -89,39 +92,61 @@ def expand(st: SchedulerState, stored: Result) -> Result:
     return Ok({"leases": grants})
 
 
+_SHARD_BITS = 6
+_MASK = (1 << _SHARD_BITS) - 1
+Entry = tuple[bytes, Result, int]  # fingerprint, stored answer, created_ms
+
+
 class IdempotencyTable:
-    __slots__ = ("entries",)
+    __slots__ = ("_order", "_shards")
 
     def __init__(self) -> None:
-        # key -> (fingerprint, stored answer, created_ms); insertion order is creation order.
-        self.entries: OrderedDict[str, tuple[bytes, Result, int]] = OrderedDict()
+        self._shards: list[dict[str, Entry]] = [{} for _ in range(1 << _SHARD_BITS)]
+        self._order: deque[str] = deque()  # keys in creation order: the expiry queue
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self._order)
 
     def get(self, key: str) -> tuple[bytes, Result] | None:
-        entry = self.entries.get(key)
+        entry = self._shards[hash(key) & _MASK].get(key)
         return None if entry is None else (entry[0], entry[1])
 
     def put(self, key: str, fp: bytes, result: Result, now_ms: int) -> None:
-        assert key not in self.entries
-        self.entries[key] = (fp, result, now_ms)
+        shard = self._shards[hash(key) & _MASK]
+        assert key not in shard
+        shard[key] = (fp, result, now_ms)
+        self._order.append(key)
+
+    def items(self) -> Iterator[tuple[str, Entry]]:
+        """Every entry in creation order (the snapshot's order)."""
+        shards = self._shards
+        return ((key, shards[hash(key) & _MASK][key]) for key in self._order)
+
+    def load(self, items: Iterable[tuple[str, Entry]]) -> None:
+        """Fill an empty table from `items` in creation order (snapshot restore)."""
+        assert not self._order
+        for key, (fp, result, created_ms) in items:
+            self.put(key, fp, result, created_ms)
 
     def oldest_created_ms(self) -> int | None:
-        entries = self.entries
-        return entries[next(iter(entries))][2] if entries else None
+        if not self._order:
+            return None
+        key = self._order[0]
+        return self._shards[hash(key) & _MASK][key][2]
 
     def expire(self, now_ms: int, ttl_ms: int, budget: Budget) -> int:
         """Drop entries whose expiry (creation + ttl, the replicated setting) has come, one
         budget unit each."""
-        entries = self.entries
+        order, shards = self._order, self._shards
         removed = 0
         oldest_kept_ms = now_ms - ttl_ms
-        while entries and budget.left > 0:
-            key = next(iter(entries))
-            if entries[key][2] > oldest_kept_ms:
+        while order and budget.left > 0:
+            key = order[0]
+            shard = shards[hash(key) & _MASK]
+            if shard[key][2] > oldest_kept_ms:
                 break
-            entries.popitem(last=False)
+            order.popleft()
+            del shard[key]
             budget.left -= 1
             removed += 1
         return removed

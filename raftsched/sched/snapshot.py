@@ -15,7 +15,7 @@ project); everything else in the package is standard library only.
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict, deque
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -169,7 +169,7 @@ def dump_state(st: SchedulerState) -> bytes:
         "fire_records": [[n, st.fire_records[n].to_plain()] for n in sorted(st.fire_records)],
         "idempotency": [
             [key, fp, created_ms, _result_plain(result)]
-            for key, (fp, result, created_ms) in st.idempotency.entries.items()
+            for key, (fp, result, created_ms) in st.idempotency.items()
         ],
     }
     packed: bytes = msgpack.packb(_canon(data), use_bin_type=True)
@@ -252,10 +252,10 @@ def load_state(data: bytes, state_class: type[SchedulerState]) -> SchedulerState
             schedule_keys.append((next_fire_ms, name))
     st.schedule_index = SortedIndex.from_sorted(sorted(schedule_keys))
     st.firing = deque(raw["firing"])
-    entries: OrderedDict[str, tuple[bytes, Result, int]] = OrderedDict()
-    for key, fp, created_ms, result in raw["idempotency"]:
-        entries[key] = (fp, _result_from_plain(result), created_ms)
-    st.idempotency.entries = entries
+    st.idempotency.load(
+        (key, (fp, _result_from_plain(result), created_ms))
+        for key, fp, created_ms, result in raw["idempotency"]
+    )
     return st
 
 

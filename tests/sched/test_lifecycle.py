@@ -311,12 +311,12 @@ def test_idempotency_key_returns_first_answer_and_expires() -> None:
     # Full: a new key is refused overloaded (not stored), never evicting a live key (the old
     # code evicted k1, so a retry of k1 would have been applied a second time).
     d.refused(submit(job("b"), key="k3"), "overloaded")
-    assert list(d.state.idempotency.entries) == ["k1", "k2"]
+    assert [k for k, _ in d.state.idempotency.items()] == ["k1", "k2"]
     assert d.apply(submit(job("a"), key="k1")) is first
     assert d.state.get_job("b") is None
     d.advance(1_000)
     d.ok(c.Tick())
-    assert not d.state.idempotency.entries
+    assert len(d.state.idempotency) == 0
     out = d.ok(submit(job("a"), key="k1"))  # expired: applied again (same spec: existing)
     assert out["jobs"][0]["created"] is False
     assert d.ok(submit(job("b"), key="k3"))["jobs"][0]["created"] is True
