@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         "lose acknowledged writes",
     )
     run.add_argument("--seed", type=int, help="random seed of the workload and nemesis choices")
-    run.add_argument("--out", type=Path, help="report directory (default jepsen/store/<time>)")
+    run.add_argument(
+        "--out", type=Path, help="report directory, new or empty (default jepsen/store/<time>)"
+    )
     run.add_argument("--clients", type=int, default=5, help="concurrent client processes (5)")
     run.add_argument("--rate", type=float, default=40.0, help="operations per second (40)")
     run.add_argument("--queues", type=int, default=3, help="queues the jobs spread over (3)")
@@ -193,14 +195,47 @@ def _sigterm_as_sigint(signum: int, frame: FrameType | None) -> None:
     signal.raise_signal(signal.SIGINT)
 
 
-def run_command(args: argparse.Namespace, console: Console) -> int:
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the run's arguments (None: nothing)."""
     try:
         parse_nemesis(args.nemesis, nodes=args.nodes)
     except NemesisSpecError as exc:
-        console.print(f"[red]--nemesis: {exc}[/]")
+        return f"--nemesis: {exc}"
+    positive = {
+        "--time": args.time,
+        "--clients": args.clients,
+        "--rate": args.rate,
+        "--queues": args.queues,
+        "--lease-ms": args.lease_ms,
+        "--op-timeout": args.op_timeout,
+        "--fault-s": args.fault_s,
+        "--heal-s": args.heal_s,
+    }
+    for flag, value in positive.items():
+        if not value > 0:
+            return f"{flag} must be positive, got {value}"
+    if args.out is not None and (args.out / "history.jsonl").exists():
+        return f"--out {args.out} already holds a run (history.jsonl): choose a new directory"
+    return None
+
+
+def default_out(seed: int) -> Path:
+    """jepsen/store/<UTC time>-seed<seed>, made unique if a run started the same second."""
+    base = STORE / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-seed{seed}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+def run_command(args: argparse.Namespace, console: Console) -> int:
+    problem = argument_problem(args)
+    if problem is not None:
+        console.print(f"[red]{problem}[/]")
         return 2
     seed = args.seed if args.seed is not None else int(time.time())
-    out = args.out or STORE / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = args.out or default_out(seed)
     options = RunOptions(
         out_dir=out,
         nodes=args.nodes,
