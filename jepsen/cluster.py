@@ -416,10 +416,10 @@ class Cluster:
 
     def kill(self, node_id: int) -> None:
         """kill -9 (no shutdown code runs), then reap it."""
-        proc = self._signal(node_id, signal.SIGKILL)
-        self.nodes[node_id].killed = True
-        proc.wait(timeout=KILL_WAIT_S)
-        self.nodes[node_id].paused = False
+        if not self.alive(node_id):
+            raise ClusterError(f"node {node_id} is not running\n{self.log_tail(node_id)}")
+        self.kill_now([node_id])
+        self.reap([node_id])
 
     def pause(self, node_id: int) -> None:
         self._signal(node_id, signal.SIGSTOP)
