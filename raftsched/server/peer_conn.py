@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 from collections.abc import Callable
 from typing import Final, cast
 
@@ -48,6 +47,7 @@ from .peer_control import (
 )
 from .peer_handshake import DialerHandshake, HandshakeError, ListenerHandshake
 from .peer_settings import PeerSettings
+from .wall_clock import wall_ms
 
 _HANDSHAKE_FRAME_MAX: Final = CONTROL_MAX_BYTES + 1  # kind byte + record
 
@@ -78,8 +78,8 @@ def _describe(transport: asyncio.BaseTransport | None) -> str:
     return "unknown address"
 
 
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
+def wall_ms_int() -> int:
+    return int(wall_ms())
 
 
 class WarningBudget:
@@ -257,7 +257,7 @@ class InboundConnection(asyncio.Protocol):
                 record = decode_control(memoryview(frame)[1:])
                 if type(record) is not Ping:
                     raise ProtocolViolation(f"unexpected {type(record).__name__} after handshake")
-                self._write(encode_control(Pong(seq=record.seq, wall_ms=wall_ms())))
+                self._write(encode_control(Pong(seq=record.seq, wall_ms=wall_ms_int())))
             else:
                 raise ProtocolViolation(f"unknown frame kind {kind}")
 

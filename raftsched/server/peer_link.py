@@ -33,6 +33,7 @@ from .clock_probe import ClockProbe
 from .peer_conn import OutboundConnection
 from .peer_control import Ping, encode_control
 from .peer_settings import PeerSettings
+from .wall_clock import wall_ms
 
 
 class PeerLink:
@@ -231,7 +232,7 @@ class PeerLink:
 
     def _on_pong(self, seq: int, peer_wall_ms: int) -> None:
         # time.monotonic, not loop.time: uvloop's loop clock is cached per iteration, in ms.
-        self.probe.on_pong(seq, peer_wall_ms, time.monotonic(), time.time() * 1000.0)
+        self.probe.on_pong(seq, peer_wall_ms, time.monotonic(), wall_ms())
 
     def _failed(self, reason: str, level: int = logging.INFO) -> None:
         self._discard_queue()

@@ -17,9 +17,10 @@ metric an operator watches to find a node with a bad clock.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
+
+from .wall_clock import wall_ms
 
 
 class ClockSampleLike(Protocol):
@@ -35,10 +36,6 @@ class ClockSampleLike(Protocol):
     def age_s(self) -> float: ...
 
 
-def _wall_ms() -> float:
-    return time.time() * 1000.0
-
-
 def median_low(values: list[float]) -> float:
     """The lower median: for an even count, the smaller middle value (deterministic)."""
     assert values, "the median of nothing"
@@ -48,7 +45,7 @@ def median_low(values: list[float]) -> float:
 
 class QuorumClock:
     def __init__(
-        self, *, node_id: int, max_sample_age_s: float, wall_ms: Callable[[], float] = _wall_ms
+        self, *, node_id: int, max_sample_age_s: float, wall_ms: Callable[[], float] = wall_ms
     ) -> None:
         assert max_sample_age_s > 0
         self.node_id = node_id
