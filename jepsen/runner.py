@@ -153,6 +153,13 @@ async def run_test(options: RunOptions, reporter: Reporter | None = None) -> Run
                 shutil.rmtree(node.data_dir, ignore_errors=True)
     if cluster.crashes:
         problems.append(f"node(s) exited on their own: {cluster.crashes}")
+    unclean = {
+        i: code
+        for i, code in meta["exit_codes"].items()
+        if code != 0 and not cluster.nodes[i].killed and not cluster.nodes[i].retired
+    }
+    if unclean:
+        problems.append(f"node(s) did not stop cleanly on SIGTERM (exit codes): {unclean}")
     shown.phase("checking the history")
     started = time.monotonic()
     ops = read_history(history_path)
