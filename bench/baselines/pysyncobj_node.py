@@ -90,7 +90,10 @@ class Node:
         data_dir = Path(args.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         conf = SyncObjConf(
+            # The journal needs the dump beside it: pysyncobj drops compacted entries from the
+            # journal, so a node restarted without the dump has lost the state before them.
             journalFile=str(data_dir / "journal.bin") if args.journal else None,
+            fullDumpFile=str(data_dir / "dump.bin") if args.journal else None,
             # Batched appends (pysyncobj's default) wait for the next tick (autoTickPeriod) to
             # send; without batching a proposal wakes the tick thread at once.
             appendEntriesUseBatch=not args.no_batch,

@@ -22,7 +22,7 @@ FULL = Settings(
     concurrencies=(16, 64, 256),
     e2e_workers=(2, 4),
     e2e_jobs=3000,
-    rq_fork_jobs=600,
+    rq_fork_jobs=300,
     kills=5,
 )
 QUICK = Settings(
