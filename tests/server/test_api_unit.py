@@ -786,7 +786,7 @@ async def test_stored_refusal_is_not_raised_itself(rt_client: Any) -> None:
     h = {"Idempotency-Key": "refused-once"}
     for _ in range(2):
         await _err(await c.post("/v1/jobs/ghost/cancel", headers=h), 404, "not_found")
-    [(_, stored, _)] = rt.state.idempotency.entries.values()
+    [(_, (_, stored, _))] = list(rt.state.idempotency.items())
     assert isinstance(stored, Refused) and stored.error.__traceback__ is None
 
 
