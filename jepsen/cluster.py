@@ -46,6 +46,7 @@ UNSAFE_MODES: Final = ("stale_reads", "ack_before_fsync")
 POWER_LOSS_ENV: Final = "RAFTSCHED_FAILPOINT_POWER_LOSS"  # docs/operations.md
 STOP_GRACE_S: Final = 15.0  # SIGTERM -> SIGKILL for the whole cluster
 KILL_WAIT_S: Final = 10.0  # a SIGKILLed process is reaped within this
+STACK_DUMP_TIMEOUT_S: Final = 10.0
 LOG_TAIL_LINES: Final = 20
 EPHEMERAL_RANGE_FILE: Final = "/proc/sys/net/ipv4/ip_local_port_range"
 PORT_RANGE_LOW: Final = 10_000  # node ports come from [PORT_RANGE_LOW, ephemeral low)
@@ -185,6 +186,7 @@ class Cluster:
         self.blocked: frozenset[tuple[int, int]] = frozenset()
         self.delay_ms = 0
         self.crashes: list[dict[str, float | int | None]] = []  # exits the harness did not cause
+        self.stuck: list[dict[str, int | str]] = []  # nodes that ignored SIGTERM (stack dumps)
         self._hub = ProxyHub()
         self._started = False
         self._stopped = False
@@ -501,6 +503,7 @@ class Cluster:
             try:
                 node.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                self._dump_stacks(node)
                 node.proc.kill()
                 node.proc.wait(timeout=KILL_WAIT_S)
         for node in self.nodes.values():
@@ -509,6 +512,26 @@ class Cluster:
                 node.log = None
         self._hub.stop()
         return self.exit_codes()
+
+    def _dump_stacks(self, node: Node) -> None:
+        """A node that ignored SIGTERM: save its threads' stacks (py-spy, when installed)
+        next to its log before it is SIGKILLed, for whoever debugs the hang."""
+        py_spy = Path(sys.executable).with_name("py-spy")
+        if node.pid is None or not py_spy.exists():
+            return
+        out = node.log_path.with_suffix(".stuck.txt")
+        try:
+            with out.open("wb") as sink:
+                subprocess.run(
+                    [str(py_spy), "dump", "--pid", str(node.pid)],
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    timeout=STACK_DUMP_TIMEOUT_S,
+                    check=False,
+                )
+        except (OSError, subprocess.TimeoutExpired):
+            return
+        self.stuck.append({"node": node.node_id, "stacks": str(out)})
 
     def __enter__(self) -> Cluster:
         self.start()

@@ -159,7 +159,10 @@ async def run_test(options: RunOptions, reporter: Reporter | None = None) -> Run
         if code != 0 and not cluster.nodes[i].killed and not cluster.nodes[i].retired
     }
     if unclean:
-        problems.append(f"node(s) did not stop cleanly on SIGTERM (exit codes): {unclean}")
+        problems.append(
+            f"node(s) did not stop cleanly on SIGTERM (exit codes): {unclean}; "
+            f"stacks before the SIGKILL: {cluster.stuck or 'not taken (no py-spy)'}"
+        )
     shown.phase("checking the history")
     started = time.monotonic()
     ops = read_history(history_path)
