@@ -42,7 +42,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .cluster import Cluster
+from .cluster import Cluster, ClusterError
 from .history import Op
 from .http_client import NodeApi
 from .observe import leader
@@ -230,10 +230,19 @@ class Nemesis:
                 turn = self.rng.sample(self.faults, len(self.faults))
             spec = turn.pop()
             variant = self.rng.choice(spec.variants)
-            await self.apply(spec.kind, variant)
-            if spec.kind != "transfer":  # a transfer is instant: nothing to hold
-                await _sleep_until(min(time.monotonic() + self.fault_s, until))
-            await self.heal()
+            try:
+                await self.apply(spec.kind, variant)
+                if spec.kind != "transfer":  # a transfer is instant: nothing to hold
+                    await _sleep_until(min(time.monotonic() + self.fault_s, until))
+                await self.heal()
+            except ClusterError as exc:
+                # A node died under us (a crash: the runner reports it). Say so in the
+                # history, restore health (restart what is down) and carry on.
+                self.recorder.nemesis(
+                    "error", {"fault": f"{spec.kind}:{variant}", "error": str(exc)}
+                )
+                self._active = None
+                await self.heal_all()
 
     async def _leader_or_random(self) -> tuple[int, str]:
         found = await leader(self.api, self.cluster.running())

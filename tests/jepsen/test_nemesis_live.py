@@ -19,10 +19,10 @@ from typing import TypeVar
 import pytest
 import pytest_asyncio
 
-from jepsen.cluster import Cluster, ClusterOptions
+from jepsen.cluster import Cluster, ClusterError, ClusterOptions
 from jepsen.history import HistoryWriter, OpType, read_history
 from jepsen.http_client import NodeApi, new_session
-from jepsen.nemesis import Nemesis
+from jepsen.nemesis import FaultSpec, Nemesis
 from jepsen.observe import NodeStatus, leader, status, statuses, wait_converged
 from jepsen.recorder import Recorder
 
@@ -245,6 +245,23 @@ async def test_delay_slows_replication_until_heal(live: Live) -> None:
     await live.nemesis.heal()
     assert nemesis_events(live.history)[1] == ("heal", {"kind": "delay"})
     assert live.cluster.delay_ms == 0
+
+
+@pytest.mark.asyncio
+async def test_a_node_dying_under_a_fault_is_recorded_and_healed(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def vanished(node_id: int) -> None:
+        raise ClusterError(f"node {node_id} is not running")
+
+    monkeypatch.setattr(live.cluster, "pause", vanished)
+    live.nemesis.faults = [FaultSpec("pause", ("random",))]
+    live.nemesis.heal_s = live.nemesis.fault_s = 0.1
+    await live.nemesis.run(time.monotonic() + 0.15)
+    events = nemesis_events(live.history)
+    assert events[0][0] == "error" and "not running" in str(events[0][1])
+    assert events[1][0] == "heal" and isinstance(events[1][1], dict)
+    assert events[1][1]["kind"] == "all"
 
 
 async def _voters(live: Live) -> set[int] | None:
