@@ -269,8 +269,10 @@ class Worst:
         # No collect or freeze here: the runtime's GC policy runs throughout, as on a node.
         self.worst_ms = self.worst_cpu_ms = self.worst_no_gc_ms = 0.0
         t0 = time.perf_counter()
+        first = self.index
         trigger(self)
-        entries = self.settle() + 1
+        self.settle()
+        entries = self.index - first  # the trigger's entries and the Ticks after them
         return {
             "worst_apply_ms": self.worst_ms,
             "worst_apply_cpu_ms": self.worst_cpu_ms,
