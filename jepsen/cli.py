@@ -94,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="report directory, new or empty (default jepsen/store/<time>)"
     )
     run.add_argument("--clients", type=int, default=5, help="concurrent client processes (5)")
-    run.add_argument("--rate", type=float, default=40.0, help="operations per second (40)")
+    run.add_argument(
+        "--rate",
+        type=float,
+        default=40.0,
+        help="target operations per second over all clients (40); slow answers keep it lower",
+    )
     run.add_argument("--queues", type=int, default=3, help="queues the jobs spread over (3)")
     run.add_argument(
         "--lease-ms", type=int, default=1500, help="job lease_ms: short so leases expire"
