@@ -44,6 +44,7 @@ NODE_MODULE: Final = "raftsched.cli"  # the `raftsched` entry point's module
 ROLES: Final = ("admin", "submit", "worker", "read")
 UNSAFE_MODES: Final = ("stale_reads", "ack_before_fsync")
 POWER_LOSS_ENV: Final = "RAFTSCHED_FAILPOINT_POWER_LOSS"  # docs/operations.md
+CLOCK_OFFSET_ENV: Final = "RAFTSCHED_FAILPOINT_CLOCK_OFFSET_MS"  # raftsched/server/wall_clock.py
 STOP_GRACE_S: Final = 15.0  # SIGTERM -> SIGKILL for the whole cluster
 KILL_WAIT_S: Final = 10.0  # a SIGKILLed process is reaped within this
 STACK_DUMP_TIMEOUT_S: Final = 10.0
@@ -149,6 +150,7 @@ class Node:
     killed: bool = False  # the harness killed it: its exit is not a crash
     join: bool = False  # added at run time (`join = true`: no membership until added)
     retired: bool = False  # removed from the cluster and stopped
+    clock_offset_ms: int = 0  # its wall clock's offset (the clock failpoint), while it runs
 
     @property
     def url(self) -> str:
@@ -364,6 +366,9 @@ class Cluster:
         env = dict(os.environ)
         if self.options.power_loss:
             env[POWER_LOSS_ENV] = "1"
+        env.pop(CLOCK_OFFSET_ENV, None)
+        if node.clock_offset_ms:
+            env[CLOCK_OFFSET_ENV] = str(node.clock_offset_ms)
         argv = [sys.executable, "-m", NODE_MODULE, "node", "--config", str(node.config_path)]
         node.proc = subprocess.Popen(
             argv,
@@ -377,6 +382,24 @@ class Cluster:
         node.killed = False
         node.starts += 1
         self._write_pids()
+
+    def restart(self, node_id: int, *, clock_offset_ms: int = 0) -> None:
+        """Stop the node (SIGTERM, SIGKILL after STOP_GRACE_S) and start it again, its wall
+        clock offset by `clock_offset_ms` (the server's clock failpoint; 0: the true clock)."""
+        node = self.nodes[node_id]
+        if node.proc is not None and node.alive():
+            node.killed = True  # this exit is ours
+            if node.paused:
+                node.proc.send_signal(signal.SIGCONT)
+            node.proc.send_signal(signal.SIGTERM)
+            try:
+                node.proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self._dump_stacks(node)
+                node.proc.kill()
+                node.proc.wait(timeout=KILL_WAIT_S)
+        node.clock_offset_ms = clock_offset_ms
+        self.start_node(node_id)
 
     def _write_pids(self) -> None:
         """cluster/pids.json: who to look for if the harness itself is killed -9."""
@@ -551,6 +574,7 @@ class Cluster:
                     "starts": n.starts,
                     "joined": n.join,
                     "retired": n.retired,
+                    "clock_offset_ms": n.clock_offset_ms,
                 }
                 for i, n in self.nodes.items()
             },

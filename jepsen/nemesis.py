@@ -21,6 +21,11 @@ Faults (`--nemesis kind[:variant],...`; a bare kind picks a variant at random ea
 - transfer:  POST /v1/cluster/leader to a random other voter (nothing to heal)
 - delay:     uniform: every link holds its bytes one of DELAYS_MS, both ways (a slow
              network: at 200 ms a heartbeat round trip nears the election timeout)
+- skew:      leader | random: the node is restarted (SIGTERM) with its wall clock off by
+             one of SKEWS_MS, either sign (the server's test failpoint
+             RAFTSCHED_FAILPOINT_CLOCK_OFFSET_MS); `leader` then hands it the leadership
+             back, so the skewed node is the one stamping entries. Heal restarts it with
+             the true clock. Needs no privileges: the machine's clock is never touched.
 - member:    replace: DELETE /v1/cluster/members/<random member> (the leader too) and stop
              that node; at heal a NEW node (ids are never reused) starts with `join` and
              is added with POST /v1/cluster/members (it is promoted to voter once caught
@@ -45,7 +50,7 @@ from typing import Any, Final
 from .cluster import Cluster, ClusterError
 from .history import Op
 from .http_client import NodeApi
-from .observe import leader
+from .observe import leader, status
 from .recorder import Recorder
 
 Pair = tuple[int, int]
@@ -56,7 +61,11 @@ VARIANTS: Final[dict[str, tuple[str, ...]]] = {
     "transfer": ("random",),
     "member": ("replace",),
     "delay": ("uniform",),
+    "skew": ("leader", "random"),
 }
+# How far a skewed node's clock is off (either sign), ms.
+SKEWS_MS: Final = (2_000, 30_000, 300_000)
+SKEW_READY_TIMEOUT_S: Final = 15.0
 DELAYS_MS: Final = (
     20,
     50,
@@ -190,6 +199,7 @@ class Active:
     partitioned: bool = False
     removed: list[int] = field(default_factory=list)
     delayed: bool = False
+    skewed: list[int] = field(default_factory=list)
 
 
 class Nemesis:
@@ -295,6 +305,8 @@ class Nemesis:
             self._active = Active(kind)
         elif kind == "member":
             self._active = Active(kind, removed=await self._remove_member())
+        elif kind == "skew":
+            self._active = Active(kind, skewed=await self._skew(variant))
         elif kind == "delay":
             delay_ms = self.rng.choice(DELAYS_MS)
             self.cluster.set_delay(delay_ms)
@@ -352,14 +364,47 @@ class Nemesis:
         value["blocked"] = sorted([a, b] for a, b in blocked)
         return value
 
-    async def _transfer(self) -> dict[str, Any]:
+    async def _skew(self, variant: str) -> list[int]:
+        """Restart one node with its clock off; for `leader`, make it lead again."""
+        if variant == "leader":
+            node, how = await self._leader_or_random()
+        else:
+            node, how = self.rng.choice(self.cluster.node_ids), "random"
+        offset_ms = self.rng.choice(SKEWS_MS) * self.rng.choice((-1, 1))
+        await asyncio.to_thread(self.cluster.restart, node, clock_offset_ms=offset_ms)
+        value: dict[str, Any] = {"kind": how, "node": node, "offset_ms": offset_ms}
+        if variant == "leader" and await self._caught_up(node):
+            value["transfer"] = await self._transfer(to=node)
+        self.recorder.nemesis("skew", value)
+        return [node]
+
+    async def _caught_up(self, node: int) -> bool:
+        """Until `node` serves and follows a leader whose commit index it has applied."""
+        deadline = time.monotonic() + SKEW_READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            mine = await status(self.api, node)
+            lead = mine.leader_id if mine is not None else None
+            theirs = await status(self.api, lead) if lead is not None else None
+            if (
+                mine is not None
+                and theirs is not None
+                and mine.applied_index >= theirs.commit_index
+            ):
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    async def _transfer(self, to: int | None = None) -> dict[str, Any]:
+        """Leadership to `to` (default: a random other running node)."""
         current = await leader(self.api, self.cluster.running())
         if current is None:
             return {"kind": "transfer", "error": "no leader"}
+        if current == to:
+            return {"kind": "transfer", "from": current, "to": to, "status": None, "error": None}
         others = [n for n in self.cluster.running() if n != current]
         if not others:
             return {"kind": "transfer", "from": current, "error": "no other running node"}
-        target = self.rng.choice(others)
+        target = to if to is not None else self.rng.choice(others)
         outcome = await self.api.call(
             current,
             "POST",
@@ -469,6 +514,10 @@ class Nemesis:
         if active.delayed:
             self.cluster.set_delay(0)
             self.recorder.nemesis("heal", {"kind": "delay"})
+        for n in active.skewed:
+            await asyncio.to_thread(self.cluster.restart, n, clock_offset_ms=0)
+        if active.skewed:
+            self.recorder.nemesis("unskew", {"nodes": active.skewed})
         for n in active.paused:
             if self.cluster.alive(n) and self.cluster.paused(n):
                 self.cluster.resume(n)
@@ -481,7 +530,8 @@ class Nemesis:
             self.recorder.nemesis("start", {"nodes": active.killed})
 
     async def heal_all(self) -> None:
-        """Lift every fault, whatever its origin: the network, paused and dead nodes."""
+        """Lift every fault, whatever its origin: the network, delays, paused, dead and
+        clock-skewed nodes."""
         await self.heal()
         self.cluster.heal_network()
         self.cluster.set_delay(0)
@@ -492,8 +542,14 @@ class Nemesis:
             self.cluster.resume(n)
         started = [n for n in self.cluster.node_ids if not self.cluster.alive(n)]
         for n in started:
+            self.cluster.nodes[n].clock_offset_ms = 0
             self.cluster.start_node(n)
-        self.recorder.nemesis("heal", {"kind": "all", "resumed": resumed, "started": started})
+        unskewed = [n for n in self.cluster.node_ids if self.cluster.nodes[n].clock_offset_ms]
+        for n in unskewed:
+            await asyncio.to_thread(self.cluster.restart, n, clock_offset_ms=0)
+        self.recorder.nemesis(
+            "heal", {"kind": "all", "resumed": resumed, "started": started, "unskewed": unskewed}
+        )
 
 
 async def _sleep_until(deadline: float) -> None:

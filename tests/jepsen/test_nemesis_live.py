@@ -264,6 +264,33 @@ async def test_a_node_dying_under_a_fault_is_recorded_and_healed(
     assert events[1][1]["kind"] == "all"
 
 
+def last_start(live: Live, node: int) -> str:
+    """The node's log since its latest start by the harness."""
+    text = live.cluster.nodes[node].log_path.read_text(errors="replace")
+    return text.rpartition("--- jepsen: start #")[2]
+
+
+@pytest.mark.asyncio
+async def test_skew_restarts_the_leader_with_its_clock_off_and_gives_it_back_the_lead(
+    live: Live,
+) -> None:
+    await live.nemesis.apply("skew", "leader")
+    ((f, value),) = nemesis_events(live.history)
+    assert f == "skew" and isinstance(value, dict)
+    node, offset = value["node"], value["offset_ms"]
+    assert live.cluster.nodes[node].clock_offset_ms == offset != 0
+    assert f"wall clock is offset by {offset} ms" in last_start(live, node)
+    assert value["transfer"]["to"] == node, value
+    lead = await eventually(
+        "the skewed node to lead", lambda: leader_among(live, live.cluster.node_ids, not_=-1)
+    )
+    assert lead.node_id == node
+    await live.nemesis.heal()
+    assert nemesis_events(live.history)[1] == ("unskew", {"nodes": [node]})
+    assert live.cluster.nodes[node].clock_offset_ms == 0
+    assert "wall clock is offset" not in last_start(live, node)
+
+
 async def _voters(live: Live) -> set[int] | None:
     lead = await leader(live.api, live.cluster.node_ids)
     if lead is None:
