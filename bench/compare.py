@@ -85,8 +85,13 @@ SYSTEMS = (
 
 NOTES = [
     "Every process (nodes, redis-server, workers, the load generator) runs on the same 2 "
-    "cores; systems run one after the other in the order of the table, so a change in the "
-    "machine's other load between rows shows in the load column.",
+    "cores. Systems run one after the other, the main rows first (raftsched 3 nodes, "
+    "pysyncobj 3 nodes, RQ everysec: close in time, so at similar load), then the variants; "
+    "a change in the machine's other load between rows shows in the load column.",
+    "CPU ms per job: the CPU (user + system) that the servers (nodes or redis-server) and "
+    "the workers with their children used during the end-to-end row, divided by its jobs. "
+    "Other load on the machine slows every row down but barely changes this figure: it is "
+    "the most comparable one on a shared machine.",
     "raftsched and the pysyncobj queue are driven by the same code: idle submit = one POST "
     "/v1/jobs at a time to the leader; submits/s = C concurrent submitters (one aiohttp "
     "client process) for the run's duration, each answer a 201 after commit on a majority "
@@ -198,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
 
     command = "python -m bench.compare " + " ".join(argv if argv is not None else sys.argv[1:])
     load_start = os.getloadavg()[0]
-    entries = [run_system(s, settings, redis_binary) for s in systems]
+    # The main rows first, one after the other (similar load), then the variants; the
+    # table keeps SYSTEMS' order.
+    order = sorted(systems, key=lambda s: not s.quick)
+    done = {s.key: run_system(s, settings, redis_binary) for s in order}
+    entries = [done[s.key] for s in systems]
     doc = {
         "meta": {
             "command": command.strip(),

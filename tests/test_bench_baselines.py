@@ -107,7 +107,14 @@ def _sane_doc() -> dict[str, Any]:
                     "idle": {"p50_ms": 1.0, "p99_ms": 3.0},
                     "throughput": [tp],
                     "batch": {**tp, "concurrency": 8},
-                    "e2e": [{"workers": 2, "jobs_per_s": 700.0}],
+                    "e2e": [
+                        {
+                            "workers": 2,
+                            "jobs_per_s": 700.0,
+                            "nodes_cpu_ms_per_job": 0.7,
+                            "workers_cpu_ms_per_job": 0.8,
+                        }
+                    ],
                     "failover": {"kills": 1, "median_s": 0.9, "all_s": [0.9]},
                 },
             }
@@ -123,6 +130,7 @@ def _sane_doc() -> dict[str, Any]:
         (("result", "throughput", 0, "errors"), 5, "5 errors"),
         (("result", "idle", "p50_ms"), 9.0, "idle p50 9.0"),
         (("result", "e2e"), [], "no end-to-end row"),
+        (("result", "e2e", 0, "nodes_cpu_ms_per_job"), -2.6, "CPU -1.8"),
         (("result", "failover", "all_s"), [], "failover"),
     ],
 )

@@ -94,6 +94,9 @@ class Node:
             # journal, so a node restarted without the dump has lost the state before them.
             journalFile=str(data_dir / "journal.bin") if args.journal else None,
             fullDumpFile=str(data_dir / "dump.bin") if args.journal else None,
+            # Dumps in this process, not in a forked child: the child's CPU would escape the
+            # bench's CPU-per-job figure (and a fork of a threaded process is fragile).
+            useFork=False,
             # Batched appends (pysyncobj's default) wait for the next tick (autoTickPeriod) to
             # send; without batching a proposal wakes the tick thread at once.
             appendEntriesUseBatch=not args.no_batch,

@@ -46,6 +46,23 @@ def _replicas_cell(rep: dict[str, Any] | None) -> str:
     return "yes" if rep.get("agree") else "NO: states differ"
 
 
+def cpu_ms_per_job(row: dict[str, Any]) -> float:
+    """CPU of the servers (nodes or redis-server) plus the workers (with their children)
+    per job: unlike jobs/s, other load on the machine barely changes it."""
+    server = row.get("nodes_cpu_ms_per_job", row.get("server_cpu_ms_per_job", 0.0))
+    return float(server) + float(row["workers_cpu_ms_per_job"])
+
+
+def _cpu_cell(res: dict[str, Any], workers: int) -> str:
+    parts = []
+    for row in res["e2e"]:
+        if row["workers"] == workers:
+            cls = row.get("worker_class")
+            tag = f" ({WORKER_CLASS_SHORT[cls]})" if cls else ""
+            parts.append(f"{cpu_ms_per_job(row):.2f}{tag}")
+    return ", ".join(parts) or "n/a"
+
+
 def columns(doc: dict[str, Any]) -> tuple[list[int], list[int]]:
     """The concurrencies and worker counts measured in this run."""
     settings = doc["meta"]["settings"]
@@ -62,6 +79,7 @@ def rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         *[f"submits/s c={c} (p50 ms)" for c in concs],
         "batch jobs/s (100/request, 8 concurrent)",
         *[f"end-to-end jobs/s, {w} workers" for w in workers],
+        f"CPU ms per job, all processes, {workers[0]} workers",
         "failover median s",
         "replicas agree after the run",
         "load 1m start-end",
@@ -82,6 +100,7 @@ def rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 *[f"{_num(t['per_s'])} ({t['p50_ms']:.1f})" for t in res["throughput"]],
                 _num(res["batch"]["per_s"]),
                 *[_e2e_cell(res, w) for w in workers],
+                _cpu_cell(res, workers[0]),
                 "n/a (not replicated)" if sysdoc["kind"] == "rq" else _failover_cell(fo),
                 _replicas_cell(res.get("replicas")),
                 f"{res['load_start']:.1f}-{res['load_end']:.1f}",
@@ -117,14 +136,12 @@ def render_markdown(doc: dict[str, Any], notes: list[str]) -> str:
     if failures:
         lines += ["", "## Systems whose run failed", ""]
         lines += [f"- {label}: {why}" for label, why in failures]
-    alarms = [
-        (s["label"], a) for s in doc["systems"] for a in (s.get("result") or {}).get("alarms", [])
-    ]
-    if alarms:
-        lines += ["", "## Alarms in the node logs", ""]
-        lines += [f"- {label}: `{a}`" for label, a in alarms[:20]]
-        if len(alarms) > 20:
-            lines.append(f"- ... {len(alarms) - 20} more (compare.json)")
+    alarmed = [s for s in doc["systems"] if (s.get("result") or {}).get("alarms")]
+    if alarmed:
+        lines += ["", "## Alarms in the node logs (lines with Traceback or diverged)", ""]
+        for s in alarmed:
+            found = s["result"]["alarms"]
+            lines.append(f"- {s['label']}: {len(found)} lines, the first: `{found[0]}`")
     return "\n".join(lines) + "\n"
 
 
@@ -148,22 +165,26 @@ def plot(doc: dict[str, Any], path: Path) -> None:
     def best_e2e(res: dict[str, Any]) -> float:
         return max((float(r["jobs_per_s"]) for r in res["e2e"] if r["workers"] == w0), default=0)
 
+    def least_cpu(res: dict[str, Any]) -> float:
+        return min((cpu_ms_per_job(r) for r in res["e2e"] if r["workers"] == w0), default=0)
+
     panels: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
         (f"single submits/s, {c_mid} concurrent", at_c_mid),
         ("batch submit jobs/s (100 per request)", batch),
         (f"end-to-end jobs/s, {w0} workers", best_e2e),
+        (f"CPU ms per job, {w0} workers (lower: better)", least_cpu),
     ]
     labels = [s["label"] for s in measured]
     colors = [
         {"raftsched": "tab:blue", "pysyncobj": "tab:orange", "rq": "tab:green"}[s["kind"]]
         for s in measured
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 0.5 * len(measured) + 2), sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(19, 0.5 * len(measured) + 2), sharey=True)
     for ax, (title, value) in zip(axes, panels, strict=True):
         ax.barh(labels, [value(s["result"]) for s in measured], color=colors)
         ax.set_title(title, fontsize=10)
-        ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
+    axes[0].invert_yaxis()  # the y axis is shared: once puts the first system on top
     meta = doc["meta"]
     fig.suptitle(
         f"{meta['date']}, {meta['machine'].split(',')[0]}, load {meta['load_start']:.1f}-"
@@ -217,6 +238,8 @@ def problems(doc: dict[str, Any]) -> list[str]:
         for r in res["e2e"]:
             if r["jobs_per_s"] <= 0:
                 out.append(f"{name}: end-to-end {r['jobs_per_s']} jobs/s")
+            if cpu_ms_per_job(r) <= 0:
+                out.append(f"{name}: end-to-end CPU {cpu_ms_per_job(r)} ms per job")
         fo = res.get("failover")
         # A system that did not recover is a measured outcome (`failed` says how), not an
         # insane figure; a failover that neither finished its kills nor says why is.
