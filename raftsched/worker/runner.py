@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from raftsched.client import Lease
-from raftsched.worker.pool import PoolAnswer, PyPool
+from raftsched.worker.pool import PoolAnswer, PyPool, StopSignal
 from raftsched.worker.tail import Tail
 
 SUCCEEDED, FAILED, TIMED_OUT, STOPPED = "succeeded", "failed", "timeout", "stopped"
@@ -101,7 +101,8 @@ class JobRun:
         self.imports = imports or []
         self.proc: asyncio.subprocess.Process | None = None
         self._stop_requested = False
-        self._stopped = asyncio.Event()
+        self._stopped = asyncio.Event()  # the shell path awaits it
+        self._stop_signal = StopSignal()  # the pool's hand-off registers a callback
 
     async def run(self) -> Outcome:
         payload = self.lease.payload
@@ -173,7 +174,7 @@ class JobRun:
         if self.pool is not None:
             env = lease_env(self.lease)  # the pool child has the worker's environment
             ended = await self.pool.run(
-                {**spec, "env": env}, timeout_s=self._timeout_s(), stopped=self._stopped
+                {**spec, "env": env}, timeout_s=self._timeout_s(), stopped=self._stop_signal
             )
             return self._pooled_outcome(payload, ended)
         with tempfile.TemporaryDirectory(prefix="raftsched-job-") as tmp:
@@ -298,6 +299,7 @@ class JobRun:
         """Kill the child's group (lease lost, or stop-now); `run()` then returns STOPPED."""
         self._stop_requested = True
         self._stopped.set()
+        self._stop_signal.set()
 
 
 async def _pump(stream: asyncio.StreamReader, tail: Tail) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from raftsched.worker.pool import PyPool
+from raftsched.worker.pool import PyPool, StopSignal
 from tests.worker.helpers import pid_alive
 
 
@@ -27,7 +27,7 @@ def spec(call: str, *args: Any, token: int = 7) -> dict[str, Any]:
 @pytest.mark.asyncio
 async def test_pool_reuses_children_and_isolates_failures(tmp_path: Path) -> None:
     pool = PyPool(size=2, imports=["tests.worker.tasks"], kill_grace_s=0.5, tail_bytes=64)
-    never = asyncio.Event()
+    never = StopSignal()
     try:
         first = await pool.run(spec("pid"), timeout_s=10, stopped=never)
         second = await pool.run(spec("pid"), timeout_s=10, stopped=never)
@@ -55,7 +55,7 @@ async def test_pool_reuses_children_and_isolates_failures(tmp_path: Path) -> Non
         assert failed.answer is not None and failed.answer["retryable"] is False
         assert failed.answer["error"]["type"] == "Permanent"
 
-        stop = asyncio.Event()
+        stop = StopSignal()
         marker = tmp_path / "started"
         running = asyncio.create_task(
             pool.run(spec("touch_and_sleep", str(marker), 30), timeout_s=None, stopped=stop)
@@ -71,3 +71,34 @@ async def test_pool_reuses_children_and_isolates_failures(tmp_path: Path) -> Non
     finally:
         await pool.close()
     assert not pid_alive(last_pid)
+
+
+def test_stop_signal_runs_callbacks_once_and_at_once_when_already_set() -> None:
+    signal, calls = StopSignal(), []
+    unregister = signal.on_set(lambda: calls.append("a"))
+    signal.on_set(lambda: calls.append("b"))()  # unregistered before the set: never runs
+    signal.set()
+    signal.set()
+    assert calls == ["a"] and signal.is_set()
+    unregister()  # after the set: harmless
+    signal.on_set(lambda: calls.append("late"))
+    assert calls == ["a", "late"]
+
+
+@pytest.mark.asyncio
+async def test_a_stopped_job_is_not_handed_over_and_outside_cancels_propagate() -> None:
+    pool = PyPool(size=1, imports=["tests.worker.tasks"], kill_grace_s=0.5, tail_bytes=64)
+    stopped = StopSignal()
+    stopped.set()
+    try:
+        early = await pool.run(spec("pid"), timeout_s=10, stopped=stopped)
+        assert early.kind == "stopped" and pool.started == 0  # no child was even started
+        running = asyncio.create_task(
+            pool.run(spec("sleep", 30), timeout_s=None, stopped=StopSignal())
+        )
+        await asyncio.sleep(0.5)  # into the answer wait (the outcome is the same if not yet)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    finally:
+        await pool.close()
