@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.server.procs import LocalCluster
-from tests.server.test_faults import _assert_all_present
+from tests.server.test_faults import _all_up, _assert_all_present
 
 SNAPSHOT_ARGS = (
     "--set",
@@ -129,4 +129,5 @@ def test_backup_restores_into_a_new_cluster(cluster: LocalCluster, tmp_path: Pat
     assert again.returncode == 1 and "does not match" in again.stderr
     with fresh:
         fresh.wait_for_leader(timeout_s=30)
+        _all_up(fresh)  # every node knows the leader: a read may go to any of them
         _assert_all_present(fresh, {f"s{i}" for i in range(120)}, queue="snap")
