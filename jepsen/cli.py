@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
         "loses them like a power cut; with --unsafe ack_before_fsync and kill:all this can "
         "lose acknowledged writes",
     )
+    run.add_argument(
+        "--fsync-delay-ms",
+        type=int,
+        default=0,
+        help="every fsync of every node first sleeps this long (RAFTSCHED_FAILPOINT_FSYNC_"
+        "DELAY_MS): a slow disk, which widens the window --unsafe ack_before_fsync exposes",
+    )
     run.add_argument("--seed", type=int, help="random seed of the workload and nemesis choices")
     run.add_argument(
         "--out", type=Path, help="report directory, new or empty (default jepsen/store/<time>)"
@@ -219,6 +226,8 @@ def argument_problem(args: argparse.Namespace) -> str | None:
     for flag, value in positive.items():
         if not value > 0:
             return f"{flag} must be positive, got {value}"
+    if args.fsync_delay_ms < 0:
+        return f"--fsync-delay-ms must be >= 0, got {args.fsync_delay_ms}"
     if args.out is not None and (args.out / "history.jsonl").exists():
         return f"--out {args.out} already holds a run (history.jsonl): choose a new directory"
     return None
@@ -257,6 +266,7 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         fault_s=args.fault_s,
         heal_s=args.heal_s,
         power_loss=args.power_loss,
+        fsync_delay_ms=args.fsync_delay_ms,
         keep_data=args.keep_data,
     )
     unsafe = f", UNSAFE {', '.join(sorted(options.unsafe))}" if options.unsafe else ""

@@ -45,6 +45,7 @@ ROLES: Final = ("admin", "submit", "worker", "read")
 UNSAFE_MODES: Final = ("stale_reads", "ack_before_fsync")
 POWER_LOSS_ENV: Final = "RAFTSCHED_FAILPOINT_POWER_LOSS"  # docs/operations.md
 CLOCK_OFFSET_ENV: Final = "RAFTSCHED_FAILPOINT_CLOCK_OFFSET_MS"  # raftsched/server/wall_clock.py
+FSYNC_DELAY_ENV: Final = "RAFTSCHED_FAILPOINT_FSYNC_DELAY_MS"  # raftsched/storage/files.py
 STOP_GRACE_S: Final = 15.0  # SIGTERM -> SIGKILL for the whole cluster
 KILL_WAIT_S: Final = 10.0  # a SIGKILLed process is reaped within this
 STACK_DUMP_TIMEOUT_S: Final = 10.0
@@ -126,6 +127,7 @@ class ClusterOptions:
     tick_ms: int = 30
     election_ticks: int = 10
     power_loss: bool = False  # kill -9 loses unsynced writes (needed to show ack_before_fsync)
+    fsync_delay_ms: int = 0  # every fsync first sleeps this long: a slow disk
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -366,6 +368,8 @@ class Cluster:
         env = dict(os.environ)
         if self.options.power_loss:
             env[POWER_LOSS_ENV] = "1"
+        if self.options.fsync_delay_ms:
+            env[FSYNC_DELAY_ENV] = str(self.options.fsync_delay_ms)
         env.pop(CLOCK_OFFSET_ENV, None)
         if node.clock_offset_ms:
             env[CLOCK_OFFSET_ENV] = str(node.clock_offset_ms)
@@ -582,5 +586,6 @@ class Cluster:
             "unsafe": sorted(self.options.unsafe),
             "fsync": self.options.fsync,
             "power_loss": self.options.power_loss,
+            "fsync_delay_ms": self.options.fsync_delay_ms,
             "base": str(self.base),
         }

@@ -60,6 +60,7 @@ class RunOptions:
     converge_timeout_s: float = 60.0
     drain_timeout_s: float = 60.0
     power_loss: bool = False
+    fsync_delay_ms: int = 0
     keep_data: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -117,7 +118,12 @@ async def run_test(options: RunOptions, reporter: Reporter | None = None) -> Run
     rng = random.Random(options.seed)
     cluster = Cluster(
         out / "cluster",
-        ClusterOptions(nodes=options.nodes, unsafe=options.unsafe, power_loss=options.power_loss),
+        ClusterOptions(
+            nodes=options.nodes,
+            unsafe=options.unsafe,
+            power_loss=options.power_loss,
+            fsync_delay_ms=options.fsync_delay_ms,
+        ),
     )
     meta: dict[str, Any] = {"options": options.to_json(), "started_wall_ms": _wall_ms()}
     problems: list[str] = []

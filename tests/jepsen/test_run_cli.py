@@ -25,6 +25,7 @@ def test_defaults_are_fine() -> None:
         (("--clients", "0"), "--clients must be positive"),
         (("--nemesis", "explode"), "unknown nemesis"),
         (("--nemesis", "partition:ring"), "needs 5 nodes"),
+        (("--fsync-delay-ms", "-1"), "--fsync-delay-ms must be >= 0"),
     ],
 )
 def test_bad_arguments_are_named(argv: tuple[str, ...], says: str) -> None:
