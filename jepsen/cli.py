@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="every fsync of every node first sleeps this long (RAFTSCHED_FAILPOINT_FSYNC_"
         "DELAY_MS): a slow disk, which widens the window --unsafe ack_before_fsync exposes",
     )
+    run.add_argument(
+        "--fsync-delay-nodes",
+        help="comma-separated node ids that get --fsync-delay-ms (default: all). E.g. 2,3: "
+        "node 1 has the fast disk, so when it leads, its followers acknowledge entries "
+        "they will sync only much later",
+    )
     run.add_argument("--seed", type=int, help="random seed of the workload and nemesis choices")
     run.add_argument(
         "--out", type=Path, help="report directory, new or empty (default jepsen/store/<time>)"
@@ -228,9 +234,21 @@ def argument_problem(args: argparse.Namespace) -> str | None:
             return f"{flag} must be positive, got {value}"
     if args.fsync_delay_ms < 0:
         return f"--fsync-delay-ms must be >= 0, got {args.fsync_delay_ms}"
+    if args.fsync_delay_nodes is not None:
+        nodes = parse_node_ids(args.fsync_delay_nodes)
+        if nodes is None or not nodes <= set(range(1, args.nodes + 1)):
+            return f"--fsync-delay-nodes: ids in 1..{args.nodes}, got {args.fsync_delay_nodes!r}"
     if args.out is not None and (args.out / "history.jsonl").exists():
         return f"--out {args.out} already holds a run (history.jsonl): choose a new directory"
     return None
+
+
+def parse_node_ids(text: str) -> frozenset[int] | None:
+    """ "2,3" -> {2, 3}; None when malformed."""
+    try:
+        return frozenset(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        return None
 
 
 def default_out(seed: int) -> Path:
@@ -267,6 +285,9 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         heal_s=args.heal_s,
         power_loss=args.power_loss,
         fsync_delay_ms=args.fsync_delay_ms,
+        fsync_delay_nodes=(
+            parse_node_ids(args.fsync_delay_nodes) if args.fsync_delay_nodes else None
+        ),
         keep_data=args.keep_data,
     )
     unsafe = f", UNSAFE {', '.join(sorted(options.unsafe))}" if options.unsafe else ""

@@ -128,6 +128,7 @@ class ClusterOptions:
     election_ticks: int = 10
     power_loss: bool = False  # kill -9 loses unsynced writes (needed to show ack_before_fsync)
     fsync_delay_ms: int = 0  # every fsync first sleeps this long: a slow disk
+    fsync_delay_nodes: frozenset[int] | None = None  # the nodes with that disk (None: all)
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -368,7 +369,8 @@ class Cluster:
         env = dict(os.environ)
         if self.options.power_loss:
             env[POWER_LOSS_ENV] = "1"
-        if self.options.fsync_delay_ms:
+        slow = self.options.fsync_delay_nodes
+        if self.options.fsync_delay_ms and (slow is None or node_id in slow):
             env[FSYNC_DELAY_ENV] = str(self.options.fsync_delay_ms)
         env.pop(CLOCK_OFFSET_ENV, None)
         if node.clock_offset_ms:
@@ -587,5 +589,6 @@ class Cluster:
             "fsync": self.options.fsync,
             "power_loss": self.options.power_loss,
             "fsync_delay_ms": self.options.fsync_delay_ms,
+            "fsync_delay_nodes": sorted(self.options.fsync_delay_nodes or self.node_ids),
             "base": str(self.base),
         }

@@ -61,12 +61,14 @@ class RunOptions:
     drain_timeout_s: float = 60.0
     power_loss: bool = False
     fsync_delay_ms: int = 0
+    fsync_delay_nodes: frozenset[int] | None = None  # None: every node
     keep_data: bool = False
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["out_dir"] = str(self.out_dir)
         doc["unsafe"] = sorted(self.unsafe)
+        doc["fsync_delay_nodes"] = sorted(self.fsync_delay_nodes or ())
         return doc
 
 
@@ -123,6 +125,7 @@ async def run_test(options: RunOptions, reporter: Reporter | None = None) -> Run
             unsafe=options.unsafe,
             power_loss=options.power_loss,
             fsync_delay_ms=options.fsync_delay_ms,
+            fsync_delay_nodes=options.fsync_delay_nodes,
         ),
     )
     meta: dict[str, Any] = {"options": options.to_json(), "started_wall_ms": _wall_ms()}
