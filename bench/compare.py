@@ -30,6 +30,7 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -133,6 +134,32 @@ def _pysyncobj(system: System, base: Path, settings: Settings) -> dict[str, Any]
     return measure_cluster(cluster, settings, cluster.argv)
 
 
+def revision() -> str:
+    """The commit measured, and whether raftsched's or the bench's files had uncommitted
+    changes (the working tree is shared while people work: say what really ran)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "raftsched", "bench"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    return head + (" + uncommitted changes in raftsched/ or bench/" if dirty else "")
+
+
 def run_system(
     system: System, settings: Settings, redis_binary: Callable[[], str]
 ) -> dict[str, Any]:
@@ -213,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": command.strip(),
             "machine": machine_line(),
             "python": f"{platform.python_implementation()} {platform.python_version()}",
+            "revision": revision(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "load_start": round(load_start, 2),
             "load_end": round(os.getloadavg()[0], 2),

@@ -118,6 +118,7 @@ def render_markdown(doc: dict[str, Any], notes: list[str]) -> str:
         f"Command: `{meta['command']}`  ",
         f"Machine: {meta['machine']}  ",
         f"Python: {meta['python']}  ",
+        f"Revision: {meta.get('revision', 'not recorded')}  ",
         f"Date: {meta['date']}  ",
         f"Load average (1 min) at start {meta['load_start']:.2f}, at end {meta['load_end']:.2f}"
         " (the machine is shared: figures taken at load above ~1 are noisy and low)",
