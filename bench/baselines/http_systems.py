@@ -106,14 +106,14 @@ def _one_failover(
         time.sleep(RETRY_S)
     times.append(time.perf_counter() - killed_at)
     spec = cluster.specs[idx]
-    log = open(cluster.files.log_file(f"restart{spec.node_id}"), "ab")  # noqa: SIM115
-    cluster.procs[idx] = subprocess.Popen(
-        argv_of(spec.node_id),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with open(cluster.files.log_file(f"restart{spec.node_id}"), "ab") as log:
+        cluster.procs[idx] = subprocess.Popen(  # the child keeps its own copy of the log fd
+            argv_of(spec.node_id),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     back = time.monotonic() + CATCH_UP_DEADLINE_S
     while not _knows_leader(leader):
         if time.monotonic() > back:

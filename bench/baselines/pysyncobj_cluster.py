@@ -50,16 +50,16 @@ class PysyncobjCluster(Cluster):
 
     def start(self) -> None:
         for spec in self.specs:
-            log = open(self.files.log_file(f"pso{spec.node_id}"), "ab")  # noqa: SIM115
-            self.procs.append(
-                subprocess.Popen(
-                    self.argv(spec.node_id),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
+            with open(self.files.log_file(f"pso{spec.node_id}"), "ab") as log:
+                self.procs.append(  # the child keeps its own copy of the log fd
+                    subprocess.Popen(
+                        self.argv(spec.node_id),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
                 )
-            )
         deadline = time.monotonic() + LEADER_DEADLINE_S
         while self.leader_url() is None:
             dead = [p.pid for p in self.procs if p.poll() is not None]

@@ -193,10 +193,10 @@ def e2e_run(
                 *rq_cli, "worker", "--url", url, "--quiet", "--name", f"{name}-{i}",
                 "--worker-class", worker_class, name,
             ]  # fmt: skip
-            log = open(logs / f"{name}-{i}.log", "ab")  # noqa: SIM115
-            procs.append(
-                subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-            )
+            with open(logs / f"{name}-{i}.log", "ab") as log:  # the child keeps its own fd
+                procs.append(
+                    subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+                )
         deadline = time.monotonic() + WORKERS_DEADLINE_S
         while Worker.count(connection=q.connection, queue=q) < workers:
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
