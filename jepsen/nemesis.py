@@ -195,6 +195,7 @@ class Active:
 
     kind: str
     killed: list[int] = field(default_factory=list)
+    restart_last: int | None = None  # killed too, but restarted after the others elected
     paused: list[int] = field(default_factory=list)
     partitioned: bool = False
     removed: list[int] = field(default_factory=list)
@@ -284,6 +285,9 @@ class Nemesis:
             nodes = [n for n in nodes if self.cluster.alive(n)]
             self._active = Active(kind, killed=nodes)
             if variant == "all-after-ack":
+                # The old leader's machine comes back last: the others must elect among
+                # themselves, from what they made durable.
+                self._active.restart_last = await leader(self.api, self.cluster.running())
                 await self._kill_after_ack(nodes, how)
             else:
                 self.cluster.kill_now(nodes)
@@ -523,11 +527,23 @@ class Nemesis:
                 self.cluster.resume(n)
         if active.paused:
             self.recorder.nemesis("resume", {"nodes": active.paused})
-        for n in active.killed:
+        first = [n for n in active.killed if n != active.restart_last]
+        for n in first:
             if not self.cluster.alive(n):
                 self.cluster.start_node(n)
-        if active.killed:
-            self.recorder.nemesis("start", {"nodes": active.killed})
+        if first:
+            self.recorder.nemesis("start", {"nodes": first})
+        last = active.restart_last
+        if last is not None and last in active.killed and not self.cluster.alive(last):
+            await self._until_leader_among(first)
+            self.cluster.start_node(last)
+            self.recorder.nemesis("start", {"nodes": [last], "last": True})
+
+    async def _until_leader_among(self, nodes: list[int]) -> None:
+        """Until one of `nodes` leads (bounded: MEMBER_CHANGE_TIMEOUT_S)."""
+        deadline = time.monotonic() + MEMBER_CHANGE_TIMEOUT_S
+        while time.monotonic() < deadline and await leader(self.api, nodes) is None:
+            await asyncio.sleep(0.1)
 
     async def heal_all(self) -> None:
         """Lift every fault, whatever its origin: the network, delays, paused, dead and
