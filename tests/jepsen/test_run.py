@@ -3,7 +3,8 @@ same harness catches a deliberately broken server (SPEC §8: the harness proves 
 
 Each run starts its own 3-node cluster on free ports under tmp_path and stops every pid
 before run_test returns (Cluster.stop in a finally); the asserts below check that too.
-About 25-30 s each on an idle 2-core machine.
+About 25-30 s each on an idle 2-core machine; the ack_before_fsync test (marked slow) about
+90 s.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import asyncio
 import json
 import os
 from pathlib import Path
+
+import pytest
 
 from jepsen.history import NEMESIS_PROCESS, read_history
 from jepsen.runner import RunOptions, RunResult, run_test
@@ -98,4 +101,39 @@ def test_stale_reads_behind_an_isolated_leader_are_caught(tmp_path: Path) -> Non
         if op.f == "partition" and op.value["kind"] == "isolate-leader"
     ]
     assert len(isolations) >= 3
+    assert not result.valid
+
+
+@pytest.mark.slow
+def test_acks_before_fsync_lose_writes_after_a_power_cut(tmp_path: Path) -> None:
+    """[unsafe] ack_before_fsync: followers acknowledge entries before syncing them. Node 1
+    has a fast disk, nodes 2 and 3 a slow one (200 ms per fsync), every node loses unsynced
+    writes on kill -9 (power-loss failpoint), and kill:all-after-ack cuts the power of the
+    whole cluster right after a write is acknowledged, bringing the old leader back last.
+    The followers then elect from what they had synced, and acknowledged writes vanish.
+    About 90 s (the broken cluster never converges: every wait runs to its deadline)."""
+    result = run(
+        RunOptions(
+            out_dir=tmp_path,
+            nodes=3,
+            time_s=20,
+            nemesis="kill:all-after-ack",
+            unsafe=frozenset({"ack_before_fsync"}),
+            power_loss=True,
+            fsync_delay_ms=200,
+            fsync_delay_nodes=frozenset({2, 3}),
+            clients=10,
+            rate=100,
+            seed=31,
+            fault_s=1,
+            heal_s=3,
+            converge_timeout_s=15,
+            drain_timeout_s=15,
+        )
+    )
+    assert_every_node_stopped(result)
+    checks = result.check_report["checks"]
+    safety = ("linearizable", "no-lost-jobs", "no-double-completion", "tokens-increase")
+    caught = [name for name in safety if checks[name]["valid"] is False]
+    assert caught, f"acknowledged-but-unsynced writes went unnoticed: {tmp_path}"
     assert not result.valid
