@@ -467,11 +467,11 @@ def main() -> None:
     for label, key, fmt in lines:
         print(f"  {label:<34}" + "".join(f"{results[m][key]:>18{fmt}}" for m in modes))
     print(f"worst single apply on {total:,} pending jobs (runtime gc policy; goal: under 10 ms)")
-    print(f"  {'burst':<30}{'wall ms':>9}{'cpu ms':>9}{'no gc':>9}{'entries':>9}{'total s':>9}")
+    print(f"  {'burst':<30}{'wall ms':>9}{'cpu ms':>9}{'no gc':>9}{'entries':>11}{'total s':>9}")
     for name, row in worst.items():
         print(
             f"  {name:<30}{row['worst_apply_ms']:>9.2f}{row['worst_apply_cpu_ms']:>9.2f}"
-            f"{row['worst_apply_cpu_ms_without_gc']:>9.2f}{row['entries']:>9,.0f}"
+            f"{row['worst_apply_cpu_ms_without_gc']:>9.2f}{row['entries']:>11,.0f}"
             f"{row['total_s']:>9.2f}"
         )
     pauses = ", ".join(f"{ms:.1f}" for ms in gc_stats["max_pause_ms"])

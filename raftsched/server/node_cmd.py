@@ -26,7 +26,7 @@ import signal
 import ssl
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -43,6 +43,7 @@ EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_CONFIG: Final = 2
 STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+CLOSE_PEERS_S: Final = 2.0  # closing the peer transport at exit: aborts, then a loop turn
 
 # Signals received before the event loop's handlers exist (imports, config, opening the
 # data dir): the node still starts, then stops cleanly at once (exit 0, not killed).
@@ -342,10 +343,22 @@ async def serve(config: NodeConfig, gc_policy: GcPolicy | None = None) -> int:
         with contextlib.suppress(Exception):
             await runtime.shutdown()
     finally:
+        # Bounded: the state is already synced and closed, so a connection that will not
+        # close (a peer's socket half-open behind a dead route) must not keep the process up.
         if runner is not None:
-            await runner.cleanup()
-        await transport.close()
+            await _bounded(runner.cleanup(), "HTTP connections", config.limits.shutdown_grace_s)
+        await _bounded(transport.close(), "peer connections", CLOSE_PEERS_S)
     return code
+
+
+async def _bounded(closing: Coroutine[Any, Any, None], what: str, timeout_s: float) -> None:
+    try:
+        async with asyncio.timeout(timeout_s + 1.0):
+            await closing
+    except TimeoutError:
+        logging.getLogger("raftsched.node").warning(
+            "shutdown: %s did not close within %.1f s; exiting without them", what, timeout_s
+        )
 
 
 def transport_limits(config: NodeConfig) -> TransportLimits:

@@ -47,6 +47,7 @@ class PeerLink:
         "_rng",
         "_settings",
         "_ssl_client",
+        "_stopping",
         "_task",
         "address",
         "conn",
@@ -83,6 +84,7 @@ class PeerLink:
         self.conn: OutboundConnection | None = None  # set only while open
         self.probe = ClockProbe()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- the hot path ---------------------------------------------------------------------------
@@ -130,11 +132,19 @@ class PeerLink:
         self._task = self._loop.create_task(self._run(), name=f"raftsched-peer-link-{self.peer_id}")
 
     async def stop(self) -> None:
+        self._stopping = True
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Python 3.11's wait_for can swallow a cancellation that races the future it
+            # waits on (fixed in 3.12): the link then went on redialing and `await task`
+            # never returned, keeping a stopped node's process alive. Cancel until it ends
+            # (its loop also checks _stopping); never await the task itself.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
+            if not task.cancelled():
+                with contextlib.suppress(Exception):
+                    task.result()
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -151,7 +161,7 @@ class PeerLink:
 
     async def _run(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             opened = await self._connect_and_serve()
             failures = 0 if opened else failures + 1
             await asyncio.sleep(self._backoff_s(failures))
