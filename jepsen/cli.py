@@ -31,8 +31,9 @@ DESCRIPTION = """\
 Run a jepsen test against a real raftsched cluster on this machine: N node processes
 (every peer link behind a fault-injecting TCP proxy), concurrent clients over HTTP, and
 a nemesis injecting faults; the history is checked (linearizability of the queue, no
-lost or doubly completed job, one live lease per job, increasing tokens, every job
-terminal after heal, replicas converge) and a report directory is written.
+lost or doubly completed job, one live lease per job, increasing tokens, oldest pending
+job leased first, every job terminal after heal, replicas converge; docs/jepsen-checkers.md)
+and a report directory is written.
 """
 
 NEMESIS_HELP = (
