@@ -61,7 +61,15 @@ from raftsched.raft.messages import Message
 from raftsched.raft.node import RaftNode
 from raftsched.raft.ready import Ready
 from raftsched.raft.storage import MemoryStorage, persist_ready
-from raftsched.raft.types import ConfChange, Entry, Membership, Role, Snapshot, SnapshotMeta
+from raftsched.raft.types import (
+    ConfChange,
+    Entry,
+    EntryKind,
+    Membership,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+)
 from raftsched.sched import Command, Ok, Refused, Result, SchedulerState, Tick
 from raftsched.sched.commands import Bootstrap
 
@@ -673,6 +681,8 @@ class Runtime:
                 continue
             if item.index <= app.applied_index:
                 continue  # covered by a restored snapshot
+            if item.kind is EntryKind.CONFIG:
+                self.refresh_peers()  # committed now: a removed node is no longer dialed
             own = waiters.own_command(item) if waiters.proposals else None
             answer = app.apply(item, own)
             applied += 1
@@ -752,14 +762,19 @@ class Runtime:
         self.cluster.on_membership(membership)
 
     def refresh_peers(self) -> None:
-        """Dial every known node that is not removed: members, and nodes being added (a
-        joining node has no membership yet but must answer its leader)."""
+        """Dial every known node whose removal is not committed: members, nodes being added
+        (a joining node has no membership yet but must answer its leader), and a node whose
+        removal is only appended: a leader removing itself still leads until that entry
+        commits (dissertation §4.2.2), and commits it only if our acknowledgements reach it
+        (dropping it at append left it to step down without an answer: outcome unknown)."""
         transport = self.transport
-        if transport is None or self._core is None:
+        core = self._core
+        if transport is None or core is None:
             return
-        membership = self._core.membership
-        known = self.directory.known_ids() | membership.members
-        transport.set_peers(self.directory.peers_for(known - membership.removed))
+        membership = core.membership
+        gone = membership.removed & core.membership_at(core.log.committed).removed
+        known = self.directory.known_ids() | membership.members | membership.removed
+        transport.set_peers(self.directory.peers_for(known - gone))
 
     def loop_kick(self) -> None:
         self._kick()

@@ -4,6 +4,7 @@ caught up), shrink back to 3, transfer leadership under load. Nothing acknowledg
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,3 +94,21 @@ def test_transfer_leadership_under_load(cluster: LocalCluster) -> None:
             assert cluster.wait_for_leader(not_=leader) == target
             subs.wait_for(len(subs.acked) + 20)
     _assert_all_present(cluster, subs.acked)
+
+
+def test_removing_the_leader_answers_once_the_removal_commits(tmp_path: Path) -> None:
+    """The leader removing itself keeps leading until the removal commits (dissertation
+    §4.2.2). The followers used to stop talking to it as soon as they appended the entry,
+    so it never learned the commit, stepped down at its CheckQuorum and answered 503
+    outcome_unknown for a removal that had committed."""
+    with LocalCluster(tmp_path / "remove-leader", nodes=3) as c:
+        leader = c.wait_for_leader()
+        ok = c.post(leader, "/v1/jobs", {"id": "before-removal", "queue": "rm"})
+        assert ok.status == 201, ok.body
+        res = c.request(leader, "DELETE", f"/v1/cluster/members/{leader}")
+        assert res.status == 200, res.body
+        assert res.body["removed"] == leader and res.body["result"]["removed"] is True
+        new_leader = c.wait_for_leader(not_=leader)
+        assert sorted(_members(c, new_leader)) == sorted(i for i in c.nodes if i != leader)
+        rest = c.get(new_leader, "/v1/jobs/before-removal")
+        assert rest.status == 200 and rest.body["id"] == "before-removal"
