@@ -105,18 +105,8 @@ def enqueue_throughput(url: str, concurrency: int, duration_s: float) -> dict[st
         q.enqueue(JOB_FUNC, *JOB_ARGS)
         return 1
 
-    lats, jobs, errors, elapsed = _run_threads(
-        url, f"rq-c{concurrency}", concurrency, duration_s, one
-    )
-    return {
-        "concurrency": concurrency,
-        "seconds": round(elapsed, 2),
-        "requests": len(lats),
-        "errors": errors,
-        "per_s": round(jobs / elapsed),
-        "p50_ms": pct(lats, 0.5),
-        "p99_ms": pct(lats, 0.99),
-    }
+    run = _run_threads(url, f"rq-c{concurrency}", concurrency, duration_s, one)
+    return _rates(concurrency, *run)
 
 
 def enqueue_batch(url: str, duration_s: float) -> dict[str, Any]:
@@ -124,9 +114,14 @@ def enqueue_batch(url: str, duration_s: float) -> dict[str, Any]:
         datas = [Queue.prepare_data(JOB_FUNC, JOB_ARGS) for _ in range(BATCH_JOBS)]
         return len(q.enqueue_many(datas))
 
-    lats, jobs, errors, elapsed = _run_threads(url, "rq-batch", BATCH_THREADS, duration_s, many)
+    return _rates(BATCH_THREADS, *_run_threads(url, "rq-batch", BATCH_THREADS, duration_s, many))
+
+
+def _rates(
+    concurrency: int, lats: list[float], jobs: int, errors: int, elapsed: float
+) -> dict[str, Any]:
     return {
-        "concurrency": BATCH_THREADS,
+        "concurrency": concurrency,
         "seconds": round(elapsed, 2),
         "requests": len(lats),
         "errors": errors,

@@ -11,30 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from jepsen.history import NEMESIS_PROCESS, read_history
 from jepsen.runner import RunOptions, RunResult, run_test
+from tests.jepsen.pids import pid_gone
 
 
 def run(options: RunOptions) -> RunResult:
     return asyncio.run(run_test(options))
-
-
-def pid_gone(pid: int) -> bool:
-    """No such process, or a zombie nobody reaped yet (it runs no code)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] == "Z"
 
 
 def assert_every_node_stopped(result: RunResult) -> None:

@@ -18,21 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.jepsen.pids import pid_gone
+
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 60.0
-
-
-def pid_gone(pid: int) -> bool:
-    """No such process, or a zombie nobody reaped yet (it runs no code)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] == "Z"
 
 
 def wait_for_pause(history: Path, proc: subprocess.Popen[bytes]) -> None:
