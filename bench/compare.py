@@ -138,23 +138,16 @@ def revision() -> str:
     """The commit measured, and whether raftsched's or the bench's files had uncommitted
     changes (the working tree is shared while people work: say what really ran)."""
     root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30
+        )
+        return done.stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "raftsched", "bench"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "raftsched", "bench")
     except (OSError, subprocess.SubprocessError):
         return "unknown (no git)"
     return head + (" + uncommitted changes in raftsched/ or bench/" if dirty else "")
